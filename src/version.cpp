@@ -1,0 +1,5 @@
+#include "qnoise/version.h"
+
+namespace qnoise {
+std::string version() { return QNOISE_VERSION; }
+}  // namespace qnoise
