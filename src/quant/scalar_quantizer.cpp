@@ -19,7 +19,12 @@ void check_weight(const at::Tensor& weight) {
   QNOISE_CHECK(weight.defined() && weight.numel() > 0, "cannot quantize an empty weight");
   QNOISE_CHECK(weight.is_floating_point(), "cannot quantize a weight of dtype ",
                weight.scalar_type(), ": expected a floating-point tensor");
-  QNOISE_CHECK(at::isfinite(weight).all().item<bool>(),
+}
+
+// min and max propagate NaN and infinities, so checking them checks every weight without
+// another pass over the tensor (observe runs in every Quant-Noise forward).
+void check_finite(const at::Tensor& row_min, const at::Tensor& row_max) {
+  QNOISE_CHECK(at::isfinite(row_min).all().item<bool>() && at::isfinite(row_max).all().item<bool>(),
                "cannot quantize a weight that holds NaN or infinite values");
 }
 
@@ -93,6 +98,7 @@ ScalarQParams ScalarQuantizer::observe(const at::Tensor& weight) const {
   const int64_t channels = options_.per_channel ? weight.size(0) : 1;
   at::Tensor rows = as_channel_rows(weight.detach(), channels);
   auto [row_min, row_max] = at::aminmax(rows, 1);
+  check_finite(row_min, row_max);
   // The range always holds 0, so zero weights (padding, pruned rows) are represented exactly.
   at::Tensor lower = row_min.clamp_max(0);
   at::Tensor upper = row_max.clamp_min(0);

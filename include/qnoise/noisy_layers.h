@@ -1,0 +1,79 @@
+#pragma once
+// Quant-Noise on the Linear, Conv2d and Embedding layers of any torch::nn model, chosen by name,
+// without changing the model's code. A layer's forward reads its public `weight` member, so for
+// the duration of a NoiseScope that member holds a freshly drawn noisy copy of the registered
+// parameter; when the scope ends it holds the parameter again. Gradients reach the parameter
+// straight through, and optimizers, state dicts and checkpoints only ever see the parameter.
+//
+//   qnoise::NoisyLayers noisy(*model, {{"*fc*", 0.1, 8, qnoise::NoiseFunction::pq()}});
+//   for (...) {
+//     torch::Tensor loss;
+//     { auto scope = noisy.draw(); loss = criterion(model->forward(x), y); }
+//     loss.backward(); optimizer.step();
+//   }
+#include <torch/nn/module.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qnoise/block_layout.h"
+#include "qnoise/quant_noise.h"
+
+namespace qnoise {
+
+struct NoiseTarget {
+  // Glob over module names as named_modules() gives them ("layers.0.ffn.fc1"): '*' matches any
+  // run of characters (dots included), '?' one character.
+  std::string pattern;
+  double rate = 0.1;
+  int64_t block_size = 8;
+  NoiseFunction function = NoiseFunction::pq();
+};
+
+// True when `name` matches the glob `pattern` as a whole.
+bool glob_match(const std::string& pattern, const std::string& name);
+
+class NoisyLayers {
+ public:
+  struct Layer {
+    std::string name;
+    std::shared_ptr<torch::nn::Module> module;
+    at::Tensor* weight_slot;  // the module's public `weight` member
+    BlockLayout layout;
+    size_t target;  // index into targets()
+  };
+
+  // Each Linear/Conv2d/Embedding submodule takes the first target whose pattern matches its name.
+  // Throws qnoise::Error when a pattern matches no such layer (listing the layers there are) or a
+  // block size does not divide a matched layer.
+  NoisyLayers(torch::nn::Module& model, std::vector<NoiseTarget> targets);
+
+  class Scope {
+   public:
+    explicit Scope(const NoisyLayers* owner) : owner_(owner) {}
+    Scope(Scope&& other) noexcept : owner_(other.owner_) { other.owner_ = nullptr; }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+    Scope& operator=(Scope&&) = delete;
+    ~Scope();
+
+   private:
+    const NoisyLayers* owner_;
+  };
+
+  // Puts freshly drawn noisy weights on every chosen layer that is in training mode (layers in
+  // eval mode keep their parameter) until the returned scope ends.
+  [[nodiscard]] Scope draw() const;
+
+  const std::vector<Layer>& layers() const { return layers_; }
+  const std::vector<NoiseTarget>& targets() const { return targets_; }
+
+ private:
+  void restore() const;
+
+  std::vector<NoiseTarget> targets_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace qnoise

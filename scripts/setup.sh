@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs every Debian package qnoise needs (idempotent, non-interactive), then configures and
+# builds it in build/ (Release). Then, on request:
+#   --test   run the test suite (ctest); exits non-zero when a test fails
+#   --demo   run `qnoise demo` on built-in default data
+#   --no-install   skip the package step (packages already there, or no root)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run_tests=0
+run_demo=0
+install=1
+for arg in "$@"; do
+  case "$arg" in
+    --test) run_tests=1 ;;
+    --demo) run_demo=1 ;;
+    --no-install) install=0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+packages=(
+  cmake g++ make ccache pkg-config
+  libtorch-dev libopenblas-dev            # tensors and autograd; OpenBLAS, or matmuls run ~40x slower
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libcli11-dev nlohmann-json3-dev zlib1g-dev
+  dataset-fashion-mnist bible-kjv         # the real data sets: Fashion-MNIST IDX files, the KJV Bible
+)
+
+if [ "$install" = 1 ]; then
+  missing=()
+  for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "setup.sh: installing ${missing[*]}"
+    $sudo apt-get update -q
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+  fi
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$jobs"
+
+if [ "$run_tests" = 1 ]; then
+  ctest --test-dir build --output-on-failure -j "$jobs" --timeout 300
+fi
+if [ "$run_demo" = 1 ]; then
+  ./build/qnoise demo
+fi

@@ -1,0 +1,94 @@
+#include "qnoise/noisy_layers.h"
+
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+
+#include "qnoise/error.h"
+
+namespace qnoise {
+
+bool glob_match(const std::string& pattern, const std::string& name) {
+  // Iterative wildcard matching with backtracking to the last '*'.
+  size_t p = 0, n = 0, star = std::string::npos, resume = 0;
+  while (n < name.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == name[n])) {
+      ++p, ++n;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++, resume = n;
+    } else if (star != std::string::npos) {
+      p = star + 1, n = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+namespace {
+
+struct WeightSlot {
+  at::Tensor* weight = nullptr;
+  LayerKind kind = LayerKind::Linear;
+};
+
+// The weight member of the layer kinds Quant-Noise applies to; none for other modules.
+WeightSlot find_weight_slot(torch::nn::Module& module) {
+  if (auto* linear = module.as<torch::nn::Linear>()) return {&linear->weight, LayerKind::Linear};
+  if (auto* conv = module.as<torch::nn::Conv2d>()) return {&conv->weight, LayerKind::Conv2d};
+  if (auto* embedding = module.as<torch::nn::Embedding>())
+    return {&embedding->weight, LayerKind::Embedding};
+  return {};
+}
+
+}  // namespace
+
+NoisyLayers::NoisyLayers(torch::nn::Module& model, std::vector<NoiseTarget> targets)
+    : targets_(std::move(targets)) {
+  std::vector<bool> matched(targets_.size(), false);
+  std::string candidates;
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    WeightSlot slot = find_weight_slot(*item.value());
+    if (slot.weight == nullptr) continue;
+    candidates += (candidates.empty() ? "" : ", ") + item.key();
+    for (size_t t = 0; t < targets_.size(); ++t) {
+      if (!glob_match(targets_[t].pattern, item.key())) continue;
+      matched[t] = true;
+      try {
+        layers_.push_back({item.key(), item.value(), slot.weight,
+                           BlockLayout(slot.kind, slot.weight->sizes().vec(), targets_[t].block_size), t});
+      } catch (const Error& e) {
+        throw Error("layer '" + item.key() + "': " + e.what());
+      }
+      break;
+    }
+  }
+  for (size_t t = 0; t < targets_.size(); ++t)
+    QNOISE_CHECK(matched[t], "Quant-Noise pattern '", targets_[t].pattern,
+                 "' matches no Linear, Conv2d or Embedding layer; the model has: ",
+                 candidates.empty() ? std::string("none") : candidates);
+}
+
+NoisyLayers::Scope NoisyLayers::draw() const {
+  Scope scope(this);
+  for (const Layer& layer : layers_) {
+    if (!layer.module->is_training()) continue;
+    const NoiseTarget& target = targets_[layer.target];
+    // Read the registered parameter each time: loading or moving the model may have replaced it.
+    at::Tensor parameter = layer.module->named_parameters(/*recurse=*/false)["weight"];
+    *layer.weight_slot = quant_noise(parameter, layer.layout, target.rate, target.function);
+  }
+  return scope;
+}
+
+void NoisyLayers::restore() const {
+  for (const Layer& layer : layers_)
+    *layer.weight_slot = layer.module->named_parameters(/*recurse=*/false)["weight"];
+}
+
+NoisyLayers::Scope::~Scope() {
+  if (owner_ != nullptr) owner_->restore();
+}
+
+}  // namespace qnoise

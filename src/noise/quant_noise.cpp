@@ -1,0 +1,176 @@
+#include "qnoise/quant_noise.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <mutex>
+
+#include "noise/block_mask.h"
+#include "noise/noise_kernels.h"
+#include "qnoise/error.h"
+#include "qnoise/product_quantizer.h"
+
+namespace qnoise {
+
+NoiseFunction NoiseFunction::fake_quant(ScalarQuantizerOptions options) {
+  ScalarQuantizer check(options);  // validates bits
+  NoiseFunction function;
+  function.kind = NoiseKind::Scalar;
+  function.scalar = options;
+  return function;
+}
+
+NoiseFunction NoiseFunction::pq_exact(at::Tensor codebook) {
+  QNOISE_CHECK(codebook.defined() && codebook.dim() == 2 && codebook.size(0) > 0,
+               "pq-exact noise needs a [K, block_size] codebook");
+  NoiseFunction function;
+  function.kind = NoiseKind::PQExact;
+  function.codebook = std::move(codebook);
+  return function;
+}
+
+NoiseFunction NoiseFunction::parse(const std::string& name) {
+  if (name == "pq") return pq();
+  QNOISE_CHECK(name != "pq-exact", "pq-exact noise needs a codebook: build it with NoiseFunction::pq_exact");
+  if (name.size() >= 4 && name.compare(0, 3, "int") == 0) {
+    const std::string digits = name.substr(3);
+    QNOISE_CHECK(digits.find_first_not_of("0123456789") == std::string::npos,
+                 "unknown noise function '", name, "'");
+    return fake_quant(ScalarQuantizerOptions().set_bits(std::stoi(digits)));
+  }
+  throw Error("unknown noise function '" + name + "' (expected pq, int8, int4 or int<N>)");
+}
+
+std::string NoiseFunction::name() const {
+  switch (kind) {
+    case NoiseKind::PQ: return "pq";
+    case NoiseKind::Scalar: return "int" + std::to_string(scalar.bits);
+    case NoiseKind::PQExact: return "pq-exact";
+  }
+  return "unknown";
+}
+
+namespace {
+
+void check_arguments(const at::Tensor& weight, const BlockLayout& layout, double rate,
+                     const NoiseFunction& function) {
+  QNOISE_CHECK(rate >= 0.0 && rate <= 1.0, "Quant-Noise rate must be in [0, 1], got ", rate);
+  QNOISE_CHECK(!(function.kind == NoiseKind::PQ && rate >= 1.0),
+               "pq noise with rate 1 would zero every block; use pq-exact noise for QAT");
+  QNOISE_CHECK(weight.defined() && weight.sizes().vec() == layout.weight_shape(), "Quant-Noise expected a ",
+               layout.describe(), ", got shape ",
+               weight.defined() ? shape_to_string(weight.sizes().vec()) : std::string("(none)"));
+  QNOISE_CHECK(weight.is_floating_point(), "Quant-Noise needs a floating-point weight");
+  if (function.kind == NoiseKind::PQExact)
+    QNOISE_CHECK(function.codebook.size(1) == layout.block_size(), "pq-exact codebook has blocks of ",
+                 function.codebook.size(1), " but the layout is ", layout.describe());
+}
+
+uint64_t draw_seed() {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get<at::CPUGeneratorImpl>()->random64();
+}
+
+at::Tensor nearest_centroids(const at::Tensor& blocks, const at::Tensor& codebook) {
+  ProductQuantizer quantizer(codebook.size(1),
+                             ProductQuantizerOptions().set_n_centroids(codebook.size(0)));
+  quantizer.set_codebook(codebook.to(at::kFloat));
+  return quantizer.decode(quantizer.compute_codes(blocks.to(at::kFloat)));
+}
+
+at::Tensor fused_cpu_noise(const at::Tensor& weight, const BlockLayout& layout, double rate,
+                           const NoiseFunction& function, uint64_t seed) {
+  BlockMaskSampler sampler(rate, seed);
+  at::Tensor out = at::empty_like(weight);
+  if (function.kind == NoiseKind::PQ) {
+    kernels::pq_noise(weight.data_ptr<float>(), out.data_ptr<float>(), layout.n_blocks(),
+                      layout.block_size(), sampler, static_cast<float>(1.0 / (1.0 - rate)));
+    return out;
+  }
+  ScalarQParams qparams = ScalarQuantizer(function.scalar).observe(weight);
+  at::Tensor zero_point = qparams.zero_point.contiguous();
+  kernels::RowQParams row_qparams{qparams.scale.data_ptr<float>(), zero_point.data_ptr<int32_t>(),
+                                  qparams.channels() == 1, static_cast<float>(qparams.quant_max())};
+  kernels::scalar_noise(weight.data_ptr<float>(), out.data_ptr<float>(), layout.n_rows(),
+                        layout.row_length(), layout.block_size(), row_qparams, sampler);
+  return out;
+}
+
+at::Tensor noisy_weight(const at::Tensor& weight, const BlockLayout& layout, double rate,
+                        const NoiseFunction& function, uint64_t seed) {
+  const bool fused = weight.device().is_cpu() && weight.scalar_type() == at::kFloat &&
+                     weight.is_contiguous() && function.kind != NoiseKind::PQExact;
+  if (fused) return fused_cpu_noise(weight, layout, rate, function, seed);
+  at::Tensor mask = quant_noise_mask(layout, rate, seed).to(weight.device());
+  return apply_noise_reference(weight, layout, mask, rate, function);
+}
+
+// Forward: the noisy weight; backward: the upstream gradient unchanged (straight through), for
+// noised and clean blocks alike.
+class QuantNoiseFunction : public torch::autograd::Function<QuantNoiseFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext*, const at::Tensor& weight,
+                            const BlockLayout* layout, double rate, const NoiseFunction* function,
+                            uint64_t seed) {
+    return noisy_weight(weight, *layout, rate, *function, seed);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
+                                                 torch::autograd::variable_list grad_outputs) {
+    return {grad_outputs[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor quant_noise_mask(const BlockLayout& layout, double rate, uint64_t seed) {
+  at::Tensor mask = at::empty({layout.n_blocks()}, at::kBool);
+  BlockMaskSampler(rate, seed).fill(0, layout.n_blocks(), mask.data_ptr<bool>());
+  return mask;
+}
+
+at::Tensor apply_noise_reference(const at::Tensor& weight, const BlockLayout& layout,
+                                 const at::Tensor& block_mask, double rate,
+                                 const NoiseFunction& function) {
+  check_arguments(weight, layout, rate, function);
+  at::NoGradGuard no_grad;
+  switch (function.kind) {
+    case NoiseKind::PQ: {
+      at::Tensor chosen = layout.expand_per_block(block_mask);
+      const auto keep_scale = static_cast<float>(1.0 / (1.0 - rate));
+      return at::where(chosen, at::zeros_like(weight), weight * keep_scale);
+    }
+    case NoiseKind::Scalar: {
+      ScalarQuantizer quantizer(function.scalar);
+      ScalarQParams qparams = quantizer.observe(weight);
+      at::Tensor quantized = quantizer.decode(quantizer.compute_codes(weight, qparams), qparams);
+      return at::where(layout.expand_per_block(block_mask), quantized.to(weight.dtype()), weight);
+    }
+    case NoiseKind::PQExact: {
+      at::Tensor blocks = layout.to_blocks(weight).clone();
+      at::Tensor chosen = block_mask.nonzero().flatten();
+      if (chosen.numel() > 0) {
+        at::Tensor replaced = nearest_centroids(blocks.index_select(0, chosen), function.codebook);
+        blocks.index_copy_(0, chosen, replaced.to(blocks.dtype()));
+      }
+      return layout.from_blocks(blocks);
+    }
+  }
+  return weight;
+}
+
+at::Tensor quant_noise_with_seed(const at::Tensor& weight, const BlockLayout& layout, double rate,
+                                 const NoiseFunction& function, uint64_t seed) {
+  check_arguments(weight, layout, rate, function);
+  return QuantNoiseFunction::apply(weight, &layout, rate, &function, seed);
+}
+
+at::Tensor quant_noise(const at::Tensor& weight, const BlockLayout& layout, double rate,
+                       const NoiseFunction& function, bool training) {
+  check_arguments(weight, layout, rate, function);
+  if (!training || rate == 0.0) return weight;
+  return QuantNoiseFunction::apply(weight, &layout, rate, &function, draw_seed());
+}
+
+}  // namespace qnoise
