@@ -1,0 +1,17 @@
+#pragma once
+// How subcommands plug into the `qnoise` program: each registers its options on a CLI11
+// subcommand and leaves an action that main() runs once parsing succeeded and threads are set.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace qnoise::cli {
+
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<void()> run;
+};
+
+Command add_demo_command(CLI::App& parent);
+
+}  // namespace qnoise::cli
