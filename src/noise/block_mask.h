@@ -1,36 +1,45 @@
 #pragma once
 // Bernoulli(rate) choice of blocks as a pure function of (seed, block index): a counter-based
-// generator (the splitmix64 finaliser) gives four 16-bit uniforms per 64-bit hash. Any thread can
-// draw any range of blocks, and the fused kernels and the reference path draw the same mask.
+// 32-bit hash (Wellons' "lowbias32" mixer) of the block index and the seed. Any thread can draw
+// any range of blocks, SIMD kernels hash eight blocks at once, and the fused kernels and the
+// reference path draw the same mask. The rate is honoured to 2^-24; block indices are taken
+// modulo 2^32 (a weight of more than four billion blocks would repeat its mask).
 #include <cstdint>
+
+#include "quant/affine_qparams.h"  // QNOISE_ALWAYS_INLINE
 
 namespace qnoise {
 
 class BlockMaskSampler {
  public:
+  static constexpr uint32_t kIndexMultiplier = 0x9E3779B9u;  // spreads consecutive indices
+  static constexpr uint32_t kMix1 = 0x7feb352du;
+  static constexpr uint32_t kMix2 = 0x846ca68bu;
+
   BlockMaskSampler(double rate, uint64_t seed);
 
-  // The 64 random bits shared by blocks 4g .. 4g+3.
-  uint64_t group_bits(int64_t group) const {
-    uint64_t z = seed_ + static_cast<uint64_t>(group) * 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
+  QNOISE_ALWAYS_INLINE static uint32_t mix(uint32_t x) {
+    x ^= x >> 16;
+    x *= kMix1;
+    x ^= x >> 15;
+    x *= kMix2;
+    x ^= x >> 16;
+    return x;
   }
-  bool chosen_in_group(uint64_t bits, int64_t block) const {
-    return ((bits >> ((block & 3) * 16)) & 0xFFFF) < threshold_;
+  QNOISE_ALWAYS_INLINE bool chosen(int64_t block) const {
+    return (mix(static_cast<uint32_t>(block) * kIndexMultiplier + key_) >> 8) < threshold_;
   }
-  bool chosen(int64_t block) const { return chosen_in_group(group_bits(block >> 2), block); }
-
   // Fills mask[0..n) for blocks first .. first + n - 1.
   void fill(int64_t first, int64_t n, bool* mask) const;
 
-  // The probability actually used: round(rate * 2^16) / 2^16.
-  double effective_rate() const { return threshold_ / 65536.0; }
+  uint32_t key() const { return key_; }
+  uint32_t threshold() const { return threshold_; }  // chosen when (hash >> 8) < threshold
+  // The probability actually used: round(rate * 2^24) / 2^24.
+  double effective_rate() const { return threshold_ / 16777216.0; }
 
  private:
-  uint64_t seed_;
-  uint32_t threshold_;  // 0 .. 65536
+  uint32_t key_;
+  uint32_t threshold_;  // 0 .. 2^24
 };
 
 }  // namespace qnoise

@@ -1,9 +1,11 @@
 #pragma once
 // Fused CPU kernels for Quant-Noise: draw the mask and write the noisy weight in one pass over a
 // contiguous float32 weight, so the noise costs about one copy of the weight per forward pass.
+// No torch in this header: the AVX2 versions are compiled with their own flags.
 #include <cstdint>
 
 #include "noise/block_mask.h"
+#include "quant/affine_qparams.h"
 
 namespace qnoise::kernels {
 
@@ -11,17 +13,47 @@ namespace qnoise::kernels {
 void pq_noise(const float* weight, float* out, int64_t n_blocks, int64_t block_size,
               const BlockMaskSampler& sampler, float keep_scale);
 
-// Per-row affine quantization parameters (one shared row when per_tensor).
-struct RowQParams {
-  const float* scale;
-  const int32_t* zero_point;
-  bool per_tensor;
-  float quant_max;
+struct ScalarNoiseSpec {
+  int bits = 8;
+  bool symmetric = false;
+  // Given quantization parameters (one per row, or one in all when per_tensor); when null each
+  // row's min-max range is found inside the kernel while the row is in cache.
+  const AffineQParams* qparams = nullptr;
+  bool per_tensor = false;
 };
 
-// out = weight with the values of chosen blocks replaced by (clamp(round(w / scale) + zp) - zp) *
-// scale, computed exactly as ScalarQuantizer does (multiplying by the float reciprocal).
-void scalar_noise(const float* weight, float* out, int64_t n_rows, int64_t row_length,
-                  int64_t block_size, const RowQParams& qparams, const BlockMaskSampler& sampler);
+// A block of rows of the weight: weight and out point at row `first_row`.
+struct RowRange {
+  const float* weight;
+  float* out;
+  int64_t first_row;
+  int64_t n_rows;
+  int64_t row_length;
+  int64_t block_size;
+};
+
+// out = weight with the values of chosen blocks replaced by their fake-quantized value, computed
+// exactly as ScalarQuantizer does. Returns false when a row's range had to be found and the row
+// holds NaN or infinity.
+bool scalar_noise(const float* weight, float* out, int64_t n_rows, int64_t row_length,
+                  int64_t block_size, const ScalarNoiseSpec& spec, const BlockMaskSampler& sampler);
+
+// The row kernels behind scalar_noise (tests check that they agree). `mask` has room for one
+// int32 per value of a row.
+bool scalar_noise_rows_portable(const RowRange& rows, const ScalarNoiseSpec& spec,
+                                const BlockMaskSampler& sampler, int32_t* mask);
+bool scalar_noise_rows_avx2(const RowRange& rows, const ScalarNoiseSpec& spec,
+                            const BlockMaskSampler& sampler, int32_t* mask);
+
+// (clamp(round(x / scale) + zp, 0, quant_max) - zp) * scale, multiplying by the reciprocal.
+QNOISE_ALWAYS_INLINE float fake_quantize_value(float x, float inverse_scale, float zero_point, float quant_max,
+                                 float scale) {
+  const float code = std::min(std::max(round_half_even(x * inverse_scale) + zero_point, 0.0f), quant_max);
+  return (code - zero_point) * scale;
+}
+
+// mask[i] = -1 when value i of row `row_index` lies in a chosen block, else 0.
+void fill_row_mask(const BlockMaskSampler& sampler, int64_t row_index, int64_t row_length,
+                   int64_t block_size, int32_t* mask);
 
 }  // namespace qnoise::kernels

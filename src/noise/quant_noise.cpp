@@ -10,6 +10,7 @@
 #include "noise/noise_kernels.h"
 #include "qnoise/error.h"
 #include "qnoise/product_quantizer.h"
+#include "quant/affine_qparams.h"
 
 namespace qnoise {
 
@@ -89,12 +90,25 @@ at::Tensor fused_cpu_noise(const at::Tensor& weight, const BlockLayout& layout, 
                       layout.block_size(), sampler, static_cast<float>(1.0 / (1.0 - rate)));
     return out;
   }
-  ScalarQParams qparams = ScalarQuantizer(function.scalar).observe(weight);
-  at::Tensor zero_point = qparams.zero_point.contiguous();
-  kernels::RowQParams row_qparams{qparams.scale.data_ptr<float>(), zero_point.data_ptr<int32_t>(),
-                                  qparams.channels() == 1, static_cast<float>(qparams.quant_max())};
-  kernels::scalar_noise(weight.data_ptr<float>(), out.data_ptr<float>(), layout.n_rows(),
-                        layout.row_length(), layout.block_size(), row_qparams, sampler);
+  kernels::ScalarNoiseSpec spec;
+  spec.bits = function.scalar.bits;
+  spec.symmetric = function.scalar.symmetric;
+  // Per-channel min-max ranges are found inside the kernel; other observers run beforehand.
+  std::vector<AffineQParams> given;
+  if (!function.scalar.per_channel || function.scalar.observer != ScalarObserver::MinMax) {
+    ScalarQParams qparams = ScalarQuantizer(function.scalar).observe(weight);
+    at::Tensor zero_point = qparams.zero_point.cpu();
+    at::Tensor scale = qparams.scale.cpu();
+    for (int64_t c = 0; c < qparams.channels(); ++c)
+      given.push_back({scale.data_ptr<float>()[c], zero_point.data_ptr<int32_t>()[c]});
+    spec.qparams = given.data();
+    spec.per_tensor = qparams.channels() == 1;
+  }
+  const bool finite = kernels::scalar_noise(weight.data_ptr<float>(), out.data_ptr<float>(),
+                                            layout.n_rows(), layout.row_length(),
+                                            layout.block_size(), spec, sampler);
+  QNOISE_CHECK(finite, "cannot quantize a weight that holds NaN or infinite values (",
+               layout.describe(), ")");
   return out;
 }
 

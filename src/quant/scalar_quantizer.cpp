@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "qnoise/error.h"
+#include "quant/affine_qparams.h"
 
 namespace qnoise {
 
@@ -76,20 +77,22 @@ std::string ScalarQuantizer::name() const {
 
 ScalarQParams ScalarQuantizer::qparams_for_range(const at::Tensor& lower,
                                                  const at::Tensor& upper) const {
+  // A few numbers per channel: computed on the CPU with the same arithmetic as the fused kernels.
+  at::Tensor lower_cpu = lower.to(at::kCPU, at::kFloat).contiguous();
+  at::Tensor upper_cpu = upper.to(at::kCPU, at::kFloat).contiguous();
+  const int64_t channels = lower_cpu.numel();
+  at::Tensor scale = at::empty({channels}, at::kFloat);
+  at::Tensor zero_point = at::empty({channels}, at::kInt);
+  for (int64_t c = 0; c < channels; ++c) {
+    const AffineQParams channel = qnoise::qparams_for_range(
+        lower_cpu.data_ptr<float>()[c], upper_cpu.data_ptr<float>()[c], options_.bits, options_.symmetric);
+    scale.data_ptr<float>()[c] = channel.scale;
+    zero_point.data_ptr<int32_t>()[c] = channel.zero_point;
+  }
   ScalarQParams qparams;
   qparams.bits = options_.bits;
-  const auto quant_max = static_cast<float>(qparams.quant_max());
-  if (options_.symmetric) {
-    const auto half_levels = static_cast<float>((int64_t{1} << (options_.bits - 1)) - 1);
-    at::Tensor amax = at::maximum(upper, -lower);
-    qparams.scale = at::where(amax > 0, amax / half_levels, at::ones_like(amax));
-    qparams.zero_point = at::full_like(amax, int64_t{1} << (options_.bits - 1), at::kInt);
-  } else {
-    at::Tensor width = upper - lower;
-    qparams.scale = at::where(width > 0, width / quant_max, at::ones_like(width));
-    qparams.zero_point = (-lower / qparams.scale).round_().clamp_(0, quant_max).to(at::kInt);
-  }
-  qparams.scale = qparams.scale.contiguous();
+  qparams.scale = scale.to(lower.device());
+  qparams.zero_point = zero_point.to(lower.device());
   return qparams;
 }
 

@@ -1,0 +1,111 @@
+// AVX2 row kernel for scalar Quant-Noise. Compiled with -mavx2 -mfma and called only after a
+// CPU check; every step rounds exactly like the portable kernel (no fma contraction, same
+// rounding), so both give bit-identical weights.
+#include <immintrin.h>
+
+#include "noise/noise_kernels.h"
+
+namespace qnoise::kernels {
+
+namespace {
+
+// Eight blocks' hashes at once: the vector form of BlockMaskSampler::chosen.
+inline __m256i chosen_lanes(__m256i block_index, const BlockMaskSampler& sampler) {
+  __m256i x = _mm256_add_epi32(
+      _mm256_mullo_epi32(block_index, _mm256_set1_epi32(static_cast<int>(BlockMaskSampler::kIndexMultiplier))),
+      _mm256_set1_epi32(static_cast<int>(sampler.key())));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(BlockMaskSampler::kMix1)));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
+  x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(BlockMaskSampler::kMix2)));
+  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
+  // Both sides are below 2^25, so the signed comparison is the unsigned one.
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(sampler.threshold())),
+                            _mm256_srli_epi32(x, 8));
+}
+
+void fill_row_mask_avx2(const BlockMaskSampler& sampler, int64_t row_index, int64_t row_length,
+                        int64_t block_size, int32_t* mask) {
+  if (block_size != 1) {  // one hash per block: the portable fill is cheap enough
+    fill_row_mask(sampler, row_index, row_length, block_size, mask);
+    return;
+  }
+  const auto first = static_cast<uint32_t>(row_index * row_length);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  int64_t i = 0;
+  for (; i + 8 <= row_length; i += 8) {
+    const __m256i index = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(first + i)), lane);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask + i), chosen_lanes(index, sampler));
+  }
+  for (; i < row_length; ++i) mask[i] = sampler.chosen(row_index * row_length + i) ? -1 : 0;
+}
+
+// [min(row, 0), max(row, 0)]; false when the row holds NaN or infinity.
+bool row_range(const float* row, int64_t length, float* lower, float* upper) {
+  __m256 low = _mm256_setzero_ps(), high = _mm256_setzero_ps(), probe = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= length; i += 8) {
+    const __m256 x = _mm256_loadu_ps(row + i);
+    low = _mm256_min_ps(low, x);
+    high = _mm256_max_ps(high, x);
+    probe = _mm256_add_ps(probe, _mm256_mul_ps(x, _mm256_setzero_ps()));
+  }
+  alignas(32) float low_lanes[8], high_lanes[8], probe_lanes[8];
+  _mm256_store_ps(low_lanes, low);
+  _mm256_store_ps(high_lanes, high);
+  _mm256_store_ps(probe_lanes, probe);
+  float l = 0.0f, h = 0.0f, p = 0.0f;
+  for (int k = 0; k < 8; ++k) {
+    l = std::min(l, low_lanes[k]);
+    h = std::max(h, high_lanes[k]);
+    p += probe_lanes[k];
+  }
+  for (; i < length; ++i) {
+    l = std::min(l, row[i]);
+    h = std::max(h, row[i]);
+    p += row[i] * 0.0f;
+  }
+  *lower = l;
+  *upper = h;
+  return p == 0.0f;
+}
+
+}  // namespace
+
+bool scalar_noise_rows_avx2(const RowRange& rows, const ScalarNoiseSpec& spec,
+                            const BlockMaskSampler& sampler, int32_t* mask) {
+  const auto quant_max = static_cast<float>((1 << spec.bits) - 1);
+  for (int64_t r = 0; r < rows.n_rows; ++r) {
+    const float* src = rows.weight + r * rows.row_length;
+    float* dst = rows.out + r * rows.row_length;
+    const int64_t row_index = rows.first_row + r;
+    AffineQParams qparams;
+    if (spec.qparams != nullptr) {
+      qparams = spec.qparams[spec.per_tensor ? 0 : row_index];
+    } else {
+      float lower, upper;
+      if (!row_range(src, rows.row_length, &lower, &upper)) return false;
+      qparams = qparams_for_range(lower, upper, spec.bits, spec.symmetric);
+    }
+    fill_row_mask_avx2(sampler, row_index, rows.row_length, rows.block_size, mask);
+    const float inverse_scale = 1.0f / qparams.scale;
+    const auto zero_point = static_cast<float>(qparams.zero_point);
+    const __m256 v_inverse = _mm256_set1_ps(inverse_scale), v_scale = _mm256_set1_ps(qparams.scale);
+    const __m256 v_zero_point = _mm256_set1_ps(zero_point), v_max = _mm256_set1_ps(quant_max);
+    int64_t i = 0;
+    for (; i + 8 <= rows.row_length; i += 8) {
+      const __m256 x = _mm256_loadu_ps(src + i);
+      __m256 code = _mm256_round_ps(_mm256_mul_ps(x, v_inverse), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      code = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(code, v_zero_point), _mm256_setzero_ps()), v_max);
+      const __m256 quantized = _mm256_mul_ps(_mm256_sub_ps(code, v_zero_point), v_scale);
+      const __m256 chosen = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mask + i)));
+      _mm256_storeu_ps(dst + i, _mm256_blendv_ps(x, quantized, chosen));
+    }
+    for (; i < rows.row_length; ++i)
+      dst[i] = mask[i] ? fake_quantize_value(src[i], inverse_scale, zero_point, quant_max, qparams.scale)
+                       : src[i];
+  }
+  return true;
+}
+
+}  // namespace qnoise::kernels
