@@ -1,0 +1,83 @@
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+Result run_qnoise(const std::string& arguments) {
+  const std::string command = std::string(QNOISE_BINARY) + " " + arguments + " 2>&1 </dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string output;
+  std::array<char, 4096> buffer;
+  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) output.append(buffer.data(), n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST(Cli, HelpAndVersion) {
+  auto help = run_qnoise("--help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_TRUE(contains(help.output, "demo")) << help.output;
+  auto version = run_qnoise("--version");
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_TRUE(contains(version.output, "qnoise 0.")) << version.output;
+  auto demo_help = run_qnoise("demo --help");
+  EXPECT_EQ(demo_help.exit_code, 0);
+  EXPECT_TRUE(contains(demo_help.output, "--block-size")) << demo_help.output;
+}
+
+TEST(Cli, UnknownCommandsAndOptionsFailWithAMessage) {
+  auto unknown_option = run_qnoise("demo --no-such-option");
+  EXPECT_NE(unknown_option.exit_code, 0);
+  EXPECT_TRUE(contains(unknown_option.output, "--no-such-option")) << unknown_option.output;
+  auto unknown_command = run_qnoise("frobnicate");
+  EXPECT_NE(unknown_command.exit_code, 0);
+  auto nothing = run_qnoise("");
+  EXPECT_NE(nothing.exit_code, 0);
+}
+
+TEST(Cli, DemoPrintsEverySchemeWithItsCompressionRatio) {
+  auto demo = run_qnoise("--threads 1 demo --rows 64 --cols 64 --centroids 16 --iterations 3");
+  ASSERT_EQ(demo.exit_code, 0) << demo.output;
+  for (const char* scheme : {"float32", "int8 affine", "int4 affine", "PQ K=16 block 8", "PQ K=16 block 4"})
+    EXPECT_TRUE(contains(demo.output, scheme)) << scheme << "\n" << demo.output;
+  // int8 of 64x64: 4096 code bytes + 64 channels x (fp32 scale + 1-byte zero point) = 4416 bytes:
+  // 8.625 bits per weight, 16384 / 4416 = 3.7x smaller than float.
+  EXPECT_TRUE(contains(demo.output, "8.625")) << demo.output;
+  EXPECT_TRUE(contains(demo.output, "3.7x")) << demo.output;
+}
+
+TEST(Cli, DemoRejectsABlockSizeThatDoesNotDivideTheLayer) {
+  auto demo = run_qnoise("demo --rows 16 --cols 30 --block-size 8");
+  EXPECT_EQ(demo.exit_code, 1);
+  EXPECT_TRUE(contains(demo.output, "block_size 8 does not divide in_features 30")) << demo.output;
+}
+
+TEST(Cli, DemoRejectsAMissingOrCorruptWeightFile) {
+  auto missing = run_qnoise("demo --weight /nonexistent/weight.pt");
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_TRUE(contains(missing.output, "/nonexistent/weight.pt")) << missing.output;
+  const std::string corrupt = testing::TempDir() + "qnoise_corrupt_weight.pt";
+  FILE* file = std::fopen(corrupt.c_str(), "wb");
+  ASSERT_NE(file, nullptr);
+  std::fputs("this is not a torch file", file);
+  std::fclose(file);
+  auto bad = run_qnoise("demo --weight " + corrupt);
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_TRUE(contains(bad.output, "is not a tensor saved with torch.save")) << bad.output;
+}
