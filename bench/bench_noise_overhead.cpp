@@ -2,13 +2,13 @@
 // 64, without noise and with pq noise (p = 0.1, blocks of 8) and int8 noise (p = 0.5, per weight)
 // on both layers, at 2 threads. Prints the medians and the noisy / plain ratios (target <= 1.10).
 //
-//   build/bench/bench_noise_overhead   (OpenBLAS uses all cores: 2 here; OMP_WAIT_POLICY is set
-//                                       to passive, see qnoise/threading.h)
+//   build/bench/bench_noise_overhead   (OpenBLAS uses all cores: 2 here; see qnoise/process_tuning.h
+//                                       for the OpenMP and malloc settings it makes)
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include "qnoise/noisy_layers.h"
-#include "qnoise/threading.h"
+#include "qnoise/process_tuning.h"
 #include "ratio_reporter.h"
 
 namespace {
@@ -54,7 +54,7 @@ BENCHMARK(BM_MlpStepInt4Noise)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 }  // namespace
 
 int main(int argc, char** argv) {
-  qnoise::restart_with_passive_openmp(argv);
+  qnoise::tune_process(argv);
   qnoise::bench::RatioReporter reporter;
   qnoise::bench::run_with_repetitions(argc, argv, reporter, 10);
   std::printf("\nQuant-Noise overhead, MLP 1024-4096-1024, batch 64, forward + backward (median ratios)\n");

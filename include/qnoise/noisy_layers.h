@@ -42,6 +42,7 @@ class NoisyLayers {
     at::Tensor* weight_slot;  // the module's public `weight` member
     BlockLayout layout;
     size_t target;  // index into targets()
+    at::Tensor workspace;  // the noisy weight's buffer, reused across steps
   };
 
   // Each Linear/Conv2d/Embedding submodule takes the first target whose pattern matches its name.
@@ -64,7 +65,7 @@ class NoisyLayers {
 
   // Puts freshly drawn noisy weights on every chosen layer that is in training mode (layers in
   // eval mode keep their parameter) until the returned scope ends.
-  [[nodiscard]] Scope draw() const;
+  [[nodiscard]] Scope draw();
 
   const std::vector<Layer>& layers() const { return layers_; }
   const std::vector<NoiseTarget>& targets() const { return targets_; }

@@ -7,7 +7,7 @@
 
 #include "cli/command.h"
 #include "qnoise/error.h"
-#include "qnoise/threading.h"
+#include "qnoise/process_tuning.h"
 #include "qnoise/version.h"
 
 namespace {
@@ -20,7 +20,7 @@ int default_threads() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  qnoise::restart_with_passive_openmp(argv);
+  qnoise::tune_process(argv);
   CLI::App app{"qnoise " + qnoise::version() +
                ": extreme model compression with Quant-Noise (int8, int4, iterative PQ)"};
   app.set_version_flag("--version", "qnoise " + qnoise::version());

@@ -24,20 +24,14 @@ void fill_row_mask(const BlockMaskSampler& sampler, int64_t row_index, int64_t r
   }
 }
 
-void pq_noise(const float* weight, float* out, int64_t n_blocks, int64_t block_size,
-              const BlockMaskSampler& sampler, float keep_scale) {
-  const int64_t grain = std::max<int64_t>(1, kGrainWeights / block_size);
-  at::parallel_for(0, n_blocks, grain, [&](int64_t first_block, int64_t last_block) {
-    for (int64_t block = first_block; block < last_block; ++block) {
-      const float* src = weight + block * block_size;
-      float* dst = out + block * block_size;
-      if (sampler.chosen(block)) {
-        std::fill(dst, dst + block_size, 0.0f);
-      } else {
-        for (int64_t k = 0; k < block_size; ++k) dst[k] = src[k] * keep_scale;
-      }
-    }
-  });
+void pq_noise_rows_portable(const RowRange& rows, const BlockMaskSampler& sampler, float keep_scale,
+                            int32_t* mask) {
+  for (int64_t r = 0; r < rows.n_rows; ++r) {
+    const float* src = rows.weight + r * rows.row_length;
+    float* dst = rows.out + r * rows.row_length;
+    fill_row_mask(sampler, rows.first_row + r, rows.row_length, rows.block_size, mask);
+    for (int64_t i = 0; i < rows.row_length; ++i) dst[i] = mask[i] ? 0.0f : src[i] * keep_scale;
+  }
 }
 
 bool scalar_noise_rows_portable(const RowRange& rows, const ScalarNoiseSpec& spec,
@@ -71,17 +65,42 @@ bool scalar_noise_rows_portable(const RowRange& rows, const ScalarNoiseSpec& spe
   return true;
 }
 
+namespace {
+
+// Runs row_kernel(rows, mask buffer) over all rows in parallel chunks.
+template <typename RowKernel>
+void for_row_chunks(const float* weight, float* out, int64_t n_rows, int64_t row_length,
+                    int64_t block_size, const RowKernel& row_kernel) {
+  const int64_t grain = std::max<int64_t>(1, kGrainWeights / row_length);
+  at::parallel_for(0, n_rows, grain, [&](int64_t first_row, int64_t last_row) {
+    std::vector<int32_t> mask(row_length);
+    row_kernel(RowRange{weight + first_row * row_length, out + first_row * row_length, first_row,
+                        last_row - first_row, row_length, block_size},
+               mask.data());
+  });
+}
+
+}  // namespace
+
+void pq_noise(const float* weight, float* out, int64_t n_rows, int64_t row_length,
+              int64_t block_size, const BlockMaskSampler& sampler, float keep_scale) {
+  const bool simd = cpu_has_avx2_fma();
+  for_row_chunks(weight, out, n_rows, row_length, block_size, [&](const RowRange& rows, int32_t* mask) {
+    if (simd) {
+      pq_noise_rows_avx2(rows, sampler, keep_scale, mask);
+    } else {
+      pq_noise_rows_portable(rows, sampler, keep_scale, mask);
+    }
+  });
+}
+
 bool scalar_noise(const float* weight, float* out, int64_t n_rows, int64_t row_length,
                   int64_t block_size, const ScalarNoiseSpec& spec, const BlockMaskSampler& sampler) {
   const bool simd = cpu_has_avx2_fma();
   std::atomic<bool> finite{true};
-  const int64_t grain = std::max<int64_t>(1, kGrainWeights / row_length);
-  at::parallel_for(0, n_rows, grain, [&](int64_t first_row, int64_t last_row) {
-    std::vector<int32_t> mask(row_length);
-    const RowRange rows{weight + first_row * row_length, out + first_row * row_length, first_row,
-                        last_row - first_row, row_length, block_size};
-    const bool ok = simd ? scalar_noise_rows_avx2(rows, spec, sampler, mask.data())
-                         : scalar_noise_rows_portable(rows, spec, sampler, mask.data());
+  for_row_chunks(weight, out, n_rows, row_length, block_size, [&](const RowRange& rows, int32_t* mask) {
+    const bool ok = simd ? scalar_noise_rows_avx2(rows, spec, sampler, mask)
+                         : scalar_noise_rows_portable(rows, spec, sampler, mask);
     if (!ok) finite = false;
   });
   return finite;

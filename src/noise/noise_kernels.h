@@ -9,19 +9,6 @@
 
 namespace qnoise::kernels {
 
-// out = weight with chosen blocks zeroed and the others multiplied by keep_scale.
-void pq_noise(const float* weight, float* out, int64_t n_blocks, int64_t block_size,
-              const BlockMaskSampler& sampler, float keep_scale);
-
-struct ScalarNoiseSpec {
-  int bits = 8;
-  bool symmetric = false;
-  // Given quantization parameters (one per row, or one in all when per_tensor); when null each
-  // row's min-max range is found inside the kernel while the row is in cache.
-  const AffineQParams* qparams = nullptr;
-  bool per_tensor = false;
-};
-
 // A block of rows of the weight: weight and out point at row `first_row`.
 struct RowRange {
   const float* weight;
@@ -32,22 +19,39 @@ struct RowRange {
   int64_t block_size;
 };
 
+// out = weight with chosen blocks zeroed and the others multiplied by keep_scale.
+void pq_noise(const float* weight, float* out, int64_t n_rows, int64_t row_length,
+              int64_t block_size, const BlockMaskSampler& sampler, float keep_scale);
+
+struct ScalarNoiseSpec {
+  int bits = 8;
+  bool symmetric = false;
+  // Given quantization parameters (one per row, or one in all when per_tensor); when null each
+  // row's min-max range is found inside the kernel while the row is in cache.
+  const AffineQParams* qparams = nullptr;
+  bool per_tensor = false;
+};
+
 // out = weight with the values of chosen blocks replaced by their fake-quantized value, computed
 // exactly as ScalarQuantizer does. Returns false when a row's range had to be found and the row
 // holds NaN or infinity.
 bool scalar_noise(const float* weight, float* out, int64_t n_rows, int64_t row_length,
                   int64_t block_size, const ScalarNoiseSpec& spec, const BlockMaskSampler& sampler);
 
-// The row kernels behind scalar_noise (tests check that they agree). `mask` has room for one
-// int32 per value of a row.
+// The row kernels behind pq_noise and scalar_noise (tests check that each pair agrees). `mask`
+// has room for one int32 per value of a row.
+void pq_noise_rows_portable(const RowRange& rows, const BlockMaskSampler& sampler, float keep_scale,
+                            int32_t* mask);
+void pq_noise_rows_avx2(const RowRange& rows, const BlockMaskSampler& sampler, float keep_scale,
+                        int32_t* mask);
 bool scalar_noise_rows_portable(const RowRange& rows, const ScalarNoiseSpec& spec,
                                 const BlockMaskSampler& sampler, int32_t* mask);
 bool scalar_noise_rows_avx2(const RowRange& rows, const ScalarNoiseSpec& spec,
                             const BlockMaskSampler& sampler, int32_t* mask);
 
 // (clamp(round(x / scale) + zp, 0, quant_max) - zp) * scale, multiplying by the reciprocal.
-QNOISE_ALWAYS_INLINE float fake_quantize_value(float x, float inverse_scale, float zero_point, float quant_max,
-                                 float scale) {
+QNOISE_ALWAYS_INLINE float fake_quantize_value(float x, float inverse_scale, float zero_point,
+                                               float quant_max, float scale) {
   const float code = std::min(std::max(round_half_even(x * inverse_scale) + zero_point, 0.0f), quant_max);
   return (code - zero_point) * scale;
 }

@@ -72,6 +72,38 @@ bool row_range(const float* row, int64_t length, float* lower, float* upper) {
 
 }  // namespace
 
+void pq_noise_rows_avx2(const RowRange& rows, const BlockMaskSampler& sampler, float keep_scale,
+                        int32_t* mask) {
+  const __m256 v_keep = _mm256_set1_ps(keep_scale);
+  const int64_t block_size = rows.block_size, blocks_per_row = rows.row_length / block_size;
+  for (int64_t r = 0; r < rows.n_rows; ++r) {
+    const float* src = rows.weight + r * rows.row_length;
+    float* dst = rows.out + r * rows.row_length;
+    if (block_size < 8) {  // several blocks per vector: blend with a mask of the row
+      fill_row_mask_avx2(sampler, rows.first_row + r, rows.row_length, block_size, mask);
+      int64_t i = 0;
+      for (; i + 8 <= rows.row_length; i += 8) {
+        const __m256 kept = _mm256_mul_ps(_mm256_loadu_ps(src + i), v_keep);
+        const __m256 chosen = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mask + i)));
+        _mm256_storeu_ps(dst + i, _mm256_blendv_ps(kept, _mm256_setzero_ps(), chosen));
+      }
+      for (; i < rows.row_length; ++i) dst[i] = mask[i] ? 0.0f : src[i] * keep_scale;
+      continue;
+    }
+    // One hash per block, then whole vectors of the block zeroed or scaled.
+    for (int64_t j = 0; j < blocks_per_row; ++j) {
+      const float* block_src = src + j * block_size;
+      float* block_dst = dst + j * block_size;
+      const bool chosen = sampler.chosen((rows.first_row + r) * blocks_per_row + j);
+      int64_t k = 0;
+      for (; k + 8 <= block_size; k += 8)
+        _mm256_storeu_ps(block_dst + k, chosen ? _mm256_setzero_ps()
+                                               : _mm256_mul_ps(_mm256_loadu_ps(block_src + k), v_keep));
+      for (; k < block_size; ++k) block_dst[k] = chosen ? 0.0f : block_src[k] * keep_scale;
+    }
+  }
+}
+
 bool scalar_noise_rows_avx2(const RowRange& rows, const ScalarNoiseSpec& spec,
                             const BlockMaskSampler& sampler, int32_t* mask) {
   const auto quant_max = static_cast<float>((1 << spec.bits) - 1);

@@ -57,7 +57,8 @@ NoisyLayers::NoisyLayers(torch::nn::Module& model, std::vector<NoiseTarget> targ
       matched[t] = true;
       try {
         layers_.push_back({item.key(), item.value(), slot.weight,
-                           BlockLayout(slot.kind, slot.weight->sizes().vec(), targets_[t].block_size), t});
+                           BlockLayout(slot.kind, slot.weight->sizes().vec(), targets_[t].block_size), t,
+                           at::Tensor()});
       } catch (const Error& e) {
         throw Error("layer '" + item.key() + "': " + e.what());
       }
@@ -70,14 +71,15 @@ NoisyLayers::NoisyLayers(torch::nn::Module& model, std::vector<NoiseTarget> targ
                  candidates.empty() ? std::string("none") : candidates);
 }
 
-NoisyLayers::Scope NoisyLayers::draw() const {
+NoisyLayers::Scope NoisyLayers::draw() {
   Scope scope(this);
-  for (const Layer& layer : layers_) {
+  for (Layer& layer : layers_) {
     if (!layer.module->is_training()) continue;
     const NoiseTarget& target = targets_[layer.target];
     // Read the registered parameter each time: loading or moving the model may have replaced it.
     at::Tensor parameter = layer.module->named_parameters(/*recurse=*/false)["weight"];
-    *layer.weight_slot = quant_noise(parameter, layer.layout, target.rate, target.function);
+    *layer.weight_slot = quant_noise(parameter, layer.layout, target.rate, target.function,
+                                     /*training=*/true, &layer.workspace);
   }
   return scope;
 }

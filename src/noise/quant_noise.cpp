@@ -81,13 +81,31 @@ at::Tensor nearest_centroids(const at::Tensor& blocks, const at::Tensor& codeboo
   return quantizer.decode(quantizer.compute_codes(blocks.to(at::kFloat)));
 }
 
+// A fresh tensor over the workspace's storage when nobody else holds that storage any more
+// (the workspace's own tensor is never handed out, so its storage count is 1 exactly then);
+// otherwise new memory, which becomes the workspace.
+at::Tensor reuse_or_allocate(at::Tensor* workspace, const at::Tensor& like) {
+  const bool reusable = workspace != nullptr && workspace->defined() &&
+                        workspace->storage().use_count() == 1 &&
+                        workspace->sizes() == like.sizes() &&
+                        workspace->scalar_type() == like.scalar_type() &&
+                        workspace->device() == like.device();
+  if (!reusable) {
+    at::Tensor fresh = at::empty(like.sizes(), like.options());
+    if (workspace == nullptr) return fresh;
+    *workspace = fresh;
+  }
+  return at::empty({0}, like.options()).set_(workspace->storage(), 0, like.sizes(), workspace->strides());
+}
+
 at::Tensor fused_cpu_noise(const at::Tensor& weight, const BlockLayout& layout, double rate,
-                           const NoiseFunction& function, uint64_t seed) {
+                           const NoiseFunction& function, uint64_t seed, at::Tensor* workspace) {
   BlockMaskSampler sampler(rate, seed);
-  at::Tensor out = at::empty_like(weight);
+  at::Tensor out = reuse_or_allocate(workspace, weight);
   if (function.kind == NoiseKind::PQ) {
-    kernels::pq_noise(weight.data_ptr<float>(), out.data_ptr<float>(), layout.n_blocks(),
-                      layout.block_size(), sampler, static_cast<float>(1.0 / (1.0 - rate)));
+    kernels::pq_noise(weight.data_ptr<float>(), out.data_ptr<float>(), layout.n_rows(),
+                      layout.row_length(), layout.block_size(), sampler,
+                      static_cast<float>(1.0 / (1.0 - rate)));
     return out;
   }
   kernels::ScalarNoiseSpec spec;
@@ -113,10 +131,10 @@ at::Tensor fused_cpu_noise(const at::Tensor& weight, const BlockLayout& layout, 
 }
 
 at::Tensor noisy_weight(const at::Tensor& weight, const BlockLayout& layout, double rate,
-                        const NoiseFunction& function, uint64_t seed) {
+                        const NoiseFunction& function, uint64_t seed, at::Tensor* workspace) {
   const bool fused = weight.device().is_cpu() && weight.scalar_type() == at::kFloat &&
                      weight.is_contiguous() && function.kind != NoiseKind::PQExact;
-  if (fused) return fused_cpu_noise(weight, layout, rate, function, seed);
+  if (fused) return fused_cpu_noise(weight, layout, rate, function, seed, workspace);
   at::Tensor mask = quant_noise_mask(layout, rate, seed).to(weight.device());
   return apply_noise_reference(weight, layout, mask, rate, function);
 }
@@ -127,12 +145,13 @@ class QuantNoiseFunction : public torch::autograd::Function<QuantNoiseFunction> 
  public:
   static at::Tensor forward(torch::autograd::AutogradContext*, const at::Tensor& weight,
                             const BlockLayout* layout, double rate, const NoiseFunction* function,
-                            uint64_t seed) {
-    return noisy_weight(weight, *layout, rate, *function, seed);
+                            uint64_t seed, at::Tensor* workspace) {
+    return noisy_weight(weight, *layout, rate, *function, seed, workspace);
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext*,
                                                  torch::autograd::variable_list grad_outputs) {
-    return {grad_outputs[0], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    // Moved, not copied: AccumulateGrad can then adopt the buffer as .grad instead of cloning it.
+    return {std::move(grad_outputs[0]), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -177,14 +196,19 @@ at::Tensor apply_noise_reference(const at::Tensor& weight, const BlockLayout& la
 at::Tensor quant_noise_with_seed(const at::Tensor& weight, const BlockLayout& layout, double rate,
                                  const NoiseFunction& function, uint64_t seed) {
   check_arguments(weight, layout, rate, function);
-  return QuantNoiseFunction::apply(weight, &layout, rate, &function, seed);
+  return QuantNoiseFunction::apply(weight, &layout, rate, &function, seed, nullptr);
 }
 
 at::Tensor quant_noise(const at::Tensor& weight, const BlockLayout& layout, double rate,
                        const NoiseFunction& function, bool training) {
+  return quant_noise(weight, layout, rate, function, training, nullptr);
+}
+
+at::Tensor quant_noise(const at::Tensor& weight, const BlockLayout& layout, double rate,
+                       const NoiseFunction& function, bool training, at::Tensor* workspace) {
   check_arguments(weight, layout, rate, function);
   if (!training || rate == 0.0) return weight;
-  return QuantNoiseFunction::apply(weight, &layout, rate, &function, draw_seed());
+  return QuantNoiseFunction::apply(weight, &layout, rate, &function, draw_seed(), workspace);
 }
 
 }  // namespace qnoise

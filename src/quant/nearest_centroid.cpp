@@ -6,6 +6,12 @@
 #include <cmath>
 #include <limits>
 
+// libtorch's OpenMP backend implements at::parallel_for inline in its header: without -fopenmp
+// the loop silently runs on one thread here (and in every other file that uses it).
+#if AT_PARALLEL_OPENMP && !defined(_OPENMP)
+#warning "at::parallel_for runs serially: compile qnoise with OpenMP (-fopenmp, OpenMP::OpenMP_CXX)"
+#endif
+
 namespace qnoise::kernels {
 
 namespace {

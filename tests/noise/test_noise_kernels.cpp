@@ -41,6 +41,25 @@ TEST(NoiseKernels, Avx2RowKernelEqualsThePortableOneOnRaggedShapes) {
   }
 }
 
+TEST(NoiseKernels, Avx2PqRowKernelEqualsThePortableOne) {
+  if (!qnoise::kernels::cpu_has_avx2_fma()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  torch::manual_seed(1);
+  for (int64_t cols : {1, 4, 9, 16, 36, 100}) {
+    for (int64_t block_size : {int64_t{1}, int64_t{2}, int64_t{4}, cols}) {
+      if (cols % block_size != 0) continue;
+      auto weight = torch::randn({11, cols});
+      auto portable = torch::empty_like(weight), simd = torch::empty_like(weight);
+      qnoise::BlockMaskSampler sampler(0.3, 77 + cols);
+      std::vector<int32_t> mask(cols);
+      qnoise::kernels::RowRange rows{weight.data_ptr<float>(), portable.data_ptr<float>(), 0, 11, cols, block_size};
+      qnoise::kernels::pq_noise_rows_portable(rows, sampler, 1.25f, mask.data());
+      rows.out = simd.data_ptr<float>();
+      qnoise::kernels::pq_noise_rows_avx2(rows, sampler, 1.25f, mask.data());
+      EXPECT_TRUE(torch::equal(portable, simd)) << cols << " cols, block " << block_size;
+    }
+  }
+}
+
 TEST(NoiseKernels, RowKernelsReportNonFiniteWeights) {
   qnoise::kernels::ScalarNoiseSpec spec;
   qnoise::BlockMaskSampler sampler(0.5, 1);

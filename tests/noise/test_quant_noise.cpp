@@ -199,3 +199,23 @@ TEST(QuantNoise, BadArgumentsAreClearErrors) {
   EXPECT_EQ(NoiseFunction::parse("int4").scalar.bits, 4);
   EXPECT_EQ(NoiseFunction::parse("pq").kind, qnoise::NoiseKind::PQ);
 }
+
+TEST(QuantNoise, WorkspaceIsReusedOnlyOnceNothingElseHoldsIt) {
+  auto w = torch::randn({32, 64}, torch::requires_grad());
+  auto layout = BlockLayout::linear({32, 64}, 8);
+  torch::Tensor workspace;
+  auto first = qnoise::quant_noise(w, layout, 0.3, NoiseFunction::pq(), true, &workspace);
+  const auto first_values = first.detach().clone();
+  // `first` is still alive: the next draw must not overwrite it.
+  auto second = qnoise::quant_noise(w, layout, 0.3, NoiseFunction::pq(), true, &workspace);
+  EXPECT_NE(first.data_ptr(), second.data_ptr());
+  EXPECT_TRUE(torch::equal(first, first_values));
+  // Once a step's tensors and graph are gone, its buffer is written again.
+  const void* second_buffer = second.data_ptr();
+  second.sum().backward();
+  second = torch::Tensor();
+  auto third = qnoise::quant_noise(w, layout, 0.3, NoiseFunction::pq(), true, &workspace);
+  EXPECT_EQ(third.data_ptr(), second_buffer);
+  third.sum().backward();
+  EXPECT_TRUE(torch::equal(w.grad(), torch::full({32, 64}, 2.0f)));  // from second and third
+}
