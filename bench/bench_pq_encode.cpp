@@ -9,12 +9,15 @@
 //
 // Run (at::set_num_threads does not limit OpenBLAS's own threads, so pin them too):
 //   OPENBLAS_NUM_THREADS=2 build/bench/bench_pq_encode
-// Google Benchmark flags work as usual (e.g. --benchmark_filter=gemm). A summary with the
-// targets follows the benchmark table.
+// main() first calls qnoise::tune_process, which sets OMP_WAIT_POLICY=passive and restarts the
+// program once. Google Benchmark flags work as usual (e.g. --benchmark_filter=gemm); a summary
+// with the targets follows the table. ("Library was built as DEBUG" refers to Debian's
+// libbenchmark itself, not to qnoise.)
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -108,10 +111,11 @@ void nearest_centroid_kernel(benchmark::State& state, bool avx2) {
                                                       kBlockSize);
   std::vector<int32_t> index(rows);
   std::vector<float> distance(rows);
-  const auto kernel = avx2 ? qnoise::kernels::nearest_centroid_avx2
-                           : qnoise::kernels::nearest_centroid_reference;
+  const auto kernel =
+      avx2 ? qnoise::kernels::nearest_centroid_avx2 : qnoise::kernels::nearest_centroid_reference;
   for (auto _ : state) {
-    kernel(problem().blocks.data_ptr<float>(), rows, storage.panel(), index.data(), distance.data());
+    kernel(problem().blocks.data_ptr<float>(), rows, storage.panel(), index.data(),
+           distance.data());
     benchmark::DoNotOptimize(index.data());
   }
   state.SetItemsProcessed(state.iterations() * rows);
@@ -120,6 +124,8 @@ void nearest_centroid_kernel(benchmark::State& state, bool avx2) {
 // Prints the usual table and keeps the median real time (ms) of each benchmark.
 class MedianCollector : public benchmark::ConsoleReporter {
  public:
+  // Colours only on a terminal, so redirected output stays plain text.
+  MedianCollector() : ConsoleReporter(isatty(fileno(stdout)) ? OO_ColorTabular : OO_Tabular) {}
   std::map<std::string, double> median_ms;
   void ReportRuns(const std::vector<Run>& reports) override {
     ConsoleReporter::ReportRuns(reports);
@@ -134,7 +140,10 @@ class MedianCollector : public benchmark::ConsoleReporter {
 void register_benchmarks() {
   using qnoise::KMeansInit;
   auto timed = [](benchmark::internal::Benchmark* b) {
-    b->Unit(benchmark::kMillisecond)->Repetitions(kRepetitions)->ReportAggregatesOnly(true)->UseRealTime();
+    b->Unit(benchmark::kMillisecond)
+        ->Repetitions(kRepetitions)
+        ->ReportAggregatesOnly(true)
+        ->UseRealTime();
   };
   for (auto [name, init] : {std::pair{"pq_train/sampled", KMeansInit::Sampled},
                             std::pair{"pq_train/kmeans++", KMeansInit::KMeansPlusPlus}}) {
@@ -163,22 +172,25 @@ const char* verdict(double value, double target) {
 }
 
 void print_summary(const std::map<std::string, double>& ms) {
-  std::printf("\n== PQ encode summary: 1024x1024 randn Linear, block %lld, K %lld, %d iterations, "
-              "%d threads (medians of %d runs) ==\n",
-              static_cast<long long>(kBlockSize), static_cast<long long>(kCentroids), kEmIterations,
-              kThreads, kRepetitions);
+  std::printf(
+      "\n== PQ encode summary: 1024x1024 randn Linear, block %lld, K %lld, %d iterations, "
+      "%d threads (medians of %d runs) ==\n",
+      static_cast<long long>(kBlockSize), static_cast<long long>(kCentroids), kEmIterations,
+      kThreads, kRepetitions);
   for (const char* name : {"pq_train/sampled", "pq_train/kmeans++"}) {
     const double time = lookup(ms, name), error = lookup(relative_errors, name);
-    std::printf("%-18s train %7.1f ms (target <= %.0f ms: %s)  relative error %.4f (target <= "
-                "%.3f: %s)\n",
-                name, time, kTrainTargetMs, verdict(time, kTrainTargetMs), error, kErrorTarget,
-                verdict(error, kErrorTarget));
+    std::printf(
+        "%-18s train %7.1f ms (target <= %.0f ms: %s)  relative error %.4f (target <= "
+        "%.3f: %s)\n",
+        name, time, kTrainTargetMs, verdict(time, kTrainTargetMs), error, kErrorTarget,
+        verdict(error, kErrorTarget));
   }
   const double em = lookup(ms, "em_iteration"), gemm = lookup(ms, "distance_gemm/mm_out"),
                gemm_alloc = lookup(ms, "distance_gemm/mm");
-  std::printf("one EM iteration %.2f ms; distance GEMM [131072,8]x[8,256]: mm_out %.2f ms, "
-              "mm (allocating) %.2f ms\n",
-              em, gemm, gemm_alloc);
+  std::printf(
+      "one EM iteration %.2f ms; distance GEMM [131072,8]x[8,256]: mm_out %.2f ms, "
+      "mm (allocating) %.2f ms\n",
+      em, gemm, gemm_alloc);
   const double ratio = em > 0 && gemm > 0 ? em / gemm : -1.0;
   std::printf("EM iteration / GEMM (mm_out) = %.2f (target <= %.1f: %s); EM / mm = %.2f\n", ratio,
               kEmOverGemmTarget, verdict(ratio, kEmOverGemmTarget),
@@ -186,9 +198,10 @@ void print_summary(const std::map<std::string, double>& ms) {
   const double avx2 = lookup(ms, "nearest_centroid_16k_rows_1_thread/avx2"),
                reference = lookup(ms, "nearest_centroid_16k_rows_1_thread/reference");
   if (avx2 > 0 && reference > 0)
-    std::printf("nearest-centroid kernel, 1 thread, 16384 rows: AVX2 %.2f ms vs reference %.2f ms "
-                "(%.1fx)\n",
-                avx2, reference, reference / avx2);
+    std::printf(
+        "nearest-centroid kernel, 1 thread, 16384 rows: AVX2 %.2f ms vs reference %.2f ms "
+        "(%.1fx)\n",
+        avx2, reference, reference / avx2);
 }
 
 }  // namespace

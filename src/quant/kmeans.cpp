@@ -25,6 +25,9 @@ constexpr int64_t kSumChunkRows = 4096;
 // k-means++ runs on at most max(kPlusPlusRowsPerCentroid * K, kPlusPlusMinRows) rows.
 constexpr int64_t kPlusPlusRowsPerCentroid = 40;
 constexpr int64_t kPlusPlusMinRows = int64_t{1} << 16;
+// Values (rows x d) per k-means++ task: a round at the default sample size (65536 x 8, ~0.15 ms)
+// runs faster on one thread than it takes to wake another with OMP_WAIT_POLICY=passive.
+constexpr int64_t kPlusPlusValuesPerTask = int64_t{1} << 21;
 // M-step partial sums: rows per chunk, and a cap on chunks * K * d doubles (32 MiB).
 constexpr int64_t kMeanChunkRows = 16384;
 constexpr int64_t kMaxPartialSumValues = int64_t{1} << 22;
@@ -50,10 +53,10 @@ Rows rows_of(const at::Tensor& data) {
 
 // Uniform in [0, bound), without modulo bias.
 uint64_t uniform_below(std::mt19937_64& rng, uint64_t bound) {
-  const uint64_t limit = std::numeric_limits<uint64_t>::max() -
-                         std::numeric_limits<uint64_t>::max() % bound;
-  uint64_t value;
-  do value = rng(); while (value >= limit);
+  const uint64_t limit =
+      std::numeric_limits<uint64_t>::max() - std::numeric_limits<uint64_t>::max() % bound;
+  uint64_t value = rng();
+  while (value >= limit) value = rng();
   return value % bound;
 }
 
@@ -92,28 +95,49 @@ at::Tensor gather_rows(const Rows& rows, const std::vector<int64_t>& indices) {
 
 // ---- k-means++ ----
 
-float squared_distance(const float* a, const float* b, int64_t dim) {
-  float sum = 0.0f;
-  for (int64_t j = 0; j < dim; ++j) {
-    const float diff = a[j] - b[j];
-    sum += diff * diff;
-  }
-  return sum;
+// The k-means++ sample stored column by column ([d][n]): the D^2 update then runs down
+// contiguous columns and vectorizes across rows.
+struct Columns {
+  const float* data;
+  int64_t n;
+  int64_t dim;
+  const float* column(int64_t j) const { return data + j * n; }
+};
+
+// Sum in double with four interleaved accumulators: one chain would wait on every addition's
+// latency (a third of the k-means++ time). The order is fixed by the code, so results are too.
+double sum_in_fixed_order(const float* values, int64_t count) {
+  double partial[4] = {0.0, 0.0, 0.0, 0.0};
+  int64_t i = 0;
+  for (; i + 4 <= count; i += 4)
+    for (int lane = 0; lane < 4; ++lane) partial[lane] += values[i + lane];
+  for (; i < count; ++i) partial[0] += values[i];
+  return (partial[0] + partial[1]) + (partial[2] + partial[3]);
 }
 
 // min_distance[i] = min(min_distance[i], ||x_i - centroid||^2); chunk_sums[c] = sum over chunk c.
-void lower_min_distances(const Rows& rows, const float* centroid, std::vector<float>& min_distance,
-                         std::vector<double>& chunk_sums) {
+void lower_min_distances(const Columns& sample, const float* centroid,
+                         std::vector<float>& min_distance, std::vector<double>& chunk_sums) {
   const auto n_chunks = static_cast<int64_t>(chunk_sums.size());
-  at::parallel_for(0, n_chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
+  const int64_t chunks_per_task =
+      std::max<int64_t>(1, kPlusPlusValuesPerTask / (kSumChunkRows * sample.dim));
+  at::parallel_for(0, n_chunks, chunks_per_task, [&](int64_t chunk_begin, int64_t chunk_end) {
+    std::vector<float> distance(static_cast<size_t>(kSumChunkRows));
     for (int64_t c = chunk_begin; c < chunk_end; ++c) {
-      const int64_t end = std::min(rows.n, (c + 1) * kSumChunkRows);
-      double sum = 0.0;
-      for (int64_t i = c * kSumChunkRows; i < end; ++i) {
-        min_distance[i] = std::min(min_distance[i], squared_distance(rows.row(i), centroid, rows.dim));
-        sum += min_distance[i];
+      const int64_t begin = c * kSumChunkRows;
+      const int64_t count = std::min(sample.n - begin, kSumChunkRows);
+      std::fill_n(distance.begin(), count, 0.0f);
+      for (int64_t j = 0; j < sample.dim; ++j) {
+        const float* x = sample.column(j) + begin;
+        const float center = centroid[j];
+        float* dist = distance.data();
+#pragma omp simd
+        for (int64_t i = 0; i < count; ++i) dist[i] += (x[i] - center) * (x[i] - center);
       }
-      chunk_sums[c] = sum;
+      float* min_dist = min_distance.data() + begin;
+#pragma omp simd
+      for (int64_t i = 0; i < count; ++i) min_dist[i] = std::min(min_dist[i], distance[i]);
+      chunk_sums[c] = sum_in_fixed_order(min_dist, count);
     }
   });
 }
@@ -126,7 +150,8 @@ int64_t draw_proportional(const std::vector<float>& weight, const std::vector<do
   if (!(total > 0.0)) return static_cast<int64_t>(uniform_below(rng, static_cast<uint64_t>(n)));
   double target = uniform_unit(rng) * total;
   size_t chunk = 0;
-  while (chunk + 1 < chunk_sums.size() && target >= chunk_sums[chunk]) target -= chunk_sums[chunk++];
+  while (chunk + 1 < chunk_sums.size() && target >= chunk_sums[chunk])
+    target -= chunk_sums[chunk++];
   const int64_t begin = static_cast<int64_t>(chunk) * kSumChunkRows;
   const int64_t end = std::min(n, begin + kSumChunkRows);
   for (int64_t i = begin; i < end; ++i) {
@@ -212,7 +237,8 @@ int64_t pop_largest(std::priority_queue<std::pair<int64_t, int64_t>>& heap,
   while (!heap.empty()) {
     const auto [size, minus_index] = heap.top();
     heap.pop();
-    if (size >= 2 && static_cast<int64_t>(members[-minus_index].size()) == size) return -minus_index;
+    if (size >= 2 && static_cast<int64_t>(members[-minus_index].size()) == size)
+      return -minus_index;
   }
   return -1;
 }
@@ -262,13 +288,12 @@ void accumulate_clusters(const Rows& rows, const std::vector<int32_t>& assignmen
 // stream in order into per-chunk partial sums (cache-friendly, unlike gathering each cluster's
 // rows); the chunking depends only on n, K and d, so the result does not depend on the thread
 // count.
-void update_centroids(const Rows& rows, const std::vector<int32_t>& assignment,
-                      int64_t n_centroids, float* centroids) {
+void update_centroids(const Rows& rows, const std::vector<int32_t>& assignment, int64_t n_centroids,
+                      float* centroids) {
   const int64_t dim = rows.dim;
   const int64_t cluster_values = n_centroids * dim;
   const int64_t max_chunks = std::max<int64_t>(1, kMaxPartialSumValues / cluster_values);
-  const int64_t n_chunks =
-      std::min(max_chunks, (rows.n + kMeanChunkRows - 1) / kMeanChunkRows);
+  const int64_t n_chunks = std::min(max_chunks, (rows.n + kMeanChunkRows - 1) / kMeanChunkRows);
   const int64_t chunk_rows = (rows.n + n_chunks - 1) / n_chunks;
   std::vector<double> sums(static_cast<size_t>(n_chunks * cluster_values), 0.0);
   std::vector<int64_t> counts(static_cast<size_t>(n_chunks * n_centroids), 0);
@@ -289,8 +314,8 @@ void update_centroids(const Rows& rows, const std::vector<int32_t>& assignment,
 }
 
 void check_centroid_count(const Rows& rows, int64_t n_centroids) {
-  QNOISE_CHECK(n_centroids >= 1 && n_centroids <= rows.n, "k-means needs 1 <= K <= n rows, got K = ",
-               n_centroids, " and ", rows.n, " rows");
+  QNOISE_CHECK(n_centroids >= 1 && n_centroids <= rows.n,
+               "k-means needs 1 <= K <= n rows, got K = ", n_centroids, " and ", rows.n, " rows");
 }
 
 }  // namespace
@@ -303,24 +328,29 @@ at::Tensor kmeans_init_sampled(const at::Tensor& data, int64_t n_centroids, uint
 }
 
 at::Tensor kmeans_init_plus_plus(const at::Tensor& data, int64_t n_centroids, uint64_t seed) {
-  const Rows all_rows = rows_of(data);
-  check_centroid_count(all_rows, n_centroids);
+  const Rows rows = rows_of(data);
+  check_centroid_count(rows, n_centroids);
   std::mt19937_64 rng(seed);
   const int64_t sample_size =
-      std::min(all_rows.n, std::max(kPlusPlusRowsPerCentroid * n_centroids, kPlusPlusMinRows));
+      std::min(rows.n, std::max(kPlusPlusRowsPerCentroid * n_centroids, kPlusPlusMinRows));
   at::Tensor sample = data;
-  if (sample_size < all_rows.n) sample = gather_rows(all_rows, sample_distinct_rows(all_rows.n, sample_size, rng));
-  const Rows rows = rows_of(sample);
+  if (sample_size < rows.n)
+    sample = gather_rows(rows, sample_distinct_rows(rows.n, sample_size, rng));
+  const at::Tensor column_major = sample.t().contiguous();
+  const Columns columns{column_major.data_ptr<float>(), sample_size, rows.dim};
 
   at::Tensor centroids = at::empty({n_centroids, rows.dim}, at::kFloat);
   float* out = centroids.data_ptr<float>();
-  std::vector<float> min_distance(static_cast<size_t>(rows.n), std::numeric_limits<float>::infinity());
-  std::vector<double> chunk_sums(static_cast<size_t>((rows.n + kSumChunkRows - 1) / kSumChunkRows));
-  int64_t chosen = static_cast<int64_t>(uniform_below(rng, static_cast<uint64_t>(rows.n)));
+  std::vector<float> min_distance(static_cast<size_t>(sample_size),
+                                  std::numeric_limits<float>::infinity());
+  std::vector<double> chunk_sums(
+      static_cast<size_t>((sample_size + kSumChunkRows - 1) / kSumChunkRows));
+  int64_t chosen = static_cast<int64_t>(uniform_below(rng, static_cast<uint64_t>(sample_size)));
   for (int64_t k = 0; k < n_centroids; ++k) {
-    std::copy_n(rows.row(chosen), rows.dim, out + k * rows.dim);
+    float* centroid = out + k * rows.dim;
+    for (int64_t j = 0; j < rows.dim; ++j) centroid[j] = columns.column(j)[chosen];
     if (k + 1 == n_centroids) break;
-    lower_min_distances(rows, out + k * rows.dim, min_distance, chunk_sums);
+    lower_min_distances(columns, centroid, min_distance, chunk_sums);
     chosen = draw_proportional(min_distance, chunk_sums, rng);
   }
   return centroids;

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 
@@ -41,7 +42,8 @@ CentroidPanelStorage::CentroidPanelStorage(const float* codebook, int64_t n_cent
   for (int64_t k = 0; k < n_centroids; ++k) {
     const float* centroid = codebook + k * dim;
     centroid_norms_[k] = squared_norm(centroid, dim);
-    for (int64_t j = 0; j < dim; ++j) minus_two_ct_[j * padded_centroids_ + k] = -2.0f * centroid[j];
+    for (int64_t j = 0; j < dim; ++j)
+      minus_two_ct_[j * padded_centroids_ + k] = -2.0f * centroid[j];
   }
 }
 
@@ -90,12 +92,22 @@ void nearest_centroid(const float* x, int64_t n, const CentroidPanel& panel, int
                       float* distance) {
   static const bool use_avx2 = cpu_has_avx2_fma();
   const auto kernel = use_avx2 ? nearest_centroid_avx2 : nearest_centroid_reference;
-  // Enough multiply-adds per task (about 2^20) that waking a thread pays off.
+  // Rows are handed out in pieces of about 2^18 multiply-adds from a shared counter rather than
+  // split evenly up front: on a shared machine one busy core would otherwise hold up the whole
+  // call. Every row is computed the same way wherever it runs, so results do not change.
   const int64_t work_per_row = std::max<int64_t>(1, panel.padded_centroids * panel.dim);
-  const int64_t grain = std::max<int64_t>(16, (int64_t{1} << 20) / work_per_row);
+  const int64_t piece_rows = std::max<int64_t>(16, (int64_t{1} << 18) / work_per_row);
+  const int64_t n_pieces = (n + piece_rows - 1) / piece_rows;
   const int64_t dim = panel.dim;
-  at::parallel_for(0, n, grain, [&](int64_t begin, int64_t end) {
-    kernel(x + begin * dim, end - begin, panel, index + begin, distance + begin);
+  std::atomic<int64_t> next_piece{0};
+  // Each task drains the counter, so any number of tasks (one per thread, or one inline when
+  // nested in another parallel region) covers every piece exactly once.
+  at::parallel_for(0, n_pieces, 2, [&](int64_t, int64_t) {
+    for (int64_t piece = next_piece++; piece < n_pieces; piece = next_piece++) {
+      const int64_t begin = piece * piece_rows;
+      const int64_t count = std::min(piece_rows, n - begin);
+      kernel(x + begin * dim, count, panel, index + begin, distance + begin);
+    }
   });
 }
 

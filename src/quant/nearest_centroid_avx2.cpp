@@ -36,8 +36,8 @@ float squared_norm(const float* v, int64_t dim) {
 inline void keep_smaller(__m256 score, __m256i candidate, __m256& best, __m256i& best_index) {
   const __m256 smaller = _mm256_cmp_ps(score, best, _CMP_LT_OQ);
   best = _mm256_min_ps(score, best);
-  best_index = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(best_index),
-                                                    _mm256_castsi256_ps(candidate), smaller));
+  best_index = _mm256_castps_si256(
+      _mm256_blendv_ps(_mm256_castsi256_ps(best_index), _mm256_castsi256_ps(candidate), smaller));
 }
 
 // Lowest index among the lanes holding the smallest value (lanes hold no NaN).
@@ -129,8 +129,8 @@ void nearest_all_rows(const float* x, int64_t n, const CentroidPanel& panel, int
 
 }  // namespace
 
-void nearest_centroid_avx2(const float* x, int64_t n, const CentroidPanel& panel,
-                           int32_t* index, float* distance) {
+void nearest_centroid_avx2(const float* x, int64_t n, const CentroidPanel& panel, int32_t* index,
+                           float* distance) {
   // The block sizes the design names (4, 8, 9 = 3x3 kernel, 16) get an unrolled j loop.
   switch (panel.dim) {
     case 4: nearest_all_rows<4>(x, n, panel, index, distance); break;

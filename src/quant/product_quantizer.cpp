@@ -20,21 +20,22 @@ constexpr int64_t kMaxCentroids = 65536;
 
 void check_centroid_range(int64_t n_centroids) {
   QNOISE_CHECK(n_centroids >= 1 && n_centroids <= kMaxCentroids,
-               "product quantization needs 1 <= K <= ", kMaxCentroids, " centroids, got K = ",
-               n_centroids);
+               "product quantization needs 1 <= K <= ", kMaxCentroids,
+               " centroids, got K = ", n_centroids);
 }
 
 // `matrix` as a contiguous float32 CPU [rows, width] tensor, after checking it is one (any
 // floating dtype is converted) and holds only finite values. `what` names it in errors.
 at::Tensor checked_float_matrix(const at::Tensor& matrix, int64_t width, const char* what) {
   QNOISE_CHECK(matrix.defined(), what, " is an undefined tensor");
-  QNOISE_CHECK(matrix.dim() == 2, what, " must be a 2-D [rows, ", width,
-               "] matrix, got shape ", shape_to_string(matrix.sizes().vec()));
+  QNOISE_CHECK(matrix.dim() == 2, what, " must be a 2-D [rows, ", width, "] matrix, got shape ",
+               shape_to_string(matrix.sizes().vec()));
   QNOISE_CHECK(at::isFloatingType(matrix.scalar_type()), what,
                " must be floating point, got dtype ", matrix.scalar_type());
-  QNOISE_CHECK(matrix.size(1) == width, what, " have width ", matrix.size(1),
-               " but block_size is ", width);
-  QNOISE_CHECK(matrix.size(0) > 0, what, " is empty: shape ", shape_to_string(matrix.sizes().vec()));
+  QNOISE_CHECK(matrix.size(1) == width, what, " have width ", matrix.size(1), " but block_size is ",
+               width);
+  QNOISE_CHECK(matrix.size(0) > 0, what, " is empty: shape ",
+               shape_to_string(matrix.sizes().vec()));
   at::Tensor converted = matrix.to(at::kCPU, at::kFloat).contiguous();
   QNOISE_CHECK(at::isfinite(converted).all().item<bool>(), what, " contain NaN or Inf");
   return converted;
@@ -55,8 +56,10 @@ ProductQuantizer::ProductQuantizer(int64_t block_size, ProductQuantizerOptions o
     : block_size_(block_size), options_(options) {
   QNOISE_CHECK(block_size >= 1, "block_size must be >= 1, got ", block_size);
   check_centroid_range(options_.n_centroids);
-  QNOISE_CHECK(options_.n_iterations >= 0, "n_iterations must be >= 0, got ", options_.n_iterations);
-  QNOISE_CHECK(options_.chunk_blocks >= 1, "chunk_blocks must be >= 1, got ", options_.chunk_blocks);
+  QNOISE_CHECK(options_.n_iterations >= 0, "n_iterations must be >= 0, got ",
+               options_.n_iterations);
+  QNOISE_CHECK(options_.chunk_blocks >= 1, "chunk_blocks must be >= 1, got ",
+               options_.chunk_blocks);
 }
 
 at::ScalarType ProductQuantizer::index_dtype(int64_t n_centroids) {
@@ -84,11 +87,13 @@ KMeansStats ProductQuantizer::train(const at::Tensor& blocks, const at::Tensor& 
 }
 
 at::Tensor ProductQuantizer::compute_codes(const at::Tensor& blocks) const {
-  QNOISE_CHECK(codebook_.defined(), "ProductQuantizer has no codebook: call train() or set_codebook() first");
+  QNOISE_CHECK(codebook_.defined(),
+               "ProductQuantizer has no codebook: call train() or set_codebook() first");
   const at::Tensor data = checked_blocks(blocks, block_size_);
   const int64_t n = data.size(0);
   const int64_t n_centroids = codebook_.size(0);
-  const kernels::CentroidPanelStorage storage(codebook_.data_ptr<float>(), n_centroids, block_size_);
+  const kernels::CentroidPanelStorage storage(codebook_.data_ptr<float>(), n_centroids,
+                                              block_size_);
   const kernels::CentroidPanel panel = storage.panel();
 
   at::Tensor codes = at::empty({n}, index_dtype(n_centroids));
@@ -104,18 +109,20 @@ at::Tensor ProductQuantizer::compute_codes(const at::Tensor& blocks) const {
       for (int64_t i = 0; i < count; ++i) out[i] = static_cast<uint8_t>(index[i]);
     } else {  // the index's 16 bits, so indices above 32767 read back as negative int16
       int16_t* out = codes.data_ptr<int16_t>() + begin;
-      for (int64_t i = 0; i < count; ++i) out[i] = static_cast<int16_t>(static_cast<uint16_t>(index[i]));
+      for (int64_t i = 0; i < count; ++i)
+        out[i] = static_cast<int16_t>(static_cast<uint16_t>(index[i]));
     }
   }
   return codes.to(blocks.device());
 }
 
 at::Tensor ProductQuantizer::decode(const at::Tensor& codes) const {
-  QNOISE_CHECK(codebook_.defined(), "ProductQuantizer has no codebook: call train() or set_codebook() first");
+  QNOISE_CHECK(codebook_.defined(),
+               "ProductQuantizer has no codebook: call train() or set_codebook() first");
   QNOISE_CHECK(codes.defined(), "codes is an undefined tensor");
   const at::ScalarType dtype = codes.scalar_type();
-  QNOISE_CHECK(at::isIntegralType(dtype, /*includeBool=*/false), "codes must be integers, got dtype ",
-               dtype);
+  QNOISE_CHECK(at::isIntegralType(dtype, /*includeBool=*/false),
+               "codes must be integers, got dtype ", dtype);
   at::Tensor index = codes.to(at::kCPU).to(at::kLong).flatten();
   if (dtype == at::kShort) index = index.bitwise_and(0xFFFF);  // int16 holds 16-bit patterns
   const int64_t n_centroids = codebook_.size(0);

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "quant/nearest_centroid.h"
@@ -27,7 +28,8 @@ Assignment run_kernel(Kernel kernel, const torch::Tensor& x, const torch::Tensor
 }
 
 // Bitwise equality, so -0.0 vs 0.0 or a different rounding both fail.
-void expect_identical(const Assignment& expected, const Assignment& actual, const std::string& where) {
+void expect_identical(const Assignment& expected, const Assignment& actual,
+                      const std::string& where) {
   ASSERT_EQ(expected.index, actual.index) << where;
   ASSERT_EQ(0, std::memcmp(expected.distance.data(), actual.distance.data(),
                            expected.distance.size() * sizeof(float)))
@@ -47,8 +49,8 @@ TEST(NearestCentroid, PanelIsTransposedScaledAndPadded) {
   const kernels::CentroidPanelStorage storage(codebook.data_ptr<float>(), 2, 2);
   const kernels::CentroidPanel panel = storage.panel();
   ASSERT_EQ(panel.padded_centroids, kernels::kCentroidTile);
-  EXPECT_EQ(panel.minus_two_ct[0], -2.0f);                          // -2 c_0[0]
-  EXPECT_EQ(panel.minus_two_ct[1], 6.0f);                           // -2 c_1[0]
+  EXPECT_EQ(panel.minus_two_ct[0], -2.0f);                           // -2 c_0[0]
+  EXPECT_EQ(panel.minus_two_ct[1], 6.0f);                            // -2 c_1[0]
   EXPECT_EQ(panel.minus_two_ct[panel.padded_centroids + 1], -1.0f);  // -2 c_1[1]
   EXPECT_EQ(panel.centroid_norms[0], 5.0f);
   EXPECT_EQ(panel.centroid_norms[1], 9.25f);
@@ -114,6 +116,26 @@ TEST(NearestCentroid, Avx2BreaksTiesLikeReference) {
   auto codebook = torch::ones({40, 4});
   const Assignment got = run_kernel(kernels::nearest_centroid_avx2, x, codebook);
   for (int32_t index : got.index) EXPECT_EQ(index, 0);
+}
+
+TEST(NearestCentroid, Avx2AgreesWithReferenceOnNonFiniteRows) {
+  // NaN scores never win and an all-NaN row gets index 0 in both kernels.
+  if (!kernels::cpu_has_avx2_fma()) GTEST_SKIP() << "CPU lacks AVX2+FMA";
+  torch::manual_seed(7);
+  auto x = torch::randn({13, 4});
+  x[1][2] = std::numeric_limits<float>::quiet_NaN();
+  x[4][0] = std::numeric_limits<float>::infinity();
+  x[9].fill_(-std::numeric_limits<float>::infinity());
+  auto codebook = torch::randn({21, 4});
+  codebook[3][0] = 0.0f;  // 0 * inf = NaN for that score only
+  const Assignment reference = run_kernel(kernels::nearest_centroid_reference, x, codebook);
+  const Assignment avx2 = run_kernel(kernels::nearest_centroid_avx2, x, codebook);
+  EXPECT_EQ(reference.index, avx2.index);
+  EXPECT_EQ(reference.index[1], 0);
+  for (size_t i = 0; i < reference.distance.size(); ++i)
+    EXPECT_TRUE(reference.distance[i] == avx2.distance[i] ||
+                (std::isnan(reference.distance[i]) && std::isnan(avx2.distance[i])))
+        << "row " << i;
 }
 
 TEST(NearestCentroid, DispatchSplitsRowsAcrossThreadsLikeReference) {

@@ -108,13 +108,15 @@ TEST(ProductQuantizer, IndexDtypeIsUint8UpTo256CentroidsAndInt16Above) {
   auto codes = large.compute_codes(blocks);
   EXPECT_EQ(codes.scalar_type(), torch::kShort);
   EXPECT_GT(code_indices(codes).max().item<int64_t>(), 255);
-  EXPECT_TRUE(torch::equal(large.decode(codes), large.codebook().index_select(0, code_indices(codes))));
+  EXPECT_TRUE(
+      torch::equal(large.decode(codes), large.codebook().index_select(0, code_indices(codes))));
 }
 
 TEST(ProductQuantizer, IndicesAbove32767RoundTripThroughInt16) {
   // 34000 distinct points of a 200 x 170 integer grid: float distances are exact, so with K = n
   // every block is its own centroid and must come back unchanged.
-  auto grid = torch::stack(torch::meshgrid({torch::arange(-100, 100), torch::arange(-85, 85)}, "ij"), 2);
+  auto grid =
+      torch::stack(torch::meshgrid({torch::arange(-100, 100), torch::arange(-85, 85)}, "ij"), 2);
   auto blocks = grid.reshape({-1, 2}).to(torch::kFloat);
   ASSERT_EQ(blocks.size(0), 34000);
   ProductQuantizer pq(2, options_with(34000, 1));
