@@ -9,35 +9,48 @@ namespace qnoise::kernels {
 
 namespace {
 
-// Eight blocks' hashes at once: the vector form of BlockMaskSampler::chosen.
-inline __m256i chosen_lanes(__m256i block_index, const BlockMaskSampler& sampler) {
+// Pair hashes of pairs first_pair .. first_pair + 7: the vector form of
+// BlockMaskSampler::pair_bits.
+inline __m256i pair_bits(int64_t first_pair, const BlockMaskSampler& sampler) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i pair = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(first_pair)), lane);
   __m256i x = _mm256_add_epi32(
-      _mm256_mullo_epi32(block_index, _mm256_set1_epi32(static_cast<int>(BlockMaskSampler::kIndexMultiplier))),
+      _mm256_mullo_epi32(pair, _mm256_set1_epi32(static_cast<int>(BlockMaskSampler::kIndexMultiplier))),
       _mm256_set1_epi32(static_cast<int>(sampler.key())));
   x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
   x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(BlockMaskSampler::kMix1)));
   x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 15));
   x = _mm256_mullo_epi32(x, _mm256_set1_epi32(static_cast<int>(BlockMaskSampler::kMix2)));
-  x = _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
-  // Both sides are below 2^25, so the signed comparison is the unsigned one.
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(sampler.threshold())),
-                            _mm256_srli_epi32(x, 8));
+  return _mm256_xor_si256(x, _mm256_srli_epi32(x, 16));
 }
 
+// mask[i] for one value per block (block_size 1): sixteen blocks from eight hashes.
 void fill_row_mask_avx2(const BlockMaskSampler& sampler, int64_t row_index, int64_t row_length,
                         int64_t block_size, int32_t* mask) {
-  if (block_size != 1) {  // one hash per block: the portable fill is cheap enough
+  if (block_size != 1) {  // one hash per block or pair of blocks: the portable fill is cheap enough
     fill_row_mask(sampler, row_index, row_length, block_size, mask);
     return;
   }
-  const auto first = static_cast<uint32_t>(row_index * row_length);
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const int64_t first = row_index * row_length;
+  const __m256i threshold = _mm256_set1_epi32(static_cast<int>(sampler.threshold()));
+  const __m256i low16 = _mm256_set1_epi32(0xFFFF);
   int64_t i = 0;
-  for (; i + 8 <= row_length; i += 8) {
-    const __m256i index = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(first + i)), lane);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask + i), chosen_lanes(index, sampler));
+  if (first & 1) {  // start the vector loop on an even block: pairs then fill whole lanes
+    mask[0] = sampler.chosen(first) ? -1 : 0;
+    i = 1;
   }
-  for (; i < row_length; ++i) mask[i] = sampler.chosen(row_index * row_length + i) ? -1 : 0;
+  for (; i + 16 <= row_length; i += 16) {
+    const __m256i bits = pair_bits((first + i) >> 1, sampler);
+    const __m256i low = _mm256_and_si256(bits, low16), high = _mm256_srli_epi32(bits, 16);
+    // Interleave to block order: (low0, high0, low1, high1, ...).
+    const __m256i a = _mm256_unpacklo_epi32(low, high), b = _mm256_unpackhi_epi32(low, high);
+    const __m256i first8 = _mm256_permute2x128_si256(a, b, 0x20);
+    const __m256i second8 = _mm256_permute2x128_si256(a, b, 0x31);
+    // Uniforms and threshold are below 2^17: the signed comparison is the unsigned one.
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask + i), _mm256_cmpgt_epi32(threshold, first8));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(mask + i + 8), _mm256_cmpgt_epi32(threshold, second8));
+  }
+  for (; i < row_length; ++i) mask[i] = sampler.chosen(first + i) ? -1 : 0;
 }
 
 // [min(row, 0), max(row, 0)]; false when the row holds NaN or infinity.
