@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "Threads for tensor operations (default: all cores)")
       ->check(CLI::PositiveNumber);
   app.require_subcommand(1);
-  std::vector<qnoise::cli::Command> commands = {qnoise::cli::add_demo_command(app)};
+  std::vector<qnoise::cli::Command> commands = {qnoise::cli::add_demo_command(app),
+                                                  qnoise::cli::add_data_command(app)};
 
   try {
     app.parse(argc, argv);

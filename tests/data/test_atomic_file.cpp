@@ -1,0 +1,46 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "qnoise/atomic_file.h"
+#include "qnoise/error.h"
+
+namespace {
+std::string read_file(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+}  // namespace
+
+TEST(AtomicFile, ReplacesTheFileWholeAndLeavesNoTemporary) {
+  const std::string directory = testing::TempDir() + "qnoise_atomic_file";
+  std::filesystem::remove_all(directory);
+  std::filesystem::create_directories(directory);
+  const std::string path = directory + "/out.txt";
+  qnoise::write_file_atomically(path, "first");
+  qnoise::write_file_atomically(path, "second version");
+  EXPECT_EQ(read_file(path), "second version");
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) ++files, (void)entry;
+  EXPECT_EQ(files, 1);
+}
+
+TEST(AtomicFile, AFailedWriteNamesTheFileAndKeepsTheOldOne) {
+  const std::string directory = testing::TempDir() + "qnoise_atomic_file_fail";
+  std::filesystem::remove_all(directory);
+  std::filesystem::create_directories(directory + "/target_is_a_directory");
+  // Renaming a file over a non-empty directory fails: the directory must survive untouched.
+  std::ofstream(directory + "/target_is_a_directory/keep.txt") << "kept";
+  try {
+    qnoise::write_file_atomically(directory + "/target_is_a_directory", "new");
+    FAIL() << "expected an error";
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("target_is_a_directory"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read_file(directory + "/target_is_a_directory/keep.txt"), "kept");
+  EXPECT_THROW(qnoise::write_file_atomically("/nonexistent-dir/x.txt", "x"), qnoise::Error);
+}
