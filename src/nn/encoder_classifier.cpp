@@ -1,0 +1,112 @@
+#include "qnoise/encoder_classifier.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "qnoise/error.h"
+
+namespace qnoise {
+
+EncoderClassifierImpl::EncoderClassifierImpl(const EncoderClassifierOptions& options_) : options(options_) {
+  const int64_t d = options.d_model();
+  QNOISE_CHECK(options.vocab_size() > 0 && options.num_classes() > 0,
+               "encoder classifier: vocab_size and num_classes must be positive");
+  QNOISE_CHECK(d > 0 && options.heads() > 0 && d % options.heads() == 0, "encoder classifier: d_model ", d,
+               " is not divisible by heads ", options.heads());
+  QNOISE_CHECK(options.layers() > 0 && options.max_positions() > 0 && options.segments() >= 0,
+               "encoder classifier: layers and max_positions must be positive, segments >= 0");
+  QNOISE_CHECK(options.padding_idx() >= 0 && options.padding_idx() < options.vocab_size(),
+               "encoder classifier: padding_idx must be a vocabulary id");
+  tokens = register_module("tokens", torch::nn::Embedding(
+      torch::nn::EmbeddingOptions(options.vocab_size(), d).padding_idx(options.padding_idx())));
+  if (options.segments() > 0)
+    segments = register_module("segments", torch::nn::Embedding(options.segments(), d));
+  positions = register_module("positions", torch::nn::Embedding(options.max_positions(), d));
+  {
+    // BERT/RoBERTa initialisation N(0, 0.02) for the embeddings.
+    torch::NoGradGuard no_grad;
+    tokens->weight.normal_(0, 0.02);
+    tokens->weight[options.padding_idx()].zero_();
+    positions->weight.normal_(0, 0.02);
+    if (segments) segments->weight.normal_(0, 0.02);
+  }
+  embed_norm = register_module("embed_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  auto layer = TransformerLayerOptions(d, options.heads(), options.ffn_dim())
+                   .dropout(options.dropout())
+                   .attention_dropout(options.attention_dropout())
+                   .activation(options.activation());
+  encoder = register_module("encoder", TransformerStack(TransformerStackOptions(layer, options.layers())
+                                                            .layer_drop(options.layer_drop())
+                                                            .share_every(options.share_every())));
+  dense = register_module("dense", torch::nn::Linear(d, d));
+  classifier = register_module("classifier", torch::nn::Linear(d, options.num_classes()));
+}
+
+at::Tensor EncoderClassifierImpl::encode(const at::Tensor& ids, const at::Tensor& segment_ids) {
+  QNOISE_CHECK(ids.dim() == 2 && ids.size(1) > 0, "encoder classifier: tokens must be [batch, length], got ",
+               ids.sizes());
+  const int64_t length = ids.size(1);
+  QNOISE_CHECK(length <= options.max_positions(), "encoder classifier: length ", length,
+               " exceeds max_positions ", options.max_positions());
+  auto x = tokens->forward(ids) + positions->weight.narrow(0, 0, length).unsqueeze(0);
+  if (segment_ids.defined()) {
+    QNOISE_CHECK(segments, "encoder classifier: segment ids given but the model has no segment embeddings");
+    QNOISE_CHECK(segment_ids.sizes() == ids.sizes(), "encoder classifier: segments ", segment_ids.sizes(),
+                 " must match tokens ", ids.sizes());
+    x = x + segments->forward(segment_ids);
+  } else if (segments) {
+    x = x + segments->weight[0];
+  }
+  x = torch::dropout(embed_norm->forward(x), options.dropout(), is_training());
+  auto padding = ids.eq(options.padding_idx());
+  return encoder->forward(x, /*causal=*/false, padding);
+}
+
+at::Tensor EncoderClassifierImpl::forward(const at::Tensor& ids, const at::Tensor& segment_ids) {
+  auto cls = encode(ids, segment_ids).select(1, 0);
+  const bool train = is_training();
+  auto h = torch::tanh(dense->forward(torch::dropout(cls, options.dropout(), train)));
+  return classifier->forward(torch::dropout(h, options.dropout(), train));
+}
+
+PairBatch encode_pairs(const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>>& pairs,
+                       const PairEncoding& encoding) {
+  QNOISE_CHECK(!pairs.empty(), "encode_pairs: no pairs");
+  QNOISE_CHECK(encoding.max_length >= 5, "encode_pairs: max_length must be at least 5, got ", encoding.max_length);
+  const int64_t budget = encoding.max_length - 3;  // <cls>, two <sep>
+  std::vector<std::vector<int64_t>> rows, segs;
+  int64_t longest = 0;
+  for (const auto& [premise, hypothesis] : pairs) {
+    auto a = static_cast<int64_t>(premise.size()), b = static_cast<int64_t>(hypothesis.size());
+    while (a + b > budget) (a >= b ? a : b) -= 1;
+    std::vector<int64_t> row{encoding.cls_id};
+    row.insert(row.end(), premise.begin(), premise.begin() + a);
+    row.push_back(encoding.sep_id);
+    std::vector<int64_t> seg(row.size(), 0);
+    row.insert(row.end(), hypothesis.begin(), hypothesis.begin() + b);
+    row.push_back(encoding.sep_id);
+    seg.resize(row.size(), 1);
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(row.size()));
+    rows.push_back(std::move(row));
+    segs.push_back(std::move(seg));
+  }
+  const auto batch = static_cast<int64_t>(pairs.size());
+  PairBatch out;
+  out.tokens = torch::full({batch, longest}, encoding.pad_id, torch::kLong);
+  out.segments = torch::zeros({batch, longest}, torch::kLong);
+  out.lengths = torch::empty({batch}, torch::kLong);
+  auto tok = out.tokens.accessor<int64_t, 2>();
+  auto sg = out.segments.accessor<int64_t, 2>();
+  auto len = out.lengths.accessor<int64_t, 1>();
+  for (int64_t i = 0; i < batch; ++i) {
+    len[i] = static_cast<int64_t>(rows[i].size());
+    for (int64_t t = 0; t < len[i]; ++t) {
+      tok[i][t] = rows[i][t];
+      sg[i][t] = segs[i][t];
+    }
+  }
+  return out;
+}
+
+}  // namespace qnoise
