@@ -34,6 +34,23 @@ void pq_noise_rows_portable(const RowRange& rows, const BlockMaskSampler& sample
   }
 }
 
+namespace {
+
+// [min(row, 0), max(row, 0)]; false when the row holds NaN or infinity (x * 0 turns both into NaN).
+bool row_range_portable(const float* row, int64_t length, float* lower, float* upper) {
+  float low = 0.0f, high = 0.0f, probe = 0.0f;
+  for (int64_t i = 0; i < length; ++i) {
+    low = std::min(low, row[i]);
+    high = std::max(high, row[i]);
+    probe += row[i] * 0.0f;
+  }
+  *lower = low;
+  *upper = high;
+  return probe == 0.0f;
+}
+
+}  // namespace
+
 bool scalar_noise_rows_portable(const RowRange& rows, const ScalarNoiseSpec& spec,
                                 const BlockMaskSampler& sampler, int32_t* mask) {
   const auto quant_max = static_cast<float>((1 << spec.bits) - 1);
@@ -42,19 +59,7 @@ bool scalar_noise_rows_portable(const RowRange& rows, const ScalarNoiseSpec& spe
     float* dst = rows.out + r * rows.row_length;
     const int64_t row_index = rows.first_row + r;
     AffineQParams qparams;
-    if (spec.qparams != nullptr) {
-      qparams = spec.qparams[spec.per_tensor ? 0 : row_index];
-    } else {
-      // Starting at 0 gives the range [min(w, 0), max(w, 0)]; x * 0 turns NaN and inf into NaN.
-      float lower = 0.0f, upper = 0.0f, probe = 0.0f;
-      for (int64_t i = 0; i < rows.row_length; ++i) {
-        lower = std::min(lower, src[i]);
-        upper = std::max(upper, src[i]);
-        probe += src[i] * 0.0f;
-      }
-      if (probe != 0.0f) return false;
-      qparams = qparams_for_range(lower, upper, spec.bits, spec.symmetric);
-    }
+    if (!row_qparams(src, rows.row_length, row_index, spec, row_range_portable, &qparams)) return false;
     fill_row_mask(sampler, row_index, rows.row_length, rows.block_size, mask);
     const float inverse_scale = 1.0f / qparams.scale;
     const auto zero_point = static_cast<float>(qparams.zero_point);

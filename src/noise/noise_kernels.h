@@ -56,6 +56,22 @@ QNOISE_ALWAYS_INLINE float fake_quantize_value(float x, float inverse_scale, flo
   return (code - zero_point) * scale;
 }
 
+// A row's quantization parameters: the given ones, or those of its range [min(w, 0), max(w, 0)]
+// as found by find_range(row, length, &lower, &upper), which returns false on NaN or infinity.
+template <typename FindRange>
+QNOISE_ALWAYS_INLINE bool row_qparams(const float* row, int64_t length, int64_t row_index,
+                                      const ScalarNoiseSpec& spec, FindRange find_range,
+                                      AffineQParams* qparams) {
+  if (spec.qparams != nullptr) {
+    *qparams = spec.qparams[spec.per_tensor ? 0 : row_index];
+    return true;
+  }
+  float lower, upper;
+  if (!find_range(row, length, &lower, &upper)) return false;
+  *qparams = qparams_for_range(lower, upper, spec.bits, spec.symmetric);
+  return true;
+}
+
 // mask[i] = -1 when value i of row `row_index` lies in a chosen block, else 0.
 void fill_row_mask(const BlockMaskSampler& sampler, int64_t row_index, int64_t row_length,
                    int64_t block_size, int32_t* mask);

@@ -125,13 +125,7 @@ bool scalar_noise_rows_avx2(const RowRange& rows, const ScalarNoiseSpec& spec,
     float* dst = rows.out + r * rows.row_length;
     const int64_t row_index = rows.first_row + r;
     AffineQParams qparams;
-    if (spec.qparams != nullptr) {
-      qparams = spec.qparams[spec.per_tensor ? 0 : row_index];
-    } else {
-      float lower, upper;
-      if (!row_range(src, rows.row_length, &lower, &upper)) return false;
-      qparams = qparams_for_range(lower, upper, spec.bits, spec.symmetric);
-    }
+    if (!row_qparams(src, rows.row_length, row_index, spec, row_range, &qparams)) return false;
     fill_row_mask_avx2(sampler, row_index, rows.row_length, rows.block_size, mask);
     const float inverse_scale = 1.0f / qparams.scale;
     const auto zero_point = static_cast<float>(qparams.zero_point);
