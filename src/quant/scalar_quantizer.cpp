@@ -83,11 +83,15 @@ ScalarQParams ScalarQuantizer::qparams_for_range(const at::Tensor& lower,
   const int64_t channels = lower_cpu.numel();
   at::Tensor scale = at::empty({channels}, at::kFloat);
   at::Tensor zero_point = at::empty({channels}, at::kInt);
+  const float* lowers = lower_cpu.data_ptr<float>();
+  const float* uppers = upper_cpu.data_ptr<float>();
+  float* scales = scale.data_ptr<float>();
+  int32_t* zero_points = zero_point.data_ptr<int32_t>();
   for (int64_t c = 0; c < channels; ++c) {
-    const AffineQParams channel = qnoise::qparams_for_range(
-        lower_cpu.data_ptr<float>()[c], upper_cpu.data_ptr<float>()[c], options_.bits, options_.symmetric);
-    scale.data_ptr<float>()[c] = channel.scale;
-    zero_point.data_ptr<int32_t>()[c] = channel.zero_point;
+    const AffineQParams channel =
+        qnoise::qparams_for_range(lowers[c], uppers[c], options_.bits, options_.symmetric);
+    scales[c] = channel.scale;
+    zero_points[c] = channel.zero_point;
   }
   ScalarQParams qparams;
   qparams.bits = options_.bits;
