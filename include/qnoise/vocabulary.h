@@ -5,6 +5,7 @@
 // convention) and <unk>; regular tokens follow by count (descending), ties broken by the token's
 // byte order, so the same stream always gives the same ids.
 #include <cstdint>
+#include <iosfwd>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -53,8 +54,13 @@ class Vocabulary {
   void save(const std::string& path) const;
   // Throws qnoise::Error naming the file and line on a malformed file.
   static Vocabulary load(const std::string& path);
+  // The same text as save() writes, in memory (e.g. inside a checkpoint); `source` names it in
+  // errors.
+  std::string to_text() const;
+  static Vocabulary from_text(const std::string& text, const std::string& source);
 
  private:
+  static Vocabulary parse(std::istream& text, const std::string& source);
   void add(const std::string& token, int64_t count);
 
   std::vector<std::string> tokens_;

@@ -14,5 +14,6 @@ struct Command {
 
 Command add_demo_command(CLI::App& parent);
 Command add_data_command(CLI::App& parent);
+Command add_train_command(CLI::App& parent);
 
 }  // namespace qnoise::cli

@@ -29,7 +29,8 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.require_subcommand(1);
   std::vector<qnoise::cli::Command> commands = {qnoise::cli::add_demo_command(app),
-                                                  qnoise::cli::add_data_command(app)};
+                                                  qnoise::cli::add_data_command(app),
+                                                  qnoise::cli::add_train_command(app)};
 
   try {
     app.parse(argc, argv);

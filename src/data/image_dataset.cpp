@@ -1,6 +1,5 @@
-// Image data sets and their batches. Random draws use std::mt19937_64 and our own mapping to
-// ranges (std::shuffle and std::uniform_int_distribution differ between standard libraries), so
-// the same seed gives the same batches everywhere.
+// Image data sets and their batches. Random draws use std::mt19937_64 and the portable helpers of
+// seeded_order.h, so the same seed gives the same batches everywhere.
 #include "qnoise/image_dataset.h"
 
 #include <ATen/ATen.h>
@@ -13,33 +12,13 @@
 
 #include "qnoise/error.h"
 #include "qnoise/idx_file.h"
+#include "qnoise/seeded_order.h"
 
 namespace qnoise {
 namespace {
 
 constexpr int64_t kFashionMnistSide = 28;
 constexpr int64_t kFashionMnistClasses = 10;
-
-// splitmix64: spreads (seed, epoch) over the whole state so nearby seeds give unrelated streams.
-uint64_t mix_seed(uint64_t seed, uint64_t stream) {
-  uint64_t z = seed + 0x9E3779B97F4A7C15ull * (stream + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// Modulo bias is below 2^-50 for the small ranges used here.
-int64_t uniform_below(std::mt19937_64& engine, int64_t bound) {
-  return static_cast<int64_t>(engine() % static_cast<uint64_t>(bound));
-}
-
-// Fisher-Yates over 0..n-1.
-std::vector<int64_t> seeded_permutation(int64_t n, std::mt19937_64& engine) {
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), int64_t{0});
-  for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[uniform_below(engine, i + 1)]);
-  return order;
-}
 
 at::Tensor to_index_tensor(const std::vector<int64_t>& indices) {
   return at::tensor(indices, at::kLong);

@@ -98,15 +98,26 @@ std::vector<int64_t> Vocabulary::encode(const std::vector<std::string>& tokens) 
   return ids;
 }
 
-void Vocabulary::save(const std::string& path) const {
+std::string Vocabulary::to_text() const {
   std::ostringstream text;
   for (int64_t i = 0; i < size(); ++i) text << tokens_[i] << ' ' << counts_[i] << '\n';
-  write_file_atomically(path, text.str());
+  return text.str();
 }
+
+void Vocabulary::save(const std::string& path) const { write_file_atomically(path, to_text()); }
 
 Vocabulary Vocabulary::load(const std::string& path) {
   std::ifstream file(path);
   QNOISE_CHECK(file.good(), "cannot open vocabulary file '", path, "'");
+  return parse(file, path);
+}
+
+Vocabulary Vocabulary::from_text(const std::string& text, const std::string& source) {
+  std::istringstream stream(text);
+  return parse(stream, source);
+}
+
+Vocabulary Vocabulary::parse(std::istream& file, const std::string& path) {
   Vocabulary vocabulary;
   std::string line;
   int64_t line_number = 0;

@@ -1,0 +1,138 @@
+#include "train/image_task.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/utils.h>
+
+#include "qnoise/efficientnet.h"
+#include "train/task_config.h"
+
+namespace qnoise::detail {
+
+nlohmann::json ImageTask::defaults() {
+  return {{"task", "image"},
+          {"data", kFashionMnistDirectory},
+          {"seed", 1},
+          {"batch_size", 128},
+          {"eval_batch_size", 500},
+          {"valid_size", 5000},  // held out of the training images, seeded
+          {"train_limit", 0},    // use only this many training images (0: all); for quick runs
+          {"augment", true},     // random crop (pad 2) and horizontal flip
+          {"model",
+           {{"arch", "efficientnet"},  // or "small-cnn"
+            {"width_multiplier", 1.0},
+            {"depth_multiplier", 1.0},
+            {"stem_stride", 2},
+            {"dropout", 0.2},
+            {"channels", 16}}}};  // small-cnn only
+}
+
+ImageTask::ImageTask(const nlohmann::json& config) : config_(config) {
+  const auto& model = config.at("model");
+  const auto arch = config_value<std::string>(model, "arch");
+  if (arch == "efficientnet") {
+    model_ = EfficientNet(EfficientNetOptions()
+                              .width_multiplier(config_value<double>(model, "width_multiplier"))
+                              .depth_multiplier(config_value<double>(model, "depth_multiplier"))
+                              .stem_stride(config_value<int64_t>(model, "stem_stride"))
+                              .dropout(config_value<double>(model, "dropout")))
+                 .ptr();
+  } else if (arch == "small-cnn") {
+    is_efficientnet_ = false;
+    model_ = SmallCnn(SmallCnnOptions().channels(config_value<int64_t>(model, "channels"))).ptr();
+  } else {
+    throw Error("image task: unknown model arch '" + arch + "' (efficientnet or small-cnn)");
+  }
+
+  const auto directory = config_value<std::string>(config, "data");
+  const auto seed = config_value<uint64_t>(config, "seed");
+  ImageDataset all_train = load_fashion_mnist(directory, "train");
+  test_ = load_fashion_mnist(directory, "test", all_train.normalization);
+  const auto valid_size = config_value<int64_t>(config, "valid_size");
+  QNOISE_CHECK(valid_size > 0 && valid_size < all_train.size(), "image task: valid_size must be in [1, ",
+               all_train.size() - 1, "], got ", valid_size);
+  // The hold-out depends on the seed only through a fixed stream, so every run of a sweep
+  // validates on the same images.
+  auto [held_out, rest] = all_train.random_split(valid_size, 0);
+  valid_ = std::move(held_out);
+  train_ = std::move(rest);
+  const auto limit = config_value<int64_t>(config, "train_limit");
+  QNOISE_CHECK(limit >= 0, "image task: train_limit must be >= 0, got ", limit);
+  if (limit > 0) train_ = train_.first(limit);
+
+  const auto batch_size = config_value<int64_t>(config, "batch_size");
+  eval_batch_size_ = config_value<int64_t>(config, "eval_batch_size");
+  QNOISE_CHECK(batch_size > 0 && eval_batch_size_ > 0, "image task: batch sizes must be positive");
+  const auto augmentation =
+      config_value<bool>(config, "augment") ? ImageAugmentation::standard() : ImageAugmentation{};
+  // Full batches only: every epoch then has the same number of equally weighted steps.
+  auto options = ImageBatchOptions::training(batch_size, seed, augmentation);
+  options.drop_last = train_.size() >= batch_size;
+  batches_.emplace(train_, options);
+}
+
+nlohmann::json ImageTask::artifacts() const {
+  return {{"class_names", train_.class_names},
+          {"normalization", {{"mean", train_.normalization.mean}, {"std", train_.normalization.std}}}};
+}
+
+void ImageTask::to(const c10::Device& device) {
+  device_ = device;
+  model_->to(device);
+}
+
+void ImageTask::start_epoch(int64_t epoch) {
+  batches_->start_epoch(epoch);
+  next_index_ = 0;
+}
+
+at::Tensor ImageTask::logits(const at::Tensor& images) {
+  if (is_efficientnet_) return std::static_pointer_cast<EfficientNetImpl>(model_)->forward(images);
+  return std::static_pointer_cast<SmallCnnImpl>(model_)->forward(images);
+}
+
+BatchLoss ImageTask::train_batch(int64_t index) {
+  QNOISE_CHECK(index >= next_index_ && index < batches_per_epoch(), "image task: batch ", index,
+               " asked for after batch ", next_index_ - 1);
+  std::optional<ImageBatch> batch;
+  while (next_index_ <= index) {  // draws (and discards) skipped batches: same augmentation
+    batch = batches_->next();
+    ++next_index_;
+  }
+  model_->train();
+  const at::Tensor images = batch->images.to(device_), labels = batch->labels.to(device_);
+  return {torch::nn::functional::cross_entropy(logits(images), labels), labels.size(0)};
+}
+
+SplitMetrics ImageTask::evaluate(const std::string& split) {
+  QNOISE_CHECK(split == "valid" || split == "test", "image task: no split '", split, "'");
+  const ImageDataset& data = split == "valid" ? valid_ : test_;
+  model_->eval();
+  torch::NoGradGuard no_grad;
+  double loss_sum = 0;
+  int64_t correct = 0;
+  for (int64_t start = 0; start < data.size(); start += eval_batch_size_) {
+    const int64_t end = std::min(data.size(), start + eval_batch_size_);
+    const at::Tensor images = data.images.slice(0, start, end).to(device_);
+    const at::Tensor labels = data.labels.slice(0, start, end).to(device_);
+    const at::Tensor out = logits(images);
+    loss_sum += torch::nn::functional::cross_entropy(
+                    out, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .item<double>();
+    correct += out.argmax(1).eq(labels).sum().item<int64_t>();
+  }
+  const double n = static_cast<double>(data.size());
+  return {{"loss", loss_sum / n}, {"accuracy", correct / n}};
+}
+
+std::vector<NoiseTarget> ImageTask::noise_targets(double rate, int64_t block_size,
+                                                  const NoiseFunction& function) const {
+  if (block_size == 1) return {{"*", rate, 1, function}};
+  // 3x3 convolutions (the stem, depthwise, the small CNN's conv1/conv2) take whole kernels; 1x1
+  // convolutions and the classifier take `block_size` input channels.
+  if (is_efficientnet_)
+    return {{"*.depthwise", rate, 9, function}, {"stem.conv", rate, 9, function}, {"*", rate, block_size, function}};
+  return {{"conv1", rate, 9, function}, {"conv2", rate, 9, function}, {"*", rate, block_size, function}};
+}
+
+}  // namespace qnoise::detail

@@ -1,0 +1,185 @@
+#include "train/sentence_pair_task.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/utils.h>
+
+#include <filesystem>
+#include <unordered_map>
+
+#include "qnoise/kjv_corpus.h"  // tokenize_kjv: words and punctuation, for any English text
+#include "qnoise/seeded_order.h"
+#include "train/task_config.h"
+
+namespace qnoise::detail {
+
+namespace {
+
+constexpr const char* kClassToken = "<s>";  // RoBERTa's <cls>; </s> separates the sentences
+
+SentencePairTask::EncodedSplit encode_split(const SentencePairSet& set, const Vocabulary& vocabulary) {
+  SentencePairTask::EncodedSplit split;
+  for (const auto& pair : set.pairs) {
+    split.pairs.emplace_back(vocabulary.encode(tokenize_kjv(pair.premise)),
+                             vocabulary.encode(tokenize_kjv(pair.hypothesis)));
+    split.labels.push_back(pair.label);
+  }
+  return split;
+}
+
+}  // namespace
+
+nlohmann::json SentencePairTask::defaults() {
+  return {{"task", "pairs"},
+          {"data", ""},  // a directory of TSV files
+          {"train_file", "train.tsv"},
+          {"valid_file", "valid.tsv"},  // MNLI: dev_matched.tsv
+          {"test_file", "test.tsv"},    // "" for none (MNLI's test labels are hidden)
+          {"seed", 1},
+          {"batch_size", 32},
+          {"eval_batch_size", 128},
+          {"max_length", 128},  // tokens per encoded pair, <s> and both </s> included
+          {"min_count", 1},
+          {"max_vocab", 0},
+          {"train_limit", 0},  // use only the first this many training pairs (0: all)
+          {"model",
+           {{"d_model", 256},
+            {"heads", 4},
+            {"ffn_dim", 1024},
+            {"layers", 4},
+            {"dropout", 0.1},
+            {"attention_dropout", 0.0},
+            {"layer_drop", 0.0},
+            {"share_every", 1}}}};
+}
+
+SentencePairTask::SentencePairTask(const nlohmann::json& config) : config_(config) {
+  const auto directory = config_value<std::string>(config, "data");
+  QNOISE_CHECK(!directory.empty(), "pairs task: no data directory given (TSV files, e.g. from `qnoise data kjv-pairs --out DIR`)");
+  const auto path = [&](const std::string& key) {
+    return (std::filesystem::path(directory) / config_value<std::string>(config, key)).string();
+  };
+  SentencePairSet train = read_sentence_pairs(path("train_file"));
+  const auto limit = config_value<int64_t>(config, "train_limit");
+  QNOISE_CHECK(limit >= 0, "pairs task: train_limit must be >= 0, got ", limit);
+  if (limit > 0 && limit < static_cast<int64_t>(train.pairs.size())) train.pairs.resize(limit);
+  label_names_ = train.label_names;
+
+  std::unordered_map<std::string, int64_t> counts;
+  for (const auto& pair : train.pairs) {
+    for (const auto& token : tokenize_kjv(pair.premise)) ++counts[token];
+    for (const auto& token : tokenize_kjv(pair.hypothesis)) ++counts[token];
+  }
+  counts[kClassToken] = static_cast<int64_t>(train.pairs.size());  // once per encoded pair
+  vocabulary_ = Vocabulary::from_counts(
+      counts, VocabularyOptions()
+                  .set_min_count(config_value<int64_t>(config, "min_count"))
+                  .set_max_size(config_value<int64_t>(config, "max_vocab")));
+  QNOISE_CHECK(vocabulary_.contains(kClassToken), "pairs task: max_vocab is too small to keep ", kClassToken);
+  train_ = encode_split(train, vocabulary_);
+  for (const auto* key : {"valid_file", "test_file"}) {
+    if (config_value<std::string>(config, key).empty()) continue;
+    SentencePairSet set = read_sentence_pairs(path(key));
+    QNOISE_CHECK(set.n_labels() <= train.n_labels(), path(key), ": has ", set.n_labels(),
+                 " labels but the training file only ", train.n_labels());
+    eval_.emplace_back(key == std::string("valid_file") ? "valid" : "test", encode_split(set, vocabulary_));
+  }
+
+  encoding_.cls_id = vocabulary_.id(kClassToken);
+  encoding_.sep_id = Vocabulary::kEndOfSentenceId;
+  encoding_.pad_id = Vocabulary::kPadId;
+  encoding_.max_length = config_value<int64_t>(config, "max_length");
+  const auto& m = config.at("model");
+  model_ = EncoderClassifier(EncoderClassifierOptions(vocabulary_.size(), config_value<int64_t>(m, "d_model"),
+                                                      config_value<int64_t>(m, "heads"),
+                                                      config_value<int64_t>(m, "ffn_dim"),
+                                                      config_value<int64_t>(m, "layers"), train.n_labels())
+                                 .max_positions(encoding_.max_length)
+                                 .padding_idx(Vocabulary::kPadId)
+                                 .dropout(config_value<double>(m, "dropout"))
+                                 .attention_dropout(config_value<double>(m, "attention_dropout"))
+                                 .layer_drop(config_value<double>(m, "layer_drop"))
+                                 .share_every(config_value<int64_t>(m, "share_every")));
+  batch_size_ = config_value<int64_t>(config, "batch_size");
+  eval_batch_size_ = config_value<int64_t>(config, "eval_batch_size");
+  QNOISE_CHECK(batch_size_ > 0 && eval_batch_size_ > 0, "pairs task: batch sizes must be positive");
+}
+
+nlohmann::json SentencePairTask::artifacts() const {
+  return {{"vocabulary", vocabulary_.to_text()}, {"label_names", label_names_}};
+}
+
+void SentencePairTask::to(const c10::Device& device) {
+  device_ = device;
+  model_->to(device);
+}
+
+int64_t SentencePairTask::batches_per_epoch() const {
+  // Full batches only (the last partial one is dropped), unless there is less than one.
+  return std::max<int64_t>(1, static_cast<int64_t>(train_.pairs.size()) / batch_size_);
+}
+
+void SentencePairTask::start_epoch(int64_t epoch) {
+  order_ = epoch_permutation(static_cast<int64_t>(train_.pairs.size()), config_value<uint64_t>(config_, "seed"), epoch);
+}
+
+std::vector<std::string> SentencePairTask::eval_splits() const {
+  std::vector<std::string> names;
+  for (const auto& [name, split] : eval_) names.push_back(name);
+  return names;
+}
+
+at::Tensor SentencePairTask::logits(const EncodedSplit& split, const std::vector<int64_t>& indices,
+                                    at::Tensor& labels) {
+  std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> pairs;
+  std::vector<int64_t> label_values;
+  for (int64_t i : indices) {
+    pairs.push_back(split.pairs[i]);
+    label_values.push_back(split.labels[i]);
+  }
+  const PairBatch batch = encode_pairs(pairs, encoding_);
+  labels = at::tensor(label_values, at::kLong).to(device_);
+  return model_->forward(batch.tokens.to(device_), batch.segments.to(device_));
+}
+
+BatchLoss SentencePairTask::train_batch(int64_t index) {
+  QNOISE_CHECK(index >= 0 && index < batches_per_epoch(), "pairs task: no batch ", index);
+  const int64_t n = static_cast<int64_t>(order_.size());
+  const int64_t start = index * batch_size_, end = std::min(n, start + batch_size_);
+  const std::vector<int64_t> indices(order_.begin() + start, order_.begin() + end);
+  model_->train();
+  at::Tensor labels;
+  const at::Tensor out = logits(train_, indices, labels);
+  return {torch::nn::functional::cross_entropy(out, labels), labels.size(0)};
+}
+
+SplitMetrics SentencePairTask::evaluate(const std::string& split_name) {
+  const EncodedSplit* split = nullptr;
+  for (const auto& [name, data] : eval_)
+    if (name == split_name) split = &data;
+  QNOISE_CHECK(split != nullptr, "pairs task: no split '", split_name, "'");
+  model_->eval();
+  torch::NoGradGuard no_grad;
+  const int64_t n = static_cast<int64_t>(split->pairs.size());
+  double loss_sum = 0;
+  int64_t correct = 0;
+  for (int64_t start = 0; start < n; start += eval_batch_size_) {
+    std::vector<int64_t> indices;
+    for (int64_t i = start; i < std::min(n, start + eval_batch_size_); ++i) indices.push_back(i);
+    at::Tensor labels;
+    const at::Tensor out = logits(*split, indices, labels);
+    loss_sum += torch::nn::functional::cross_entropy(
+                    out, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+                    .item<double>();
+    correct += out.argmax(1).eq(labels).sum().item<int64_t>();
+  }
+  return {{"loss", loss_sum / n}, {"accuracy", static_cast<double>(correct) / n}};
+}
+
+std::vector<NoiseTarget> SentencePairTask::noise_targets(double rate, int64_t block_size,
+                                                         const NoiseFunction& function) const {
+  // Every Linear and Embedding; the classifier's rows have d_model weights like the rest.
+  return {{"*", rate, block_size, function}};
+}
+
+}  // namespace qnoise::detail

@@ -1,0 +1,30 @@
+#pragma once
+// Reading task configurations (JSON objects of defaults overridden by the user's values): unknown
+// keys and wrong types are errors that name the key, since a typo would otherwise silently train
+// the default model.
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "qnoise/error.h"
+
+namespace qnoise::detail {
+
+// `defaults` with every key of `given` replacing the default; nested objects merge the same way.
+// `where` names the object in errors ("image task", "image task model").
+nlohmann::json merge_config(const nlohmann::json& defaults, const nlohmann::json& given,
+                            const std::string& where);
+
+// config[key] as T; throws qnoise::Error naming the key and the type it needs.
+template <typename T>
+T config_value(const nlohmann::json& config, const std::string& key) {
+  QNOISE_CHECK(config.contains(key), "configuration has no '", key, "'");
+  try {
+    return config.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw Error("configuration value '" + key + "' = " + config.at(key).dump() +
+                " has the wrong type");
+  }
+}
+
+}  // namespace qnoise::detail

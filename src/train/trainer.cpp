@@ -1,0 +1,221 @@
+#include "qnoise/trainer.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/utils/clip_grad.h>
+
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+
+#include "qnoise/checkpoint.h"
+#include "qnoise/error.h"
+#include "qnoise/noisy_layers.h"
+#include "train/progress.h"
+
+namespace qnoise {
+
+namespace {
+
+constexpr const char* kCheckpointFormat = "qnoise-checkpoint-1";
+
+// The first key (as a JSON path) where two configurations differ, or "".
+std::string first_difference(const nlohmann::json& a, const nlohmann::json& b) {
+  const auto patch = nlohmann::json::diff(a, b);
+  return patch.empty() ? "" : patch.front().value("path", "");
+}
+
+nlohmann::json metrics_to_json(const std::map<std::string, SplitMetrics>& metrics) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [split, values] : metrics)
+    for (const auto& [name, value] : values) out[split][name] = value;
+  return out;
+}
+
+void check_options(const TrainerOptions& options) {
+  QNOISE_CHECK(!options.checkpoint_path.empty(), "training needs a checkpoint path (--out)");
+  QNOISE_CHECK(options.epochs > 0 || options.max_steps > 0, "training needs epochs > 0 or max_steps > 0");
+  QNOISE_CHECK(options.max_steps >= 0 && options.eval_every >= 0 && options.save_every >= 0 &&
+                   options.stop_after >= 0,
+               "max_steps, eval_every, save_every and stop_after must be >= 0");
+  QNOISE_CHECK(options.clip_norm >= 0, "clip_norm must be >= 0, got ", options.clip_norm);
+  if (options.device.is_cuda())
+    QNOISE_CHECK(at::hasCUDA(), "--device cuda: this libtorch build has no CUDA (or no GPU is visible)");
+}
+
+}  // namespace
+
+std::vector<NoiseTarget> quant_noise_targets(const TrainingTask& task, const QuantNoiseOptions& noise) {
+  QNOISE_CHECK(noise.pq_rate >= 0 && noise.pq_rate < 1, "--quant-noise-pq must be in [0, 1), got ", noise.pq_rate);
+  QNOISE_CHECK(noise.scalar_rate >= 0 && noise.scalar_rate <= 1, "--quant-noise-scalar must be in [0, 1], got ",
+               noise.scalar_rate);
+  QNOISE_CHECK(!(noise.pq_rate > 0 && noise.scalar_rate > 0),
+               "choose one of --quant-noise-pq and --quant-noise-scalar, not both");
+  if (!noise.enabled()) return {};
+  const bool pq = noise.pq_rate > 0;
+  const double rate = pq ? noise.pq_rate : noise.scalar_rate;
+  const NoiseFunction function = pq ? NoiseFunction::pq() : NoiseFunction::parse("int" + std::to_string(noise.bits));
+  const int64_t block_size = pq ? noise.pq_block_size : 1;
+  QNOISE_CHECK(block_size > 0, "--quant-noise-pq-block-size must be positive, got ", block_size);
+  if (!noise.layers.empty()) return {{noise.layers, rate, block_size, function}};
+  return task.noise_targets(rate, block_size, function);
+}
+
+nlohmann::json checkpoint_metadata(const TrainingTask& task, const QuantNoiseOptions& noise,
+                                   const std::map<std::string, SplitMetrics>& metrics) {
+  return {{"format", kCheckpointFormat},
+          {"task", task.config()},
+          {"artifacts", task.artifacts()},
+          {"noise",
+           {{"pq_rate", noise.pq_rate},
+            {"pq_block_size", noise.pq_block_size},
+            {"scalar_rate", noise.scalar_rate},
+            {"bits", noise.bits},
+            {"layers", noise.layers}}},
+          {"metrics", metrics_to_json(metrics)}};
+}
+
+TrainerOptions default_trainer_options(const std::string& task_kind) {
+  TrainerOptions options;
+  options.optimizer.kind = OptimizerKind::AdamW;
+  options.schedule.kind = LrScheduleKind::Cosine;
+  if (task_kind == "image") {
+    options.optimizer.weight_decay = 0.05;
+    options.optimizer.beta2 = 0.999;
+    options.schedule.peak_lr = 4e-3;
+    options.epochs = 5;
+  } else if (task_kind == "lm") {
+    options.optimizer.weight_decay = 0.01;
+    options.schedule.peak_lr = 1e-3;
+    options.epochs = 2;
+    options.clip_norm = 1.0;
+  } else if (task_kind == "pairs") {
+    options.optimizer.weight_decay = 0.01;
+    options.schedule.peak_lr = 3e-4;
+    options.epochs = 3;
+    options.clip_norm = 1.0;
+  } else {
+    throw Error("unknown task '" + task_kind + "' (image, lm or pairs)");
+  }
+  options.schedule.warmup_steps = kAutoWarmup;
+  options.optimizer.lr = options.schedule.peak_lr;
+  return options;
+}
+
+TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
+  check_options(options);
+  std::ostream& log = options.json_log != nullptr ? *options.json_log : std::cout;
+  task.to(options.device);
+  torch::nn::Module& model = task.model();
+  NoisyLayers noisy(model, quant_noise_targets(task, options.noise));
+
+  const int64_t per_epoch = task.batches_per_epoch();
+  QNOISE_CHECK(per_epoch > 0, "the training data gives no batch");
+  const int64_t total_steps = options.max_steps > 0 ? options.max_steps : options.epochs * per_epoch;
+  LrScheduleOptions schedule = options.schedule;
+  if (schedule.kind == LrScheduleKind::Cosine && schedule.total_steps == 0) schedule.total_steps = total_steps;
+  if (schedule.warmup_steps == kAutoWarmup) schedule.warmup_steps = total_steps / 10;
+  learning_rate(schedule, 0);  // validates the schedule before any work
+
+  std::vector<at::Tensor> parameters = model.parameters();
+  auto optimizer = make_optimizer(parameters, options.optimizer);
+
+  TrainingResult result;
+  int64_t step = 0;
+  if (options.resume && std::filesystem::exists(options.checkpoint_path)) {
+    const CheckpointState state = load_checkpoint(options.checkpoint_path, model, optimizer.get());
+    nlohmann::json stored;
+    try {
+      stored = nlohmann::json::parse(state.metadata);
+    } catch (const nlohmann::json::exception&) {
+      throw Error("checkpoint '" + options.checkpoint_path + "' has unreadable metadata");
+    }
+    QNOISE_CHECK(stored.value("format", "") == kCheckpointFormat, "'", options.checkpoint_path,
+                 "' is not a qnoise training checkpoint");
+    const std::string difference = first_difference(stored.at("task"), task.config());
+    QNOISE_CHECK(difference.empty(), "cannot resume from '", options.checkpoint_path,
+                 "': it was trained with a different task configuration (first difference at ",
+                 difference, ")");
+    step = state.step;
+    std::cerr << "resuming from '" << options.checkpoint_path << "' at step " << step << "\n";
+  }
+
+  detail::ProgressDisplay progress(options.progress, total_steps, task.unit_name());
+  auto save = [&](int64_t at_step) {
+    save_checkpoint(options.checkpoint_path, model, optimizer.get(),
+                    {at_step, at_step / per_epoch, checkpoint_metadata(task, options.noise, result.metrics).dump()});
+  };
+  double loss_sum = 0;  // since the last evaluation
+  int64_t loss_count = 0;
+  auto evaluate = [&](int64_t at_step) {
+    progress.pause();
+    progress.interrupt();
+    result.metrics.clear();
+    nlohmann::json line = {{"event", "eval"},
+                           {"step", at_step},
+                           {"epoch", static_cast<double>(at_step) / per_epoch},
+                           {"lr", learning_rate(schedule, std::max<int64_t>(0, at_step - 1))}};
+    if (loss_count > 0) line["train_loss"] = loss_sum / loss_count;
+    for (const auto& split : task.eval_splits()) {
+      result.metrics[split] = task.evaluate(split);
+      for (const auto& [name, value] : result.metrics[split]) line[split][name] = value;
+    }
+    const double seconds = progress.training_seconds();
+    line["train_seconds"] = seconds;
+    line[task.unit_name() + "_per_second"] = seconds > 0 ? progress.units() / seconds : 0.0;
+    line["quant_noise"] = noisy.layers().empty() ? "none" : options.noise.pq_rate > 0 ? "pq" : "int" + std::to_string(options.noise.bits);
+    log << line.dump() << std::endl;
+    loss_sum = 0;
+    loss_count = 0;
+    save(at_step);
+    progress.resume();
+  };
+
+  int64_t epoch = step / per_epoch;
+  if (step < total_steps) task.start_epoch(epoch);
+  while (step < total_steps) {
+    const int64_t index = step % per_epoch;
+    const double lr = learning_rate(schedule, step);
+    set_learning_rate(*optimizer, lr);
+    optimizer->zero_grad();
+    BatchLoss batch;
+    {
+      auto scope = noisy.draw();
+      batch = task.train_batch(index);
+    }
+    batch.loss.backward();
+    if (options.clip_norm > 0) torch::nn::utils::clip_grad_norm_(parameters, options.clip_norm);
+    optimizer->step();
+    ++step;
+    const double loss = batch.loss.item<double>();
+    QNOISE_CHECK(std::isfinite(loss), "the training loss became ", loss, " at step ", step,
+                 " (try a lower learning rate or --clip-norm)");
+    loss_sum += loss;
+    ++loss_count;
+    progress.update(step, loss, batch.units, lr);
+
+    const bool epoch_done = step % per_epoch == 0;
+    const bool last = step == total_steps;
+    const bool eval_now = options.eval_every > 0 ? step % options.eval_every == 0 || last : epoch_done || last;
+    if (eval_now) {
+      evaluate(step);
+    } else if ((options.save_every > 0 && step % options.save_every == 0) ||
+               (options.stop_after > 0 && step == options.stop_after)) {
+      save(step);
+    }
+    if (options.stop_after > 0 && step == options.stop_after && !last) {
+      result.stopped_early = true;
+      break;
+    }
+    if (epoch_done && !last) task.start_epoch(++epoch);
+  }
+  progress.interrupt();
+  result.steps = step;
+  result.train_seconds = progress.training_seconds();
+  result.units_per_second = result.train_seconds > 0 ? progress.units() / result.train_seconds : 0;
+  if (result.metrics.empty() && !result.stopped_early) {  // resumed at the end: report anyway
+    for (const auto& split : task.eval_splits()) result.metrics[split] = task.evaluate(split);
+  }
+  return result;
+}
+
+}  // namespace qnoise
