@@ -24,7 +24,7 @@ namespace qnoise {
 
 struct QuantNoiseOptions {
   double pq_rate = 0.0;       // --quant-noise-pq: blocks zeroed (PQ proxy), 0 = off
-  int64_t pq_block_size = 8;  // --quant-noise-pq-block-size (convolutions keep whole kernels)
+  int64_t pq_block_size = 0;  // --quant-noise-pq-block-size; 0: the task's default (8; 4 for CNNs)
   double scalar_rate = 0.0;   // --quant-noise-scalar: weights fake-quantized, 1 = QAT
   int bits = 8;               // --bits for scalar noise
   std::string layers;         // glob over layer names; empty: the task's default targets
@@ -71,7 +71,7 @@ struct TrainingResult {
 
 // Settings that train each task kind well on this project's data sets in minutes on a CPU, all
 // AdamW with a warm-up over 10% of the run then cosine decay ("image": lr 4e-3, weight decay
-// 0.05, 5 epochs; "lm": 1e-3, 0.01, 2 epochs, gradients clipped at 1; "pairs": 3e-4, 0.01,
+// 0.05, 7 epochs; "lm": 1e-3, 0.01, 2 epochs, gradients clipped at 1; "pairs": 3e-4, 0.01,
 // 3 epochs, clipped at 1). Command-line options override them.
 TrainerOptions default_trainer_options(const std::string& task_kind);
 

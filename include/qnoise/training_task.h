@@ -66,6 +66,16 @@ class TrainingTask {
   // "ppl" or "accuracy": the number a user reads first.
   virtual std::string primary_metric() const = 0;
 
+  // Models with batch normalization: re-estimate its running statistics on clean (noise-free)
+  // forward passes over training data, without touching the training order or the random
+  // generator. Under Quant-Noise the running averages are taken over noisy activations, whose
+  // variance differs from the clean ones the model sees at evaluation. Others: nothing to do.
+  virtual void recalibrate_normalization() {}
+
+  // The PQ block size this family's iPQ plan uses for most weights: 8 for Transformers' Linear and
+  // Embedding rows, 4 input channels for CNNs' 1x1 convolutions.
+  virtual int64_t default_pq_block_size() const { return 8; }
+
   // Quant-Noise targets for this model family: every Linear/Conv2d/Embedding, with `block_size`
   // where it divides the rows and the family's natural block elsewhere (whole k x k kernels for
   // convolutions). Scalar noise (block_size 1) covers every weight.

@@ -15,5 +15,7 @@ struct Command {
 Command add_demo_command(CLI::App& parent);
 Command add_data_command(CLI::App& parent);
 Command add_train_command(CLI::App& parent);
+// `qnoise demo layer`, registered by the demo command.
+Command add_demo_layer_command(CLI::App& demo);
 
 }  // namespace qnoise::cli

@@ -255,7 +255,7 @@ Command add_train_command(CLI::App& parent) {
       {"save-every", "Also checkpoint every N updates"},
       {"stop-after", "Stop after update N with a checkpoint, as if interrupted (resume with --resume)"},
       {"quant-noise-pq", "Quant-Noise rate for PQ (blocks dropped; 0: off)"},
-      {"quant-noise-pq-block-size", "PQ noise block size (convolutions keep whole 3x3 kernels)"},
+      {"quant-noise-pq-block-size", "PQ noise block size (default: 8; 4 input channels for 1x1 convolutions; 3x3 convolutions keep whole kernels)"},
       {"quant-noise-scalar", "Quant-Noise rate for int<bits> fake quantization (1: QAT)"},
       {"bits", "Bits of the scalar noise (8 or 4; 2..8)"},
       {"quant-noise-layers", "Glob over layer names to noise (default: every Linear/Conv2d/Embedding)"},

@@ -26,6 +26,8 @@ class ImageTask : public TrainingTask {
   std::vector<std::string> eval_splits() const override { return {"valid", "test"}; }
   SplitMetrics evaluate(const std::string& split) override;
   std::string primary_metric() const override { return "accuracy"; }
+  void recalibrate_normalization() override;
+  int64_t default_pq_block_size() const override { return 4; }
   std::vector<NoiseTarget> noise_targets(double rate, int64_t block_size,
                                          const NoiseFunction& function) const override;
 

@@ -50,12 +50,14 @@ std::vector<NoiseTarget> quant_noise_targets(const TrainingTask& task, const Qua
                noise.scalar_rate);
   QNOISE_CHECK(!(noise.pq_rate > 0 && noise.scalar_rate > 0),
                "choose one of --quant-noise-pq and --quant-noise-scalar, not both");
+  QNOISE_CHECK(noise.enabled() || noise.layers.empty(),
+               "--quant-noise-layers needs a noise rate (--quant-noise-pq or --quant-noise-scalar)");
   if (!noise.enabled()) return {};
   const bool pq = noise.pq_rate > 0;
   const double rate = pq ? noise.pq_rate : noise.scalar_rate;
   const NoiseFunction function = pq ? NoiseFunction::pq() : NoiseFunction::parse("int" + std::to_string(noise.bits));
-  const int64_t block_size = pq ? noise.pq_block_size : 1;
-  QNOISE_CHECK(block_size > 0, "--quant-noise-pq-block-size must be positive, got ", block_size);
+  QNOISE_CHECK(noise.pq_block_size >= 0, "--quant-noise-pq-block-size must be positive, got ", noise.pq_block_size);
+  const int64_t block_size = !pq ? 1 : noise.pq_block_size > 0 ? noise.pq_block_size : task.default_pq_block_size();
   if (!noise.layers.empty()) return {{noise.layers, rate, block_size, function}};
   return task.noise_targets(rate, block_size, function);
 }
@@ -82,7 +84,7 @@ TrainerOptions default_trainer_options(const std::string& task_kind) {
     options.optimizer.weight_decay = 0.05;
     options.optimizer.beta2 = 0.999;
     options.schedule.peak_lr = 4e-3;
-    options.epochs = 5;
+    options.epochs = 7;
   } else if (task_kind == "lm") {
     options.optimizer.weight_decay = 0.01;
     options.schedule.peak_lr = 1e-3;
@@ -155,6 +157,7 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
                            {"epoch", static_cast<double>(at_step) / per_epoch},
                            {"lr", learning_rate(schedule, std::max<int64_t>(0, at_step - 1))}};
     if (loss_count > 0) line["train_loss"] = loss_sum / loss_count;
+    if (!noisy.layers().empty()) task.recalibrate_normalization();
     for (const auto& split : task.eval_splits()) {
       result.metrics[split] = task.evaluate(split);
       for (const auto& [name, value] : result.metrics[split]) line[split][name] = value;

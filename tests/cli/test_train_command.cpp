@@ -1,0 +1,130 @@
+// `qnoise train` as a user runs it: options, errors, and a run killed mid-way then resumed.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "cli/run_qnoise.h"
+#include "qnoise/checkpoint.h"
+#include "qnoise/efficientnet.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using qnoise::testing::contains;
+using qnoise::testing::run_qnoise;
+
+std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
+
+// Small-CNN run on 1024 Fashion-MNIST images: 3 epochs of 8 updates, with Quant-Noise.
+const std::string kSmallRun =
+    "--threads 1 train --task image --arch small-cnn --channels 8 --train-limit 1024 --valid-size 500 "
+    "--epochs 3 --quant-noise-pq 0.1 --progress off";
+
+// The parameters stored in a checkpoint of kSmallRun's model.
+std::vector<torch::Tensor> checkpoint_parameters(const std::string& path) {
+  qnoise::SmallCnn model(qnoise::SmallCnnOptions().channels(8));
+  qnoise::load_checkpoint(path, *model, nullptr);
+  return model->parameters();
+}
+
+void expect_same_checkpoint_weights(const std::string& a, const std::string& b) {
+  const auto pa = checkpoint_parameters(a), pb = checkpoint_parameters(b);
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i;
+}
+
+}  // namespace
+
+TEST(TrainCommand, PrintsOneJsonLinePerEpochAndWritesTheCheckpoint) {
+  const auto out = temp_path("cli_whole.pt");
+  fs::remove(out);
+  const auto result = run_qnoise(kSmallRun + " --out " + out);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_TRUE(contains(result.output, "\"event\":\"eval\",\"images_per_second\""));
+  EXPECT_TRUE(contains(result.output, "\"step\":24,"));
+  EXPECT_TRUE(contains(result.output, "finished at step 24"));
+  EXPECT_TRUE(fs::exists(out));
+}
+
+TEST(TrainCommand, StopAfterThenResumeEqualsAnUninterruptedRun) {
+  const auto whole = temp_path("cli_whole2.pt"), parts = temp_path("cli_parts.pt");
+  fs::remove(whole);
+  fs::remove(parts);
+  ASSERT_EQ(run_qnoise(kSmallRun + " --out " + whole).exit_code, 0);
+  const auto stopped = run_qnoise(kSmallRun + " --out " + parts + " --stop-after 11");
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.output;
+  EXPECT_TRUE(contains(stopped.output, "stopped at step 11"));
+  const auto resumed = run_qnoise(kSmallRun + " --out " + parts + " --resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_TRUE(contains(resumed.output, "resuming from")) << resumed.output;
+  expect_same_checkpoint_weights(whole, parts);
+}
+
+TEST(TrainCommand, KilledMidRunThenResumedEqualsAnUninterruptedRun) {
+  const auto whole = temp_path("cli_whole3.pt"), killed = temp_path("cli_killed.pt");
+  fs::remove(whole);
+  fs::remove(killed);
+  ASSERT_EQ(run_qnoise(kSmallRun + " --out " + whole).exit_code, 0);
+
+  // Checkpoint after every update, and SIGKILL the process once a checkpoint exists: whatever
+  // update it dies in (even inside a checkpoint write), the last complete checkpoint resumes.
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string command = std::string("exec ") + QNOISE_BINARY + " " + kSmallRun + " --out " + killed +
+                                " --save-every 1 >/dev/null 2>&1";
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (!fs::exists(killed) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // a few more updates
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(fs::exists(killed)) << "no checkpoint was written before the deadline";
+
+  const auto resumed = run_qnoise(kSmallRun + " --out " + killed + " --resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_TRUE(contains(resumed.output, "finished at step 24")) << resumed.output;
+  expect_same_checkpoint_weights(whole, killed);
+  for (const auto& entry : fs::directory_iterator(::testing::TempDir()))  // no temporary left behind
+    if (contains(entry.path().filename().string(), "cli_killed.pt.")) ADD_FAILURE() << entry.path();
+}
+
+TEST(TrainCommand, BadOptionsAreClearErrors) {
+  const auto out = temp_path("cli_bad.pt");
+  auto result = run_qnoise("train --task image --seq-len 64 --out " + out);
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.output, "image task has no option 'seq_len'")) << result.output;
+  result = run_qnoise("train --task image --quant-noise-pq 0.1 --quant-noise-scalar 0.5 --train-limit 64 --out " + out);
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.output, "not both")) << result.output;
+  result = run_qnoise("train --task lm --data /nonexistent/corpus --out " + out);
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.output, "/nonexistent/corpus")) << result.output;
+  result = run_qnoise("train --task image --batch-size many --out " + out);
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.output, "--batch-size: cannot read 'many'")) << result.output;
+  result = run_qnoise("train --task image --lr fast --out " + out);
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.output, "--lr: cannot read 'fast'")) << result.output;
+  result = run_qnoise("train --task image --quant-noise-pq 0.1 --quant-noise-layers 'nothing*' --train-limit 64 --out " + out);
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.output, "nothing*")) << result.output;
+  result = run_qnoise("train --task image --quant-noise-layers 'conv*' --train-limit 64 --out " + out);
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.output, "needs a noise rate")) << result.output;
+  result = run_qnoise("train --out " + out);
+  EXPECT_NE(result.exit_code, 0);
+  EXPECT_TRUE(contains(result.output, "--task is required")) << result.output;
+  EXPECT_NE(run_qnoise("train --task image --out " + out + " --no-such-option").exit_code, 0);
+  EXPECT_FALSE(fs::exists(out));
+}
