@@ -72,7 +72,7 @@ struct TrainingResult {
 // Settings that train each task kind well on this project's data sets in minutes on a CPU, all
 // AdamW with a warm-up over 10% of the run then cosine decay ("image": lr 4e-3, weight decay
 // 0.05, 7 epochs; "lm": 1e-3, 0.01, 2 epochs, gradients clipped at 1; "pairs": 3e-4, 0.01,
-// 3 epochs, clipped at 1). Command-line options override them.
+// 2 epochs, clipped at 1). Command-line options override them.
 TrainerOptions default_trainer_options(const std::string& task_kind);
 
 // Trains `task`'s model; returns the last evaluation. Throws qnoise::Error on bad options or a

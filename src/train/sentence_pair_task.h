@@ -47,7 +47,7 @@ class SentencePairTask : public TrainingTask {
   c10::Device device_ = c10::kCPU;
   EncodedSplit train_;
   std::vector<std::pair<std::string, EncodedSplit>> eval_;  // (name, split)
-  std::vector<int64_t> order_;
+  std::vector<std::vector<int64_t>> batches_;  // this epoch's batches of pair indices
   int64_t batch_size_ = 32, eval_batch_size_ = 64;
 };
 

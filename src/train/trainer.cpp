@@ -93,7 +93,7 @@ TrainerOptions default_trainer_options(const std::string& task_kind) {
   } else if (task_kind == "pairs") {
     options.optimizer.weight_decay = 0.01;
     options.schedule.peak_lr = 3e-4;
-    options.epochs = 3;
+    options.epochs = 2;
     options.clip_norm = 1.0;
   } else {
     throw Error("unknown task '" + task_kind + "' (image, lm or pairs)");

@@ -1,0 +1,65 @@
+#pragma once
+// One weight tensor in its stored (compressed) form, as in the .qnz file: what each scheme keeps,
+// how many bytes that is, and how to rebuild the float weight. Like ggml's block formats, every
+// scheme is a documented struct with an exact size:
+//
+//   float32 / float16   values                                   4 / 2 bytes per weight
+//   int8                codes uint8 [numel], scale float32 [C],  1 byte per weight + 5 per channel
+//                       zero_point uint8 [C]; w = (code - zero_point) * scale, per output channel
+//   int4                codes packed two per byte (low nibble first) [ceil(numel / 2)], scale,
+//                       zero_point as int8
+//   pq                  codes uint8 (K <= 256) or uint16 [n_blocks], in BlockLayout order (row by
+//                       row, blocks left to right), centroids float16 [K, block_size]
+//
+// The weight's shape and, for pq, the layer kind and block size travel with it, so decode() needs
+// nothing else.
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "qnoise/block_layout.h"
+#include "qnoise/scalar_quantizer.h"
+
+namespace qnoise {
+
+enum class WeightScheme { Float32, Float16, Int8, Int4, PQ };
+
+std::string to_string(WeightScheme scheme);  // "float32", "float16", "int8", "int4", "pq"
+// Throws qnoise::Error naming the accepted names.
+WeightScheme parse_weight_scheme(const std::string& name);
+
+struct CompressedWeight {
+  WeightScheme scheme = WeightScheme::Float32;
+  std::vector<int64_t> shape;  // of the float weight
+  at::Tensor values;           // float32 / float16: the weight itself, in that dtype
+  at::Tensor codes;            // int8: uint8 [numel]; int4: uint8 [ceil(numel/2)]; pq: uint8 or int16 [n_blocks]
+  at::Tensor scale;            // int8 / int4: float32 [channels]
+  at::Tensor zero_point;       // int8 / int4: uint8 [channels]
+  at::Tensor centroids;        // pq: float16 [K, block_size]
+  LayerKind layer_kind = LayerKind::Linear;  // pq: how rows are cut into blocks
+  int64_t block_size = 1;                    // pq
+
+  int64_t numel() const;
+  // Bytes of every stored tensor together.
+  int64_t stored_bytes() const;
+  double bits_per_weight() const { return 8.0 * static_cast<double>(stored_bytes()) / static_cast<double>(numel()); }
+  int64_t n_centroids() const { return centroids.defined() ? centroids.size(0) : 0; }
+  BlockLayout layout() const { return BlockLayout(layer_kind, shape, block_size); }
+  // The float32 weight. Throws qnoise::Error when the parts do not fit together (wrong sizes,
+  // codes >= K, zero points beyond the code range): decode() is also the validator for weights read
+  // from files.
+  at::Tensor decode() const;
+  // Checks what decode() checks without decoding.
+  void validate() const;
+};
+
+CompressedWeight compress_float(const at::Tensor& weight, WeightScheme scheme /* Float32 or Float16 */);
+// Per-output-channel affine int8 / int4 (bits 8 or 4) with the given clipping observer.
+CompressedWeight compress_scalar(const at::Tensor& weight, int bits, ScalarObserver observer = ScalarObserver::MinMax);
+// PQ from a layout, a float codebook [K, block_size] and codes (as ProductQuantizer gives them);
+// the codebook is stored in float16.
+CompressedWeight compress_pq(const BlockLayout& layout, const at::Tensor& codebook, const at::Tensor& codes);
+
+}  // namespace qnoise

@@ -1,0 +1,41 @@
+#pragma once
+// The compressed model file (.qnz): a safetensors container holding every tensor of a model in
+// its stored form (see compressed_weight.h), and in __metadata__ what is needed to rebuild and use
+// the model: the task configuration (architecture, data, vocabulary), the scheme of every tensor
+// and the quantization plan. docs/format.md lists every name and type.
+//
+// Tensor names: a float tensor "P" is stored as "P"; a quantized one as "P.codes" plus
+// "P.scale" and "P.zero_point" (int8/int4) or "P.centroids" (pq), where P is the parameter's
+// name in the model ("decoder.layers.0.fc1.weight").
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "qnoise/compressed_weight.h"
+
+namespace qnoise {
+
+inline constexpr const char* kQnzFormat = "qnoise-qnz";
+inline constexpr int kQnzFormatVersion = 1;
+
+struct CompressedModel {
+  nlohmann::json task;       // the task configuration (make_training_task builds the model)
+  nlohmann::json artifacts;  // vocabulary, label names, normalization
+  nlohmann::json plan;       // how it was quantized (scheme, stages), for the record
+  std::vector<std::pair<std::string, CompressedWeight>> tensors;  // every parameter and buffer
+
+  const CompressedWeight* find(const std::string& name) const;
+  int64_t stored_bytes() const;  // all tensors
+  int64_t float_bytes() const;   // the same tensors in float32
+};
+
+// Writes atomically. Throws qnoise::Error on a tensor that does not validate.
+void write_qnz(const std::string& path, const CompressedModel& model);
+
+// Reads and validates everything (container, metadata, every tensor's parts: dtypes, sizes,
+// codes < K); throws qnoise::Error naming the file and the problem.
+CompressedModel read_qnz(const std::string& path);
+
+}  // namespace qnoise

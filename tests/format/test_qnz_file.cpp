@@ -1,0 +1,103 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "qnoise/error.h"
+#include "qnoise/product_quantizer.h"
+#include "qnoise/qnz_file.h"
+#include "qnoise/safetensors.h"
+
+namespace {
+
+std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
+
+qnoise::CompressedModel sample_model() {
+  torch::manual_seed(0);
+  qnoise::CompressedModel model;
+  model.task = {{"task", "image"}, {"model", {{"arch", "small-cnn"}}}};
+  model.artifacts = {{"class_names", {"a", "b"}}};
+  model.plan = {{"scheme", "mixed"}};
+  const auto layout = qnoise::BlockLayout::linear({32, 64}, 8);
+  qnoise::ProductQuantizer pq(8, qnoise::ProductQuantizerOptions().set_n_centroids(16).set_n_iterations(3));
+  const auto blocks = layout.to_blocks(torch::randn({32, 64}));
+  pq.train(blocks);
+  model.tensors.emplace_back("fc.weight", qnoise::compress_pq(layout, pq.codebook(), pq.compute_codes(blocks)));
+  model.tensors.emplace_back("fc.bias", qnoise::compress_float(torch::randn({32}), qnoise::WeightScheme::Float32));
+  model.tensors.emplace_back("conv.weight", qnoise::compress_scalar(torch::randn({8, 4, 3, 3}), 4));
+  model.tensors.emplace_back("out.weight", qnoise::compress_scalar(torch::randn({10, 32}), 8));
+  model.tensors.emplace_back("norm.weight", qnoise::compress_float(torch::randn({32}), qnoise::WeightScheme::Float16));
+  return model;
+}
+
+}  // namespace
+
+TEST(QnzFile, RoundTripDecodesToTheSameWeightsAndTheFileIsItsStoredSize) {
+  const auto path = temp_path("model.qnz");
+  const auto model = sample_model();
+  qnoise::write_qnz(path, model);
+  const auto back = qnoise::read_qnz(path);
+  EXPECT_EQ(back.task, model.task);
+  EXPECT_EQ(back.artifacts, model.artifacts);
+  ASSERT_EQ(back.tensors.size(), model.tensors.size());
+  for (const auto& [name, weight] : model.tensors) {
+    const auto* read = back.find(name);
+    ASSERT_NE(read, nullptr) << name;
+    EXPECT_EQ(read->scheme, weight.scheme);
+    EXPECT_TRUE(torch::equal(read->decode(), weight.decode())) << name;
+  }
+  // Everything but the JSON header is tensor bytes: the file is the compressed size plus metadata.
+  const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(path));
+  EXPECT_GE(file_bytes, model.stored_bytes());
+  EXPECT_LE(file_bytes, model.stored_bytes() + 2048);
+}
+
+TEST(QnzFile, EveryTruncationIsACleanError) {
+  const auto path = temp_path("truncate.qnz");
+  qnoise::write_qnz(path, sample_model());
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  const std::string bytes = buffer.str();
+  const auto cut = temp_path("cut.qnz");
+  for (size_t length = 0; length < bytes.size(); length += 7) {
+    std::ofstream(cut, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(length));
+    EXPECT_THROW(qnoise::read_qnz(cut), qnoise::Error) << length;
+  }
+}
+
+TEST(QnzFile, CorruptCodesAndForeignFilesAreRejected) {
+  auto model = sample_model();
+  // A PQ code >= K cannot be written ...
+  auto bad = model;
+  bad.tensors[0].second.codes[0] = 200;
+  EXPECT_THROW(qnoise::write_qnz(temp_path("bad.qnz"), bad), qnoise::Error);
+  // ... and if a file holds one, reading names the tensor.
+  const auto path = temp_path("codes.qnz");
+  qnoise::write_qnz(path, model);
+  std::fstream file(path, std::ios::binary | std::ios::in | std::ios::out);
+  std::ostringstream buffer;
+  buffer << file.rdbuf();
+  std::string bytes = buffer.str();
+  uint64_t header = 0;
+  for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<unsigned char>(bytes[i]);
+  const auto header_text = bytes.substr(8, header);
+  // fc.weight.codes is the first tensor: its first byte is the first data byte.
+  ASSERT_NE(header_text.find("\"fc.weight.codes\""), std::string::npos);
+  bytes[8 + header] = static_cast<char>(16);  // K = 16
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  try {
+    qnoise::read_qnz(path);
+    FAIL();
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fc.weight"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not below K = 16"), std::string::npos) << e.what();
+  }
+  // A safetensors file without our metadata.
+  qnoise::SafetensorsContents plain;
+  plain.tensors.push_back({"x", "F32", torch::zeros({2})});
+  qnoise::write_safetensors(temp_path("plain.safetensors"), plain);
+  EXPECT_THROW(qnoise::read_qnz(temp_path("plain.safetensors")), qnoise::Error);
+}
