@@ -99,6 +99,7 @@ TEST(TrainCommand, KilledMidRunThenResumedEqualsAnUninterruptedRun) {
 
 TEST(TrainCommand, BadOptionsAreClearErrors) {
   const auto out = temp_path("cli_bad.pt");
+  fs::remove(out);
   auto result = run_qnoise("train --task image --seq-len 64 --out " + out);
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_TRUE(contains(result.output, "image task has no option 'seq_len'")) << result.output;

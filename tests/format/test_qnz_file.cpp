@@ -72,6 +72,7 @@ TEST(QnzFile, CorruptCodesAndForeignFilesAreRejected) {
   auto model = sample_model();
   // A PQ code >= K cannot be written ...
   auto bad = model;
+  bad.tensors[0].second.codes = bad.tensors[0].second.codes.clone();  // tensors are shared on copy
   bad.tensors[0].second.codes[0] = 200;
   EXPECT_THROW(qnoise::write_qnz(temp_path("bad.qnz"), bad), qnoise::Error);
   // ... and if a file holds one, reading names the tensor.
