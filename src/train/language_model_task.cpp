@@ -11,6 +11,12 @@
 namespace qnoise::detail {
 
 nlohmann::json LanguageModelTask::defaults() {
+  nlohmann::json model = transformer_model_defaults();
+  model.update({{"learned_positions", false},
+                {"adaptive_input", false},
+                {"adaptive_softmax", false},
+                {"cutoffs", std::vector<int64_t>{2000, 6000}},  // used by the adaptive layers only
+                {"adaptive_factor", 4.0}});
   return {{"task", "lm"},
           {"data", ""},  // a directory of wiki.{train,valid,test}.tokens
           {"seed", 1},
@@ -20,20 +26,7 @@ nlohmann::json LanguageModelTask::defaults() {
           {"min_count", 1},
           {"max_vocab", 0},
           {"train_limit", 0},  // use only the first this many training tokens (0: all)
-          {"model",
-           {{"d_model", 256},
-            {"heads", 4},
-            {"ffn_dim", 1024},
-            {"layers", 2},
-            {"dropout", 0.1},
-            {"attention_dropout", 0.0},
-            {"layer_drop", 0.0},
-            {"share_every", 1},
-            {"learned_positions", false},
-            {"adaptive_input", false},
-            {"adaptive_softmax", false},
-            {"cutoffs", std::vector<int64_t>{2000, 6000}},  // used by the adaptive layers only
-            {"adaptive_factor", 4.0}}}};
+          {"model", model}};
 }
 
 LanguageModelTask::LanguageModelTask(const nlohmann::json& config) : config_(config) {

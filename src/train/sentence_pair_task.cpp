@@ -58,15 +58,7 @@ nlohmann::json SentencePairTask::defaults() {
           {"min_count", 1},
           {"max_vocab", 0},
           {"train_limit", 0},  // use only the first this many training pairs (0: all)
-          {"model",
-           {{"d_model", 256},
-            {"heads", 4},
-            {"ffn_dim", 1024},
-            {"layers", 2},
-            {"dropout", 0.1},
-            {"attention_dropout", 0.0},
-            {"layer_drop", 0.0},
-            {"share_every", 1}}}};
+          {"model", transformer_model_defaults()}};
 }
 
 SentencePairTask::SentencePairTask(const nlohmann::json& config) : config_(config) {

@@ -15,6 +15,10 @@ namespace qnoise::detail {
 nlohmann::json merge_config(const nlohmann::json& defaults, const nlohmann::json& given,
                             const std::string& where);
 
+// The Transformer options the language-model and sentence-pair tasks share (their "model"
+// object, before task-specific keys).
+nlohmann::json transformer_model_defaults();
+
 // config[key] as T; throws qnoise::Error naming the key and the type it needs.
 template <typename T>
 T config_value(const nlohmann::json& config, const std::string& key) {

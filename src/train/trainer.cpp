@@ -42,6 +42,40 @@ void check_options(const TrainerOptions& options) {
     QNOISE_CHECK(at::hasCUDA(), "--device cuda: this libtorch build has no CUDA (or no GPU is visible)");
 }
 
+std::map<std::string, SplitMetrics> evaluate_splits(TrainingTask& task) {
+  std::map<std::string, SplitMetrics> metrics;
+  for (const auto& split : task.eval_splits()) metrics[split] = task.evaluate(split);
+  return metrics;
+}
+
+// The schedule with the run's length filled in (cosine's end, the automatic warm-up), validated.
+LrScheduleOptions resolved_schedule(LrScheduleOptions schedule, int64_t total_steps) {
+  if (schedule.kind == LrScheduleKind::Cosine && schedule.total_steps == 0) schedule.total_steps = total_steps;
+  if (schedule.warmup_steps == kAutoWarmup) schedule.warmup_steps = total_steps / 10;
+  learning_rate(schedule, 0);  // validates the schedule before any work
+  return schedule;
+}
+
+// With --resume and an existing checkpoint: loads it (model, optimizer, generator) after checking
+// it belongs to this task, and returns its step; otherwise 0.
+int64_t restore_if_resuming(TrainingTask& task, const TrainerOptions& options, torch::optim::Optimizer& optimizer) {
+  if (!options.resume || !std::filesystem::exists(options.checkpoint_path)) return 0;
+  const CheckpointState state = load_checkpoint(options.checkpoint_path, task.model(), &optimizer);
+  nlohmann::json stored;
+  try {
+    stored = nlohmann::json::parse(state.metadata);
+  } catch (const nlohmann::json::exception&) {
+    throw Error("checkpoint '" + options.checkpoint_path + "' has unreadable metadata");
+  }
+  QNOISE_CHECK(stored.value("format", "") == kCheckpointFormat, "'", options.checkpoint_path,
+               "' is not a qnoise training checkpoint");
+  const std::string difference = first_difference(stored.at("task"), task.config());
+  QNOISE_CHECK(difference.empty(), "cannot resume from '", options.checkpoint_path,
+               "': it was trained with a different task configuration (first difference at ", difference, ")");
+  std::cerr << "resuming from '" << options.checkpoint_path << "' at step " << state.step << "\n";
+  return state.step;
+}
+
 }  // namespace
 
 std::vector<NoiseTarget> quant_noise_targets(const TrainingTask& task, const QuantNoiseOptions& noise) {
@@ -113,33 +147,13 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   const int64_t per_epoch = task.batches_per_epoch();
   QNOISE_CHECK(per_epoch > 0, "the training data gives no batch");
   const int64_t total_steps = options.max_steps > 0 ? options.max_steps : options.epochs * per_epoch;
-  LrScheduleOptions schedule = options.schedule;
-  if (schedule.kind == LrScheduleKind::Cosine && schedule.total_steps == 0) schedule.total_steps = total_steps;
-  if (schedule.warmup_steps == kAutoWarmup) schedule.warmup_steps = total_steps / 10;
-  learning_rate(schedule, 0);  // validates the schedule before any work
+  const LrScheduleOptions schedule = resolved_schedule(options.schedule, total_steps);
 
   std::vector<at::Tensor> parameters = model.parameters();
   auto optimizer = make_optimizer(parameters, options.optimizer);
 
   TrainingResult result;
-  int64_t step = 0;
-  if (options.resume && std::filesystem::exists(options.checkpoint_path)) {
-    const CheckpointState state = load_checkpoint(options.checkpoint_path, model, optimizer.get());
-    nlohmann::json stored;
-    try {
-      stored = nlohmann::json::parse(state.metadata);
-    } catch (const nlohmann::json::exception&) {
-      throw Error("checkpoint '" + options.checkpoint_path + "' has unreadable metadata");
-    }
-    QNOISE_CHECK(stored.value("format", "") == kCheckpointFormat, "'", options.checkpoint_path,
-                 "' is not a qnoise training checkpoint");
-    const std::string difference = first_difference(stored.at("task"), task.config());
-    QNOISE_CHECK(difference.empty(), "cannot resume from '", options.checkpoint_path,
-                 "': it was trained with a different task configuration (first difference at ",
-                 difference, ")");
-    step = state.step;
-    std::cerr << "resuming from '" << options.checkpoint_path << "' at step " << step << "\n";
-  }
+  int64_t step = restore_if_resuming(task, options, *optimizer);
 
   detail::ProgressDisplay progress(options.progress, total_steps, task.unit_name());
   auto save = [&](int64_t at_step) {
@@ -151,21 +165,18 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   auto evaluate = [&](int64_t at_step) {
     progress.pause();
     progress.interrupt();
-    result.metrics.clear();
+    if (!noisy.layers().empty()) task.recalibrate_normalization();
+    result.metrics = evaluate_splits(task);
     nlohmann::json line = {{"event", "eval"},
                            {"step", at_step},
                            {"epoch", static_cast<double>(at_step) / per_epoch},
-                           {"lr", learning_rate(schedule, std::max<int64_t>(0, at_step - 1))}};
+                           {"lr", learning_rate(schedule, std::max<int64_t>(0, at_step - 1))},
+                           {"quant_noise", noisy.layers().empty() ? "none" : quant_noise_targets(task, options.noise)[0].function.name()}};
+    line.update(metrics_to_json(result.metrics));
     if (loss_count > 0) line["train_loss"] = loss_sum / loss_count;
-    if (!noisy.layers().empty()) task.recalibrate_normalization();
-    for (const auto& split : task.eval_splits()) {
-      result.metrics[split] = task.evaluate(split);
-      for (const auto& [name, value] : result.metrics[split]) line[split][name] = value;
-    }
     const double seconds = progress.training_seconds();
     line["train_seconds"] = seconds;
     line[task.unit_name() + "_per_second"] = seconds > 0 ? progress.units() / seconds : 0.0;
-    line["quant_noise"] = noisy.layers().empty() ? "none" : options.noise.pq_rate > 0 ? "pq" : "int" + std::to_string(options.noise.bits);
     log << line.dump() << std::endl;
     loss_sum = 0;
     loss_count = 0;
@@ -215,9 +226,7 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   result.steps = step;
   result.train_seconds = progress.training_seconds();
   result.units_per_second = result.train_seconds > 0 ? progress.units() / result.train_seconds : 0;
-  if (result.metrics.empty() && !result.stopped_early) {  // resumed at the end: report anyway
-    for (const auto& split : task.eval_splits()) result.metrics[split] = task.evaluate(split);
-  }
+  if (result.metrics.empty() && !result.stopped_early) result.metrics = evaluate_splits(task);  // resumed at the end
   return result;
 }
 

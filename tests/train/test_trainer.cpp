@@ -22,8 +22,9 @@ nlohmann::json small_image_config() {
           {"model", {{"arch", "small-cnn"}, {"channels", 8}}}};
 }
 
-qnoise::TrainerOptions quiet_options(const std::string& checkpoint, std::ostream& log) {
-  qnoise::TrainerOptions options = qnoise::default_trainer_options("image");
+qnoise::TrainerOptions quiet_options(const std::string& checkpoint, std::ostream& log,
+                                     const std::string& kind = "image") {
+  qnoise::TrainerOptions options = qnoise::default_trainer_options(kind);
   options.checkpoint_path = checkpoint;
   options.progress.mode = qnoise::ProgressOptions::Mode::Off;
   options.json_log = &log;
@@ -214,10 +215,7 @@ TEST(LanguageModelTask, PerplexityIsExpOfTheLossOverEveryTarget) {
   EXPECT_EQ(before.at("tokens"), 50 * 13 - 2);
   EXPECT_NEAR(before.at("ppl"), std::exp(before.at("loss")), 1e-9 * before.at("ppl"));
   std::ostringstream log;
-  auto options = qnoise::default_trainer_options("lm");
-  options.checkpoint_path = temp_path("tiny_lm.pt");
-  options.progress.mode = qnoise::ProgressOptions::Mode::Off;
-  options.json_log = &log;
+  auto options = quiet_options(temp_path("tiny_lm.pt"), log, "lm");
   options.epochs = 6;
   options.schedule.peak_lr = 1e-2;
   options.noise.pq_rate = 0.1;
@@ -246,10 +244,7 @@ TEST(SentencePairTask, TrainsAndEvaluatesOnTsvFiles) {
   EXPECT_EQ(task->eval_splits(), std::vector<std::string>{"valid"});
   EXPECT_EQ(task->batches_per_epoch(), 16);
   std::ostringstream log;
-  auto options = qnoise::default_trainer_options("pairs");
-  options.checkpoint_path = temp_path("tiny_pairs.pt");
-  options.progress.mode = qnoise::ProgressOptions::Mode::Off;
-  options.json_log = &log;
+  auto options = quiet_options(temp_path("tiny_pairs.pt"), log, "pairs");
   options.epochs = 12;
   options.schedule.peak_lr = 3e-3;
   const auto result = qnoise::train(*task, options);
