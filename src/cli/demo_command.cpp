@@ -25,6 +25,8 @@ struct TrainDemoOptions {
   std::string out = (std::filesystem::temp_directory_path() / "qnoise-demo.pt").string();
 };
 
+std::string config_value_text(const nlohmann::json& config, const char* key) { return config.at(key).dump(); }
+
 void run_train_demo(const TrainDemoOptions& demo) {
   nlohmann::json config = {{"task", "image"}};
   if (demo.quick) config.update({{"train_limit", 2048}, {"valid_size", 1000}, {"model", {{"arch", "small-cnn"}}}});
@@ -40,7 +42,7 @@ void run_train_demo(const TrainDemoOptions& demo) {
   std::cout << "Training the " << (demo.quick ? "small CNN" : "EfficientNet-style CNN") << " ("
             << parameters << " parameters) on Fashion-MNIST with Quant-Noise (PQ proxy, p = "
             << demo.noise_rate << ", blocks of 4 input channels) for " << demo.epochs << " epochs, "
-            << at::get_num_threads() << " threads...\n";
+            << at::get_num_threads() << " threads..." << std::endl;  // before the progress on stderr
   const TrainingResult result = train(*task, options);
 
   Table table({"model", "parameters", "float32 size", "Quant-Noise", "updates", "train time", "valid acc.", "test acc."});
@@ -49,9 +51,11 @@ void run_train_demo(const TrainDemoOptions& demo) {
                  std::to_string(result.steps), format("%.0f s", result.train_seconds),
                  format("%.2f%%", 100 * result.metrics.at("valid").at("accuracy")),
                  format("%.2f%%", 100 * result.metrics.at("test").at("accuracy"))});
-  std::cout << "\n" << table.render() << "\nValidation: 5,000 training images held out; test: the 10,000 test images.\n"
+  std::cout << "\n" << table.render() << "\nValidation: " << config_value_text(task->config(), "valid_size")
+            << " training images held out; test: the 10,000 test images.\n"
             << "Checkpoint: " << demo.out << "\n"
-            << "Longer training (7 epochs, >= 90%): qnoise train --task image --quant-noise-pq 0.1 --out model.pt\n";
+            << "Longer training (9 epochs: 90.2% test accuracy with Quant-Noise, docs/training.md):\n"
+            << "  qnoise train --task image --quant-noise-pq 0.1 --epochs 9 --out model.pt\n";
 }
 
 }  // namespace
