@@ -157,7 +157,8 @@ std::vector<NoiseTarget> ImageTask::noise_targets(double rate, int64_t block_siz
   // classifier take `block_size` input channels. EfficientNet's stem and depthwise kernels are
   // left clean (rate 0): each has at most 320 kernels, about as many as PQ's K = 256 centroids, so
   // PQ keeps them nearly exact, while dropping a whole depthwise kernel silences its channel
-  // (measured: noise on them cost 5 points of Fashion-MNIST accuracy).
+  // (measured, 7 epochs, batch-norm recalibrated: 86.6% test accuracy with noise on them, 89.65%
+  // without; docs/training.md).
   if (is_efficientnet_)
     return {{"*.depthwise", 0.0, 9, function}, {"stem.conv", 0.0, 9, function}, {"*", rate, block_size, function}};
   return {{"conv1", rate, 9, function}, {"conv2", rate, 9, function}, {"*", rate, block_size, function}};

@@ -128,8 +128,8 @@ int64_t SentencePairTask::batches_per_epoch() const {
 }
 
 void SentencePairTask::start_epoch(int64_t epoch) {
-  // A seeded shuffle, then batches of similar lengths within windows of 64 batches (padding to
-  // the longest pair of a random batch made steps 2x slower), visited in a seeded random order.
+  // A seeded shuffle, then batches of similar lengths within windows of 64 batches (less padding:
+  // a batch costs as much as its longest pair), visited in a seeded random order.
   const auto seed = config_value<uint64_t>(config_, "seed");
   std::vector<int64_t> order = epoch_permutation(static_cast<int64_t>(train_.pairs.size()), seed, epoch);
   sort_chunks_by_length(order, train_, 64 * static_cast<size_t>(batch_size_));

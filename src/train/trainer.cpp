@@ -142,7 +142,9 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   std::ostream& log = options.json_log != nullptr ? *options.json_log : std::cout;
   task.to(options.device);
   torch::nn::Module& model = task.model();
-  NoisyLayers noisy(model, quant_noise_targets(task, options.noise));
+  const std::vector<NoiseTarget> targets = quant_noise_targets(task, options.noise);
+  NoisyLayers noisy(model, targets);
+  const std::string noise_name = targets.empty() ? "none" : targets.front().function.name();
 
   const int64_t per_epoch = task.batches_per_epoch();
   QNOISE_CHECK(per_epoch > 0, "the training data gives no batch");
@@ -171,7 +173,7 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
                            {"step", at_step},
                            {"epoch", static_cast<double>(at_step) / per_epoch},
                            {"lr", learning_rate(schedule, std::max<int64_t>(0, at_step - 1))},
-                           {"quant_noise", noisy.layers().empty() ? "none" : quant_noise_targets(task, options.noise)[0].function.name()}};
+                           {"quant_noise", noise_name}};
     line.update(metrics_to_json(result.metrics));
     if (loss_count > 0) line["train_loss"] = loss_sum / loss_count;
     const double seconds = progress.training_seconds();

@@ -90,6 +90,8 @@ TEST(TrainCommand, KilledMidRunThenResumedEqualsAnUninterruptedRun) {
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(fs::exists(killed)) << "no checkpoint was written before the deadline";
+  qnoise::SmallCnn probe(qnoise::SmallCnnOptions().channels(8));
+  EXPECT_LT(qnoise::load_checkpoint(killed, *probe, nullptr).step, 24) << "the run ended before it was killed";
 
   const auto resumed = run_qnoise(kSmallRun + " --out " + killed + " --resume");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
@@ -100,30 +102,21 @@ TEST(TrainCommand, KilledMidRunThenResumedEqualsAnUninterruptedRun) {
 TEST(TrainCommand, BadOptionsAreClearErrors) {
   const auto out = temp_path("cli_bad.pt");
   fs::remove(out);
-  auto result = run_qnoise("train --task image --seq-len 64 --out " + out);
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_TRUE(contains(result.output, "image task has no option 'seq_len'")) << result.output;
-  result = run_qnoise("train --task image --quant-noise-pq 0.1 --quant-noise-scalar 0.5 --train-limit 64 --out " + out);
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_TRUE(contains(result.output, "not both")) << result.output;
-  result = run_qnoise("train --task lm --data /nonexistent/corpus --out " + out);
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_TRUE(contains(result.output, "/nonexistent/corpus")) << result.output;
-  result = run_qnoise("train --task image --batch-size many --out " + out);
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_TRUE(contains(result.output, "--batch-size: cannot read 'many'")) << result.output;
-  result = run_qnoise("train --task image --lr fast --out " + out);
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_TRUE(contains(result.output, "--lr: cannot read 'fast'")) << result.output;
-  result = run_qnoise("train --task image --quant-noise-pq 0.1 --quant-noise-layers 'nothing*' --train-limit 64 --out " + out);
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_TRUE(contains(result.output, "nothing*")) << result.output;
-  result = run_qnoise("train --task image --quant-noise-layers 'conv*' --train-limit 64 --out " + out);
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_TRUE(contains(result.output, "needs a noise rate")) << result.output;
-  result = run_qnoise("train --out " + out);
-  EXPECT_NE(result.exit_code, 0);
-  EXPECT_TRUE(contains(result.output, "--task is required")) << result.output;
+  const std::vector<std::pair<std::string, std::string>> cases = {  // arguments, expected message
+      {"--task image --seq-len 64", "image task has no option 'seq_len'"},
+      {"--task image --quant-noise-pq 0.1 --quant-noise-scalar 0.5 --train-limit 64", "not both"},
+      {"--task lm --data /nonexistent/corpus", "/nonexistent/corpus"},
+      {"--task image --batch-size many", "--batch-size: cannot read 'many'"},
+      {"--task image --lr fast", "--lr: cannot read 'fast'"},
+      {"--task image --quant-noise-pq 0.1 --quant-noise-layers 'nothing*' --train-limit 64", "nothing*"},
+      {"--task image --quant-noise-layers 'conv*' --train-limit 64", "needs a noise rate"},
+      {"", "--task is required"},
+  };
+  for (const auto& [arguments, message] : cases) {
+    const auto result = run_qnoise("train " + arguments + " --out " + out);
+    EXPECT_EQ(result.exit_code, 1) << arguments;
+    EXPECT_TRUE(contains(result.output, message)) << arguments << "\n" << result.output;
+  }
   EXPECT_NE(run_qnoise("train --task image --out " + out + " --no-such-option").exit_code, 0);
   EXPECT_FALSE(fs::exists(out));
 }
