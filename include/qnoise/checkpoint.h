@@ -23,6 +23,9 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
 // Restores the model's parameters and buffers, the optimizer's state (when given) and the random
 // generator. Throws qnoise::Error naming the file when it is missing, corrupt, or does not fit
 // the model (a missing tensor or a shape that differs).
+// The metadata alone (to learn what a checkpoint holds before building the model to load it into).
+std::string read_checkpoint_metadata(const std::string& path);
+
 CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& model,
                                 torch::optim::Optimizer* optimizer);
 

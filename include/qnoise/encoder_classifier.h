@@ -1,7 +1,8 @@
 #pragma once
 // RoBERTa-style sentence(-pair) classifier: token + optional segment + learned position
 // embeddings, LayerNorm, a bidirectional pre-norm TransformerStack (LayerDrop, weight sharing)
-// with a key padding mask, then the first position (<cls>) -> dense -> tanh -> classifier.
+// with a key padding mask, then the first position (<cls>) -> dense -> tanh -> classifier
+// (optionally with sentence-comparison features, see `pooling`).
 //
 // Module names: "tokens", "segments", "positions", "embed_norm",
 // "encoder.layers.<i>.{attn.{q,k,v,out},fc1,fc2,...}", "encoder.norm", "dense", "classifier".
@@ -37,6 +38,11 @@ struct EncoderClassifierOptions {
   TORCH_ARG(std::string, activation) = "gelu";
   TORCH_ARG(double, layer_drop) = 0.0;
   TORCH_ARG(int64_t, share_every) = 1;
+  // "cls": RoBERTa's head on the first position. "cls+pair": the head also sees u * v and |u - v|
+  // of the mean hidden states u, v of the two sentences (Sentence-BERT's features), which lets a
+  // small encoder trained from scratch compare the sentences (with "cls" alone it stayed at chance
+  // on KJV next-verse pairs; docs/training.md).
+  TORCH_ARG(std::string, pooling) = "cls";
 };
 
 class EncoderClassifierImpl : public torch::nn::Module {
@@ -45,7 +51,7 @@ class EncoderClassifierImpl : public torch::nn::Module {
   // tokens: int64 [batch, length] (padding_idx marks padding); segments: int64 [batch, length] or
   // undefined (all 0). Returns the final hidden states [batch, length, d_model].
   at::Tensor encode(const at::Tensor& tokens, const at::Tensor& segments = {});
-  // Class logits [batch, num_classes].
+  // Class logits [batch, num_classes]. "cls+pair" pooling needs the segment ids.
   at::Tensor forward(const at::Tensor& tokens, const at::Tensor& segments = {});
 
   EncoderClassifierOptions options;

@@ -34,6 +34,14 @@ struct NoiseTarget {
 // True when `name` matches the glob `pattern` as a whole.
 bool glob_match(const std::string& pattern, const std::string& name);
 
+// The public `weight` member of the layer kinds that can be quantized (Linear, Conv2d, Embedding);
+// weight == nullptr for other modules.
+struct WeightSlot {
+  at::Tensor* weight = nullptr;
+  LayerKind kind = LayerKind::Linear;
+};
+WeightSlot find_weight_slot(torch::nn::Module& module);
+
 class NoisyLayers {
  public:
   struct Layer {

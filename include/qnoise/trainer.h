@@ -41,6 +41,9 @@ struct ProgressOptions {
   double line_interval_s = 30;  // Lines mode: seconds between lines
 };
 
+// "auto", "bar", "lines" or "off"; throws qnoise::Error naming them.
+ProgressOptions::Mode parse_progress_mode(const std::string& name);
+
 // schedule.warmup_steps = kAutoWarmup: warm up over the first 10% of the run's updates.
 inline constexpr int64_t kAutoWarmup = -1;
 
@@ -78,6 +81,9 @@ TrainerOptions default_trainer_options(const std::string& task_kind);
 // Trains `task`'s model; returns the last evaluation. Throws qnoise::Error on bad options or a
 // checkpoint that does not belong to this task (its configuration differs).
 TrainingResult train(TrainingTask& task, const TrainerOptions& options);
+
+// Metrics on every held-out split of the task (evaluate() on each of eval_splits()).
+std::map<std::string, SplitMetrics> evaluate_splits(TrainingTask& task);
 
 // The checkpoint's metadata: {"format", "task" (configuration), "artifacts", "noise", "metrics"}.
 nlohmann::json checkpoint_metadata(const TrainingTask& task, const QuantNoiseOptions& noise,

@@ -72,6 +72,13 @@ class TrainingTask {
   // variance differs from the clean ones the model sees at evaluation. Others: nothing to do.
   virtual void recalibrate_normalization() {}
 
+  // Buffers the model rebuilds from its configuration (e.g. sinusoidal positions), which a
+  // compressed file need not store.
+  virtual std::vector<std::string> recomputed_buffers() const { return {}; }
+
+  // The iPQ plan for this model family (JSON, see quantization_plan.h): stages, block sizes, K.
+  virtual nlohmann::json default_ipq_plan() const = 0;
+
   // The PQ block size this family's iPQ plan uses for most weights: 8 for Transformers' Linear and
   // Embedding rows, 4 input channels for CNNs' 1x1 convolutions.
   virtual int64_t default_pq_block_size() const { return 8; }

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <vector>
 
 namespace qnoise::cli {
 
@@ -15,6 +16,8 @@ struct Command {
 Command add_demo_command(CLI::App& parent);
 Command add_data_command(CLI::App& parent);
 Command add_train_command(CLI::App& parent);
+// quantize, eval, info, export.
+std::vector<Command> add_compression_commands(CLI::App& parent);
 // `qnoise demo layer`, registered by the demo command.
 Command add_demo_layer_command(CLI::App& demo);
 

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   std::vector<qnoise::cli::Command> commands = {qnoise::cli::add_demo_command(app),
                                                   qnoise::cli::add_data_command(app),
                                                   qnoise::cli::add_train_command(app)};
+  for (auto& command : qnoise::cli::add_compression_commands(app)) commands.push_back(command);
 
   try {
     app.parse(argc, argv);

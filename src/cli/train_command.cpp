@@ -58,6 +58,7 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--attention-dropout", "model", "attention_dropout", T::Real, "lm, pairs: dropout on attention weights"},
       {"--layer-drop", "model", "layer_drop", T::Real, "lm, pairs: LayerDrop rate"},
       {"--share-every", "model", "share_every", T::Integer, "lm, pairs: groups of N adjacent layers share weights"},
+      {"--pooling", "model", "pooling", T::Text, "pairs: cls (RoBERTa) or cls+pair (adds sentence comparison; default)"},
       {"--learned-positions", "model", "learned_positions", T::Switch, "lm: learned instead of sinusoidal positions"},
       {"--adaptive-input", "model", "adaptive_input", T::Switch, "lm: adaptive input embeddings"},
       {"--adaptive-softmax", "model", "adaptive_softmax", T::Switch, "lm: adaptive softmax"},
@@ -190,13 +191,7 @@ TrainerOptions trainer_options(const TrainCommandOptions& command, const std::st
   QNOISE_CHECK(command.device == "cpu" || command.device == "cuda", "--device must be cpu or cuda, got '",
                command.device, "'");
   options.device = command.device == "cuda" ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
-  const std::map<std::string, ProgressOptions::Mode> modes = {{"auto", ProgressOptions::Mode::Auto},
-                                                              {"bar", ProgressOptions::Mode::Bar},
-                                                              {"lines", ProgressOptions::Mode::Lines},
-                                                              {"off", ProgressOptions::Mode::Off}};
-  QNOISE_CHECK(modes.count(command.progress) != 0, "--progress must be auto, bar, lines or off, got '",
-               command.progress, "'");
-  options.progress.mode = modes.at(command.progress);
+  options.progress.mode = parse_progress_mode(command.progress);
   QNOISE_CHECK(command.log_interval > 0, "--log-interval must be positive");
   options.progress.line_interval_s = command.log_interval;
   return options;

@@ -39,7 +39,12 @@ EncoderClassifierImpl::EncoderClassifierImpl(const EncoderClassifierOptions& opt
   encoder = register_module("encoder", TransformerStack(TransformerStackOptions(layer, options.layers())
                                                             .layer_drop(options.layer_drop())
                                                             .share_every(options.share_every())));
-  dense = register_module("dense", torch::nn::Linear(d, d));
+  QNOISE_CHECK(options.pooling() == "cls" || options.pooling() == "cls+pair",
+               "encoder classifier: pooling must be cls or cls+pair, got '", options.pooling(), "'");
+  QNOISE_CHECK(options.pooling() == "cls" || options.segments() == 2,
+               "encoder classifier: cls+pair pooling needs 2 segment embeddings");
+  const int64_t features = options.pooling() == "cls" ? d : 3 * d;
+  dense = register_module("dense", torch::nn::Linear(features, d));
   classifier = register_module("classifier", torch::nn::Linear(d, options.num_classes()));
 }
 
@@ -63,8 +68,28 @@ at::Tensor EncoderClassifierImpl::encode(const at::Tensor& ids, const at::Tensor
   return encoder->forward(x, /*causal=*/false, padding);
 }
 
+namespace {
+
+// Mean of the hidden states [batch, length, d] over the positions where `mask` [batch, length] is
+// true (at least one per row: <cls> or a </s> is always there).
+at::Tensor masked_mean(const at::Tensor& hidden, const at::Tensor& mask) {
+  auto weights = mask.to(hidden.scalar_type()).unsqueeze(-1);
+  return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1);
+}
+
+}  // namespace
+
 at::Tensor EncoderClassifierImpl::forward(const at::Tensor& ids, const at::Tensor& segment_ids) {
-  auto cls = encode(ids, segment_ids).select(1, 0);
+  const bool pair = options.pooling() == "cls+pair";
+  QNOISE_CHECK(!pair || segment_ids.defined(), "encoder classifier: cls+pair pooling needs segment ids");
+  const at::Tensor hidden = encode(ids, segment_ids);
+  auto cls = hidden.select(1, 0);
+  if (pair) {
+    const auto real = ids.ne(options.padding_idx());
+    const auto u = masked_mean(hidden, real & segment_ids.eq(0));
+    const auto v = masked_mean(hidden, real & segment_ids.eq(1));
+    cls = torch::cat({cls, u * v, (u - v).abs()}, 1);
+  }
   const bool train = is_training();
   auto h = torch::tanh(dense->forward(torch::dropout(cls, options.dropout(), train)));
   return classifier->forward(torch::dropout(h, options.dropout(), train));

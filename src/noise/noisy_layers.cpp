@@ -26,14 +26,6 @@ bool glob_match(const std::string& pattern, const std::string& name) {
   return p == pattern.size();
 }
 
-namespace {
-
-struct WeightSlot {
-  at::Tensor* weight = nullptr;
-  LayerKind kind = LayerKind::Linear;
-};
-
-// The weight member of the layer kinds Quant-Noise applies to; none for other modules.
 WeightSlot find_weight_slot(torch::nn::Module& module) {
   if (auto* linear = module.as<torch::nn::Linear>()) return {&linear->weight, LayerKind::Linear};
   if (auto* conv = module.as<torch::nn::Conv2d>()) return {&conv->weight, LayerKind::Conv2d};
@@ -41,8 +33,6 @@ WeightSlot find_weight_slot(torch::nn::Module& module) {
     return {&embedding->weight, LayerKind::Embedding};
   return {};
 }
-
-}  // namespace
 
 NoisyLayers::NoisyLayers(torch::nn::Module& model, std::vector<NoiseTarget> targets)
     : targets_(std::move(targets)) {

@@ -62,6 +62,20 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
   write_file_atomically(path, bytes.str());
 }
 
+std::string read_checkpoint_metadata(const std::string& path) {
+  QNOISE_CHECK(std::filesystem::is_regular_file(path), "checkpoint '", path, "' does not exist");
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    at::Tensor metadata;
+    archive.read("metadata", metadata);
+    return tensor_to_bytes(metadata);
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    throw Error("cannot read checkpoint '" + path + "': " + what.substr(0, what.find('\n')));
+  }
+}
+
 CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& model,
                                 torch::optim::Optimizer* optimizer) {
   QNOISE_CHECK(std::filesystem::is_regular_file(path), "checkpoint '", path, "' does not exist");

@@ -6,6 +6,7 @@
 #include <torch/utils.h>
 
 #include "qnoise/efficientnet.h"
+#include "train/default_plans.h"
 #include "train/task_config.h"
 
 namespace qnoise::detail {
@@ -163,5 +164,7 @@ std::vector<NoiseTarget> ImageTask::noise_targets(double rate, int64_t block_siz
     return {{"*.depthwise", 0.0, 9, function}, {"stem.conv", 0.0, 9, function}, {"*", rate, block_size, function}};
   return {{"conv1", rate, 9, function}, {"conv2", rate, 9, function}, {"*", rate, block_size, function}};
 }
+
+nlohmann::json ImageTask::default_ipq_plan() const { return image_ipq_plan(is_efficientnet_, 1e-3, 200); }
 
 }  // namespace qnoise::detail

@@ -25,6 +25,7 @@ class ImageTask : public TrainingTask {
   BatchLoss train_batch(int64_t index) override;
   std::vector<std::string> eval_splits() const override { return {"valid", "test"}; }
   SplitMetrics evaluate(const std::string& split) override;
+  nlohmann::json default_ipq_plan() const override;
   std::string primary_metric() const override { return "accuracy"; }
   void recalibrate_normalization() override;
   int64_t default_pq_block_size() const override { return 4; }

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "qnoise/seeded_order.h"
+#include "train/default_plans.h"
 #include "train/task_config.h"
 
 namespace qnoise::detail {
@@ -121,5 +122,7 @@ std::vector<NoiseTarget> LanguageModelTask::noise_targets(double rate, int64_t b
   // Every Linear and Embedding (attention, FFN, embeddings, adaptive bands and projections).
   return {{"*", rate, block_size, function}};
 }
+
+nlohmann::json LanguageModelTask::default_ipq_plan() const { return transformer_ipq_plan(*model_, 2e-4, 300); }
 
 }  // namespace qnoise::detail

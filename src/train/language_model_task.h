@@ -30,6 +30,8 @@ class LanguageModelTask : public TrainingTask {
   BatchLoss train_batch(int64_t index) override;
   std::vector<std::string> eval_splits() const override { return {"valid", "test"}; }
   SplitMetrics evaluate(const std::string& split) override;
+  nlohmann::json default_ipq_plan() const override;
+  std::vector<std::string> recomputed_buffers() const override { return {"sinusoids"}; }
   std::string primary_metric() const override { return "ppl"; }
   std::vector<NoiseTarget> noise_targets(double rate, int64_t block_size,
                                          const NoiseFunction& function) const override;

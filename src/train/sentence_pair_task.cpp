@@ -10,6 +10,7 @@
 
 #include "qnoise/kjv_corpus.h"  // tokenize_kjv: words and punctuation, for any English text
 #include "qnoise/seeded_order.h"
+#include "train/default_plans.h"
 #include "train/task_config.h"
 
 namespace qnoise::detail {
@@ -45,6 +46,16 @@ SentencePairTask::EncodedSplit encode_split(const SentencePairSet& set, const Vo
 
 }  // namespace
 
+namespace {
+
+nlohmann::json model_defaults() {
+  nlohmann::json model = transformer_model_defaults();
+  model["pooling"] = "cls+pair";  // "cls" alone stayed at chance on KJV next-verse pairs
+  return model;
+}
+
+}  // namespace
+
 nlohmann::json SentencePairTask::defaults() {
   return {{"task", "pairs"},
           {"data", ""},  // a directory of TSV files
@@ -58,7 +69,7 @@ nlohmann::json SentencePairTask::defaults() {
           {"min_count", 1},
           {"max_vocab", 0},
           {"train_limit", 0},  // use only the first this many training pairs (0: all)
-          {"model", transformer_model_defaults()}};
+          {"model", model_defaults()}};
 }
 
 SentencePairTask::SentencePairTask(const nlohmann::json& config) : config_(config) {
@@ -107,7 +118,8 @@ SentencePairTask::SentencePairTask(const nlohmann::json& config) : config_(confi
                                  .dropout(config_value<double>(m, "dropout"))
                                  .attention_dropout(config_value<double>(m, "attention_dropout"))
                                  .layer_drop(config_value<double>(m, "layer_drop"))
-                                 .share_every(config_value<int64_t>(m, "share_every")));
+                                 .share_every(config_value<int64_t>(m, "share_every"))
+                                 .pooling(config_value<std::string>(m, "pooling")));
   batch_size_ = config_value<int64_t>(config, "batch_size");
   eval_batch_size_ = config_value<int64_t>(config, "eval_batch_size");
   QNOISE_CHECK(batch_size_ > 0 && eval_batch_size_ > 0, "pairs task: batch sizes must be positive");
@@ -201,5 +213,7 @@ std::vector<NoiseTarget> SentencePairTask::noise_targets(double rate, int64_t bl
   // Every Linear and Embedding; the classifier's rows have d_model weights like the rest.
   return {{"*", rate, block_size, function}};
 }
+
+nlohmann::json SentencePairTask::default_ipq_plan() const { return transformer_ipq_plan(*model_, 5e-5, 300); }
 
 }  // namespace qnoise::detail

@@ -42,12 +42,6 @@ void check_options(const TrainerOptions& options) {
     QNOISE_CHECK(at::hasCUDA(), "--device cuda: this libtorch build has no CUDA (or no GPU is visible)");
 }
 
-std::map<std::string, SplitMetrics> evaluate_splits(TrainingTask& task) {
-  std::map<std::string, SplitMetrics> metrics;
-  for (const auto& split : task.eval_splits()) metrics[split] = task.evaluate(split);
-  return metrics;
-}
-
 // The schedule with the run's length filled in (cosine's end, the automatic warm-up), validated.
 LrScheduleOptions resolved_schedule(LrScheduleOptions schedule, int64_t total_steps) {
   if (schedule.kind == LrScheduleKind::Cosine && schedule.total_steps == 0) schedule.total_steps = total_steps;
@@ -77,6 +71,22 @@ int64_t restore_if_resuming(TrainingTask& task, const TrainerOptions& options, t
 }
 
 }  // namespace
+
+std::map<std::string, SplitMetrics> evaluate_splits(TrainingTask& task) {
+  std::map<std::string, SplitMetrics> metrics;
+  for (const auto& split : task.eval_splits()) metrics[split] = task.evaluate(split);
+  return metrics;
+}
+
+ProgressOptions::Mode parse_progress_mode(const std::string& name) {
+  const std::map<std::string, ProgressOptions::Mode> modes = {{"auto", ProgressOptions::Mode::Auto},
+                                                              {"bar", ProgressOptions::Mode::Bar},
+                                                              {"lines", ProgressOptions::Mode::Lines},
+                                                              {"off", ProgressOptions::Mode::Off}};
+  const auto found = modes.find(name);
+  QNOISE_CHECK(found != modes.end(), "--progress must be auto, bar, lines or off, got '", name, "'");
+  return found->second;
+}
 
 std::vector<NoiseTarget> quant_noise_targets(const TrainingTask& task, const QuantNoiseOptions& noise) {
   QNOISE_CHECK(noise.pq_rate >= 0 && noise.pq_rate < 1, "--quant-noise-pq must be in [0, 1), got ", noise.pq_rate);

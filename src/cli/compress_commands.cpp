@@ -1,0 +1,145 @@
+// `qnoise quantize`, `eval`, `info` and `export`: compress a trained checkpoint into a .qnz file,
+// measure it, describe it, and give its float weights back to PyTorch users.
+#include <ATen/ATen.h>
+
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+#include "cli/command.h"
+#include "cli/compression_report.h"
+#include "cli/table.h"
+#include "qnoise/checkpoint.h"
+#include "qnoise/compression_pipeline.h"
+#include "qnoise/error.h"
+#include "qnoise/safetensors.h"
+#include "qnoise/trainer.h"
+
+namespace qnoise::cli {
+
+namespace {
+
+struct QuantizeCommandOptions {
+  std::string model, scheme = "ipq", plan_path, data, out, progress = "auto";
+  int64_t finetune_steps = -1;  // -1: the plan's
+  bool resume = false;
+};
+
+void run_quantize(const QuantizeCommandOptions& command) {
+  QNOISE_CHECK(std::filesystem::path(command.out).extension() == ".qnz", "--out must name a .qnz file, got '",
+               command.out, "'");
+  auto task = load_trained_task(command.model, command.data);
+  CompressionOptions options;
+  options.scheme = parse_compression_scheme(command.scheme);
+  const TrainerOptions defaults = default_trainer_options(task->kind());
+  options.ipq.optimizer = defaults.optimizer;
+  options.ipq.clip_norm = defaults.clip_norm;
+  options.ipq.plan = parse_quantization_plan(task->default_ipq_plan());
+  if (!command.plan_path.empty()) {
+    QNOISE_CHECK(options.scheme == CompressionScheme::Ipq, "--config (a quantization plan) applies to --scheme ipq");
+    options.ipq.plan = read_quantization_plan(command.plan_path);
+  }
+  if (command.finetune_steps >= 0) options.ipq.plan.finetune_steps = command.finetune_steps;
+  options.ipq.checkpoint_path = command.out + ".stages.pt";
+  options.ipq.resume = command.resume;
+  options.ipq.json_log = &std::cout;
+  options.ipq.progress.mode = parse_progress_mode(command.progress);
+
+  std::cerr << "qnoise quantize: " << command.scheme << " of '" << command.model << "' (" << task->kind()
+            << " model)\n";
+  const std::map<std::string, SplitMetrics> before = evaluate_splits(*task);
+  const CompressionResult result = compress_task_model(*task, options);
+  const std::map<std::string, SplitMetrics> after = evaluate_splits(*task);
+  write_qnz(command.out, result.model);
+  std::filesystem::remove(options.ipq.checkpoint_path);  // the stages are done: the .qnz holds everything
+
+  if (!result.ipq.layers.empty()) std::cout << "\n" << pq_layer_table(result.ipq) << "\n";
+  std::cout << size_summary(result.model, std::filesystem::file_size(command.out)) << "\n"
+            << metrics_comparison(*task, before, after) << "\n";
+}
+
+struct EvalCommandOptions {
+  std::string file, data;
+};
+
+void run_eval(const EvalCommandOptions& command) {
+  const CompressedModel model = read_qnz(command.file);
+  auto task = load_compressed_task(model, command.data);
+  nlohmann::json line = {{"event", "eval"}, {"file", command.file}};
+  for (const auto& [split, values] : evaluate_splits(*task))
+    for (const auto& [name, value] : values) line[split][name] = value;
+  std::cout << line.dump() << "\n";
+}
+
+struct InfoCommandOptions {
+  std::string file;
+};
+
+void run_info(const InfoCommandOptions& command) {
+  const CompressedModel model = read_qnz(command.file);
+  std::cout << "'" << command.file << "': " << model.task.value("task", std::string("?")) << " model, plan "
+            << model.plan.dump() << "\n\n"
+            << tensor_table(model) << "\n"
+            << size_summary(model, std::filesystem::file_size(command.file)) << "\n";
+}
+
+struct ExportCommandOptions {
+  std::string file, out;
+};
+
+void run_export(const ExportCommandOptions& command) {
+  const CompressedModel model = read_qnz(command.file);
+  const auto extension = std::filesystem::path(command.out).extension();
+  if (extension == ".safetensors") {
+    SafetensorsContents contents;
+    contents.metadata = {{"format", "qnoise-float"}, {"task", model.task.dump()}, {"artifacts", model.artifacts.dump()}};
+    for (const auto& [name, weight] : model.tensors) contents.tensors.push_back({name, "F32", weight.decode()});
+    write_safetensors(command.out, contents);
+  } else {
+    QNOISE_CHECK(extension == ".pt", "--out must end in .pt (a qnoise checkpoint) or .safetensors, got '",
+                 command.out, "'");
+    auto task = load_compressed_task(model);
+    save_checkpoint(command.out, task->model(), nullptr,
+                    {0, 0, checkpoint_metadata(*task, QuantNoiseOptions{}, {}).dump()});
+  }
+  std::cerr << "wrote the float32 weights of '" << command.file << "' to '" << command.out << "'\n";
+}
+
+}  // namespace
+
+std::vector<Command> add_compression_commands(CLI::App& parent) {
+  auto quantize = std::make_shared<QuantizeCommandOptions>();
+  CLI::App* q = parent.add_subcommand(
+      "quantize", "Compress a trained checkpoint (int8, int4, or iPQ with finetuning) into a .qnz file");
+  q->add_option("--model", quantize->model, "Training checkpoint (from qnoise train)")->required();
+  q->add_option("--scheme", quantize->scheme, "int8, int4 or ipq (default ipq)")
+      ->check(CLI::IsMember({"int8", "int4", "ipq"}));
+  q->add_option("--config", quantize->plan_path, "iPQ plan (JSON; default: the model family's, docs/format.md)");
+  q->add_option("--data", quantize->data, "Data directory (default: the one the model was trained on)");
+  q->add_option("--finetune-steps", quantize->finetune_steps, "iPQ: updates after each stage (default: the plan's)")
+      ->check(CLI::NonNegativeNumber);
+  q->add_option("--out", quantize->out, "The .qnz file, written atomically")->required();
+  q->add_flag("--resume", quantize->resume, "iPQ: continue after the last finished stage (OUT.stages.pt)");
+  q->add_option("--progress", quantize->progress, "auto, bar, lines or off");
+
+  auto eval = std::make_shared<EvalCommandOptions>();
+  CLI::App* e = parent.add_subcommand("eval", "Perplexity or accuracy of a .qnz model on its data splits");
+  e->add_option("file", eval->file, "The .qnz file")->required();
+  e->add_option("--data", eval->data, "Data directory (default: the one the model was trained on)");
+
+  auto info = std::make_shared<InfoCommandOptions>();
+  CLI::App* i = parent.add_subcommand("info", "Per-tensor scheme, shape, bits per weight and bytes of a .qnz file");
+  i->add_option("file", info->file, "The .qnz file")->required();
+
+  auto exporter = std::make_shared<ExportCommandOptions>();
+  CLI::App* x = parent.add_subcommand("export", "Write the decompressed float32 weights of a .qnz file");
+  x->add_option("file", exporter->file, "The .qnz file")->required();
+  x->add_option("--out", exporter->out, "model.safetensors (for PyTorch) or model.pt (a qnoise checkpoint)")
+      ->required();
+  return {{q, [quantize] { run_quantize(*quantize); }},
+          {e, [eval] { run_eval(*eval); }},
+          {i, [info] { run_info(*info); }},
+          {x, [exporter] { run_export(*exporter); }}};
+}
+
+}  // namespace qnoise::cli

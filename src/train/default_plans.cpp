@@ -1,0 +1,55 @@
+#include "train/default_plans.h"
+
+#include <string>
+#include <vector>
+
+#include "qnoise/noisy_layers.h"
+
+namespace qnoise::detail {
+
+namespace {
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+nlohmann::json plan(nlohmann::json stages, double lr, int64_t finetune_steps, int64_t blocks_per_centroid) {
+  return {{"stages", std::move(stages)},
+          {"finetune_steps", finetune_steps},
+          {"lr", lr},
+          {"noise_rate", 0.05},
+          {"blocks_per_centroid", blocks_per_centroid}};
+}
+
+}  // namespace
+
+nlohmann::json transformer_ipq_plan(const torch::nn::Module& model, double lr, int64_t finetune_steps) {
+  std::vector<std::string> others;
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    const std::string& name = item.key();
+    const WeightSlot slot = find_weight_slot(*item.value());
+    if (slot.weight == nullptr || ends_with(name, ".fc1") || ends_with(name, ".fc2") ||
+        name.find(".attn.") != std::string::npos)
+      continue;
+    others.push_back(name);
+  }
+  nlohmann::json stages = {{{"name", "ffn"}, {"layers", {"*.fc1", "*.fc2"}}, {"block_size", 8}}};
+  if (!others.empty()) stages.push_back({{"name", "embeddings"}, {"layers", others}, {"block_size", 8}});
+  stages.push_back({{"name", "attention"}, {"layers", {"*.attn.*"}}, {"block_size", 4}});
+  return plan(stages, lr, finetune_steps, 4);
+}
+
+nlohmann::json image_ipq_plan(bool efficientnet, double lr, int64_t finetune_steps) {
+  if (!efficientnet)
+    return plan({{{"name", "pointwise"}, {"layers", {"conv3", "classifier"}}, {"block_size", 4}},
+                 {{"name", "kernels"}, {"layers", {"conv1", "conv2"}}, {"block_size", 9}}},
+                lr, finetune_steps, 4);
+  // At most 1 centroid per 16 blocks: a 164k-parameter model has some 30 small layers whose
+  // K = 256 codebooks would together outweigh their codes.
+  return plan({{{"name", "pointwise"}, {"layers", {"*.expand", "*.project", "*.reduce", "head.conv"}}, {"block_size", 8}},
+               {{"name", "depthwise"}, {"layers", {"*.depthwise"}}, {"block_size", 9}},
+               {{"name", "classifier"}, {"layers", {"classifier"}}, {"block_size", 8}}},
+              lr, finetune_steps, 16);
+}
+
+}  // namespace qnoise::detail
