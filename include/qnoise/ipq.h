@@ -25,6 +25,7 @@ struct IpqOptions {
   double clip_norm = 0.0;
   std::string checkpoint_path;  // written after every stage ("" : none)
   bool resume = false;          // continue after the last stage in checkpoint_path
+  int64_t stop_after_stage = 0;  // stop after this many stages, as if interrupted (0: never)
   std::ostream* json_log = nullptr;  // one JSON line per stage (nullptr: none)
   ProgressOptions progress;
 };
@@ -44,6 +45,7 @@ struct IpqResult {
   std::vector<PqLayerReport> layers;
   double kmeans_seconds = 0;  // all layers (this run's stages only when resumed)
   std::map<std::string, SplitMetrics> metrics;  // the last evaluation, by split
+  bool stopped_early = false;  // by stop_after_stage
 };
 
 // Which layers each stage takes: every Linear/Conv2d/Embedding goes to the first stage with a

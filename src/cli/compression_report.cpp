@@ -34,13 +34,16 @@ std::string size_summary(const CompressedModel& model, uintmax_t file_bytes) {
   const double float_bytes = static_cast<double>(model.float_bytes());
   const double stored = static_cast<double>(model.stored_bytes());
   const double file = static_cast<double>(file_bytes);
+  const double metadata = static_cast<double>(model.task.dump().size() + model.artifacts.dump().size() +
+                                              model.plan.dump().size());
   std::ostringstream out;
-  out << "float32:    " << megabytes(float_bytes) << "\n"
-      << "compressed: " << megabytes(stored) << format("  (%.2f bits per weight, %.2fx smaller)\n",
-                                                       8 * stored / (float_bytes / 4), float_bytes / stored)
-      << "file:       " << megabytes(file)
-      << format("  (%.2fx smaller than float32; %.2f%% above the compressed size: header and alignment)\n",
-                float_bytes / file, 100 * (file - stored) / stored);
+  out << "float32 tensors:    " << megabytes(float_bytes) << "\n"
+      << "compressed tensors: " << megabytes(stored)
+      << format("  (%.2f bits per weight, %.2fx smaller)\n", 8 * stored / (float_bytes / 4), float_bytes / stored)
+      << "file:               " << megabytes(file)
+      << format("  (%.2fx smaller than float32 tensors) = tensors + %.0f bytes of metadata (configuration, "
+                "vocabulary or labels, plan) + %.0f bytes of tensor entries and padding\n",
+                float_bytes / file, metadata, file - stored - metadata);
   return out.str();
 }
 

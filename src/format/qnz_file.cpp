@@ -60,7 +60,8 @@ void write_qnz(const std::string& path, const CompressedModel& model) {
   nlohmann::json schemes = nlohmann::json::object();
   for (const auto& [name, w] : model.tensors) {
     w.validate();
-    schemes[name] = describe(w);
+    // Float tensors need no description: their dtype and shape are the safetensors entry's.
+    if (w.scheme != WeightScheme::Float32 && w.scheme != WeightScheme::Float16) schemes[name] = describe(w);
     switch (w.scheme) {
       case WeightScheme::Float32:
       case WeightScheme::Float16:
@@ -118,8 +119,9 @@ CompressedModel read_qnz(const std::string& path) {
       w.scheme = parse_weight_scheme(d.at("scheme").get<std::string>());
       w.shape = d.at("shape").get<std::vector<int64_t>>();
       switch (w.scheme) {
-        case WeightScheme::Float32: w.values = take(name, "F32"); break;
-        case WeightScheme::Float16: w.values = take(name, "F16"); break;
+        case WeightScheme::Float32:
+        case WeightScheme::Float16:
+          throw Error("float tensors are not described in __metadata__ 'tensors'");
         case WeightScheme::Int8:
         case WeightScheme::Int4:
           w.codes = take(name + ".codes", "U8");
@@ -142,9 +144,17 @@ CompressedModel read_qnz(const std::string& path) {
       throw Error(what.rfind("'" + path + "'", 0) == 0 ? what : "'" + path + "': tensor '" + name + "': " + what);
     }
   }
-  for (const auto& entry : contents.tensors)
-    QNOISE_CHECK(used.count(entry.name) != 0, "'", path, "' holds tensor '", entry.name,
-                 "' that its __metadata__ does not describe");
+  // Every other entry is a float tensor stored as itself.
+  for (const auto& entry : contents.tensors) {
+    if (used.count(entry.name) != 0) continue;
+    QNOISE_CHECK(entry.dtype == "F16" || entry.dtype == "F32", "'", path, "': tensor '", entry.name, "' is ",
+                 entry.dtype, " but __metadata__ 'tensors' does not describe it (only float16/float32 tensors stand alone)");
+    CompressedWeight w;
+    w.scheme = entry.dtype == "F16" ? WeightScheme::Float16 : WeightScheme::Float32;
+    w.shape = entry.tensor.sizes().vec();
+    w.values = entry.tensor;
+    model.tensors.emplace_back(entry.name, std::move(w));
+  }
   return model;
 }
 

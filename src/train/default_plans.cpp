@@ -44,12 +44,10 @@ nlohmann::json image_ipq_plan(bool efficientnet, double lr, int64_t finetune_ste
     return plan({{{"name", "pointwise"}, {"layers", {"conv3", "classifier"}}, {"block_size", 4}},
                  {{"name", "kernels"}, {"layers", {"conv1", "conv2"}}, {"block_size", 9}}},
                 lr, finetune_steps, 4);
-  // At most 1 centroid per 16 blocks: a 164k-parameter model has some 30 small layers whose
-  // K = 256 codebooks would together outweigh their codes.
   return plan({{{"name", "pointwise"}, {"layers", {"*.expand", "*.project", "*.reduce", "head.conv"}}, {"block_size", 8}},
                {{"name", "depthwise"}, {"layers", {"*.depthwise"}}, {"block_size", 9}},
                {{"name", "classifier"}, {"layers", {"classifier"}}, {"block_size", 8}}},
-              lr, finetune_steps, 16);
+              lr, finetune_steps, 4);
 }
 
 }  // namespace qnoise::detail

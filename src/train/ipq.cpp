@@ -207,7 +207,7 @@ IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options) {
       ProductQuantizer quantizer(stage.block_size, ProductQuantizerOptions()
                                                        .set_n_centroids(k)
                                                        .set_n_iterations(plan.kmeans_iterations)
-                                                       .set_seed(mix_seed(plan.seed, result.layers.size())));
+                                                       .set_seed(mix_seed(plan.seed, pq.layers().size())));
       const auto start = std::chrono::steady_clock::now();
       quantizer.train(blocks);
       const at::Tensor codes = quantizer.compute_codes(blocks);
@@ -243,6 +243,11 @@ IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options) {
       save_checkpoint(options.checkpoint_path, *holder, finetuning.optimizer.get(),
                       {static_cast<int64_t>(s + 1), 0,
                        stage_metadata(task, plan, pq, static_cast<int64_t>(s + 1), finetuning.data_step).dump()});
+    }
+    if (options.stop_after_stage > 0 && static_cast<int64_t>(s + 1) == options.stop_after_stage &&
+        s + 1 < plan.stages.size()) {
+      result.stopped_early = true;
+      break;
     }
   }
   model.eval();

@@ -1,0 +1,186 @@
+// iPQ: plans, which layers each stage takes, the staged run with finetuning, resuming at a stage,
+// and the compressed model it gives (file round trip = in-memory model).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "qnoise/compression_pipeline.h"
+#include "qnoise/error.h"
+#include "qnoise/ipq.h"
+#include "qnoise/model_compression.h"
+#include "qnoise/trainer.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
+
+std::unique_ptr<qnoise::TrainingTask> small_cnn_task() {
+  torch::manual_seed(1);
+  return qnoise::make_training_task({{"task", "image"}, {"train_limit", 512}, {"batch_size", 64}, {"valid_size", 500},
+                                     {"model", {{"arch", "small-cnn"}, {"channels", 8}}}});
+}
+
+qnoise::QuantizationPlan two_stage_plan(int64_t finetune_steps) {
+  return qnoise::parse_quantization_plan(
+      {{"stages",
+        {{{"name", "pointwise"}, {"layers", {"conv3", "classifier"}}, {"block_size", 4}, {"n_centroids", 16}},
+         {{"name", "kernels"}, {"layers", {"conv*"}}, {"block_size", 9}, {"n_centroids", 16}}}},
+       {"finetune_steps", finetune_steps},
+       {"lr", 1e-3},
+       {"noise_rate", 0.1}});
+}
+
+qnoise::IpqOptions quiet_ipq(const qnoise::QuantizationPlan& plan, const std::string& checkpoint = "") {
+  qnoise::IpqOptions options;
+  options.plan = plan;
+  options.optimizer = qnoise::default_trainer_options("image").optimizer;
+  options.checkpoint_path = checkpoint;
+  options.progress.mode = qnoise::ProgressOptions::Mode::Off;
+  return options;
+}
+
+}  // namespace
+
+TEST(QuantizationPlan, ParsesAndRejectsBadPlans) {
+  const auto plan = two_stage_plan(5);
+  ASSERT_EQ(plan.stages.size(), 2u);
+  EXPECT_EQ(plan.stages[1].block_size, 9);
+  EXPECT_EQ(qnoise::to_json(qnoise::parse_quantization_plan(qnoise::to_json(plan))), qnoise::to_json(plan));
+  // K follows the layer's size: at most one centroid per blocks_per_centroid (4) blocks.
+  EXPECT_EQ(plan.centroids_for(plan.stages[0], 1000), 16);
+  EXPECT_EQ(plan.centroids_for(plan.stages[0], 20), 5);
+  for (const auto& bad : std::vector<nlohmann::json>{
+           {{"stages", nlohmann::json::array()}},
+           {{"stages", {{{"layers", {"x"}}, {"block_size", 0}}}}},
+           {{"stages", {{{"layers", {"x"}}, {"n_centroids", 70000}}}}},
+           {{"stages", {{{"block_size", 8}}}}},
+           {{"stages", {{{"layers", {"x"}}}}}, {"finetune_step", 3}},
+           {{"stages", {{{"layers", {"x"}}, {"bloc_size", 8}}}}},
+           {{"stages", {{{"layers", {"x"}}}}}, {"rest", "int8"}},
+           {{"stages", {{{"layers", {"x"}}}}}, {"lr", "fast"}}})
+    EXPECT_THROW(qnoise::parse_quantization_plan(bad), qnoise::Error) << bad.dump();
+  EXPECT_THROW(qnoise::read_quantization_plan("/nonexistent/plan.json"), qnoise::Error);
+}
+
+TEST(QuantizationPlan, StagesTakeLayersInOrderAndBadPatternsAreNamed) {
+  auto task = small_cnn_task();
+  const auto layers = qnoise::resolve_plan_layers(task->model(), two_stage_plan(0));
+  EXPECT_EQ(layers[0], (std::vector<std::string>{"conv3", "classifier"}));
+  EXPECT_EQ(layers[1], (std::vector<std::string>{"conv1", "conv2"}));  // conv3 went to the first stage
+  auto plan = two_stage_plan(0);
+  plan.stages[1].layers.push_back("decoder.*");
+  try {
+    qnoise::resolve_plan_layers(task->model(), plan);
+    FAIL();
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'decoder.*' matches no"), std::string::npos) << e.what();
+  }
+  plan = two_stage_plan(0);
+  plan.stages[0].block_size = 5;  // conv3 rows are 16 long
+  try {
+    qnoise::resolve_plan_layers(task->model(), plan);
+    FAIL();
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layer 'conv3'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Ipq, QuantizesEveryPlannedLayerAndFinetunesTheCentroids) {
+  auto task = small_cnn_task();
+  qnoise::PqLayers pq;
+  const auto result = qnoise::run_ipq(*task, pq, quiet_ipq(two_stage_plan(3)));
+  ASSERT_EQ(result.layers.size(), 4u);
+  ASSERT_EQ(pq.layers().size(), 4u);
+  for (const auto& layer : pq.layers()) {
+    // The layer's parameter holds exactly the stored (float16) codebook lookup.
+    const auto stored = pq.compressed(layer);
+    EXPECT_TRUE(torch::equal(stored.decode(), layer.module->named_parameters(false)["weight"])) << layer.name;
+    EXPECT_LE(layer.centroids.size(0), 16);
+  }
+  // Finetuning after the last stage moved the first stage's centroids (they had gradients).
+  EXPECT_TRUE(pq.layers()[0].centroids.grad().defined());
+  EXPECT_GT(pq.layers()[0].centroids.grad().abs().sum().item<double>(), 0);
+  EXPECT_TRUE(result.metrics.count("valid"));
+}
+
+TEST(Ipq, StoppedAfterAStageAndResumedEqualsAnUninterruptedRun) {
+  const auto checkpoint = temp_path("ipq_stages.pt");
+  fs::remove(checkpoint);
+  auto whole = small_cnn_task();
+  qnoise::PqLayers whole_pq;
+  qnoise::run_ipq(*whole, whole_pq, quiet_ipq(two_stage_plan(4)));
+
+  auto first = small_cnn_task();
+  qnoise::PqLayers first_pq;
+  auto options = quiet_ipq(two_stage_plan(4), checkpoint);
+  options.stop_after_stage = 1;
+  EXPECT_TRUE(qnoise::run_ipq(*first, first_pq, options).stopped_early);
+  EXPECT_EQ(first_pq.layers().size(), 2u);
+
+  auto second = small_cnn_task();
+  qnoise::PqLayers second_pq;
+  options.stop_after_stage = 0;
+  options.resume = true;
+  qnoise::run_ipq(*second, second_pq, options);
+  ASSERT_EQ(second_pq.layers().size(), 4u);
+  const auto a = whole->model().named_parameters(), b = second->model().named_parameters();
+  for (const auto& item : a) EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();
+  for (size_t i = 0; i < 4; ++i)
+    EXPECT_TRUE(torch::equal(whole_pq.layers()[i].centroids, second_pq.layers()[i].centroids)) << i;
+
+  // Another plan cannot resume from these stages.
+  auto other = small_cnn_task();
+  qnoise::PqLayers other_pq;
+  auto changed = options;
+  changed.plan.stages[0].n_centroids = 8;
+  EXPECT_THROW(qnoise::run_ipq(*other, other_pq, changed), qnoise::Error);
+}
+
+TEST(CompressionPipeline, FileEvaluatesExactlyLikeTheModelRightAfterQuantization) {
+  for (const auto scheme : {qnoise::CompressionScheme::Ipq, qnoise::CompressionScheme::Int8,
+                            qnoise::CompressionScheme::Int4}) {
+    auto task = small_cnn_task();
+    qnoise::CompressionOptions options;
+    options.scheme = scheme;
+    options.ipq = quiet_ipq(two_stage_plan(2));
+    const auto result = qnoise::compress_task_model(*task, options);
+    const auto in_memory = task->evaluate("valid");
+    const auto path = temp_path("pipeline.qnz");
+    qnoise::write_qnz(path, result.model);
+    const auto reloaded = qnoise::load_compressed_task(qnoise::read_qnz(path));
+    EXPECT_EQ(reloaded->evaluate("valid"), in_memory) << qnoise::to_string(scheme);
+    // The file holds the compressed tensors and a header, nothing else (no float copy).
+    EXPECT_LT(static_cast<double>(fs::file_size(path)), result.model.stored_bytes() + 20000.0);
+    EXPECT_LT(result.model.stored_bytes(), result.model.float_bytes() / (scheme == qnoise::CompressionScheme::Int8 ? 2 : 4));
+    // Batch-norm step counters are not stored.
+    EXPECT_EQ(result.model.find("bn.num_batches_tracked"), nullptr);
+  }
+}
+
+TEST(CompressionPipeline, LanguageModelLeavesOutItsSinusoidsAndReloads) {
+  const fs::path dir = temp_path("ipq_lm");
+  fs::create_directories(dir);
+  for (const char* split : {"train", "valid", "test"}) {
+    std::ofstream file(dir / (std::string("wiki.") + split + ".tokens"));
+    for (int i = 0; i < 60; ++i) file << "in the beginning god created the heaven and the earth .\n";
+  }
+  torch::manual_seed(1);
+  auto task = qnoise::make_training_task({{"task", "lm"}, {"data", dir.string()}, {"batch_size", 4}, {"seq_len", 16},
+                                          {"model", {{"d_model", 16}, {"heads", 2}, {"ffn_dim", 32}, {"layers", 1}}}});
+  qnoise::CompressionOptions options;
+  options.ipq = quiet_ipq(qnoise::parse_quantization_plan(task->default_ipq_plan()));
+  options.ipq.plan.finetune_steps = 1;
+  options.ipq.optimizer = qnoise::default_trainer_options("lm").optimizer;
+  const auto result = qnoise::compress_task_model(*task, options);
+  EXPECT_EQ(result.model.find("sinusoids"), nullptr);
+  ASSERT_NE(result.model.find("decoder.layers.0.fc1.weight"), nullptr);
+  EXPECT_EQ(result.model.find("decoder.layers.0.fc1.weight")->scheme, qnoise::WeightScheme::PQ);
+  EXPECT_EQ(result.model.find("decoder.layers.0.attn.q.weight")->block_size, 4);
+  const auto path = temp_path("ipq_lm.qnz");
+  qnoise::write_qnz(path, result.model);
+  EXPECT_EQ(qnoise::load_compressed_task(qnoise::read_qnz(path))->evaluate("test"), task->evaluate("test"));
+}
