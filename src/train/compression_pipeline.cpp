@@ -1,5 +1,7 @@
 #include "qnoise/compression_pipeline.h"
 
+#include <filesystem>
+
 #include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
 #include "qnoise/model_compression.h"
@@ -31,6 +33,9 @@ std::unique_ptr<TrainingTask> load_trained_task(const std::string& checkpoint_pa
     stored = nlohmann::json::parse(read_checkpoint_metadata(checkpoint_path));
   } catch (const nlohmann::json::exception&) {
     throw Error("'" + checkpoint_path + "' has unreadable metadata: not a qnoise training checkpoint");
+  } catch (const Error& e) {
+    if (!std::filesystem::exists(checkpoint_path)) throw;
+    throw Error("'" + checkpoint_path + "' is not a qnoise training checkpoint (" + e.what() + ")");
   }
   QNOISE_CHECK(stored.is_object() && stored.contains("task") && stored.contains("artifacts"), "'", checkpoint_path,
                "' is not a qnoise training checkpoint");

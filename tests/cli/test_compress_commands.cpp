@@ -1,0 +1,112 @@
+// `qnoise quantize | eval | info | export` as a user runs them, on a small CNN trained for the
+// test, and their errors on bad files and plans.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cli/run_qnoise.h"
+#include "qnoise/safetensors.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using qnoise::testing::contains;
+using qnoise::testing::run_qnoise;
+
+std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
+
+// A small CNN trained for 2 epochs of 8 updates, once for every test here.
+const std::string& trained_checkpoint() {
+  static const std::string path = [] {
+    const auto out = temp_path("compress_cli_model.pt");
+    fs::remove(out);
+    const auto result = run_qnoise(
+        "--threads 1 train --task image --arch small-cnn --channels 8 --train-limit 1024 --valid-size 500 "
+        "--epochs 2 --progress off --out " + out);
+    EXPECT_EQ(result.exit_code, 0) << result.output;
+    return out;
+  }();
+  return path;
+}
+
+std::string quantize(const std::string& scheme, const std::string& out, const std::string& extra = "") {
+  const auto result = run_qnoise("--threads 1 quantize --model " + trained_checkpoint() + " --scheme " + scheme +
+                                 " --out " + out + " --progress off " + extra);
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  return result.output;
+}
+
+}  // namespace
+
+TEST(CompressCommands, QuantizeInfoEvalAndExportAnInt8Model) {
+  const auto qnz = temp_path("cli_int8.qnz");
+  const auto output = quantize("int8", qnz);
+  EXPECT_TRUE(contains(output, "compressed tensors:")) << output;
+  EXPECT_TRUE(contains(output, "accuracy compressed")) << output;
+  EXPECT_FALSE(fs::exists(qnz + ".stages.pt"));
+
+  const auto info = run_qnoise("info " + qnz);
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_TRUE(contains(info.output, "conv2.weight")) << info.output;
+  EXPECT_TRUE(contains(info.output, "int8")) << info.output;
+  EXPECT_TRUE(contains(info.output, "MiB")) << info.output;
+
+  const auto eval = run_qnoise("--threads 1 eval " + qnz);
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_TRUE(contains(eval.output, "\"valid\":{\"accuracy\"")) << eval.output;
+
+  const auto floats = temp_path("cli_export.safetensors");
+  ASSERT_EQ(run_qnoise("export " + qnz + " --out " + floats).exit_code, 0);
+  const auto contents = qnoise::read_safetensors(floats);
+  ASSERT_NE(contents.find("conv2.weight"), nullptr);
+  EXPECT_EQ(contents.find("conv2.weight")->dtype, "F32");
+  // The .pt export is a checkpoint qnoise reads again.
+  const auto checkpoint = temp_path("cli_export.pt");
+  ASSERT_EQ(run_qnoise("export " + qnz + " --out " + checkpoint).exit_code, 0);
+  const auto again = run_qnoise("--threads 1 quantize --model " + checkpoint + " --scheme int4 --progress off --out " +
+                                temp_path("cli_again.qnz"));
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+}
+
+TEST(CompressCommands, IpqPrintsEveryLayerAndEvalReadsTheSameAccuracy) {
+  const auto qnz = temp_path("cli_ipq.qnz");
+  const auto output = quantize("ipq", qnz, "--finetune-steps 2");
+  EXPECT_TRUE(contains(output, "\"event\":\"ipq_stage\"")) << output;
+  EXPECT_TRUE(contains(output, "conv3")) << output;
+  EXPECT_TRUE(contains(output, "k-means of 4 layers")) << output;
+  const auto info = run_qnoise("info " + qnz);
+  EXPECT_TRUE(contains(info.output, "pq K=")) << info.output;
+}
+
+TEST(CompressCommands, BadFilesPlansAndOptionsAreClearErrors) {
+  const auto qnz = temp_path("cli_bad_source.qnz");
+  quantize("int8", qnz);
+  // A truncated file.
+  std::ifstream in(qnz, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto cut = temp_path("cli_cut.qnz");
+  std::ofstream(cut, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+  const auto plan_nothing = temp_path("cli_plan_nothing.json");
+  std::ofstream(plan_nothing) << R"({"stages": [{"name": "ffn", "layers": ["*.fc1"], "block_size": 8}]})";
+  const auto plan_divide = temp_path("cli_plan_divide.json");
+  std::ofstream(plan_divide) << R"({"stages": [{"name": "all", "layers": ["conv3"], "block_size": 5}]})";
+  const std::string model = " --model " + trained_checkpoint() + " --progress off ";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"eval /nonexistent/model.qnz", "/nonexistent/model.qnz"},
+      {"eval " + cut, cut},
+      {"info " + cut, cut},
+      {"quantize --model " + qnz + " --out " + temp_path("x.qnz"), "not a qnoise training checkpoint"},
+      {"quantize" + model + "--config " + plan_nothing + " --out " + temp_path("x.qnz"), "'*.fc1' matches no"},
+      {"quantize" + model + "--config " + plan_divide + " --out " + temp_path("x.qnz"), "layer 'conv3'"},
+      {"quantize" + model + "--scheme int8 --config " + plan_nothing + " --out " + temp_path("x.qnz"), "--scheme ipq"},
+      {"quantize" + model + "--out " + temp_path("x.pt"), ".qnz"},
+      {"quantize" + model + "--scheme int3 --out " + temp_path("x.qnz"), "int3"},
+      {"export " + qnz + " --out " + temp_path("x.bin"), ".safetensors"},
+  };
+  for (const auto& [arguments, message] : cases) {
+    const auto result = run_qnoise(arguments);
+    EXPECT_NE(result.exit_code, 0) << arguments;
+    EXPECT_TRUE(contains(result.output, message)) << arguments << "\n" << result.output;
+  }
+}
