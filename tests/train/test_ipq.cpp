@@ -1,15 +1,11 @@
-// iPQ: plans, which layers each stage takes, the staged run with finetuning, resuming at a stage,
-// and the compressed model it gives (file round trip = in-memory model).
+// iPQ: plans, which layers each stage takes, the staged run with finetuning, resuming at a stage.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <fstream>
 
-#include "qnoise/compression_pipeline.h"
 #include "qnoise/error.h"
 #include "qnoise/ipq.h"
-#include "qnoise/model_compression.h"
 #include "qnoise/trainer.h"
 
 namespace {
@@ -138,49 +134,4 @@ TEST(Ipq, StoppedAfterAStageAndResumedEqualsAnUninterruptedRun) {
   auto changed = options;
   changed.plan.stages[0].n_centroids = 8;
   EXPECT_THROW(qnoise::run_ipq(*other, other_pq, changed), qnoise::Error);
-}
-
-TEST(CompressionPipeline, FileEvaluatesExactlyLikeTheModelRightAfterQuantization) {
-  for (const auto scheme : {qnoise::CompressionScheme::Ipq, qnoise::CompressionScheme::Int8,
-                            qnoise::CompressionScheme::Int4}) {
-    auto task = small_cnn_task();
-    qnoise::CompressionOptions options;
-    options.scheme = scheme;
-    options.ipq = quiet_ipq(two_stage_plan(2));
-    const auto result = qnoise::compress_task_model(*task, options);
-    const auto in_memory = task->evaluate("valid");
-    const auto path = temp_path("pipeline.qnz");
-    qnoise::write_qnz(path, result.model);
-    const auto reloaded = qnoise::load_compressed_task(qnoise::read_qnz(path));
-    EXPECT_EQ(reloaded->evaluate("valid"), in_memory) << qnoise::to_string(scheme);
-    // The file holds the compressed tensors and a header, nothing else (no float copy).
-    EXPECT_LT(static_cast<double>(fs::file_size(path)), result.model.stored_bytes() + 20000.0);
-    EXPECT_LT(result.model.stored_bytes(), result.model.float_bytes() / (scheme == qnoise::CompressionScheme::Int8 ? 2 : 4));
-    // Batch-norm step counters are not stored.
-    EXPECT_EQ(result.model.find("bn.num_batches_tracked"), nullptr);
-  }
-}
-
-TEST(CompressionPipeline, LanguageModelLeavesOutItsSinusoidsAndReloads) {
-  const fs::path dir = temp_path("ipq_lm");
-  fs::create_directories(dir);
-  for (const char* split : {"train", "valid", "test"}) {
-    std::ofstream file(dir / (std::string("wiki.") + split + ".tokens"));
-    for (int i = 0; i < 60; ++i) file << "in the beginning god created the heaven and the earth .\n";
-  }
-  torch::manual_seed(1);
-  auto task = qnoise::make_training_task({{"task", "lm"}, {"data", dir.string()}, {"batch_size", 4}, {"seq_len", 16},
-                                          {"model", {{"d_model", 16}, {"heads", 2}, {"ffn_dim", 32}, {"layers", 1}}}});
-  qnoise::CompressionOptions options;
-  options.ipq = quiet_ipq(qnoise::parse_quantization_plan(task->default_ipq_plan()));
-  options.ipq.plan.finetune_steps = 1;
-  options.ipq.optimizer = qnoise::default_trainer_options("lm").optimizer;
-  const auto result = qnoise::compress_task_model(*task, options);
-  EXPECT_EQ(result.model.find("sinusoids"), nullptr);
-  ASSERT_NE(result.model.find("decoder.layers.0.fc1.weight"), nullptr);
-  EXPECT_EQ(result.model.find("decoder.layers.0.fc1.weight")->scheme, qnoise::WeightScheme::PQ);
-  EXPECT_EQ(result.model.find("decoder.layers.0.attn.q.weight")->block_size, 4);
-  const auto path = temp_path("ipq_lm.qnz");
-  qnoise::write_qnz(path, result.model);
-  EXPECT_EQ(qnoise::load_compressed_task(qnoise::read_qnz(path))->evaluate("test"), task->evaluate("test"));
 }

@@ -1,0 +1,86 @@
+// The compression pipeline: a task's model compressed (iPQ, int8, int4) into .qnz contents, and
+// the file evaluating exactly like the model right after quantization.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "qnoise/compression_pipeline.h"
+#include "qnoise/trainer.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
+
+std::unique_ptr<qnoise::TrainingTask> small_cnn_task() {
+  torch::manual_seed(1);
+  return qnoise::make_training_task({{"task", "image"}, {"train_limit", 512}, {"batch_size", 64}, {"valid_size", 500},
+                                     {"model", {{"arch", "small-cnn"}, {"channels", 8}}}});
+}
+
+qnoise::IpqOptions quiet_ipq(const qnoise::QuantizationPlan& plan) {
+  qnoise::IpqOptions options;
+  options.plan = plan;
+  options.optimizer = qnoise::default_trainer_options("image").optimizer;
+  options.progress.mode = qnoise::ProgressOptions::Mode::Off;
+  return options;
+}
+
+qnoise::QuantizationPlan small_cnn_plan() {
+  return qnoise::parse_quantization_plan(
+      {{"stages",
+        {{{"name", "pointwise"}, {"layers", {"conv3", "classifier"}}, {"block_size", 4}, {"n_centroids", 16}},
+         {{"name", "kernels"}, {"layers", {"conv*"}}, {"block_size", 9}, {"n_centroids", 16}}}},
+       {"finetune_steps", 2},
+       {"lr", 1e-3}});
+}
+
+}  // namespace
+
+TEST(CompressionPipeline, FileEvaluatesExactlyLikeTheModelRightAfterQuantization) {
+  for (const auto scheme : {qnoise::CompressionScheme::Ipq, qnoise::CompressionScheme::Int8,
+                            qnoise::CompressionScheme::Int4}) {
+    auto task = small_cnn_task();
+    qnoise::CompressionOptions options;
+    options.scheme = scheme;
+    options.ipq = quiet_ipq(small_cnn_plan());
+    const auto result = qnoise::compress_task_model(*task, options);
+    const auto in_memory = task->evaluate("valid");
+    const auto path = temp_path("pipeline.qnz");
+    qnoise::write_qnz(path, result.model);
+    const auto reloaded = qnoise::load_compressed_task(qnoise::read_qnz(path));
+    EXPECT_EQ(reloaded->evaluate("valid"), in_memory) << qnoise::to_string(scheme);
+    // The file holds the compressed tensors and a header, nothing else (no float copy).
+    EXPECT_LT(static_cast<double>(fs::file_size(path)), result.model.stored_bytes() + 20000.0);
+    EXPECT_LT(result.model.stored_bytes(), result.model.float_bytes() / (scheme == qnoise::CompressionScheme::Int8 ? 2 : 4));
+    // Batch-norm step counters are not stored.
+    EXPECT_EQ(result.model.find("bn.num_batches_tracked"), nullptr);
+  }
+}
+
+TEST(CompressionPipeline, LanguageModelLeavesOutItsSinusoidsAndReloads) {
+  const fs::path dir = temp_path("ipq_lm");
+  fs::create_directories(dir);
+  for (const char* split : {"train", "valid", "test"}) {
+    std::ofstream file(dir / (std::string("wiki.") + split + ".tokens"));
+    for (int i = 0; i < 60; ++i) file << "in the beginning god created the heaven and the earth .\n";
+  }
+  torch::manual_seed(1);
+  auto task = qnoise::make_training_task({{"task", "lm"}, {"data", dir.string()}, {"batch_size", 4}, {"seq_len", 16},
+                                          {"model", {{"d_model", 16}, {"heads", 2}, {"ffn_dim", 32}, {"layers", 1}}}});
+  qnoise::CompressionOptions options;
+  options.ipq = quiet_ipq(qnoise::parse_quantization_plan(task->default_ipq_plan()));
+  options.ipq.plan.finetune_steps = 1;
+  options.ipq.optimizer = qnoise::default_trainer_options("lm").optimizer;
+  const auto result = qnoise::compress_task_model(*task, options);
+  EXPECT_EQ(result.model.find("sinusoids"), nullptr);
+  ASSERT_NE(result.model.find("decoder.layers.0.fc1.weight"), nullptr);
+  EXPECT_EQ(result.model.find("decoder.layers.0.fc1.weight")->scheme, qnoise::WeightScheme::PQ);
+  EXPECT_EQ(result.model.find("decoder.layers.0.attn.q.weight")->block_size, 4);
+  const auto path = temp_path("ipq_lm.qnz");
+  qnoise::write_qnz(path, result.model);
+  EXPECT_EQ(qnoise::load_compressed_task(qnoise::read_qnz(path))->evaluate("test"), task->evaluate("test"));
+}
