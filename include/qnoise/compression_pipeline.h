@@ -21,14 +21,19 @@ std::unique_ptr<TrainingTask> load_trained_task(const std::string& checkpoint_pa
 std::unique_ptr<TrainingTask> load_compressed_task(const CompressedModel& model, const std::string& data = "");
 
 enum class CompressionScheme { Int8, Int4, Ipq };
-CompressionScheme parse_compression_scheme(const std::string& name);  // "int8", "int4", "ipq"
-std::string to_string(CompressionScheme scheme);
+std::string to_string(CompressionScheme scheme);  // "int8", "int4", "ipq"
 
 struct CompressionOptions {
   CompressionScheme scheme = CompressionScheme::Ipq;
+  // Int8 activations: the inputs of every Linear/Conv2d layer fake-quantized per tensor to 8 bits,
+  // ranges calibrated on clean passes over training data (activation_quant.h).
+  bool int8_activations = false;
   IpqOptions ipq;  // iPQ: plan, optimizer, stage checkpoints (ipq.plan empty: the task's default)
   WeightScheme rest = WeightScheme::Float16;  // int8 / int4: tensors other than layer weights
 };
+
+// "int8", "int4", "ipq", or "ipq+int8" (iPQ weights and int8 activations, the paper's scheme).
+CompressionOptions parse_compression_scheme(const std::string& name);
 
 struct CompressionResult {
   CompressedModel model;

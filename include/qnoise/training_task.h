@@ -72,6 +72,11 @@ class TrainingTask {
   // variance differs from the clean ones the model sees at evaluation. Others: nothing to do.
   virtual void recalibrate_normalization() {}
 
+  // Clean forward passes (eval mode, no gradients) over the first training examples, enough to
+  // calibrate activation ranges (int8 activations), without touching the training order or the
+  // random generator.
+  virtual void run_calibration_passes() = 0;
+
   // Buffers the model rebuilds from its configuration (e.g. sinusoidal positions), which a
   // compressed file need not store.
   virtual std::vector<std::string> recomputed_buffers() const { return {}; }

@@ -29,8 +29,7 @@ void run_quantize(const QuantizeCommandOptions& command) {
   QNOISE_CHECK(std::filesystem::path(command.out).extension() == ".qnz", "--out must name a .qnz file, got '",
                command.out, "'");
   auto task = load_trained_task(command.model, command.data);
-  CompressionOptions options;
-  options.scheme = parse_compression_scheme(command.scheme);
+  CompressionOptions options = parse_compression_scheme(command.scheme);
   const TrainerOptions defaults = default_trainer_options(task->kind());
   options.ipq.optimizer = defaults.optimizer;
   options.ipq.clip_norm = defaults.clip_norm;
@@ -112,8 +111,8 @@ std::vector<Command> add_compression_commands(CLI::App& parent) {
   CLI::App* q = parent.add_subcommand(
       "quantize", "Compress a trained checkpoint (int8, int4, or iPQ with finetuning) into a .qnz file");
   q->add_option("--model", quantize->model, "Training checkpoint (from qnoise train)")->required();
-  q->add_option("--scheme", quantize->scheme, "int8, int4 or ipq (default ipq)")
-      ->check(CLI::IsMember({"int8", "int4", "ipq"}));
+  q->add_option("--scheme", quantize->scheme, "int8, int4, ipq, or ipq+int8 (iPQ weights, int8 activations); default ipq")
+      ->check(CLI::IsMember({"int8", "int4", "ipq", "ipq+int8"}));
   q->add_option("--config", quantize->plan_path, "iPQ plan (JSON; default: the model family's, docs/format.md)");
   q->add_option("--data", quantize->data, "Data directory (default: the one the model was trained on)");
   q->add_option("--finetune-steps", quantize->finetune_steps, "iPQ: updates after each stage (default: the plan's)")

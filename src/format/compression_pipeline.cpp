@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "qnoise/activation_quant.h"
 #include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
 #include "qnoise/model_compression.h"
@@ -54,11 +55,19 @@ std::unique_ptr<TrainingTask> load_compressed_task(const CompressedModel& model,
   return task;
 }
 
-CompressionScheme parse_compression_scheme(const std::string& name) {
-  if (name == "int8") return CompressionScheme::Int8;
-  if (name == "int4") return CompressionScheme::Int4;
-  if (name == "ipq") return CompressionScheme::Ipq;
-  throw Error("unknown scheme '" + name + "' (int8, int4 or ipq)");
+CompressionOptions parse_compression_scheme(const std::string& name) {
+  CompressionOptions options;
+  if (name == "int8") {
+    options.scheme = CompressionScheme::Int8;
+  } else if (name == "int4") {
+    options.scheme = CompressionScheme::Int4;
+  } else if (name == "ipq" || name == "ipq+int8") {
+    options.scheme = CompressionScheme::Ipq;
+    options.int8_activations = name == "ipq+int8";
+  } else {
+    throw Error("unknown scheme '" + name + "' (int8, int4, ipq or ipq+int8)");
+  }
+  return options;
 }
 
 std::string to_string(CompressionScheme scheme) {
@@ -86,6 +95,12 @@ CompressionResult compress_task_model(TrainingTask& task, const CompressionOptio
   } else {
     compressed = quantize_layer_weights(task.model(), options.scheme == CompressionScheme::Int8 ? 8 : 4);
     task.recalibrate_normalization();  // batch-norm statistics of the quantized weights
+  }
+  if (options.int8_activations) {
+    enable_input_quantization(task.model());
+    task.run_calibration_passes();
+    finish_input_calibration(task.model());
+    plan["activations"] = "int8";
   }
   plan["rest"] = to_string(rest);
   result.model = make_compressed_model(task, compressed, rest, plan);

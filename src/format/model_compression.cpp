@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
 #include "qnoise/noisy_layers.h"
 
@@ -67,7 +68,10 @@ CompressedModel make_compressed_model(TrainingTask& task, const std::map<std::st
       model.tensors.emplace_back(name, found->second);
       used.insert(name);
     } else {
-      model.tensors.emplace_back(name, compress_float(tensor.detach().to(at::kCPU, at::kFloat), rest));
+      // Activation ranges stay float32: a float16 scale would move every quantization level.
+      const bool exact = ends_with(name, std::string(".") + kInputQuantBuffer);
+      model.tensors.emplace_back(name, compress_float(tensor.detach().to(at::kCPU, at::kFloat),
+                                                      exact ? WeightScheme::Float32 : rest));
     }
   }
   for (const auto& [name, weight] : compressed)
@@ -76,6 +80,12 @@ CompressedModel make_compressed_model(TrainingTask& task, const std::map<std::st
 }
 
 void load_compressed_model(TrainingTask& task, const CompressedModel& model) {
+  // Layers with int8 activations get their range buffer first, so the file's values can load.
+  std::vector<std::string> activation_layers;
+  const std::string suffix = std::string(".") + kInputQuantBuffer;
+  for (const auto& [name, weight] : model.tensors)
+    if (ends_with(name, suffix)) activation_layers.push_back(name.substr(0, name.size() - suffix.size()));
+  if (!activation_layers.empty()) enable_input_quantization(task.model(), activation_layers);
   std::set<std::string> expected;
   at::NoGradGuard no_grad;
   for (const auto& [name, tensor] : stored_tensors(task)) {

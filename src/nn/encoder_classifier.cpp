@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
 
 namespace qnoise {
@@ -91,8 +92,8 @@ at::Tensor EncoderClassifierImpl::forward(const at::Tensor& ids, const at::Tenso
     cls = torch::cat({cls, u * v, (u - v).abs()}, 1);
   }
   const bool train = is_training();
-  auto h = torch::tanh(dense->forward(torch::dropout(cls, options.dropout(), train)));
-  return classifier->forward(torch::dropout(h, options.dropout(), train));
+  auto h = torch::tanh(dense->forward(quantize_layer_input(*dense, torch::dropout(cls, options.dropout(), train))));
+  return classifier->forward(quantize_layer_input(*classifier, torch::dropout(h, options.dropout(), train)));
 }
 
 PairBatch encode_pairs(const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>>& pairs,

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <unordered_set>
 
+#include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
 
 namespace qnoise {
@@ -92,7 +93,7 @@ at::Tensor TransformerLmImpl::output_log_probs(const at::Tensor& hidden) {
     lp = adaptive_softmax->log_probs(flat);
   } else {
     // Tied: read the embedding's `weight` member now, so Quant-Noise on it reaches both uses.
-    lp = torch::log_softmax(output ? output->forward(flat) : torch::linear(flat, embed->weight), -1);
+    lp = torch::log_softmax(output ? output->forward(quantize_layer_input(*output, flat)) : torch::linear(flat, embed->weight), -1);
   }
   auto shape = hidden.sizes().vec();
   shape.back() = options.vocab_size();
@@ -105,7 +106,7 @@ at::Tensor TransformerLmImpl::loss(const at::Tensor& tokens, const at::Tensor& t
   auto hidden = forward(tokens).reshape({-1, options.d_model()});
   auto flat_targets = targets.reshape({-1});
   if (adaptive_softmax) return adaptive_softmax->nll(hidden, flat_targets).mean();
-  auto logits = output ? output->forward(hidden) : torch::linear(hidden, embed->weight);
+  auto logits = output ? output->forward(quantize_layer_input(*output, hidden)) : torch::linear(hidden, embed->weight);
   return torch::nn::functional::cross_entropy(logits, flat_targets);
 }
 

@@ -7,7 +7,7 @@
 namespace qnoise::detail {
 
 // Transformers (LM and encoder): feed-forward layers first (block 8), then the embeddings, output
-// and classifier layers (block 8), then attention projections (block 4), as in the paper.
+// and classifier layers (block 4), then attention projections (block 4), in the paper's order.
 nlohmann::json transformer_ipq_plan(const torch::nn::Module& model, double lr, int64_t finetune_steps);
 
 // EfficientNet: 1x1 convolutions (blocks of 8 input channels), then depthwise 3x3 kernels (whole

@@ -127,6 +127,15 @@ SplitMetrics ImageTask::evaluate(const std::string& split) {
   return {{"loss", loss_sum / n}, {"accuracy", correct / n}};
 }
 
+void ImageTask::run_calibration_passes() {
+  constexpr int64_t kImages = 2048;
+  model_->eval();
+  torch::NoGradGuard no_grad;
+  const int64_t n = std::min(train_.size(), kImages);
+  for (int64_t start = 0; start < n; start += eval_batch_size_)
+    logits(train_.images.slice(0, start, std::min(n, start + eval_batch_size_)).to(device_));
+}
+
 void ImageTask::recalibrate_normalization() {
   constexpr int64_t kImages = 6400;
   std::vector<torch::nn::BatchNorm2dImpl*> norms;

@@ -26,6 +26,7 @@ class ImageTask : public TrainingTask {
   std::vector<std::string> eval_splits() const override { return {"valid", "test"}; }
   SplitMetrics evaluate(const std::string& split) override;
   nlohmann::json default_ipq_plan() const override;
+  void run_calibration_passes() override;
   std::string primary_metric() const override { return "accuracy"; }
   void recalibrate_normalization() override;
   int64_t default_pq_block_size() const override { return 4; }

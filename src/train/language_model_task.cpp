@@ -97,6 +97,16 @@ BatchLoss LanguageModelTask::train_batch(int64_t index) {
   return {model_->loss(input, target), target.numel()};
 }
 
+void LanguageModelTask::run_calibration_passes() {
+  constexpr int64_t kBatches = 16;  // 16 x batch_size windows in corpus order
+  model_->eval();
+  torch::NoGradGuard no_grad;
+  for (int64_t i = 0; i < std::min<int64_t>(kBatches, train_batches_->size()); ++i) {
+    const LmBatch batch = train_batches_->batch(i);
+    model_->loss(batch.input.to(device_), batch.target.to(device_));
+  }
+}
+
 SplitMetrics LanguageModelTask::evaluate(const std::string& split) {
   QNOISE_CHECK(split == "valid" || split == "test", "lm task: no split '", split, "'");
   const at::Tensor& stream = split == "valid" ? corpus_.valid : corpus_.test;

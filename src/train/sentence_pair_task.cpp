@@ -183,6 +183,19 @@ BatchLoss SentencePairTask::train_batch(int64_t index) {
   return {torch::nn::functional::cross_entropy(out, labels), labels.size(0)};
 }
 
+void SentencePairTask::run_calibration_passes() {
+  constexpr int64_t kPairs = 1024;
+  model_->eval();
+  torch::NoGradGuard no_grad;
+  const int64_t n = std::min<int64_t>(kPairs, static_cast<int64_t>(train_.pairs.size()));
+  at::Tensor labels;
+  for (int64_t start = 0; start < n; start += eval_batch_size_) {
+    std::vector<int64_t> indices(static_cast<size_t>(std::min(n, start + eval_batch_size_) - start));
+    std::iota(indices.begin(), indices.end(), start);
+    logits(train_, indices, labels);
+  }
+}
+
 SplitMetrics SentencePairTask::evaluate(const std::string& split_name) {
   const EncodedSplit* split = nullptr;
   for (const auto& [name, data] : eval_)

@@ -27,6 +27,7 @@ class SentencePairTask : public TrainingTask {
   std::vector<std::string> eval_splits() const override;
   SplitMetrics evaluate(const std::string& split) override;
   nlohmann::json default_ipq_plan() const override;
+  void run_calibration_passes() override;
   std::string primary_metric() const override { return "accuracy"; }
   std::vector<NoiseTarget> noise_targets(double rate, int64_t block_size,
                                          const NoiseFunction& function) const override;

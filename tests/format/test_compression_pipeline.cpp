@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "qnoise/compression_pipeline.h"
+#include "qnoise/error.h"
 #include "qnoise/trainer.h"
 
 namespace {
@@ -83,4 +84,21 @@ TEST(CompressionPipeline, LanguageModelLeavesOutItsSinusoidsAndReloads) {
   const auto path = temp_path("ipq_lm.qnz");
   qnoise::write_qnz(path, result.model);
   EXPECT_EQ(qnoise::load_compressed_task(qnoise::read_qnz(path))->evaluate("test"), task->evaluate("test"));
+}
+
+TEST(CompressionPipeline, Int8ActivationsAreCalibratedStoredAndReloaded) {
+  auto task = small_cnn_task();
+  qnoise::CompressionOptions options = qnoise::parse_compression_scheme("ipq+int8");
+  options.ipq = quiet_ipq(small_cnn_plan());
+  const auto result = qnoise::compress_task_model(*task, options);
+  const auto* range = result.model.find("conv2.input_quant");
+  ASSERT_NE(range, nullptr);
+  EXPECT_EQ(range->scheme, qnoise::WeightScheme::Float32);
+  EXPECT_GT(range->decode()[2].item<float>(), 0);  // calibrated: a scale
+  EXPECT_EQ(result.model.plan.value("activations", ""), "int8");
+  const auto path = temp_path("pipeline_act.qnz");
+  qnoise::write_qnz(path, result.model);
+  const auto reloaded = qnoise::load_compressed_task(qnoise::read_qnz(path));
+  EXPECT_EQ(reloaded->evaluate("valid"), task->evaluate("valid"));
+  EXPECT_THROW(qnoise::parse_compression_scheme("int3"), qnoise::Error);
 }
