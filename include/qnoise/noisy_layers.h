@@ -19,6 +19,7 @@
 
 #include "qnoise/block_layout.h"
 #include "qnoise/quant_noise.h"
+#include "qnoise/weight_scope.h"
 
 namespace qnoise {
 
@@ -58,18 +59,7 @@ class NoisyLayers {
   // block size does not divide a matched layer.
   NoisyLayers(torch::nn::Module& model, std::vector<NoiseTarget> targets);
 
-  class Scope {
-   public:
-    explicit Scope(const NoisyLayers* owner) : owner_(owner) {}
-    Scope(Scope&& other) noexcept : owner_(other.owner_) { other.owner_ = nullptr; }
-    Scope(const Scope&) = delete;
-    Scope& operator=(const Scope&) = delete;
-    Scope& operator=(Scope&&) = delete;
-    ~Scope();
-
-   private:
-    const NoisyLayers* owner_;
-  };
+  using Scope = WeightScope<NoisyLayers>;
 
   // Puts freshly drawn noisy weights on every chosen layer that is in training mode (layers in
   // eval mode keep their parameter) until the returned scope ends.
@@ -79,6 +69,7 @@ class NoisyLayers {
   const std::vector<NoiseTarget>& targets() const { return targets_; }
 
  private:
+  friend class WeightScope<NoisyLayers>;
   void restore() const;
 
   std::vector<NoiseTarget> targets_;

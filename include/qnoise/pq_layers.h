@@ -17,6 +17,7 @@
 
 #include "qnoise/block_layout.h"
 #include "qnoise/compressed_weight.h"
+#include "qnoise/weight_scope.h"
 
 namespace qnoise {
 
@@ -39,18 +40,7 @@ class PqLayers {
   void add(torch::nn::Module& model, const std::string& name, const BlockLayout& layout, const at::Tensor& codebook,
            const at::Tensor& codes);
 
-  class Scope {
-   public:
-    explicit Scope(const PqLayers* owner) : owner_(owner) {}
-    Scope(Scope&& other) noexcept : owner_(other.owner_) { other.owner_ = nullptr; }
-    Scope(const Scope&) = delete;
-    Scope& operator=(const Scope&) = delete;
-    Scope& operator=(Scope&&) = delete;
-    ~Scope();
-
-   private:
-    const PqLayers* owner_;
-  };
+  using Scope = WeightScope<PqLayers>;
   // Puts the weights decoded from the centroids (with autograd) on every layer until the scope ends.
   [[nodiscard]] Scope bind();
   // Copies the current decoded weights into the layers' parameters (after an optimizer step).
@@ -67,6 +57,7 @@ class PqLayers {
   CompressedWeight compressed(const Layer& layer) const;
 
  private:
+  friend class WeightScope<PqLayers>;
   void restore() const;
   std::vector<Layer> layers_;
 };

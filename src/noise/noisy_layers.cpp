@@ -79,8 +79,5 @@ void NoisyLayers::restore() const {
     *layer.weight_slot = layer.module->named_parameters(/*recurse=*/false)["weight"];
 }
 
-NoisyLayers::Scope::~Scope() {
-  if (owner_ != nullptr) owner_->restore();
-}
 
 }  // namespace qnoise

@@ -75,9 +75,6 @@ void PqLayers::restore() const {
   for (const Layer& layer : layers_) *layer.weight_slot = registered_weight(*layer.module);
 }
 
-PqLayers::Scope::~Scope() {
-  if (owner_ != nullptr) owner_->restore();
-}
 
 void PqLayers::refresh_uses() {
   at::NoGradGuard no_grad;

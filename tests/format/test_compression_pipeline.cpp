@@ -9,35 +9,15 @@
 #include "qnoise/compression_pipeline.h"
 #include "qnoise/error.h"
 #include "qnoise/trainer.h"
+#include "train/small_tasks.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using qnoise::testing::quiet_ipq;
+using qnoise::testing::small_cnn_task;
 
 std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
-
-std::unique_ptr<qnoise::TrainingTask> small_cnn_task() {
-  torch::manual_seed(1);
-  return qnoise::make_training_task({{"task", "image"}, {"train_limit", 512}, {"batch_size", 64}, {"valid_size", 500},
-                                     {"model", {{"arch", "small-cnn"}, {"channels", 8}}}});
-}
-
-qnoise::IpqOptions quiet_ipq(const qnoise::QuantizationPlan& plan) {
-  qnoise::IpqOptions options;
-  options.plan = plan;
-  options.optimizer = qnoise::default_trainer_options("image").optimizer;
-  options.progress.mode = qnoise::ProgressOptions::Mode::Off;
-  return options;
-}
-
-qnoise::QuantizationPlan small_cnn_plan() {
-  return qnoise::parse_quantization_plan(
-      {{"stages",
-        {{{"name", "pointwise"}, {"layers", {"conv3", "classifier"}}, {"block_size", 4}, {"n_centroids", 16}},
-         {{"name", "kernels"}, {"layers", {"conv*"}}, {"block_size", 9}, {"n_centroids", 16}}}},
-       {"finetune_steps", 2},
-       {"lr", 1e-3}});
-}
 
 }  // namespace
 
@@ -47,7 +27,7 @@ TEST(CompressionPipeline, FileEvaluatesExactlyLikeTheModelRightAfterQuantization
     auto task = small_cnn_task();
     qnoise::CompressionOptions options;
     options.scheme = scheme;
-    options.ipq = quiet_ipq(small_cnn_plan());
+    options.ipq = quiet_ipq(qnoise::testing::small_cnn_plan(2));
     const auto result = qnoise::compress_task_model(*task, options);
     const auto in_memory = task->evaluate("valid");
     const auto path = temp_path("pipeline.qnz");
@@ -89,7 +69,7 @@ TEST(CompressionPipeline, LanguageModelLeavesOutItsSinusoidsAndReloads) {
 TEST(CompressionPipeline, Int8ActivationsAreCalibratedStoredAndReloaded) {
   auto task = small_cnn_task();
   qnoise::CompressionOptions options = qnoise::parse_compression_scheme("ipq+int8");
-  options.ipq = quiet_ipq(small_cnn_plan());
+  options.ipq = quiet_ipq(qnoise::testing::small_cnn_plan(2));
   const auto result = qnoise::compress_task_model(*task, options);
   const auto* range = result.model.find("conv2.input_quant");
   ASSERT_NE(range, nullptr);

@@ -7,42 +7,20 @@
 #include "qnoise/error.h"
 #include "qnoise/ipq.h"
 #include "qnoise/trainer.h"
+#include "train/small_tasks.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using qnoise::testing::quiet_ipq;
+using qnoise::testing::small_cnn_task;
 
 std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
-
-std::unique_ptr<qnoise::TrainingTask> small_cnn_task() {
-  torch::manual_seed(1);
-  return qnoise::make_training_task({{"task", "image"}, {"train_limit", 512}, {"batch_size", 64}, {"valid_size", 500},
-                                     {"model", {{"arch", "small-cnn"}, {"channels", 8}}}});
-}
-
-qnoise::QuantizationPlan two_stage_plan(int64_t finetune_steps) {
-  return qnoise::parse_quantization_plan(
-      {{"stages",
-        {{{"name", "pointwise"}, {"layers", {"conv3", "classifier"}}, {"block_size", 4}, {"n_centroids", 16}},
-         {{"name", "kernels"}, {"layers", {"conv*"}}, {"block_size", 9}, {"n_centroids", 16}}}},
-       {"finetune_steps", finetune_steps},
-       {"lr", 1e-3},
-       {"noise_rate", 0.1}});
-}
-
-qnoise::IpqOptions quiet_ipq(const qnoise::QuantizationPlan& plan, const std::string& checkpoint = "") {
-  qnoise::IpqOptions options;
-  options.plan = plan;
-  options.optimizer = qnoise::default_trainer_options("image").optimizer;
-  options.checkpoint_path = checkpoint;
-  options.progress.mode = qnoise::ProgressOptions::Mode::Off;
-  return options;
-}
 
 }  // namespace
 
 TEST(QuantizationPlan, ParsesAndRejectsBadPlans) {
-  const auto plan = two_stage_plan(5);
+  const auto plan = qnoise::testing::small_cnn_plan(5);
   ASSERT_EQ(plan.stages.size(), 2u);
   EXPECT_EQ(plan.stages[1].block_size, 9);
   EXPECT_EQ(qnoise::to_json(qnoise::parse_quantization_plan(qnoise::to_json(plan))), qnoise::to_json(plan));
@@ -64,10 +42,10 @@ TEST(QuantizationPlan, ParsesAndRejectsBadPlans) {
 
 TEST(QuantizationPlan, StagesTakeLayersInOrderAndBadPatternsAreNamed) {
   auto task = small_cnn_task();
-  const auto layers = qnoise::resolve_plan_layers(task->model(), two_stage_plan(0));
+  const auto layers = qnoise::resolve_plan_layers(task->model(), qnoise::testing::small_cnn_plan(0));
   EXPECT_EQ(layers[0], (std::vector<std::string>{"conv3", "classifier"}));
   EXPECT_EQ(layers[1], (std::vector<std::string>{"conv1", "conv2"}));  // conv3 went to the first stage
-  auto plan = two_stage_plan(0);
+  auto plan = qnoise::testing::small_cnn_plan(0);
   plan.stages[1].layers.push_back("decoder.*");
   try {
     qnoise::resolve_plan_layers(task->model(), plan);
@@ -75,7 +53,7 @@ TEST(QuantizationPlan, StagesTakeLayersInOrderAndBadPatternsAreNamed) {
   } catch (const qnoise::Error& e) {
     EXPECT_NE(std::string(e.what()).find("'decoder.*' matches no"), std::string::npos) << e.what();
   }
-  plan = two_stage_plan(0);
+  plan = qnoise::testing::small_cnn_plan(0);
   plan.stages[0].block_size = 5;  // conv3 rows are 16 long
   try {
     qnoise::resolve_plan_layers(task->model(), plan);
@@ -88,7 +66,7 @@ TEST(QuantizationPlan, StagesTakeLayersInOrderAndBadPatternsAreNamed) {
 TEST(Ipq, QuantizesEveryPlannedLayerAndFinetunesTheCentroids) {
   auto task = small_cnn_task();
   qnoise::PqLayers pq;
-  const auto result = qnoise::run_ipq(*task, pq, quiet_ipq(two_stage_plan(3)));
+  const auto result = qnoise::run_ipq(*task, pq, quiet_ipq(qnoise::testing::small_cnn_plan(3)));
   ASSERT_EQ(result.layers.size(), 4u);
   ASSERT_EQ(pq.layers().size(), 4u);
   for (const auto& layer : pq.layers()) {
@@ -108,11 +86,11 @@ TEST(Ipq, StoppedAfterAStageAndResumedEqualsAnUninterruptedRun) {
   fs::remove(checkpoint);
   auto whole = small_cnn_task();
   qnoise::PqLayers whole_pq;
-  qnoise::run_ipq(*whole, whole_pq, quiet_ipq(two_stage_plan(4)));
+  qnoise::run_ipq(*whole, whole_pq, quiet_ipq(qnoise::testing::small_cnn_plan(4)));
 
   auto first = small_cnn_task();
   qnoise::PqLayers first_pq;
-  auto options = quiet_ipq(two_stage_plan(4), checkpoint);
+  auto options = quiet_ipq(qnoise::testing::small_cnn_plan(4), checkpoint);
   options.stop_after_stage = 1;
   EXPECT_TRUE(qnoise::run_ipq(*first, first_pq, options).stopped_early);
   EXPECT_EQ(first_pq.layers().size(), 2u);
