@@ -113,7 +113,7 @@ std::vector<Command> add_compression_commands(CLI::App& parent) {
   q->add_option("--model", quantize->model, "Training checkpoint (from qnoise train)")->required();
   q->add_option("--scheme", quantize->scheme, "int8, int4, ipq, or ipq+int8 (iPQ weights, int8 activations); default ipq")
       ->check(CLI::IsMember({"int8", "int4", "ipq", "ipq+int8"}));
-  q->add_option("--config", quantize->plan_path, "iPQ plan (JSON; default: the model family's, docs/format.md)");
+  q->add_option("--config", quantize->plan_path, "iPQ plan (JSON; default: the model family's, docs/compression.md)");
   q->add_option("--data", quantize->data, "Data directory (default: the one the model was trained on)");
   q->add_option("--finetune-steps", quantize->finetune_steps, "iPQ: updates after each stage (default: the plan's)")
       ->check(CLI::NonNegativeNumber);
