@@ -1,6 +1,7 @@
 // `qnoise quantize | eval | info | export` as a user runs them, on a small CNN trained for the
 // test, and their errors on bad files and plans.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -16,10 +17,11 @@ using qnoise::testing::run_qnoise;
 
 std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
 
-// A small CNN trained for 2 epochs of 8 updates, once for every test here.
+// A small CNN trained for 2 epochs of 8 updates, once per test process (ctest runs the tests of
+// this file side by side, each in its own process: the name carries the process id).
 const std::string& trained_checkpoint() {
   static const std::string path = [] {
-    const auto out = temp_path("compress_cli_model.pt");
+    const auto out = temp_path("compress_cli_model_" + std::to_string(getpid()) + ".pt");
     fs::remove(out);
     const auto result = run_qnoise(
         "--threads 1 train --task image --arch small-cnn --channels 8 --train-limit 1024 --valid-size 500 "
