@@ -80,7 +80,7 @@ void run_train_demo(const TrainDemoOptions& demo) {
             << at::get_num_threads() << " threads..." << std::endl;  // before the progress on stderr
   const TrainingResult result = train(*task, options);
 
-  Table table({"model", "parameters", "float32 size", "Quant-Noise", "updates", "train time", "valid acc.", "test acc."});
+  Table table({"model", "parameters", "parameters in float32", "Quant-Noise", "updates", "train time", "valid acc.", "test acc."});
   table.add_row({demo.quick ? "small CNN" : "EfficientNet", std::to_string(parameters),
                  format("%.2f MB", parameters * 4 / 1e6), format("pq p=%.2f", demo.noise_rate),
                  std::to_string(result.steps), format("%.0f s", result.train_seconds),
