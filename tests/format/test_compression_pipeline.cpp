@@ -42,6 +42,34 @@ TEST(CompressionPipeline, FileEvaluatesExactlyLikeTheModelRightAfterQuantization
   }
 }
 
+TEST(CompressionPipeline, SharedLayersAreQuantizedAndStoredOnce) {
+  // 4 layers sharing weights in groups of 2 (the paper's sharing) hold 2 unique layers.
+  const fs::path dir = temp_path("ipq_shared");
+  fs::create_directories(dir);
+  for (const char* split : {"train", "valid", "test"}) {
+    std::ofstream file(dir / (std::string("wiki.") + split + ".tokens"));
+    for (int i = 0; i < 40; ++i) file << "and god said , let there be light : and there was light .\n";
+  }
+  torch::manual_seed(1);
+  auto task = qnoise::make_training_task(
+      {{"task", "lm"}, {"data", dir.string()}, {"batch_size", 4}, {"seq_len", 16},
+       {"model", {{"d_model", 16}, {"heads", 2}, {"ffn_dim", 32}, {"layers", 4}, {"share_every", 2}}}});
+  qnoise::CompressionOptions options;
+  options.ipq = quiet_ipq(qnoise::parse_quantization_plan(task->default_ipq_plan()));
+  options.ipq.plan.finetune_steps = 2;
+  const auto result = qnoise::compress_task_model(*task, options);
+  int fc1_layers = 0;
+  for (const auto& [name, weight] : result.model.tensors)
+    if (name.find(".fc1.weight") != std::string::npos) {
+      ++fc1_layers;
+      EXPECT_EQ(weight.scheme, qnoise::WeightScheme::PQ) << name;
+    }
+  EXPECT_EQ(fc1_layers, 2);
+  const auto path = temp_path("ipq_shared.qnz");
+  qnoise::write_qnz(path, result.model);
+  EXPECT_EQ(qnoise::load_compressed_task(qnoise::read_qnz(path))->evaluate("test"), task->evaluate("test"));
+}
+
 TEST(CompressionPipeline, LanguageModelLeavesOutItsSinusoidsAndReloads) {
   const fs::path dir = temp_path("ipq_lm");
   fs::create_directories(dir);
