@@ -123,6 +123,26 @@ int64_t resume_stages(TrainingTask& task, PqLayers& pq, const IpqOptions& option
   return done;
 }
 
+// k-means on one layer's blocks; the layer then becomes a PQ layer. Returns its report.
+PqLayerReport quantize_layer(torch::nn::Module& model, PqLayers& pq, const QuantizationPlan& plan,
+                             const PqStage& stage, const std::string& name) {
+  const BlockLayout layout = layout_of(model, name, stage.block_size);
+  const at::Tensor blocks = layout.to_blocks(registered_weight(model, name).detach().to(at::kCPU, at::kFloat));
+  const int64_t k = plan.centroids_for(stage, layout.n_blocks());
+  // Seeded by the layer's place in the whole plan, so a resumed run draws the same inits.
+  ProductQuantizer quantizer(stage.block_size, ProductQuantizerOptions()
+                                                   .set_n_centroids(k)
+                                                   .set_n_iterations(plan.kmeans_iterations)
+                                                   .set_seed(mix_seed(plan.seed, pq.layers().size())));
+  const auto start = std::chrono::steady_clock::now();
+  quantizer.train(blocks);
+  const at::Tensor codes = quantizer.compute_codes(blocks);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  pq.add(model, name, layout, quantizer.codebook(), codes);
+  return {name, stage.name, layout.weight_shape(), stage.block_size, k,
+          relative_error(blocks, quantizer.decode(codes)), seconds};
+}
+
 void finetune(TrainingTask& task, PqLayers& pq, NoisyLayers& noisy, const IpqOptions& options,
               Finetuning& finetuning, const std::string& stage_name) {
   torch::nn::Module& model = task.model();
@@ -201,21 +221,8 @@ IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options) {
   for (size_t s = static_cast<size_t>(first); s < plan.stages.size(); ++s) {
     const PqStage& stage = plan.stages[s];
     for (const std::string& name : stage_layers[s]) {
-      const BlockLayout layout = layout_of(model, name, stage.block_size);
-      const at::Tensor blocks = layout.to_blocks(registered_weight(model, name).detach().to(at::kCPU, at::kFloat));
-      const int64_t k = plan.centroids_for(stage, layout.n_blocks());
-      ProductQuantizer quantizer(stage.block_size, ProductQuantizerOptions()
-                                                       .set_n_centroids(k)
-                                                       .set_n_iterations(plan.kmeans_iterations)
-                                                       .set_seed(mix_seed(plan.seed, pq.layers().size())));
-      const auto start = std::chrono::steady_clock::now();
-      quantizer.train(blocks);
-      const at::Tensor codes = quantizer.compute_codes(blocks);
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      result.kmeans_seconds += seconds;
-      result.layers.push_back({name, stage.name, layout.weight_shape(), stage.block_size, k,
-                               relative_error(blocks, quantizer.decode(codes)), seconds});
-      pq.add(model, name, layout, quantizer.codebook(), codes);
+      result.layers.push_back(quantize_layer(model, pq, plan, stage, name));
+      result.kmeans_seconds += result.layers.back().kmeans_seconds;
     }
     // Batch-norm statistics follow the quantized weights (no-op for models without batch norm).
     task.recalibrate_normalization();
