@@ -19,6 +19,17 @@ using qnoise::testing::small_cnn_task;
 
 std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
 
+// A WikiText directory whose three splits repeat one line.
+std::string tiny_wikitext(const std::string& name, const std::string& line, int lines) {
+  const fs::path dir = temp_path(name);
+  fs::create_directories(dir);
+  for (const char* split : {"train", "valid", "test"}) {
+    std::ofstream file(dir / (std::string("wiki.") + split + ".tokens"));
+    for (int i = 0; i < lines; ++i) file << line << "\n";
+  }
+  return dir.string();
+}
+
 }  // namespace
 
 TEST(CompressionPipeline, FileEvaluatesExactlyLikeTheModelRightAfterQuantization) {
@@ -44,15 +55,10 @@ TEST(CompressionPipeline, FileEvaluatesExactlyLikeTheModelRightAfterQuantization
 
 TEST(CompressionPipeline, SharedLayersAreQuantizedAndStoredOnce) {
   // 4 layers sharing weights in groups of 2 (the paper's sharing) hold 2 unique layers.
-  const fs::path dir = temp_path("ipq_shared");
-  fs::create_directories(dir);
-  for (const char* split : {"train", "valid", "test"}) {
-    std::ofstream file(dir / (std::string("wiki.") + split + ".tokens"));
-    for (int i = 0; i < 40; ++i) file << "and god said , let there be light : and there was light .\n";
-  }
+  const auto dir = tiny_wikitext("ipq_shared", "and god said , let there be light : and there was light .", 40);
   torch::manual_seed(1);
   auto task = qnoise::make_training_task(
-      {{"task", "lm"}, {"data", dir.string()}, {"batch_size", 4}, {"seq_len", 16},
+      {{"task", "lm"}, {"data", dir}, {"batch_size", 4}, {"seq_len", 16},
        {"model", {{"d_model", 16}, {"heads", 2}, {"ffn_dim", 32}, {"layers", 4}, {"share_every", 2}}}});
   qnoise::CompressionOptions options;
   options.ipq = quiet_ipq(qnoise::parse_quantization_plan(task->default_ipq_plan()));
@@ -71,14 +77,9 @@ TEST(CompressionPipeline, SharedLayersAreQuantizedAndStoredOnce) {
 }
 
 TEST(CompressionPipeline, LanguageModelLeavesOutItsSinusoidsAndReloads) {
-  const fs::path dir = temp_path("ipq_lm");
-  fs::create_directories(dir);
-  for (const char* split : {"train", "valid", "test"}) {
-    std::ofstream file(dir / (std::string("wiki.") + split + ".tokens"));
-    for (int i = 0; i < 60; ++i) file << "in the beginning god created the heaven and the earth .\n";
-  }
+  const auto dir = tiny_wikitext("ipq_lm", "in the beginning god created the heaven and the earth .", 60);
   torch::manual_seed(1);
-  auto task = qnoise::make_training_task({{"task", "lm"}, {"data", dir.string()}, {"batch_size", 4}, {"seq_len", 16},
+  auto task = qnoise::make_training_task({{"task", "lm"}, {"data", dir}, {"batch_size", 4}, {"seq_len", 16},
                                           {"model", {{"d_model", 16}, {"heads", 2}, {"ffn_dim", 32}, {"layers", 1}}}});
   qnoise::CompressionOptions options;
   options.ipq = quiet_ipq(qnoise::parse_quantization_plan(task->default_ipq_plan()));
