@@ -58,6 +58,9 @@ struct TrainerOptions {
   int64_t stop_after = 0;  // stop after update N as if interrupted, checkpoint written (0: never)
   std::string checkpoint_path;  // required; written atomically
   bool resume = false;     // continue from checkpoint_path when it exists
+  // Start from the weights of this checkpoint (finetuning, e.g. with Quant-Noise or QAT); the
+  // optimizer, schedule and step start fresh. Ignored when resuming.
+  std::string init_from;
   QuantNoiseOptions noise;
   c10::Device device = c10::kCPU;
   ProgressOptions progress;

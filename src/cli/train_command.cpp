@@ -112,6 +112,7 @@ struct TrainCommandOptions {
   std::map<std::string, CLI::Option*> trainer_options;
   std::string out;
   bool resume = false;
+  std::string init_from;
   std::string device = "cpu";
   std::string progress = "auto";
   double log_interval = 30;
@@ -188,6 +189,7 @@ TrainerOptions trainer_options(const TrainCommandOptions& command, const std::st
   if (given("quant-noise-layers")) options.noise.layers = text("quant-noise-layers");
   options.checkpoint_path = command.out;
   options.resume = command.resume;
+  options.init_from = command.init_from;
   QNOISE_CHECK(command.device == "cpu" || command.device == "cuda", "--device must be cpu or cuda, got '",
                command.device, "'");
   options.device = command.device == "cuda" ? c10::Device(c10::kCUDA) : c10::Device(c10::kCPU);
@@ -224,6 +226,8 @@ Command add_train_command(CLI::App& parent) {
   app->add_option("--config", options->config_path, "Task configuration (JSON); options below override it");
   app->add_option("--out", options->out, "Checkpoint file, written atomically at every evaluation")->required();
   app->add_flag("--resume", options->resume, "Continue from --out when it exists (same settings: exact)");
+  app->add_option("--init-from", options->init_from,
+                  "Start from this checkpoint's weights (finetuning, e.g. with Quant-Noise or QAT); fresh optimizer");
   app->add_option("--device", options->device, "cpu or cuda");
   app->add_option("--progress", options->progress, "auto (bar on a terminal, else lines), bar, lines or off");
   app->add_option("--log-interval", options->log_interval, "Seconds between progress lines (30)");

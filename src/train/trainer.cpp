@@ -1,11 +1,13 @@
 #include "qnoise/trainer.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/utils/clip_grad.h>
 
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
 
 #include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
@@ -68,6 +70,31 @@ int64_t restore_if_resuming(TrainingTask& task, const TrainerOptions& options, t
                "': it was trained with a different task configuration (first difference at ", difference, ")");
   std::cerr << "resuming from '" << options.checkpoint_path << "' at step " << state.step << "\n";
   return state.step;
+}
+
+// Loads the weights of another run's checkpoint of the same model (same vocabulary and labels).
+void initialize_from(TrainingTask& task, const std::string& path) {
+  nlohmann::json stored;
+  try {
+    stored = nlohmann::json::parse(read_checkpoint_metadata(path));
+  } catch (const nlohmann::json::exception&) {
+    throw Error("--init-from '" + path + "' has unreadable metadata");
+  }
+  QNOISE_CHECK(stored.is_object() && stored.value("format", "") == kCheckpointFormat, "--init-from '", path,
+               "' is not a qnoise training checkpoint");
+  const std::string difference = first_difference(stored.at("artifacts"), task.artifacts());
+  QNOISE_CHECK(difference.empty(), "--init-from '", path,
+               "': its vocabulary, labels or normalization differ from this data's (at ", difference, ")");
+  auto generator = at::detail::getDefaultCPUGenerator();
+  at::Tensor generator_state;
+  {
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator_state = generator.get_state();
+  }
+  load_checkpoint(path, task.model(), nullptr);  // checks every tensor's shape
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(generator_state);  // this run's random draws, not the checkpoint's
+  std::cerr << "starting from the weights of '" << path << "'\n";
 }
 
 }  // namespace
@@ -166,6 +193,7 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
 
   TrainingResult result;
   int64_t step = restore_if_resuming(task, options, *optimizer);
+  if (step == 0 && !options.init_from.empty()) initialize_from(task, options.init_from);
 
   detail::ProgressDisplay progress(options.progress, total_steps, task.unit_name());
   auto save = [&](int64_t at_step) {

@@ -254,3 +254,34 @@ TEST(SentencePairTask, TrainsAndEvaluatesOnTsvFiles) {
   EXPECT_NE(metadata["artifacts"]["vocabulary"].get<std::string>().find("light "), std::string::npos);
   EXPECT_EQ(metadata["task"]["test_file"], "");
 }
+
+TEST(Trainer, InitFromStartsAtAnotherRunsWeightsWithAFreshOptimizer) {
+  std::ostringstream log;
+  auto first = make_task(small_image_config());
+  auto options = quiet_options(temp_path("init_source.pt"), log);
+  options.max_steps = 4;
+  qnoise::train(*first, options);
+
+  auto second = make_task(small_image_config());
+  auto finetune = quiet_options(temp_path("init_finetune.pt"), log);
+  finetune.init_from = temp_path("init_source.pt");
+  finetune.max_steps = 1;
+  finetune.schedule.peak_lr = 1e-12;  // one update that barely moves: the weights are the source's
+  finetune.schedule.kind = qnoise::LrScheduleKind::Constant;
+  finetune.schedule.warmup_steps = 0;
+  finetune.optimizer.weight_decay = 0;
+  finetune.noise.scalar_rate = 1.0;  // QAT finetuning
+  const auto result = qnoise::train(*second, finetune);
+  EXPECT_EQ(result.steps, 1);  // a fresh schedule, not the source's step 4
+  const auto a = first->model().named_parameters(), b = second->model().named_parameters();
+  for (const auto& item : a) EXPECT_TRUE(torch::allclose(item.value(), b[item.key()], 0, 1e-6)) << item.key();
+
+  // A checkpoint of another model is refused.
+  auto lm_dir = write_tiny_wikitext("init_lm", 40);
+  auto lm = make_task({{"task", "lm"}, {"data", lm_dir}, {"batch_size", 4}, {"seq_len", 16},
+                       {"model", {{"d_model", 16}, {"heads", 2}, {"ffn_dim", 32}, {"layers", 1}}}});
+  auto wrong = quiet_options(temp_path("init_wrong.pt"), log, "lm");
+  wrong.init_from = temp_path("init_source.pt");
+  wrong.max_steps = 1;
+  EXPECT_THROW(qnoise::train(*lm, wrong), qnoise::Error);
+}
