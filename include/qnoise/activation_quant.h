@@ -6,7 +6,7 @@
 // state dicts and .qnz files ("<layer>.input_quant") like any other tensor.
 //
 // Models call quantize_layer_input(layer, x) on what they feed each layer; without the buffer it
-// returns x unchanged, so models without int8 activations pay one lookup per layer.
+// returns x unchanged; until some layer of the process has it, without even looking.
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 

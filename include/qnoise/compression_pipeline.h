@@ -28,12 +28,16 @@ struct CompressionOptions {
   // Int8 activations: the inputs of every Linear/Conv2d layer fake-quantized per tensor to 8 bits,
   // ranges calibrated on clean passes over training data (activation_quant.h).
   bool int8_activations = false;
-  IpqOptions ipq;  // iPQ: plan, optimizer, stage checkpoints (ipq.plan empty: the task's default)
+  IpqOptions ipq;  // iPQ: plan, optimizer, stage checkpoints
   WeightScheme rest = WeightScheme::Float16;  // int8 / int4: tensors other than layer weights
 };
 
 // "int8", "int4", "ipq", or "ipq+int8" (iPQ weights and int8 activations, the paper's scheme).
 CompressionOptions parse_compression_scheme(const std::string& name);
+
+// The scheme `name` with the task family's defaults: its iPQ plan, and the optimizer and gradient
+// clipping its training uses (default_trainer_options).
+CompressionOptions default_compression_options(const TrainingTask& task, const std::string& name);
 
 struct CompressionResult {
   CompressedModel model;

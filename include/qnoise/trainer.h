@@ -88,6 +88,15 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options);
 // Metrics on every held-out split of the task (evaluate() on each of eval_splits()).
 std::map<std::string, SplitMetrics> evaluate_splits(TrainingTask& task);
 
+// The metadata object of a qnoise training checkpoint (see checkpoint_metadata). Throws
+// qnoise::Error naming the file when it is missing or not such a checkpoint.
+nlohmann::json read_training_checkpoint_metadata(const std::string& path);
+
+// Throws qnoise::Error when the task's data gives other artifacts (vocabulary, labels,
+// normalization) than `stored_artifacts` of the model in `source`, naming the first difference.
+void check_same_artifacts(const TrainingTask& task, const nlohmann::json& stored_artifacts,
+                          const std::string& source);
+
 // The checkpoint's metadata: {"format", "task" (configuration), "artifacts", "noise", "metrics"}.
 nlohmann::json checkpoint_metadata(const TrainingTask& task, const QuantNoiseOptions& noise,
                                    const std::map<std::string, SplitMetrics>& metrics);

@@ -29,11 +29,7 @@ void run_quantize(const QuantizeCommandOptions& command) {
   QNOISE_CHECK(std::filesystem::path(command.out).extension() == ".qnz", "--out must name a .qnz file, got '",
                command.out, "'");
   auto task = load_trained_task(command.model, command.data);
-  CompressionOptions options = parse_compression_scheme(command.scheme);
-  const TrainerOptions defaults = default_trainer_options(task->kind());
-  options.ipq.optimizer = defaults.optimizer;
-  options.ipq.clip_norm = defaults.clip_norm;
-  options.ipq.plan = parse_quantization_plan(task->default_ipq_plan());
+  CompressionOptions options = default_compression_options(*task, command.scheme);
   if (!command.plan_path.empty()) {
     QNOISE_CHECK(options.scheme == CompressionScheme::Ipq, "--config (a quantization plan) applies to --scheme ipq");
     options.ipq.plan = read_quantization_plan(command.plan_path);

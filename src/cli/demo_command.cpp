@@ -39,11 +39,8 @@ void compress_demo_model(const TrainDemoOptions& demo, double float_accuracy) {
   bool first = true;
   for (const auto scheme : {CompressionScheme::Int8, CompressionScheme::Ipq}) {
     auto task = load_trained_task(demo.out);
-    CompressionOptions options;
-    options.scheme = scheme;
-    options.ipq.plan = parse_quantization_plan(task->default_ipq_plan());
+    CompressionOptions options = default_compression_options(*task, to_string(scheme));
     options.ipq.plan.finetune_steps = demo.finetune_steps;
-    options.ipq.optimizer = default_trainer_options("image").optimizer;
     options.ipq.progress.mode = ProgressOptions::Mode::Off;
     const CompressionResult result = compress_task_model(*task, options);
     const std::string path = demo.out.substr(0, demo.out.rfind('.')) + "-" + to_string(scheme) + ".qnz";

@@ -1,11 +1,10 @@
 #include "qnoise/compression_pipeline.h"
 
-#include <filesystem>
-
 #include "qnoise/activation_quant.h"
 #include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
 #include "qnoise/model_compression.h"
+#include "qnoise/trainer.h"
 
 namespace qnoise {
 
@@ -16,32 +15,12 @@ nlohmann::json with_data(nlohmann::json config, const std::string& data) {
   return config;
 }
 
-// The rebuilt task must see the data the model was trained on: same vocabulary, same labels.
-void check_artifacts(const TrainingTask& task, const nlohmann::json& stored, const std::string& source) {
-  if (task.artifacts() == stored) return;
-  std::string key = "?";
-  const auto patch = nlohmann::json::diff(stored, task.artifacts());
-  if (!patch.empty()) key = patch.front().value("path", "?");
-  throw Error("the data in '" + task.config().value("data", std::string()) + "' does not match the model in '" + source +
-              "' (its vocabulary, labels or normalization differ at " + key + "); pass the data it was trained on");
-}
-
 }  // namespace
 
 std::unique_ptr<TrainingTask> load_trained_task(const std::string& checkpoint_path, const std::string& data) {
-  nlohmann::json stored;
-  try {
-    stored = nlohmann::json::parse(read_checkpoint_metadata(checkpoint_path));
-  } catch (const nlohmann::json::exception&) {
-    throw Error("'" + checkpoint_path + "' has unreadable metadata: not a qnoise training checkpoint");
-  } catch (const Error& e) {
-    if (!std::filesystem::exists(checkpoint_path)) throw;
-    throw Error("'" + checkpoint_path + "' is not a qnoise training checkpoint (" + e.what() + ")");
-  }
-  QNOISE_CHECK(stored.is_object() && stored.contains("task") && stored.contains("artifacts"), "'", checkpoint_path,
-               "' is not a qnoise training checkpoint");
+  const nlohmann::json stored = read_training_checkpoint_metadata(checkpoint_path);
   auto task = make_training_task(with_data(stored.at("task"), data));
-  check_artifacts(*task, stored.at("artifacts"), checkpoint_path);
+  check_same_artifacts(*task, stored.at("artifacts"), checkpoint_path);
   load_checkpoint(checkpoint_path, task->model(), nullptr);
   task->model().eval();
   return task;
@@ -49,7 +28,7 @@ std::unique_ptr<TrainingTask> load_trained_task(const std::string& checkpoint_pa
 
 std::unique_ptr<TrainingTask> load_compressed_task(const CompressedModel& model, const std::string& data) {
   auto task = make_training_task(with_data(model.task, data));
-  check_artifacts(*task, model.artifacts, "the compressed model");
+  check_same_artifacts(*task, model.artifacts, "the compressed model");
   load_compressed_model(*task, model);
   task->model().eval();
   return task;
@@ -79,6 +58,15 @@ std::string to_string(CompressionScheme scheme) {
   return "?";
 }
 
+CompressionOptions default_compression_options(const TrainingTask& task, const std::string& name) {
+  CompressionOptions options = parse_compression_scheme(name);
+  options.ipq.plan = parse_quantization_plan(task.default_ipq_plan());
+  const TrainerOptions training = default_trainer_options(task.kind());
+  options.ipq.optimizer = training.optimizer;
+  options.ipq.clip_norm = training.clip_norm;
+  return options;
+}
+
 CompressionResult compress_task_model(TrainingTask& task, const CompressionOptions& options) {
   CompressionResult result;
   std::map<std::string, CompressedWeight> compressed;
@@ -86,7 +74,7 @@ CompressionResult compress_task_model(TrainingTask& task, const CompressionOptio
   WeightScheme rest = options.rest;
   if (options.scheme == CompressionScheme::Ipq) {
     IpqOptions ipq = options.ipq;
-    if (ipq.plan.stages.empty()) ipq.plan = parse_quantization_plan(task.default_ipq_plan());
+    QNOISE_CHECK(!ipq.plan.stages.empty(), "iPQ needs a plan (default_compression_options gives the model family's)");
     PqLayers pq;
     result.ipq = run_ipq(task, pq, ipq);
     compressed = pq_weights(pq);

@@ -12,10 +12,6 @@ namespace qnoise {
 
 namespace {
 
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Parameters and buffers the file stores, by name, in the model's order.
 std::vector<std::pair<std::string, at::Tensor>> stored_tensors(TrainingTask& task) {
   const auto recomputed = task.recomputed_buffers();
@@ -23,7 +19,7 @@ std::vector<std::pair<std::string, at::Tensor>> stored_tensors(TrainingTask& tas
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (const auto& item : task.model().named_parameters()) out.emplace_back(item.key(), item.value());
   for (const auto& item : task.model().named_buffers()) {
-    if (skip.count(item.key()) != 0 || ends_with(item.key(), "num_batches_tracked")) continue;
+    if (skip.count(item.key()) != 0 || glob_match("*num_batches_tracked", item.key())) continue;
     out.emplace_back(item.key(), item.value());
   }
   return out;
@@ -69,7 +65,7 @@ CompressedModel make_compressed_model(TrainingTask& task, const std::map<std::st
       used.insert(name);
     } else {
       // Activation ranges stay float32: a float16 scale would move every quantization level.
-      const bool exact = ends_with(name, std::string(".") + kInputQuantBuffer);
+      const bool exact = glob_match(std::string("*.") + kInputQuantBuffer, name);
       model.tensors.emplace_back(name, compress_float(tensor.detach().to(at::kCPU, at::kFloat),
                                                       exact ? WeightScheme::Float32 : rest));
     }
@@ -84,7 +80,7 @@ void load_compressed_model(TrainingTask& task, const CompressedModel& model) {
   std::vector<std::string> activation_layers;
   const std::string suffix = std::string(".") + kInputQuantBuffer;
   for (const auto& [name, weight] : model.tensors)
-    if (ends_with(name, suffix)) activation_layers.push_back(name.substr(0, name.size() - suffix.size()));
+    if (glob_match("*" + suffix, name)) activation_layers.push_back(name.substr(0, name.size() - suffix.size()));
   if (!activation_layers.empty()) enable_input_quantization(task.model(), activation_layers);
   std::set<std::string> expected;
   at::NoGradGuard no_grad;

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
 #include <cmath>
 
 #include "qnoise/error.h"
@@ -13,8 +14,16 @@ namespace {
 
 constexpr int64_t kLevels = 255;  // uint8 codes 0..255
 
-const at::Tensor* input_quant_state(const torch::nn::Module& layer) {
-  return layer.named_buffers(/*recurse=*/false).find(kInputQuantBuffer);
+// Set once any layer in the process gets the buffer: until then every layer's forward returns its
+// input at once, without looking up (and copying) the module's buffer list, which training and
+// float models would otherwise pay on every Linear/Conv2d call.
+std::atomic<bool> any_layer_enabled{false};
+
+// The layer's buffer (a handle on its storage), or an undefined tensor.
+at::Tensor input_quant_state(const torch::nn::Module& layer) {
+  const auto buffers = layer.named_buffers(/*recurse=*/false);  // a copy: keep it while reading
+  const at::Tensor* found = buffers.find(kInputQuantBuffer);
+  return found != nullptr ? *found : at::Tensor();
 }
 
 }  // namespace
@@ -28,13 +37,14 @@ std::vector<std::string> enable_input_quantization(torch::nn::Module& model, con
     if (!chosen) continue;
     QNOISE_CHECK(slot.weight != nullptr && slot.kind != LayerKind::Embedding, "int8 activations: '", item.key(),
                  "' is not a Linear or Conv2d layer");
-    if (input_quant_state(*item.value()) == nullptr) {
+    if (!input_quant_state(*item.value()).defined()) {
       const auto options = slot.weight->options().dtype(at::kFloat);
       item.value()->register_buffer(kInputQuantBuffer,
                                     at::tensor({INFINITY, -INFINITY, 0.0f, 0.0f}, options.device(at::kCPU))
                                         .to(options.device()));
     }
     enabled.push_back(item.key());
+    any_layer_enabled.store(true, std::memory_order_relaxed);
   }
   for (const auto& name : layers)
     QNOISE_CHECK(std::find(enabled.begin(), enabled.end(), name) != enabled.end(), "int8 activations: the model has no layer '",
@@ -45,37 +55,38 @@ std::vector<std::string> enable_input_quantization(torch::nn::Module& model, con
 void finish_input_calibration(torch::nn::Module& model) {
   at::NoGradGuard no_grad;
   for (const auto& item : model.named_modules("", /*include_self=*/false)) {
-    const at::Tensor* state = input_quant_state(*item.value());
-    if (state == nullptr) continue;
-    const at::Tensor values = state->to(at::kCPU);
+    at::Tensor state = input_quant_state(*item.value());
+    if (!state.defined()) continue;
+    const at::Tensor values = state.to(at::kCPU);
     QNOISE_CHECK(std::isfinite(values[0].item<float>()) && std::isfinite(values[1].item<float>()),
                  "int8 activations: layer '", item.key(), "' saw no (finite) input during calibration");
     const float low = std::min(values[0].item<float>(), 0.0f), high = std::max(values[1].item<float>(), 0.0f);
     // The range always holds 0 (padding and ReLU zeros stay exact); a constant input gets scale 1.
     const float scale = high > low ? (high - low) / kLevels : 1.0f;
     const float zero_point = std::min<float>(kLevels, std::max(0.0f, std::nearbyint(-low / scale)));
-    at::Tensor(*state).index_put_({2}, scale);  // a handle on the same storage
-    at::Tensor(*state).index_put_({3}, zero_point);
+    state.index_put_({2}, scale);
+    state.index_put_({3}, zero_point);
   }
 }
 
 std::vector<std::string> input_quantized_layers(const torch::nn::Module& model) {
   std::vector<std::string> names;
   for (const auto& item : model.named_modules("", /*include_self=*/false))
-    if (input_quant_state(*item.value()) != nullptr) names.push_back(item.key());
+    if (input_quant_state(*item.value()).defined()) names.push_back(item.key());
   return names;
 }
 
 at::Tensor quantize_layer_input(const torch::nn::Module& layer, const at::Tensor& input) {
-  const at::Tensor* state = input_quant_state(layer);
-  if (state == nullptr) return input;
-  const at::Tensor values = state->to(at::kCPU);
+  if (!any_layer_enabled.load(std::memory_order_relaxed)) return input;
+  at::Tensor state = input_quant_state(layer);
+  if (!state.defined()) return input;
+  const at::Tensor values = state.to(at::kCPU);
   const float scale = values[2].item<float>();
   if (scale == 0) {  // calibrating: widen the observed range
     at::NoGradGuard no_grad;
     const at::Tensor detached = input.detach();
-    at::Tensor(*state).index_put_({0}, std::min(values[0].item<float>(), detached.min().item<float>()));
-    at::Tensor(*state).index_put_({1}, std::max(values[1].item<float>(), detached.max().item<float>()));
+    state.index_put_({0}, std::min(values[0].item<float>(), detached.min().item<float>()));
+    state.index_put_({1}, std::max(values[1].item<float>(), detached.max().item<float>()));
     return input;
   }
   return at::fake_quantize_per_tensor_affine(input, scale, static_cast<int64_t>(values[3].item<float>()), 0, kLevels);

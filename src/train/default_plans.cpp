@@ -9,10 +9,6 @@ namespace qnoise::detail {
 
 namespace {
 
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 nlohmann::json plan(nlohmann::json stages, double lr, int64_t finetune_steps, int64_t blocks_per_centroid) {
   return {{"stages", std::move(stages)},
           {"finetune_steps", finetune_steps},
@@ -28,8 +24,8 @@ nlohmann::json transformer_ipq_plan(const torch::nn::Module& model, double lr, i
   for (const auto& item : model.named_modules("", /*include_self=*/false)) {
     const std::string& name = item.key();
     const WeightSlot slot = find_weight_slot(*item.value());
-    if (slot.weight == nullptr || ends_with(name, ".fc1") || ends_with(name, ".fc2") ||
-        name.find(".attn.") != std::string::npos)
+    if (slot.weight == nullptr || glob_match("*.fc1", name) || glob_match("*.fc2", name) ||
+        glob_match("*.attn.*", name))
       continue;
     others.push_back(name);
   }

@@ -52,19 +52,26 @@ LrScheduleOptions resolved_schedule(LrScheduleOptions schedule, int64_t total_st
   return schedule;
 }
 
+// The metadata object of a training checkpoint; throws naming `path` when it is not one.
+nlohmann::json parse_training_metadata(const std::string& text, const std::string& path) {
+  nlohmann::json stored;
+  try {
+    stored = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception&) {
+    throw Error("'" + path + "' has unreadable metadata: not a qnoise training checkpoint");
+  }
+  QNOISE_CHECK(stored.is_object() && stored.value("format", "") == kCheckpointFormat && stored.contains("task") &&
+                   stored.contains("artifacts"),
+               "'", path, "' is not a qnoise training checkpoint");
+  return stored;
+}
+
 // With --resume and an existing checkpoint: loads it (model, optimizer, generator) after checking
 // it belongs to this task, and returns its step; otherwise 0.
 int64_t restore_if_resuming(TrainingTask& task, const TrainerOptions& options, torch::optim::Optimizer& optimizer) {
   if (!options.resume || !std::filesystem::exists(options.checkpoint_path)) return 0;
   const CheckpointState state = load_checkpoint(options.checkpoint_path, task.model(), &optimizer);
-  nlohmann::json stored;
-  try {
-    stored = nlohmann::json::parse(state.metadata);
-  } catch (const nlohmann::json::exception&) {
-    throw Error("checkpoint '" + options.checkpoint_path + "' has unreadable metadata");
-  }
-  QNOISE_CHECK(stored.value("format", "") == kCheckpointFormat, "'", options.checkpoint_path,
-               "' is not a qnoise training checkpoint");
+  const nlohmann::json stored = parse_training_metadata(state.metadata, options.checkpoint_path);
   const std::string difference = first_difference(stored.at("task"), task.config());
   QNOISE_CHECK(difference.empty(), "cannot resume from '", options.checkpoint_path,
                "': it was trained with a different task configuration (first difference at ", difference, ")");
@@ -74,17 +81,7 @@ int64_t restore_if_resuming(TrainingTask& task, const TrainerOptions& options, t
 
 // Loads the weights of another run's checkpoint of the same model (same vocabulary and labels).
 void initialize_from(TrainingTask& task, const std::string& path) {
-  nlohmann::json stored;
-  try {
-    stored = nlohmann::json::parse(read_checkpoint_metadata(path));
-  } catch (const nlohmann::json::exception&) {
-    throw Error("--init-from '" + path + "' has unreadable metadata");
-  }
-  QNOISE_CHECK(stored.is_object() && stored.value("format", "") == kCheckpointFormat, "--init-from '", path,
-               "' is not a qnoise training checkpoint");
-  const std::string difference = first_difference(stored.at("artifacts"), task.artifacts());
-  QNOISE_CHECK(difference.empty(), "--init-from '", path,
-               "': its vocabulary, labels or normalization differ from this data's (at ", difference, ")");
+  check_same_artifacts(task, read_training_checkpoint_metadata(path).at("artifacts"), path);
   auto generator = at::detail::getDefaultCPUGenerator();
   at::Tensor generator_state;
   {
@@ -98,6 +95,25 @@ void initialize_from(TrainingTask& task, const std::string& path) {
 }
 
 }  // namespace
+
+nlohmann::json read_training_checkpoint_metadata(const std::string& path) {
+  std::string text;
+  try {
+    text = read_checkpoint_metadata(path);
+  } catch (const Error& e) {
+    if (!std::filesystem::exists(path)) throw;
+    throw Error("'" + path + "' is not a qnoise training checkpoint (" + e.what() + ")");
+  }
+  return parse_training_metadata(text, path);
+}
+
+void check_same_artifacts(const TrainingTask& task, const nlohmann::json& stored_artifacts,
+                          const std::string& source) {
+  const std::string difference = first_difference(stored_artifacts, task.artifacts());
+  QNOISE_CHECK(difference.empty(), "the data in '", task.config().value("data", std::string()),
+               "' does not match the model in '", source, "' (its vocabulary, labels or normalization differ at ",
+               difference, "); pass the data it was trained on");
+}
 
 std::map<std::string, SplitMetrics> evaluate_splits(TrainingTask& task) {
   std::map<std::string, SplitMetrics> metrics;

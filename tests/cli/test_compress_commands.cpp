@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cli/run_qnoise.h"
 #include "qnoise/safetensors.h"
@@ -79,6 +81,14 @@ TEST(CompressCommands, IpqPrintsEveryLayerAndEvalReadsTheSameAccuracy) {
   EXPECT_TRUE(contains(output, "k-means of 4 layers")) << output;
   const auto info = run_qnoise("info " + qnz);
   EXPECT_TRUE(contains(info.output, "pq K=")) << info.output;
+  // `eval` of the file reads the accuracy `quantize` printed for the compressed model.
+  const auto eval = run_qnoise("--threads 1 eval " + qnz);
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  const auto line = nlohmann::json::parse(eval.output.substr(eval.output.find('{')));
+  char row[64];
+  std::snprintf(row, sizeof row, "%.2f%%", 100 * line["valid"]["accuracy"].get<double>());
+  const auto valid_row = output.substr(output.rfind("\nvalid"));
+  EXPECT_TRUE(contains(valid_row.substr(0, valid_row.find('\n', 1)), row)) << row << "\n" << output;
 }
 
 TEST(CompressCommands, BadFilesPlansAndOptionsAreClearErrors) {

@@ -60,9 +60,9 @@ TEST(CompressionPipeline, SharedLayersAreQuantizedAndStoredOnce) {
   auto task = qnoise::make_training_task(
       {{"task", "lm"}, {"data", dir}, {"batch_size", 4}, {"seq_len", 16},
        {"model", {{"d_model", 16}, {"heads", 2}, {"ffn_dim", 32}, {"layers", 4}, {"share_every", 2}}}});
-  qnoise::CompressionOptions options;
-  options.ipq = quiet_ipq(qnoise::parse_quantization_plan(task->default_ipq_plan()));
+  auto options = qnoise::default_compression_options(*task, "ipq");
   options.ipq.plan.finetune_steps = 2;
+  options.ipq.progress.mode = qnoise::ProgressOptions::Mode::Off;
   const auto result = qnoise::compress_task_model(*task, options);
   int fc1_layers = 0;
   for (const auto& [name, weight] : result.model.tensors)
@@ -81,10 +81,9 @@ TEST(CompressionPipeline, LanguageModelLeavesOutItsSinusoidsAndReloads) {
   torch::manual_seed(1);
   auto task = qnoise::make_training_task({{"task", "lm"}, {"data", dir}, {"batch_size", 4}, {"seq_len", 16},
                                           {"model", {{"d_model", 16}, {"heads", 2}, {"ffn_dim", 32}, {"layers", 1}}}});
-  qnoise::CompressionOptions options;
-  options.ipq = quiet_ipq(qnoise::parse_quantization_plan(task->default_ipq_plan()));
+  auto options = qnoise::default_compression_options(*task, "ipq");
   options.ipq.plan.finetune_steps = 1;
-  options.ipq.optimizer = qnoise::default_trainer_options("lm").optimizer;
+  options.ipq.progress.mode = qnoise::ProgressOptions::Mode::Off;
   const auto result = qnoise::compress_task_model(*task, options);
   EXPECT_EQ(result.model.find("sinusoids"), nullptr);
   ASSERT_NE(result.model.find("decoder.layers.0.fc1.weight"), nullptr);
@@ -97,7 +96,7 @@ TEST(CompressionPipeline, LanguageModelLeavesOutItsSinusoidsAndReloads) {
 
 TEST(CompressionPipeline, Int8ActivationsAreCalibratedStoredAndReloaded) {
   auto task = small_cnn_task();
-  qnoise::CompressionOptions options = qnoise::parse_compression_scheme("ipq+int8");
+  auto options = qnoise::parse_compression_scheme("ipq+int8");
   options.ipq = quiet_ipq(qnoise::testing::small_cnn_plan(2));
   const auto result = qnoise::compress_task_model(*task, options);
   const auto* range = result.model.find("conv2.input_quant");
