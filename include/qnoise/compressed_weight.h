@@ -9,7 +9,10 @@
 //   int4                codes packed two per byte (low nibble first) [ceil(numel / 2)], scale,
 //                       zero_point as int8
 //   pq                  codes uint8 (K <= 256) or uint16 [n_blocks], in BlockLayout order (row by
-//                       row, blocks left to right), centroids float16 [K, block_size]
+//                       row, blocks left to right), centroids float16 [K, block_size]; or, for
+//                       small layers whose codebook would outweigh their codes, centroids as
+//                       uint8 [K, block_size] (centroid_bits 8) or two per byte [K, ceil(d / 2)]
+//                       (4), c = (code - centroid_zero_point) * centroid_scale for the codebook
 //
 // The weight's shape and, for pq, the layer kind and block size travel with it, so decode() needs
 // nothing else.
@@ -37,9 +40,12 @@ struct CompressedWeight {
   at::Tensor codes;            // int8: uint8 [numel]; int4: uint8 [ceil(numel/2)]; pq: uint8 or int16 [n_blocks]
   at::Tensor scale;            // int8 / int4: float32 [channels]
   at::Tensor zero_point;       // int8 / int4: uint8 [channels]
-  at::Tensor centroids;        // pq: float16 [K, block_size]
+  at::Tensor centroids;        // pq: float16 [K, block_size], or uint8 codes (see centroid_bits)
   LayerKind layer_kind = LayerKind::Linear;  // pq: how rows are cut into blocks
   int64_t block_size = 1;                    // pq
+  int centroid_bits = 16;                    // pq: 16 (float16), 8 or 4 (affine per codebook)
+  float centroid_scale = 1.0f;               // pq, centroid_bits 8 / 4
+  int64_t centroid_zero_point = 0;           // pq, centroid_bits 8 / 4
 
   int64_t numel() const;
   // Bytes of every stored tensor together.
@@ -47,6 +53,8 @@ struct CompressedWeight {
   double bits_per_weight() const { return 8.0 * static_cast<double>(stored_bytes()) / static_cast<double>(numel()); }
   int64_t n_centroids() const { return centroids.defined() ? centroids.size(0) : 0; }
   BlockLayout layout() const { return BlockLayout(layer_kind, shape, block_size); }
+  // pq: the codebook as float32 [K, block_size], as stored.
+  at::Tensor decoded_centroids() const;
   // The float32 weight. Throws qnoise::Error when the parts do not fit together (wrong sizes,
   // codes >= K, zero points beyond the code range): decode() is also the validator for weights read
   // from files.
@@ -59,7 +67,12 @@ CompressedWeight compress_float(const at::Tensor& weight, WeightScheme scheme /*
 // Per-output-channel affine int8 / int4 (bits 8 or 4) with the given clipping observer.
 CompressedWeight compress_scalar(const at::Tensor& weight, int bits, ScalarObserver observer = ScalarObserver::MinMax);
 // PQ from a layout, a float codebook [K, block_size] and codes (as ProductQuantizer gives them);
-// the codebook is stored in float16.
-CompressedWeight compress_pq(const BlockLayout& layout, const at::Tensor& codebook, const at::Tensor& codes);
+// the codebook is stored in centroid_bits (16: float16; 8 or 4: affine min-max over the codebook).
+CompressedWeight compress_pq(const BlockLayout& layout, const at::Tensor& codebook, const at::Tensor& codes,
+                             int centroid_bits = 16);
+// The codebook as compress_pq stores and decodes it (float32), for training what will be stored.
+at::Tensor round_centroids(const at::Tensor& codebook, int centroid_bits);
+// Throws qnoise::Error unless bits is 16, 8 or 4.
+void check_centroid_bits(int bits);
 
 }  // namespace qnoise

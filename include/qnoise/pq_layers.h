@@ -31,14 +31,17 @@ class PqLayers {
     at::Tensor codes;      // int64 [n_blocks], fixed
     at::Tensor centroids;  // float32 [K, block_size], a leaf that requires grad
     at::Tensor inverse_uses;  // [K, 1]: 1 / blocks per centroid, scales the centroids' gradient
+    int centroid_bits = 16;   // how the file stores the centroids (compressed_weight.h)
   };
 
   // Quantizes layer `name` of `model` (a Linear, Conv2d or Embedding) to `codebook` [K, block_size]
   // and `codes` [n_blocks] (any integer dtype, as ProductQuantizer gives them), and writes the
-  // decoded weight into its parameter. Throws qnoise::Error when there is no such layer, it is
-  // already quantized, or the shapes do not fit.
+  // decoded weight into its parameter. With centroid_bits 8 or 4 the forward pass sees the
+  // centroids rounded as the file will store them (straight-through gradient), so finetuning
+  // trains what is stored. Throws qnoise::Error when there is no such layer, it is already
+  // quantized, or the shapes do not fit.
   void add(torch::nn::Module& model, const std::string& name, const BlockLayout& layout, const at::Tensor& codebook,
-           const at::Tensor& codes);
+           const at::Tensor& codes, int centroid_bits = 16);
 
   using Scope = WeightScope<PqLayers>;
   // Puts the weights decoded from the centroids (with autograd) on every layer until the scope ends.
@@ -53,7 +56,7 @@ class PqLayers {
   const Layer* find(const std::string& name) const;
   std::vector<at::Tensor> centroid_parameters() const;
   const std::vector<Layer>& layers() const { return layers_; }
-  // The layer's weight as stored in the compressed file (float16 centroids, narrow codes).
+  // The layer's weight as stored in the compressed file (centroids in centroid_bits, narrow codes).
   CompressedWeight compressed(const Layer& layer) const;
 
  private:

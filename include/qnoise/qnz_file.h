@@ -24,6 +24,9 @@ struct CompressedModel {
   nlohmann::json task;       // the task configuration (make_training_task builds the model)
   nlohmann::json artifacts;  // vocabulary, label names, normalization
   nlohmann::json plan;       // how it was quantized (scheme, stages), for the record
+  // Batch-norm layers store weight / sqrt(var + eps) and bias - mean * that as their weight and
+  // bias, and no statistics (__metadata__ "batch_norm": "folded").
+  bool batch_norm_folded = false;
   std::vector<std::pair<std::string, CompressedWeight>> tensors;  // every parameter and buffer
 
   const CompressedWeight* find(const std::string& name) const;

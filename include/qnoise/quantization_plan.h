@@ -4,7 +4,8 @@
 // (with Quant-Noise on the layers not yet quantized). Read from JSON or built per model family by
 // the task (TrainingTask::default_ipq_plan).
 //
-//   {"stages": [{"name": "ffn", "layers": ["*.fc1", "*.fc2"], "block_size": 8, "n_centroids": 256},
+//   {"stages": [{"name": "ffn", "layers": ["*.fc1", "*.fc2"], "block_size": 8, "n_centroids": 256,
+//                "centroid_bits": 16},
 //               {"name": "attention", "layers": ["*.attn.*"], "block_size": 4}],
 //    "finetune_steps": 300, "lr": 1e-4, "noise_rate": 0.05, "kmeans_iterations": 15,
 //    "blocks_per_centroid": 4, "rest": "float16"}
@@ -21,6 +22,9 @@ struct PqStage {
   std::vector<std::string> layers;  // globs over module names; a layer goes to the first stage matching it
   int64_t block_size = 8;
   int64_t n_centroids = 256;  // K (at most; see blocks_per_centroid)
+  // How the file stores the centroids: 16 (float16), 8 or 4 bits (affine per codebook). Fewer bits
+  // suit small layers, whose codebooks otherwise weigh more than their codes.
+  int centroid_bits = 16;
 };
 
 struct QuantizationPlan {

@@ -1,7 +1,9 @@
 #include "qnoise/model_compression.h"
 
 #include <ATen/ATen.h>
+#include <torch/nn/modules/batchnorm.h>
 
+#include <optional>
 #include <set>
 
 #include "qnoise/activation_quant.h"
@@ -12,10 +14,56 @@ namespace qnoise {
 
 namespace {
 
+// A batch-norm layer's epsilon, or nothing for other modules and norms without affine statistics.
+std::optional<double> batch_norm_eps(const torch::nn::Module& module) {
+  if (const auto* bn = dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&module))
+    if (bn->options.affine() && bn->options.track_running_stats()) return bn->options.eps();
+  if (const auto* bn = dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&module))
+    if (bn->options.affine() && bn->options.track_running_stats()) return bn->options.eps();
+  return std::nullopt;
+}
+
+// Batch norm at inference is y = x * a + c per channel, a = weight / sqrt(running_var + eps) and
+// c = bias - running_mean * a. The file keeps a and c as the layer's weight and bias and drops the
+// statistics (two tensors fewer per layer, and no float16 rounding of the statistics); loading
+// sets mean 0 and variance 1 - eps so that the same layer computes x * a + c again.
+std::map<std::string, at::Tensor> fold_batch_norms(torch::nn::Module& model) {
+  std::map<std::string, at::Tensor> folded;  // "<layer>.weight" / "<layer>.bias": a and c
+  at::NoGradGuard no_grad;
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    const std::optional<double> eps = batch_norm_eps(*item.value());
+    if (!eps) continue;
+    auto params = item.value()->named_parameters(/*recurse=*/false);
+    auto buffers = item.value()->named_buffers(/*recurse=*/false);
+    const at::Tensor a = params["weight"] / (buffers["running_var"] + *eps).sqrt();
+    folded[item.key() + ".weight"] = a;
+    folded[item.key() + ".bias"] = params["bias"] - buffers["running_mean"] * a;
+  }
+  return folded;
+}
+
+// With `reset`, sets every batch norm's statistics to mean 0 and variance 1 - eps. Returns their
+// names ("<layer>.running_mean", "<layer>.running_var").
+std::set<std::string> batch_norm_statistics(torch::nn::Module& model, bool reset) {
+  std::set<std::string> names;
+  at::NoGradGuard no_grad;
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    const std::optional<double> eps = batch_norm_eps(*item.value());
+    if (!eps) continue;
+    names.insert(item.key() + ".running_mean");
+    names.insert(item.key() + ".running_var");
+    if (!reset) continue;
+    auto buffers = item.value()->named_buffers(/*recurse=*/false);
+    buffers["running_mean"].zero_();
+    buffers["running_var"].fill_(1.0 - *eps);
+  }
+  return names;
+}
+
 // Parameters and buffers the file stores, by name, in the model's order.
-std::vector<std::pair<std::string, at::Tensor>> stored_tensors(TrainingTask& task) {
+std::vector<std::pair<std::string, at::Tensor>> stored_tensors(TrainingTask& task, std::set<std::string> skip) {
   const auto recomputed = task.recomputed_buffers();
-  const std::set<std::string> skip(recomputed.begin(), recomputed.end());
+  skip.insert(recomputed.begin(), recomputed.end());
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (const auto& item : task.model().named_parameters()) out.emplace_back(item.key(), item.value());
   for (const auto& item : task.model().named_buffers()) {
@@ -55,14 +103,19 @@ CompressedModel make_compressed_model(TrainingTask& task, const std::map<std::st
   model.task = task.config();
   model.artifacts = task.artifacts();
   model.plan = plan;
+  const std::map<std::string, at::Tensor> folded_norms = fold_batch_norms(task.model());
+  model.batch_norm_folded = !folded_norms.empty();
   std::set<std::string> used;
-  for (const auto& [name, tensor] : stored_tensors(task)) {
+  for (const auto& [name, tensor] : stored_tensors(task, batch_norm_statistics(task.model(), /*reset=*/false))) {
     const auto found = compressed.find(name);
+    const auto folded = folded_norms.find(name);
     if (found != compressed.end()) {
       QNOISE_CHECK(found->second.shape == tensor.sizes().vec(), "compressed '", name, "' has shape ",
                    shape_to_string(found->second.shape), " but the model's is ", shape_to_string(tensor.sizes().vec()));
       model.tensors.emplace_back(name, found->second);
       used.insert(name);
+    } else if (folded != folded_norms.end()) {
+      model.tensors.emplace_back(name, compress_float(folded->second.detach().to(at::kCPU, at::kFloat), rest));
     } else {
       // Activation ranges stay float32: a float16 scale would move every quantization level.
       const bool exact = glob_match(std::string("*.") + kInputQuantBuffer, name);
@@ -84,7 +137,9 @@ void load_compressed_model(TrainingTask& task, const CompressedModel& model) {
   if (!activation_layers.empty()) enable_input_quantization(task.model(), activation_layers);
   std::set<std::string> expected;
   at::NoGradGuard no_grad;
-  for (const auto& [name, tensor] : stored_tensors(task)) {
+  const std::set<std::string> statistics =
+      model.batch_norm_folded ? batch_norm_statistics(task.model(), /*reset=*/true) : std::set<std::string>{};
+  for (const auto& [name, tensor] : stored_tensors(task, statistics)) {
     expected.insert(name);
     const CompressedWeight* stored = model.find(name);
     QNOISE_CHECK(stored != nullptr, "the compressed model has no tensor '", name, "' (", task.kind(),

@@ -14,6 +14,11 @@ nlohmann::json describe(const CompressedWeight& w) {
   if (w.scheme == WeightScheme::PQ) {
     d["layer_kind"] = to_string(w.layer_kind);
     d["block_size"] = w.block_size;
+    if (w.centroid_bits != 16) {
+      d["centroid_bits"] = w.centroid_bits;
+      d["centroid_scale"] = w.centroid_scale;  // float32, exact through JSON's double
+      d["centroid_zero_point"] = w.centroid_zero_point;
+    }
   }
   return d;
 }
@@ -75,7 +80,7 @@ void write_qnz(const std::string& path, const CompressedModel& model) {
         break;
       case WeightScheme::PQ:
         contents.tensors.push_back({name + ".codes", w.codes.scalar_type() == at::kByte ? "U8" : "U16", w.codes});
-        contents.tensors.push_back({name + ".centroids", "F16", w.centroids});
+        contents.tensors.push_back({name + ".centroids", w.centroid_bits == 16 ? "F16" : "U8", w.centroids});
         break;
     }
   }
@@ -85,6 +90,7 @@ void write_qnz(const std::string& path, const CompressedModel& model) {
                        {"artifacts", model.artifacts.dump()},
                        {"plan", model.plan.dump()},
                        {"tensors", schemes.dump()}};
+  if (model.batch_norm_folded) contents.metadata["batch_norm"] = "folded";
   write_safetensors(path, contents);
 }
 
@@ -102,6 +108,12 @@ CompressedModel read_qnz(const std::string& path) {
   model.artifacts = parse_metadata_json(contents.metadata, "artifacts", path);
   model.plan = parse_metadata_json(contents.metadata, "plan", path);
   const nlohmann::json schemes = parse_metadata_json(contents.metadata, "tensors", path);
+  const auto batch_norm = contents.metadata.find("batch_norm");
+  if (batch_norm != contents.metadata.end()) {
+    QNOISE_CHECK(batch_norm->second == "folded", "'", path, "': __metadata__ 'batch_norm' is '", batch_norm->second,
+                 "', expected 'folded'");
+    model.batch_norm_folded = true;
+  }
   QNOISE_CHECK(schemes.is_object(), "'", path, "': __metadata__ 'tensors' is not an object");
 
   std::set<std::string> used;
@@ -132,7 +144,12 @@ CompressedModel read_qnz(const std::string& path) {
           w.layer_kind = parse_layer_kind(d.at("layer_kind").get<std::string>());
           w.block_size = d.at("block_size").get<int64_t>();
           w.codes = take(name + ".codes", "U8|U16");
-          w.centroids = take(name + ".centroids", "F16");
+          w.centroid_bits = d.value("centroid_bits", 16);
+          if (w.centroid_bits != 16) {
+            w.centroid_scale = d.at("centroid_scale").get<float>();
+            w.centroid_zero_point = d.at("centroid_zero_point").get<int64_t>();
+          }
+          w.centroids = take(name + ".centroids", w.centroid_bits == 16 ? "F16" : "U8");
           break;
       }
       w.validate();

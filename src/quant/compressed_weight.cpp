@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cmath>
+
 #include "qnoise/error.h"
 
 namespace qnoise {
@@ -23,7 +25,51 @@ void check_tensor(const at::Tensor& t, at::ScalarType dtype, int64_t numel, cons
                " elements, got ", t.defined() ? std::string(c10::toString(t.scalar_type())) + " with " + std::to_string(t.numel()) : "none");
 }
 
+struct QuantizedCodebook {
+  at::Tensor codes;  // uint8 [K, d], one code per value
+  float scale = 1.0f;
+  int64_t zero_point = 0;
+};
+
+QuantizedCodebook quantize_codebook(const at::Tensor& codebook, int bits) {
+  const at::Tensor c = codebook.detach().to(at::kCPU, at::kFloat).contiguous();
+  // Clipping chosen by squared error: a few outlying centroids would otherwise stretch every step.
+  ScalarQuantizer quantizer(
+      ScalarQuantizerOptions().set_bits(bits).set_per_channel(false).set_observer(ScalarObserver::MSE));
+  const ScalarQParams qparams = quantizer.observe(c);
+  return {quantizer.compute_codes(c, qparams).to(at::kByte).reshape(c.sizes()),
+          qparams.scale.to(at::kFloat).item<float>(), qparams.zero_point.to(at::kLong).item<int64_t>()};
+}
+
+at::Tensor dequantize_codebook(const at::Tensor& codes, float scale, int64_t zero_point) {
+  return (codes.to(at::kFloat) - static_cast<float>(zero_point)) * scale;
+}
+
+// Each centroid's codes packed two per byte on their own (odd d leaves the last high nibble 0),
+// so the tensor keeps K as its first dimension.
+at::Tensor pack_codebook_int4(const at::Tensor& codes) {
+  const int64_t k = codes.size(0), padded = (codes.size(1) + 1) / 2 * 2;
+  const at::Tensor even = at::constant_pad_nd(codes, {0, padded - codes.size(1)}, 0);
+  return pack_int4(even.reshape({-1})).reshape({k, padded / 2});
+}
+
+at::Tensor unpack_codebook_int4(const at::Tensor& packed, int64_t block_size) {
+  const int64_t k = packed.size(0);
+  return unpack_int4(packed.reshape({-1}), k * packed.size(1) * 2).reshape({k, -1}).narrow(1, 0, block_size);
+}
+
 }  // namespace
+
+void check_centroid_bits(int bits) {
+  QNOISE_CHECK(bits == 16 || bits == 8 || bits == 4, "centroids are stored in 16 (float16), 8 or 4 bits, not ", bits);
+}
+
+at::Tensor round_centroids(const at::Tensor& codebook, int centroid_bits) {
+  check_centroid_bits(centroid_bits);
+  if (centroid_bits == 16) return codebook.detach().to(at::kHalf).to(at::kFloat);
+  const QuantizedCodebook q = quantize_codebook(codebook, centroid_bits);
+  return dequantize_codebook(q.codes, q.scale, q.zero_point).to(codebook.device());
+}
 
 std::string to_string(WeightScheme scheme) {
   switch (scheme) {
@@ -71,10 +117,19 @@ void CompressedWeight::validate() const {
     }
     case WeightScheme::PQ: {
       const BlockLayout layout = this->layout();  // throws when block_size does not divide a row
-      QNOISE_CHECK(centroids.defined() && centroids.dim() == 2 && centroids.scalar_type() == at::kHalf &&
-                       centroids.size(1) == block_size && centroids.size(0) >= 1 && centroids.size(0) <= 65536,
-                   "pq weight of shape ", shape_to_string(shape), ": centroids must be float16 [K, ", block_size,
-                   "] with 1 <= K <= 65536");
+      check_centroid_bits(centroid_bits);
+      const int64_t stored_width = centroid_bits == 4 ? (block_size + 1) / 2 : block_size;
+      const at::ScalarType stored_dtype = centroid_bits == 16 ? at::kHalf : at::kByte;
+      QNOISE_CHECK(centroids.defined() && centroids.dim() == 2 && centroids.scalar_type() == stored_dtype &&
+                       centroids.size(1) == stored_width && centroids.size(0) >= 1 && centroids.size(0) <= 65536,
+                   "pq weight of shape ", shape_to_string(shape), ": centroids in ", centroid_bits, " bits must be ",
+                   c10::toString(stored_dtype), " [K, ", stored_width, "] with 1 <= K <= 65536");
+      if (centroid_bits != 16)
+        QNOISE_CHECK(std::isfinite(centroid_scale) && centroid_scale > 0 && centroid_zero_point >= 0 &&
+                         centroid_zero_point < (int64_t{1} << centroid_bits),
+                     "pq weight of shape ", shape_to_string(shape), ": centroid scale ", centroid_scale,
+                     " must be finite and positive and zero point ", centroid_zero_point, " within ",
+                     centroid_bits, " bits");
       const int64_t k = centroids.size(0);
       QNOISE_CHECK(codes.defined() && codes.numel() == layout.n_blocks() &&
                        (codes.scalar_type() == at::kByte || codes.scalar_type() == at::kShort),
@@ -104,10 +159,17 @@ at::Tensor CompressedWeight::decode() const {
     }
     case WeightScheme::PQ: {
       const at::Tensor index = codes.to(at::kLong).bitwise_and(0xFFFF).reshape({-1});
-      return layout().from_blocks(centroids.to(at::kFloat).index_select(0, index));
+      return layout().from_blocks(decoded_centroids().index_select(0, index));
     }
   }
   return {};
+}
+
+at::Tensor CompressedWeight::decoded_centroids() const {
+  QNOISE_CHECK(scheme == WeightScheme::PQ, "only pq weights have centroids");
+  if (centroid_bits == 16) return centroids.to(at::kFloat);
+  const at::Tensor c = centroid_bits == 4 ? unpack_codebook_int4(centroids, block_size) : centroids;
+  return dequantize_codebook(c, centroid_scale, centroid_zero_point);
 }
 
 CompressedWeight compress_float(const at::Tensor& weight, WeightScheme scheme) {
@@ -135,13 +197,23 @@ CompressedWeight compress_scalar(const at::Tensor& weight, int bits, ScalarObser
   return out;
 }
 
-CompressedWeight compress_pq(const BlockLayout& layout, const at::Tensor& codebook, const at::Tensor& codes) {
+CompressedWeight compress_pq(const BlockLayout& layout, const at::Tensor& codebook, const at::Tensor& codes,
+                             int centroid_bits) {
+  check_centroid_bits(centroid_bits);
   CompressedWeight out;
   out.scheme = WeightScheme::PQ;
   out.shape = layout.weight_shape();
   out.layer_kind = layout.kind();
   out.block_size = layout.block_size();
-  out.centroids = codebook.detach().to(at::kCPU, at::kHalf).contiguous();
+  out.centroid_bits = centroid_bits;
+  if (centroid_bits == 16) {
+    out.centroids = codebook.detach().to(at::kCPU, at::kHalf).contiguous();
+  } else {
+    const QuantizedCodebook q = quantize_codebook(codebook, centroid_bits);
+    out.centroids = (centroid_bits == 4 ? pack_codebook_int4(q.codes) : q.codes).contiguous();
+    out.centroid_scale = q.scale;
+    out.centroid_zero_point = q.zero_point;
+  }
   out.codes = codes.detach().to(at::kCPU).reshape({-1}).contiguous();
   out.validate();
   return out;

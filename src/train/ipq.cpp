@@ -79,7 +79,8 @@ nlohmann::json stage_metadata(TrainingTask& task, const QuantizationPlan& plan, 
   for (const auto& layer : pq.layers())
     layers.push_back({{"name", layer.name},
                       {"block_size", layer.layout.block_size()},
-                      {"n_centroids", layer.centroids.size(0)}});
+                      {"n_centroids", layer.centroids.size(0)},
+                      {"centroid_bits", layer.centroid_bits}});
   return {{"format", kStageCheckpointFormat}, {"task", task.config()}, {"plan", to_json(plan)},
           {"stages_done", stages_done},       {"data_step", data_step}, {"layers", layers}};
 }
@@ -109,7 +110,8 @@ int64_t resume_stages(TrainingTask& task, PqLayers& pq, const IpqOptions& option
     const BlockLayout layout = layout_of(model, name, layer.at("block_size").get<int64_t>());
     const auto k = layer.at("n_centroids").get<int64_t>();
     // Placeholders of the stored shapes; loading overwrites them in place.
-    pq.add(model, name, layout, at::zeros({k, layout.block_size()}), at::zeros({layout.n_blocks()}, at::kLong));
+    pq.add(model, name, layout, at::zeros({k, layout.block_size()}), at::zeros({layout.n_blocks()}, at::kLong),
+           layer.value("centroid_bits", 16));
   }
   if (options.plan.finetune_steps > 0)
     finetuning.optimizer = make_optimizer(trainable_parameters(model, pq), options.optimizer);
@@ -138,9 +140,11 @@ PqLayerReport quantize_layer(torch::nn::Module& model, PqLayers& pq, const Quant
   quantizer.train(blocks);
   const at::Tensor codes = quantizer.compute_codes(blocks);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  pq.add(model, name, layout, quantizer.codebook(), codes);
-  return {name, stage.name, layout.weight_shape(), stage.block_size, k,
-          relative_error(blocks, quantizer.decode(codes)), seconds};
+  // Before add(): `blocks` views the layer's weight, which add() overwrites with the decoded one.
+  const at::Tensor stored = round_centroids(quantizer.codebook(), stage.centroid_bits);
+  const double error = relative_error(blocks, stored.index_select(0, codes.to(at::kLong)));
+  pq.add(model, name, layout, quantizer.codebook(), codes, stage.centroid_bits);
+  return {name, stage.name, layout.weight_shape(), stage.block_size, k, error, seconds};
 }
 
 void finetune(TrainingTask& task, PqLayers& pq, NoisyLayers& noisy, const IpqOptions& options,

@@ -10,10 +10,18 @@ namespace qnoise {
 
 namespace {
 
-// The weight the file will hold: centroids rounded to float16 as stored, looked up by code.
+// The weight the file will hold: centroids rounded as stored, looked up by code.
 at::Tensor decode_stored(const PqLayers::Layer& layer) {
-  const at::Tensor centroids = layer.centroids.detach().to(at::kHalf).to(at::kFloat);
+  const at::Tensor centroids = round_centroids(layer.centroids.detach(), layer.centroid_bits);
   return layer.layout.from_blocks(centroids.index_select(0, layer.codes));
+}
+
+// The centroids the forward pass uses: float32 as trained, or, when the file keeps them in 8 or 4
+// bits, their stored values with the gradient passed straight through.
+at::Tensor trained_centroids(const PqLayers::Layer& layer) {
+  if (layer.centroid_bits == 16) return layer.centroids;
+  const at::Tensor rounded = round_centroids(layer.centroids.detach(), layer.centroid_bits);
+  return layer.centroids + (rounded - layer.centroids.detach());
 }
 
 at::Tensor inverse_uses(const at::Tensor& codes, int64_t k) {
@@ -27,7 +35,8 @@ at::Tensor registered_weight(torch::nn::Module& module) {
 }  // namespace
 
 void PqLayers::add(torch::nn::Module& model, const std::string& name, const BlockLayout& layout,
-                   const at::Tensor& codebook, const at::Tensor& codes) {
+                   const at::Tensor& codebook, const at::Tensor& codes, int centroid_bits) {
+  check_centroid_bits(centroid_bits);
   QNOISE_CHECK(!contains(name), "layer '", name, "' is already product-quantized");
   std::shared_ptr<torch::nn::Module> module;
   for (const auto& item : model.named_modules("", /*include_self=*/false))
@@ -49,7 +58,7 @@ void PqLayers::add(torch::nn::Module& model, const std::string& name, const Bloc
   const at::Tensor weight = registered_weight(*module);
   Layer layer{name, module, slot.weight, layout, wide_codes.to(weight.device()),
               codebook.detach().to(weight.device(), at::kFloat).clone().set_requires_grad(true),
-              at::empty({k, 1}, weight.options().dtype(at::kFloat))};
+              at::empty({k, 1}, weight.options().dtype(at::kFloat)), centroid_bits};
   layer.inverse_uses.copy_(inverse_uses(layer.codes, k));
   // Mean instead of sum of the blocks' gradients: divide by how many blocks use each centroid.
   const at::Tensor scale = layer.inverse_uses;  // shares storage: refresh_uses() updates it
@@ -62,7 +71,7 @@ void PqLayers::add(torch::nn::Module& model, const std::string& name, const Bloc
 PqLayers::Scope PqLayers::bind() {
   Scope scope(this);
   for (const Layer& layer : layers_)
-    *layer.weight_slot = layer.layout.from_blocks(layer.centroids.index_select(0, layer.codes));
+    *layer.weight_slot = layer.layout.from_blocks(trained_centroids(layer).index_select(0, layer.codes));
   return scope;
 }
 
@@ -98,7 +107,7 @@ std::vector<at::Tensor> PqLayers::centroid_parameters() const {
 CompressedWeight PqLayers::compressed(const Layer& layer) const {
   const int64_t k = layer.centroids.size(0);
   const at::Tensor codes = layer.codes.to(at::kCPU).to(ProductQuantizer::index_dtype(k));
-  return compress_pq(layer.layout, layer.centroids.detach().to(at::kCPU), codes);
+  return compress_pq(layer.layout, layer.centroids.detach().to(at::kCPU), codes, layer.centroid_bits);
 }
 
 }  // namespace qnoise

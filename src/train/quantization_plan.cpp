@@ -4,6 +4,7 @@
 #include <fstream>
 #include <set>
 
+#include "qnoise/compressed_weight.h"
 #include "qnoise/error.h"
 
 namespace qnoise {
@@ -28,7 +29,7 @@ void check_keys(const nlohmann::json& object, const std::set<std::string>& known
 
 PqStage parse_stage(const nlohmann::json& json, size_t index) {
   const std::string where = "quantization plan stage " + std::to_string(index + 1);
-  check_keys(json, {"name", "layers", "block_size", "n_centroids"}, where);
+  check_keys(json, {"name", "layers", "block_size", "n_centroids", "centroid_bits"}, where);
   PqStage stage;
   stage.name = read_key<std::string>(json, "name", "stage" + std::to_string(index + 1), where);
   if (json.contains("layers") && json.at("layers").is_string()) {
@@ -39,6 +40,12 @@ PqStage parse_stage(const nlohmann::json& json, size_t index) {
   QNOISE_CHECK(!stage.layers.empty(), where, " ('", stage.name, "') names no layers");
   stage.block_size = read_key<int64_t>(json, "block_size", stage.block_size, where);
   stage.n_centroids = read_key<int64_t>(json, "n_centroids", stage.n_centroids, where);
+  stage.centroid_bits = read_key<int>(json, "centroid_bits", stage.centroid_bits, where);
+  try {
+    check_centroid_bits(stage.centroid_bits);
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
   QNOISE_CHECK(stage.block_size >= 1, where, ": block_size must be >= 1, got ", stage.block_size);
   QNOISE_CHECK(stage.n_centroids >= 2 && stage.n_centroids <= 65536, where,
                ": n_centroids must be in [2, 65536], got ", stage.n_centroids);
@@ -84,7 +91,8 @@ nlohmann::json to_json(const QuantizationPlan& plan) {
     stages.push_back({{"name", stage.name},
                       {"layers", stage.layers},
                       {"block_size", stage.block_size},
-                      {"n_centroids", stage.n_centroids}});
+                      {"n_centroids", stage.n_centroids},
+                      {"centroid_bits", stage.centroid_bits}});
   return {{"stages", stages},
           {"finetune_steps", plan.finetune_steps},
           {"lr", plan.lr},

@@ -8,6 +8,7 @@
 
 #include "qnoise/compression_pipeline.h"
 #include "qnoise/error.h"
+#include "qnoise/model_compression.h"
 #include "qnoise/trainer.h"
 #include "train/small_tasks.h"
 
@@ -48,9 +49,36 @@ TEST(CompressionPipeline, FileEvaluatesExactlyLikeTheModelRightAfterQuantization
     // The file holds the compressed tensors and a header, nothing else (no float copy).
     EXPECT_LT(static_cast<double>(fs::file_size(path)), result.model.stored_bytes() + 20000.0);
     EXPECT_LT(result.model.stored_bytes(), result.model.float_bytes() / (scheme == qnoise::CompressionScheme::Int8 ? 2 : 4));
-    // Batch-norm step counters are not stored.
-    EXPECT_EQ(result.model.find("bn.num_batches_tracked"), nullptr);
   }
+}
+
+TEST(CompressionPipeline, FoldedBatchNormComputesWhatTheStatisticsDid) {
+  torch::manual_seed(2);
+  auto task = qnoise::make_training_task(
+      {{"task", "image"}, {"train_limit", 64}, {"batch_size", 32}, {"valid_size", 200},
+       {"model", {{"arch", "efficientnet"}, {"width_multiplier", 0.25}, {"depth_multiplier", 0.25}}}});
+  {
+    // Statistics far from the initial 0 / 1, so folding them wrongly would show.
+    torch::NoGradGuard no_grad;
+    for (const auto& item : task->model().named_buffers()) {
+      if (item.key().find("running_mean") != std::string::npos) item.value().uniform_(-0.5, 0.5);
+      if (item.key().find("running_var") != std::string::npos) item.value().uniform_(0.2, 3.0);
+    }
+  }
+  task->model().eval();
+  const auto before = task->evaluate("valid");
+  const auto stored = qnoise::make_compressed_model(*task, {}, qnoise::WeightScheme::Float32, {{"scheme", "float"}});
+  ASSERT_TRUE(stored.batch_norm_folded);
+  // Neither the statistics (folded into weight and bias) nor the step counters are stored.
+  for (const auto& [name, weight] : stored.tensors) {
+    EXPECT_EQ(name.find("running_"), std::string::npos) << name;
+    EXPECT_EQ(name.find("num_batches_tracked"), std::string::npos) << name;
+  }
+  const auto path = temp_path("folded_bn.qnz");
+  qnoise::write_qnz(path, stored);
+  const auto after = qnoise::load_compressed_task(qnoise::read_qnz(path))->evaluate("valid");
+  EXPECT_EQ(after.at("accuracy"), before.at("accuracy"));
+  EXPECT_NEAR(after.at("loss"), before.at("loss"), 1e-5 * before.at("loss"));
 }
 
 TEST(CompressionPipeline, SharedLayersAreQuantizedAndStoredOnce) {

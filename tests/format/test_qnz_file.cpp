@@ -25,6 +25,7 @@ qnoise::CompressedModel sample_model() {
   const auto blocks = layout.to_blocks(torch::randn({32, 64}));
   pq.train(blocks);
   model.tensors.emplace_back("fc.weight", qnoise::compress_pq(layout, pq.codebook(), pq.compute_codes(blocks)));
+  model.tensors.emplace_back("fc4.weight", qnoise::compress_pq(layout, pq.codebook(), pq.compute_codes(blocks), 4));
   model.tensors.emplace_back("fc.bias", qnoise::compress_float(torch::randn({32}), qnoise::WeightScheme::Float32));
   model.tensors.emplace_back("conv.weight", qnoise::compress_scalar(torch::randn({8, 4, 3, 3}), 4));
   model.tensors.emplace_back("out.weight", qnoise::compress_scalar(torch::randn({10, 32}), 8));
@@ -46,6 +47,7 @@ TEST(QnzFile, RoundTripDecodesToTheSameWeightsAndTheFileIsItsStoredSize) {
     const auto* read = back.find(name);
     ASSERT_NE(read, nullptr) << name;
     EXPECT_EQ(read->scheme, weight.scheme);
+    EXPECT_EQ(read->centroid_bits, weight.centroid_bits);
     EXPECT_TRUE(torch::equal(read->decode(), weight.decode())) << name;
   }
   // Everything but the JSON header is tensor bytes: the file is the compressed size plus metadata.

@@ -57,3 +57,44 @@ TEST(CompressedWeight, InconsistentPartsAreErrors) {
   EXPECT_THROW(s.validate(), qnoise::Error);
   EXPECT_THROW(qnoise::parse_weight_scheme("int3"), qnoise::Error);
 }
+
+TEST(CompressedWeight, PqCentroidsInEightAndFourBits) {
+  const auto layout = qnoise::BlockLayout::linear({2, 9}, 3);  // odd d: packed rows of 2 bytes
+  const auto codebook = (torch::arange(12, torch::kFloat).view({4, 3}) * 0.5 - 2.0);
+  const auto codes = torch::tensor({3, 0, 1, 2, 2, 1}, torch::kByte);
+  for (int bits : {8, 4}) {
+    const auto c = qnoise::compress_pq(layout, codebook, codes, bits);
+    EXPECT_EQ(c.centroid_bits, bits);
+    EXPECT_EQ(c.centroids.scalar_type(), torch::kByte);
+    EXPECT_EQ(c.centroids.sizes(), (bits == 8 ? std::vector<int64_t>{4, 3} : std::vector<int64_t>{4, 2}));
+    EXPECT_EQ(c.stored_bytes(), 6 + (bits == 8 ? 12 : 8));
+    EXPECT_EQ(c.n_centroids(), 4);
+    // What training uses is what the file decodes to.
+    const auto stored = qnoise::round_centroids(codebook, bits);
+    EXPECT_TRUE(torch::equal(c.decoded_centroids(), stored)) << bits;
+    EXPECT_TRUE(torch::equal(c.decode()[0], torch::cat({stored[3], stored[0], stored[1]}))) << bits;
+    // The MSE search only ever shrinks the min-max range [-2, 3.5]; the error is about a uniform
+    // quantizer's (step / sqrt(12) against a codebook RMS of 1.7).
+    EXPECT_LE(c.centroid_scale, 5.5f / ((1 << bits) - 1) + 1e-6f) << bits;
+    const double relative = ((stored - codebook).norm() / codebook.norm()).item<double>();
+    EXPECT_LT(relative, bits == 8 ? 0.005 : 0.08) << bits;
+    EXPECT_GT(relative, 0.0) << bits;
+  }
+  EXPECT_TRUE(torch::equal(qnoise::round_centroids(codebook, 16), codebook));
+  EXPECT_THROW(qnoise::compress_pq(layout, codebook, codes, 6), qnoise::Error);
+}
+
+TEST(CompressedWeight, BadQuantizedCentroidsAreErrors) {
+  const auto layout = qnoise::BlockLayout::linear({2, 8}, 4);
+  auto c = qnoise::compress_pq(layout, torch::randn({5, 4}), torch::zeros({4}, torch::kByte), 4);
+  c.centroid_zero_point = 16;
+  EXPECT_THROW(c.validate(), qnoise::Error);
+  c.centroid_zero_point = 3;
+  c.centroid_scale = 0;
+  EXPECT_THROW(c.validate(), qnoise::Error);
+  c.centroid_scale = 0.1f;
+  c.centroid_bits = 8;  // int8 centroids are [K, d], not [K, d / 2]
+  EXPECT_THROW(c.validate(), qnoise::Error);
+  c.centroid_bits = 4;
+  EXPECT_NO_THROW(c.validate());
+}

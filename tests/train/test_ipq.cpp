@@ -27,10 +27,14 @@ TEST(QuantizationPlan, ParsesAndRejectsBadPlans) {
   // K follows the layer's size: at most one centroid per blocks_per_centroid (4) blocks.
   EXPECT_EQ(plan.centroids_for(plan.stages[0], 1000), 16);
   EXPECT_EQ(plan.centroids_for(plan.stages[0], 20), 5);
+  EXPECT_EQ(plan.stages[0].centroid_bits, 16);
+  EXPECT_EQ(qnoise::parse_quantization_plan({{"stages", {{{"layers", {"x"}}, {"centroid_bits", 4}}}}})
+                .stages[0].centroid_bits, 4);
   for (const auto& bad : std::vector<nlohmann::json>{
            {{"stages", nlohmann::json::array()}},
            {{"stages", {{{"layers", {"x"}}, {"block_size", 0}}}}},
            {{"stages", {{{"layers", {"x"}}, {"n_centroids", 70000}}}}},
+           {{"stages", {{{"layers", {"x"}}, {"centroid_bits", 6}}}}},
            {{"stages", {{{"block_size", 8}}}}},
            {{"stages", {{{"layers", {"x"}}}}}, {"finetune_step", 3}},
            {{"stages", {{{"layers", {"x"}}, {"bloc_size", 8}}}}},

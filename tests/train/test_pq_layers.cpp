@@ -67,6 +67,31 @@ TEST(PqLayers, CentroidGradientIsTheMeanOfItsBlocksGradients) {
   EXPECT_TRUE(model.fc->weight.is_leaf());
 }
 
+TEST(PqLayers, FourBitCentroidsTrainWhatTheFileStores) {
+  TwoLayers model;
+  qnoise::PqLayers pq;
+  pq.add(model, "fc", qnoise::BlockLayout::linear({4, 8}, 4), sample_codebook(), torch::tensor(kCodes), 4);
+  const auto stored = qnoise::round_centroids(sample_codebook(), 4);
+  EXPECT_FALSE(torch::equal(stored, sample_codebook()));  // 4 bits cannot hold 0.1 ... 4 exactly
+  const auto upstream = torch::arange(32, torch::kFloat).reshape({4, 8});
+  {
+    auto scope = pq.bind();
+    // The forward pass sees the stored centroids...
+    EXPECT_TRUE(torch::equal(model.fc->weight.reshape({8, 4})[2], stored[2]));
+    (model.fc->weight * upstream).sum().backward();
+  }
+  // ...the gradient passes straight through the rounding to the float centroids.
+  const auto blocks = upstream.reshape({8, 4});
+  EXPECT_TRUE(torch::allclose(pq.layers()[0].centroids.grad()[2], (blocks[2] + blocks[5]) / 2));
+  // The parameter and the file hold the same 4-bit centroids.
+  const auto file = pq.compressed(*pq.find("fc"));
+  EXPECT_EQ(file.centroid_bits, 4);
+  EXPECT_TRUE(torch::equal(file.decode(), model.fc->weight));
+  EXPECT_THROW(pq.add(model, "other", qnoise::BlockLayout::linear({2, 4}, 4), sample_codebook(),
+                      torch::tensor({0, 1}), 5),
+               qnoise::Error);
+}
+
 TEST(PqLayers, AStepOnTheCentroidsMovesEveryBlockThatUsesThem) {
   TwoLayers model;
   qnoise::PqLayers pq;
