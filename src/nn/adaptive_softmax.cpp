@@ -5,7 +5,7 @@
 #include <cmath>
 #include <string>
 
-#include "qnoise/activation_quant.h"
+#include "qnoise/layer_kernel.h"
 #include "qnoise/error.h"
 
 namespace qnoise {
@@ -68,7 +68,7 @@ at::Tensor AdaptiveInputImpl::forward(const at::Tensor& tokens) {
     auto rows = ((flat >= edges[i]) & (flat < edges[i + 1])).nonzero().squeeze(1);
     if (rows.numel() == 0) continue;
     auto ids = flat.index_select(0, rows) - edges[i];
-    out = out.index_copy(0, rows, projections[i]->forward(quantize_layer_input(*projections[i], embeddings[i]->forward(ids))));
+    out = out.index_copy(0, rows, run_layer(projections[i], run_layer(embeddings[i], ids)));
   }
   auto shape = tokens.sizes().vec();
   shape.push_back(options.d_model());
@@ -108,18 +108,18 @@ void AdaptiveSoftmaxImpl::build(bool own_weights) {
 }
 
 at::Tensor AdaptiveSoftmaxImpl::head_log_probs(const at::Tensor& hidden) {
-  auto words = input_ ? torch::linear(hidden, input_->embeddings[0]->weight) : head->forward(quantize_layer_input(*head, hidden));
-  return torch::log_softmax(torch::cat({words, cluster->forward(quantize_layer_input(*cluster, hidden))}, -1), -1);
+  auto words = input_ ? tied_linear(*input_->embeddings[0], input_->embeddings[0]->weight, hidden) : run_layer(head, hidden);
+  return torch::log_softmax(torch::cat({words, run_layer(cluster, hidden)}, -1), -1);
 }
 
 at::Tensor AdaptiveSoftmaxImpl::tail_logits(size_t j, const at::Tensor& hidden) {
   if (!input_) {
-    auto reduced = tail_proj[j]->forward(quantize_layer_input(*tail_proj[j], hidden));
-    return tail_out[j]->forward(quantize_layer_input(*tail_out[j], reduced));
+    auto reduced = run_layer(tail_proj[j], hidden);
+    return run_layer(tail_out[j], reduced);
   }
   // projections.(j+1).weight is [d_model, d_i]: hidden @ it is the transposed (tied) projection.
-  auto reduced = torch::matmul(hidden, input_->projections[j + 1]->weight);
-  return torch::linear(reduced, input_->embeddings[j + 1]->weight);
+  auto reduced = torch::matmul(hidden, layer_weight(*input_->projections[j + 1], input_->projections[j + 1]->weight));
+  return tied_linear(*input_->embeddings[j + 1], input_->embeddings[j + 1]->weight, reduced);
 }
 
 at::Tensor AdaptiveSoftmaxImpl::log_probs(const at::Tensor& hidden) {

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <string>
 
-#include "qnoise/activation_quant.h"
+#include "qnoise/layer_kernel.h"
 #include "qnoise/error.h"
 
 namespace qnoise {
@@ -96,7 +96,7 @@ ConvBnActImpl::ConvBnActImpl(int64_t in_channels, int64_t out_channels, int64_t 
 }
 
 at::Tensor ConvBnActImpl::forward(const at::Tensor& x) {
-  at::Tensor y = bn->forward(conv->forward(quantize_layer_input(*conv, x)));
+  at::Tensor y = bn->forward(run_layer(conv, x));
   return activation ? at::silu(y) : y;
 }
 
@@ -107,7 +107,7 @@ SqueezeExcitationImpl::SqueezeExcitationImpl(int64_t channels, int64_t squeeze_c
 
 at::Tensor SqueezeExcitationImpl::forward(const at::Tensor& x) {
   at::Tensor scale = x.mean({2, 3}, /*keepdim=*/true);
-  scale = at::sigmoid(expand->forward(quantize_layer_input(*expand, at::silu(reduce->forward(quantize_layer_input(*reduce, scale))))));
+  scale = at::sigmoid(run_layer(expand, at::silu(run_layer(reduce, scale))));
   return x * scale;
 }
 
@@ -128,10 +128,10 @@ MBConvBlockImpl::MBConvBlockImpl(int64_t in_channels, int64_t out_channels, int6
 
 at::Tensor MBConvBlockImpl::forward(const at::Tensor& x) {
   at::Tensor y = x;
-  if (!expand.is_empty()) y = at::silu(expand_bn->forward(expand->forward(quantize_layer_input(*expand, y))));
-  y = at::silu(depthwise_bn->forward(depthwise->forward(quantize_layer_input(*depthwise, y))));
+  if (!expand.is_empty()) y = at::silu(expand_bn->forward(run_layer(expand, y)));
+  y = at::silu(depthwise_bn->forward(run_layer(depthwise, y)));
   if (!se.is_empty()) y = se->forward(y);
-  y = project_bn->forward(project->forward(quantize_layer_input(*project, y)));
+  y = project_bn->forward(run_layer(project, y));
   return residual_ ? y + x : y;
 }
 
@@ -169,7 +169,7 @@ at::Tensor EfficientNetImpl::forward(const at::Tensor& images) {
     for (const auto& block : *stage->as<torch::nn::ModuleList>())
       x = block->as<MBConvBlock>()->forward(x);
   x = head->forward(x).mean({2, 3});
-  return classifier->forward(quantize_layer_input(*classifier, dropout->forward(x)));
+  return run_layer(classifier, dropout->forward(x));
 }
 
 size_t EfficientNetImpl::n_blocks(size_t stage) const {
@@ -197,10 +197,10 @@ SmallCnnImpl::SmallCnnImpl(SmallCnnOptions options) : options_(options) {
 
 at::Tensor SmallCnnImpl::forward(const at::Tensor& images) {
   check_images(images, options_.in_channels(), "SmallCnn");
-  at::Tensor x = at::max_pool2d(at::relu(conv1->forward(quantize_layer_input(*conv1, images))), 2);
-  x = at::max_pool2d(at::relu(conv2->forward(quantize_layer_input(*conv2, x))), 2);
-  x = at::relu(conv3->forward(quantize_layer_input(*conv3, x))).mean({2, 3});
-  return classifier->forward(quantize_layer_input(*classifier, x));
+  at::Tensor x = at::max_pool2d(at::relu(run_layer(conv1, images)), 2);
+  x = at::max_pool2d(at::relu(run_layer(conv2, x)), 2);
+  x = at::relu(run_layer(conv3, x)).mean({2, 3});
+  return run_layer(classifier, x);
 }
 
 }  // namespace qnoise

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "qnoise/activation_quant.h"
+#include "qnoise/layer_kernel.h"
 #include "qnoise/error.h"
 
 namespace qnoise {
@@ -55,14 +55,14 @@ at::Tensor EncoderClassifierImpl::encode(const at::Tensor& ids, const at::Tensor
   const int64_t length = ids.size(1);
   QNOISE_CHECK(length <= options.max_positions(), "encoder classifier: length ", length,
                " exceeds max_positions ", options.max_positions());
-  auto x = tokens->forward(ids) + positions->weight.narrow(0, 0, length).unsqueeze(0);
+  auto x = run_layer(tokens, ids) + layer_weight(*positions, positions->weight).narrow(0, 0, length).unsqueeze(0);
   if (segment_ids.defined()) {
     QNOISE_CHECK(segments, "encoder classifier: segment ids given but the model has no segment embeddings");
     QNOISE_CHECK(segment_ids.sizes() == ids.sizes(), "encoder classifier: segments ", segment_ids.sizes(),
                  " must match tokens ", ids.sizes());
-    x = x + segments->forward(segment_ids);
+    x = x + run_layer(segments, segment_ids);
   } else if (segments) {
-    x = x + segments->weight[0];
+    x = x + layer_weight(*segments, segments->weight)[0];
   }
   x = torch::dropout(embed_norm->forward(x), options.dropout(), is_training());
   auto padding = ids.eq(options.padding_idx());
@@ -92,8 +92,8 @@ at::Tensor EncoderClassifierImpl::forward(const at::Tensor& ids, const at::Tenso
     cls = torch::cat({cls, u * v, (u - v).abs()}, 1);
   }
   const bool train = is_training();
-  auto h = torch::tanh(dense->forward(quantize_layer_input(*dense, torch::dropout(cls, options.dropout(), train))));
-  return classifier->forward(quantize_layer_input(*classifier, torch::dropout(h, options.dropout(), train)));
+  auto h = torch::tanh(run_layer(dense, torch::dropout(cls, options.dropout(), train)));
+  return run_layer(classifier, torch::dropout(h, options.dropout(), train));
 }
 
 PairBatch encode_pairs(const std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>>& pairs,

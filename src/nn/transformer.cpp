@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "qnoise/activation_quant.h"
+#include "qnoise/layer_kernel.h"
 #include "qnoise/error.h"
 
 namespace qnoise {
@@ -35,9 +35,9 @@ at::Tensor MultiheadSelfAttentionImpl::forward(const at::Tensor& x, bool causal,
   const int64_t head_dim = options.d_model() / heads;
   auto split = [&](const at::Tensor& t) { return t.view({batch, length, heads, head_dim}).transpose(1, 2); };
   // Scale q before the product (as fairseq does) so the scores never need a second pass.
-  auto query = split(q->forward(quantize_layer_input(*q, x)) * (1.0 / std::sqrt(static_cast<double>(head_dim))));
-  auto key = split(k->forward(quantize_layer_input(*k, x)));
-  auto value = split(v->forward(quantize_layer_input(*v, x)));
+  auto query = split(run_layer(q, x) * (1.0 / std::sqrt(static_cast<double>(head_dim))));
+  auto key = split(run_layer(k, x));
+  auto value = split(run_layer(v, x));
   auto scores = torch::matmul(query, key.transpose(-2, -1));  // [batch, heads, length, length]
   const double neg_inf = -std::numeric_limits<double>::infinity();
   if (causal) scores = scores.masked_fill(causal_mask(length, x.device()), neg_inf);
@@ -50,7 +50,7 @@ at::Tensor MultiheadSelfAttentionImpl::forward(const at::Tensor& x, bool causal,
   auto probs = torch::softmax(scores, -1);
   if (options.dropout() > 0) probs = torch::dropout(probs, options.dropout(), is_training());
   auto context = torch::matmul(probs, value).transpose(1, 2).reshape({batch, length, options.d_model()});
-  return out->forward(quantize_layer_input(*out, context));
+  return run_layer(out, context);
 }
 
 TransformerLayerImpl::TransformerLayerImpl(const TransformerLayerOptions& options_) : options(options_) {
@@ -72,10 +72,10 @@ at::Tensor TransformerLayerImpl::forward(const at::Tensor& x, bool causal, const
   const bool train = is_training();
   auto h = attn->forward(attn_norm->forward(x), causal, key_padding_mask);
   auto y = x + torch::dropout(h, options.dropout(), train);
-  h = fc1->forward(quantize_layer_input(*fc1, ffn_norm->forward(y)));
+  h = run_layer(fc1, ffn_norm->forward(y));
   h = options.activation() == "gelu" ? torch::gelu(h) : torch::relu(h);
   if (options.activation_dropout() > 0) h = torch::dropout(h, options.activation_dropout(), train);
-  return y + torch::dropout(fc2->forward(quantize_layer_input(*fc2, h)), options.dropout(), train);
+  return y + torch::dropout(run_layer(fc2, h), options.dropout(), train);
 }
 
 TransformerStackImpl::TransformerStackImpl(const TransformerStackOptions& options_) : options(options_) {

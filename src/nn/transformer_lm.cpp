@@ -5,7 +5,7 @@
 #include <cmath>
 #include <unordered_set>
 
-#include "qnoise/activation_quant.h"
+#include "qnoise/layer_kernel.h"
 #include "qnoise/error.h"
 
 namespace qnoise {
@@ -79,9 +79,9 @@ at::Tensor TransformerLmImpl::forward(const at::Tensor& tokens) {
   const int64_t length = tokens.size(1);
   QNOISE_CHECK(length > 0 && length <= options.max_positions(), "transformer LM: length ", length,
                " outside [1, max_positions=", options.max_positions(), "]");
-  auto x = adaptive_input ? adaptive_input->forward(tokens) : embed->forward(tokens);
+  auto x = adaptive_input ? adaptive_input->forward(tokens) : run_layer(embed, tokens);
   if (options.scale_embedding()) x = x * std::sqrt(static_cast<double>(options.d_model()));
-  auto pos = positions ? positions->weight.narrow(0, 0, length) : sinusoids_.narrow(0, 0, length);
+  auto pos = positions ? layer_weight(*positions, positions->weight).narrow(0, 0, length) : sinusoids_.narrow(0, 0, length);
   x = torch::dropout(x + pos.unsqueeze(0), options.dropout(), is_training());
   return decoder->forward(x, /*causal=*/true);
 }
@@ -93,7 +93,7 @@ at::Tensor TransformerLmImpl::output_log_probs(const at::Tensor& hidden) {
     lp = adaptive_softmax->log_probs(flat);
   } else {
     // Tied: read the embedding's `weight` member now, so Quant-Noise on it reaches both uses.
-    lp = torch::log_softmax(output ? output->forward(quantize_layer_input(*output, flat)) : torch::linear(flat, embed->weight), -1);
+    lp = torch::log_softmax(output ? run_layer(output, flat) : tied_linear(*embed, embed->weight, flat), -1);
   }
   auto shape = hidden.sizes().vec();
   shape.back() = options.vocab_size();
@@ -106,7 +106,7 @@ at::Tensor TransformerLmImpl::loss(const at::Tensor& tokens, const at::Tensor& t
   auto hidden = forward(tokens).reshape({-1, options.d_model()});
   auto flat_targets = targets.reshape({-1});
   if (adaptive_softmax) return adaptive_softmax->nll(hidden, flat_targets).mean();
-  auto logits = output ? output->forward(quantize_layer_input(*output, hidden)) : torch::linear(hidden, embed->weight);
+  auto logits = output ? run_layer(output, hidden) : tied_linear(*embed, embed->weight, hidden);
   return torch::nn::functional::cross_entropy(logits, flat_targets);
 }
 

@@ -174,6 +174,6 @@ std::vector<NoiseTarget> ImageTask::noise_targets(double rate, int64_t block_siz
   return {{"conv1", rate, 9, function}, {"conv2", rate, 9, function}, {"*", rate, block_size, function}};
 }
 
-nlohmann::json ImageTask::default_ipq_plan() const { return image_ipq_plan(is_efficientnet_, 1e-3, 200); }
+nlohmann::json ImageTask::default_ipq_plan() const { return image_ipq_plan(is_efficientnet_, 1e-3, 400); }
 
 }  // namespace qnoise::detail

@@ -1,0 +1,51 @@
+#pragma once
+// A layer computed from its compressed weight instead of a float one. The runtime (src/runtime)
+// attaches a kernel to a Linear, Conv2d or Embedding module and frees the module's float weight;
+// the models reach every such layer through run_layer(), tied_linear() or layer_weight(), which use
+// the kernel when the layer has one and the module itself otherwise. The models thus stay the one
+// definition of each architecture for training, evaluation and compressed inference.
+#include <ATen/core/Tensor.h>
+#include <torch/nn/module.h>
+
+#include <cstdint>
+#include <memory>
+
+#include "qnoise/activation_quant.h"
+
+namespace qnoise {
+
+class LayerKernel {
+ public:
+  virtual ~LayerKernel() = default;
+  // What the module's forward computes: Linear x W^T + b on [..., in]; Conv2d on [N, C, H, W];
+  // Embedding: the rows of the given ids.
+  virtual at::Tensor forward(const at::Tensor& input) const = 0;
+  // x W^T without bias, for an embedding table used as a (tied) output layer.
+  virtual at::Tensor linear(const at::Tensor& input) const = 0;
+  // The float weight, decoded (for the rare uses that need it whole, e.g. a transposed product).
+  virtual at::Tensor weight() const = 0;
+  // Bytes the kernel keeps in memory.
+  virtual int64_t resident_bytes() const = 0;
+};
+
+// Attaches `kernel` to `layer` (nullptr detaches). The registry holds the kernel, not the module:
+// detach before the module is destroyed (the runtime model does).
+void set_layer_kernel(const torch::nn::Module& layer, std::shared_ptr<const LayerKernel> kernel);
+// The layer's kernel, or nullptr; free of locking and lookups until some kernel is attached.
+const LayerKernel* layer_kernel(const torch::nn::Module& layer);
+
+// The layer applied to x (input quantization, if calibrated, first).
+template <typename ModuleHolder>
+at::Tensor run_layer(ModuleHolder&& layer, const at::Tensor& x) {
+  const at::Tensor input = quantize_layer_input(*layer, x);
+  if (const LayerKernel* kernel = layer_kernel(*layer)) return kernel->forward(input);
+  return layer->forward(input);
+}
+
+// x W^T for the layer's weight W, without bias (tied output layers).
+at::Tensor tied_linear(const torch::nn::Module& layer, const at::Tensor& weight, const at::Tensor& x);
+
+// The layer's float weight: `weight` itself, or decoded by its kernel.
+at::Tensor layer_weight(const torch::nn::Module& layer, const at::Tensor& weight);
+
+}  // namespace qnoise
