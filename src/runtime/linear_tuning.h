@@ -1,0 +1,24 @@
+#pragma once
+// Switch points of the packed Linear drivers, measured with bench/bench_linear_kernels (see
+// docs/performance.md, "Layer kernels"). Process-wide and mutable so the benchmark can sweep them;
+// changing them changes speed only, never results beyond fp32 summation order.
+#include <cstdint>
+
+namespace qnoise::runtime {
+
+struct LinearTuning {
+  // int8/int4: batches at least this large decode tiles of W and call the BLAS GEMM; smaller
+  // ones run the matrix-vector kernel once per batch row over row chunks that stay in L2.
+  int64_t scalar_gemm_min_batch = 8;
+  // PQ: the same switch (the lookup-table kernel does d times fewer operations than a GEMM).
+  int64_t pq_gemm_min_batch = 1 << 30;
+  // Floats of one decoded tile of W (rows * in): a slice of the L3 cache.
+  int64_t gemm_tile_floats = 1 << 20;
+  // Below this many multiply-adds (or table lookups) per thread a call stays on fewer threads:
+  // waking a sleeping OpenMP thread costs tens of microseconds.
+  int64_t min_work_per_thread = 1 << 17;
+};
+
+LinearTuning& linear_tuning();
+
+}  // namespace qnoise::runtime
