@@ -42,7 +42,7 @@ kernels::PqLutWeight lut_view(const std::vector<uint8_t>& codes, const std::vect
   return w;
 }
 
-// Batch columns per kernel call: 1 (gathers) or a multiple of 8 the AVX2 kernel has a path for.
+// Batch columns per kernel call: 1 (scalar table values) or a multiple of 8 the AVX2 kernel has a path for.
 int64_t lanes_for(int64_t n) {
   if (n == 1) return 1;
   for (int64_t lanes : {8, 16, 32}) if (n <= lanes) return lanes;

@@ -50,7 +50,7 @@ inline int64_t pq_table_floats(const PqLutWeight& w, int64_t lanes) {
 //   T_j[k][b] = sum_i c_k[i] * xt[(j * d + i) * lanes + b]    (built in `tables`)
 //   y[o * lanes + b] += sum_{j in group} T_j[code(o, j)][b]
 // xt is the activation chunk transposed to [in][lanes] (lanes = 1: x itself); y is [out_padded][lanes].
-// Reference: any lanes >= 1. AVX2: lanes == 1 (gathers over 8 rows) or a multiple of 8 up to
+// Reference: any lanes >= 1. AVX2: lanes == 1 (8 rows per code load) or a multiple of 8 up to
 // kPqMaxLanes (vector loads of table rows); only call when cpu_has_avx2_fma().
 void pq_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                             const float* xt, int64_t lanes, float* tables, float* y);

@@ -3,7 +3,7 @@
 // templates are instantiated (a weak symbol compiled with AVX2 could replace the portable copy).
 //
 // Batch 1: tables T_j[k] (1 KB per block for K = 256, a group's tables stay in L1); one 8-byte
-// load gives the codes of 8 output rows for block j and one gather fetches their 8 table values.
+// load gives the codes of 8 output rows for block j, and scalar loads fetch their table values.
 // Batches: T_j[k] holds `lanes` floats (one per batch column), so a lookup is lanes/8 plain
 // vector loads of one table row and the 8 rows of a row group share nothing but the code stream.
 #include <immintrin.h>
@@ -56,26 +56,30 @@ void build_tables_batched(const PqLutWeight& w, const float* xt, int64_t j0, int
   }
 }
 
+// Batch 1: one 8-byte load gives the codes of the 8 rows of a row group for block j, each byte
+// indexes T_j directly, and 8 independent scalar sums hide the add latency. Measured 1.75x faster
+// than vgatherdps of the same 8 values on this Zen 4 (483 vs 851 us for 4096x4096, d = 8).
 void lookup_single(const PqLutWeight& w, const uint8_t* group_codes, int64_t s, int64_t g_begin,
-                   int64_t g_end, const float* tables, float* y) {
+                          int64_t g_end, const float* tables, float* y) {
   const int64_t kp = w.k_padded;
   for (int64_t g = g_begin; g < g_end; ++g) {
     const uint8_t* codes = group_codes + g * s * kPqRowGroup;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t jj = 0;
-    // Two accumulators: each gather's add would otherwise wait for the previous one.
-    for (; jj + 2 <= s; jj += 2) {
-      const __m256i i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + jj * 8)));
-      const __m256i i1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + jj * 8 + 8)));
-      acc0 = _mm256_add_ps(acc0, _mm256_i32gather_ps(tables + jj * kp, i0, 4));
-      acc1 = _mm256_add_ps(acc1, _mm256_i32gather_ps(tables + (jj + 1) * kp, i1, 4));
-    }
-    if (jj < s) {
-      const __m256i i0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + jj * 8)));
-      acc0 = _mm256_add_ps(acc0, _mm256_i32gather_ps(tables + jj * kp, i0, 4));
+    float acc[kPqRowGroup] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const float* table = tables;
+    for (int64_t jj = 0; jj < s; ++jj, table += kp) {
+      uint64_t c;
+      __builtin_memcpy(&c, codes + jj * 8, 8);
+      // Byte pairs: GCC then reads the second byte through %ah, saving a shift per code.
+      QNOISE_UNROLL
+      for (int r = 0; r < kPqRowGroup; r += 2) {
+        const uint32_t pair = static_cast<uint32_t>(c >> (8 * r));
+        acc[r] += table[pair & 0xFF];
+        acc[r + 1] += table[(pair >> 8) & 0xFF];
+      }
     }
     float* yg = y + g * kPqRowGroup;
-    _mm256_storeu_ps(yg, _mm256_add_ps(_mm256_loadu_ps(yg), _mm256_add_ps(acc0, acc1)));
+    QNOISE_UNROLL
+    for (int r = 0; r < kPqRowGroup; ++r) yg[r] += acc[r];
   }
 }
 
