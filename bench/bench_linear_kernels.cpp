@@ -14,10 +14,13 @@
 //   OPENBLAS_NUM_THREADS=2 build/bench/bench_linear_kernels --threads 2
 // --sweep adds the paths the drivers do not choose (PQ via decoded-tile GEMM, int8/int4 matvec per
 // batch row instead of the GEMM) so the switch points in src/runtime/linear_tuning.h can be checked.
+// --cold evicts the caches (writes 96 MB) before every timed call, as when a model's layers run
+// one after another and none stays in cache; times are then of single calls (manual timing).
 // Google Benchmark flags work as usual (e.g. --benchmark_filter=1024).
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -34,6 +37,27 @@
 namespace {
 
 constexpr int kRepetitions = 7;
+constexpr int kColdIterations = 20;
+
+bool g_cold = false;
+
+// Runs `call` once per benchmark iteration; with --cold, after evicting the caches and timing
+// only the call.
+template <typename Call>
+void timed_loop(benchmark::State& state, const Call& call) {
+  static std::vector<char> sweep;
+  for (auto _ : state) {
+    if (!g_cold) {
+      call();
+      continue;
+    }
+    sweep.assign(96u << 20, static_cast<char>(state.iterations()));
+    benchmark::ClobberMemory();
+    const auto start = std::chrono::steady_clock::now();
+    call();
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+}
 
 struct Shape {
   int64_t size;  // square weight: size x size
@@ -69,12 +93,12 @@ void float_layer(benchmark::State& state, int64_t n, int64_t batch) {
   const Layers& l = layers(n);
   const auto x = torch::randn({batch, n});
   const auto x1 = x[0];
-  for (auto _ : state) {
+  timed_loop(state, [&] {
     if (batch == 1)
       benchmark::DoNotOptimize(torch::mv(l.weight, x1).data_ptr());
     else
       benchmark::DoNotOptimize(torch::mm(x, l.weight.t()).data_ptr());
-  }
+  });
 }
 
 enum class Variant { Chosen, Gemm, NoGemm };
@@ -91,10 +115,10 @@ void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::
   if (variant == Variant::NoGemm) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = int64_t{1} << 30;
   const auto x = torch::randn({batch, n});
   auto y = torch::empty({batch, n});
-  for (auto _ : state) {
+  timed_loop(state, [&] {
     layer->forward(x.data_ptr<float>(), batch, y.data_ptr<float>());
     benchmark::DoNotOptimize(y.data_ptr());
-  }
+  });
   tuning = saved;
 }
 
@@ -107,7 +131,13 @@ const std::vector<std::string> kKinds = {"pq_d8", "pq_d4", "int8", "int4"};
 void register_benchmarks(bool sweep) {
   for (int64_t n : {4096, 1024}) {
     for (int64_t batch : {1, 16, 64}) {
-      auto setup = [](benchmark::internal::Benchmark* b) { b->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(0.2); };
+      auto setup = [](benchmark::internal::Benchmark* b) {
+        b->Unit(benchmark::kMicrosecond);
+        if (g_cold)
+          b->UseManualTime()->Iterations(kColdIterations);
+        else
+          b->UseRealTime()->MinTime(0.2);
+      };
       setup(benchmark::RegisterBenchmark(name(n, batch, "float").c_str(), float_layer, n, batch));
       for (const auto& kind : kKinds)
         setup(benchmark::RegisterBenchmark(name(n, batch, kind).c_str(), packed_layer, n, batch, kind, Variant::Chosen));
@@ -179,15 +209,17 @@ int main(int argc, char** argv) {
       threads = std::atoi(argv[++i]);
     } else if (std::strcmp(argv[i], "--sweep") == 0) {
       sweep = true;
+    } else if (std::strcmp(argv[i], "--cold") == 0) {
+      g_cold = true;
     } else {
       args.push_back(argv[i]);
     }
   }
   at::set_num_threads(threads);
   const char* openblas = std::getenv("OPENBLAS_NUM_THREADS");
-  std::printf("threads %d (at::get_num_threads() = %d), OPENBLAS_NUM_THREADS = %s, kernels: %s\n", threads,
-              at::get_num_threads(), openblas ? openblas : "(unset: OpenBLAS uses every core)",
-              qnoise::to_string(qnoise::kernel_path()));
+  std::printf("threads %d (at::get_num_threads() = %d), OPENBLAS_NUM_THREADS = %s, kernels: %s, caches: %s\n",
+              threads, at::get_num_threads(), openblas ? openblas : "(unset: OpenBLAS uses every core)",
+              qnoise::to_string(qnoise::kernel_path()), g_cold ? "evicted before each call" : "warm");
   for (int64_t n : {4096, 1024}) layers(n);  // build outside the timed runs
   register_benchmarks(sweep);
   qnoise::bench::RatioReporter reporter;

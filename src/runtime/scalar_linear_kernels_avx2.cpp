@@ -18,6 +18,13 @@ namespace {
 #define QNOISE_UNROLL _Pragma("GCC unroll 16")
 
 constexpr int kRowsPerStep = 4;
+// A 4096-input int8 row is one 4 KB page, and hardware prefetchers stop at page ends: without
+// software prefetch of the next rows the kernel read codes from DRAM at 7 GB/s where sgemv reads
+// floats at 17 GB/s (4096x4096, caches evicted before each call). Each step prefetches the same
+// line of the rows kRowsPerStep further on.
+constexpr int kLineBytes = 64;
+
+inline void prefetch(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
 
 inline __m256 codes8(const uint8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
@@ -39,15 +46,23 @@ void int8_rows(const ScalarLinearWeight& w, const float* x, float x_sum, int64_t
     codes[r] = w.codes + (row + r) * w.row_bytes;
     acc[r][0] = acc[r][1] = _mm256_setzero_ps();
   }
-  int64_t i = 0;
-  for (; i + 16 <= w.in; i += 16) {
+  const int64_t ahead = kRowsPerStep * w.row_bytes;
+  auto step = [&](int64_t i) {
     const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
     QNOISE_UNROLL
     for (int r = 0; r < kRows; ++r) {
       acc[r][0] = _mm256_fmadd_ps(codes8(codes[r] + i), x0, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(codes8(codes[r] + i + 8), x1, acc[r][1]);
     }
+  };
+  int64_t i = 0;
+  for (; i + kLineBytes <= w.in; i += kLineBytes) {
+    QNOISE_UNROLL
+    for (int r = 0; r < kRows; ++r) prefetch(codes[r] + ahead + i);
+    QNOISE_UNROLL
+    for (int u = 0; u < kLineBytes; u += 16) step(i + u);
   }
+  for (; i + 16 <= w.in; i += 16) step(i);
   QNOISE_UNROLL
   for (int r = 0; r < kRows; ++r) {
     float sum = horizontal_sum(_mm256_add_ps(acc[r][0], acc[r][1]));
@@ -66,8 +81,8 @@ void int4_rows(const ScalarLinearWeight& w, const float* x, float x_sum, int64_t
     acc[r][0] = acc[r][1] = _mm256_setzero_ps();
   }
   const __m256i low_nibble = _mm256_set1_epi32(0x0F);
-  int64_t i = 0;
-  for (; i + kInt4Chunk <= w.in; i += kInt4Chunk) {
+  const int64_t ahead = kRowsPerStep * w.row_bytes;
+  auto step = [&](int64_t i) {
     const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x + i + 8);
     const __m256 x2 = _mm256_loadu_ps(x + i + 16), x3 = _mm256_loadu_ps(x + i + 24);
     QNOISE_UNROLL
@@ -81,7 +96,16 @@ void int4_rows(const ScalarLinearWeight& w, const float* x, float x_sum, int64_t
       acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4)), x2, acc[r][0]);
       acc[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4)), x3, acc[r][1]);
     }
+  };
+  int64_t i = 0;
+  constexpr int64_t kLineInputs = 2 * kLineBytes;
+  for (; i + kLineInputs <= w.in; i += kLineInputs) {
+    QNOISE_UNROLL
+    for (int r = 0; r < kRows; ++r) prefetch(codes[r] + ahead + i / 2);
+    QNOISE_UNROLL
+    for (int u = 0; u < kLineInputs; u += kInt4Chunk) step(i + u);
   }
+  for (; i + kInt4Chunk <= w.in; i += kInt4Chunk) step(i);
   QNOISE_UNROLL
   for (int r = 0; r < kRows; ++r) {
     float sum = horizontal_sum(_mm256_add_ps(acc[r][0], acc[r][1]));
