@@ -1,0 +1,229 @@
+// Linear layer kernels on compressed weights against float, measured side by side in one run:
+// for 4096x4096 and 1024x1024 weights at batch 1, 16 and 64, torch::mv / torch::mm on the float
+// weight against PackedPqLinear (d = 8 and d = 4, K = 256), PackedInt8Linear and PackedInt4Linear.
+// Prints medians, float time / ours, GB/s of compressed weight bytes read (bytes() per call) and
+// weights per second (out * in per call, whatever the batch), with the targets of issue 5:
+//   batch 1: PQ d = 8 >= 5x, int8 >= 3x, int4 >= 5x faster than float; batch 16 and 64: none
+//   more than 1.2x slower than torch::mm (ratio >= 0.83).
+// Weights are random (randn for int8/int4, random codes and randn centroids for PQ): speed does not
+// depend on the values. The compressed weights are read from cache when they fit (2 MB of PQ d=8
+// codes for 4096x4096 does), as they would in a model small enough to stay resident.
+//
+// One thread count per run; OpenBLAS ignores at::set_num_threads, so pin it with the environment:
+//   OPENBLAS_NUM_THREADS=1 build/bench/bench_linear_kernels --threads 1
+//   OPENBLAS_NUM_THREADS=2 build/bench/bench_linear_kernels --threads 2
+// --sweep adds the paths the drivers do not choose (PQ via decoded-tile GEMM, int8/int4 matvec per
+// batch row instead of the GEMM) so the switch points in src/runtime/linear_tuning.h can be checked.
+// --cold evicts the caches (writes 96 MB) before every timed call, as when a model's layers run
+// one after another and none stays in cache; times are then of single calls (manual timing).
+// Google Benchmark flags work as usual (e.g. --benchmark_filter=1024).
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qnoise/compressed_weight.h"
+#include "qnoise/packed_linear.h"
+#include "qnoise/process_tuning.h"
+#include "ratio_reporter.h"
+#include "runtime/linear_tuning.h"
+
+namespace {
+
+constexpr int kRepetitions = 7;
+constexpr int kColdIterations = 20;
+
+bool g_cold = false;
+
+// Runs `call` once per benchmark iteration; with --cold, after evicting the caches and timing
+// only the call.
+template <typename Call>
+void timed_loop(benchmark::State& state, const Call& call) {
+  static std::vector<char> sweep;
+  for (auto _ : state) {
+    if (!g_cold) {
+      call();
+      continue;
+    }
+    sweep.assign(96u << 20, static_cast<char>(state.iterations()));
+    benchmark::ClobberMemory();
+    const auto start = std::chrono::steady_clock::now();
+    call();
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+}
+
+struct Shape {
+  int64_t size;  // square weight: size x size
+};
+
+struct Layers {
+  torch::Tensor weight;  // float [n, n]
+  std::unique_ptr<qnoise::PackedPqLinear> pq8, pq4;
+  std::unique_ptr<qnoise::PackedInt8Linear> int8;
+  std::unique_ptr<qnoise::PackedInt4Linear> int4;
+};
+
+qnoise::CompressedWeight random_pq(int64_t n, int64_t d) {
+  const auto codes = torch::randint(0, 256, {n * n / d}, torch::kLong).to(torch::kByte);
+  return qnoise::compress_pq(qnoise::BlockLayout::linear({n, n}, d), torch::randn({256, d}), codes);
+}
+
+const Layers& layers(int64_t n) {
+  static std::map<int64_t, Layers> all;
+  auto found = all.find(n);
+  if (found != all.end()) return found->second;
+  torch::manual_seed(0);
+  Layers l;
+  l.weight = torch::randn({n, n});
+  l.pq8 = std::make_unique<qnoise::PackedPqLinear>(random_pq(n, 8));
+  l.pq4 = std::make_unique<qnoise::PackedPqLinear>(random_pq(n, 4));
+  l.int8 = std::make_unique<qnoise::PackedInt8Linear>(qnoise::compress_scalar(l.weight, 8));
+  l.int4 = std::make_unique<qnoise::PackedInt4Linear>(qnoise::compress_scalar(l.weight, 4));
+  return all.emplace(n, std::move(l)).first->second;
+}
+
+void float_layer(benchmark::State& state, int64_t n, int64_t batch) {
+  const Layers& l = layers(n);
+  const auto x = torch::randn({batch, n});
+  const auto x1 = x[0];
+  timed_loop(state, [&] {
+    if (batch == 1)
+      benchmark::DoNotOptimize(torch::mv(l.weight, x1).data_ptr());
+    else
+      benchmark::DoNotOptimize(torch::mm(x, l.weight.t()).data_ptr());
+  });
+}
+
+enum class Variant { Chosen, Gemm, NoGemm };
+
+void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::string& kind, Variant variant) {
+  const Layers& l = layers(n);
+  const qnoise::PackedLinearBase* layer = kind == "pq_d8"  ? static_cast<const qnoise::PackedLinearBase*>(l.pq8.get())
+                                          : kind == "pq_d4" ? l.pq4.get()
+                                          : kind == "int8"  ? static_cast<const qnoise::PackedLinearBase*>(l.int8.get())
+                                                            : l.int4.get();
+  auto& tuning = qnoise::runtime::linear_tuning();
+  const auto saved = tuning;
+  if (variant == Variant::Gemm) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = 1;
+  if (variant == Variant::NoGemm) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = int64_t{1} << 30;
+  const auto x = torch::randn({batch, n});
+  auto y = torch::empty({batch, n});
+  timed_loop(state, [&] {
+    layer->forward(x.data_ptr<float>(), batch, y.data_ptr<float>());
+    benchmark::DoNotOptimize(y.data_ptr());
+  });
+  tuning = saved;
+}
+
+std::string name(int64_t n, int64_t batch, const std::string& kind) {
+  return std::to_string(n) + "/batch" + std::to_string(batch) + "/" + kind;
+}
+
+const std::vector<std::string> kKinds = {"pq_d8", "pq_d4", "int8", "int4"};
+
+void register_benchmarks(bool sweep) {
+  for (int64_t n : {4096, 1024}) {
+    for (int64_t batch : {1, 16, 64}) {
+      auto setup = [](benchmark::internal::Benchmark* b) {
+        b->Unit(benchmark::kMicrosecond);
+        if (g_cold)
+          b->UseManualTime()->Iterations(kColdIterations);
+        else
+          b->UseRealTime()->MinTime(0.2);
+      };
+      setup(benchmark::RegisterBenchmark(name(n, batch, "float").c_str(), float_layer, n, batch));
+      for (const auto& kind : kKinds)
+        setup(benchmark::RegisterBenchmark(name(n, batch, kind).c_str(), packed_layer, n, batch, kind, Variant::Chosen));
+      if (sweep && batch > 1) {
+        for (const auto& kind : {"pq_d8", "pq_d4"})
+          setup(benchmark::RegisterBenchmark(name(n, batch, std::string(kind) + "_gemm").c_str(), packed_layer, n,
+                                             batch, kind, Variant::Gemm));
+        for (const auto& kind : {"int8", "int4"})
+          setup(benchmark::RegisterBenchmark(name(n, batch, std::string(kind) + "_matvec").c_str(), packed_layer, n,
+                                             batch, kind, Variant::NoGemm));
+      }
+    }
+  }
+}
+
+int64_t weight_bytes(int64_t n, const std::string& kind) {
+  const Layers& l = layers(n);
+  if (kind == "float") return n * n * 4;
+  if (kind.rfind("pq_d8", 0) == 0) return l.pq8->bytes();
+  if (kind.rfind("pq_d4", 0) == 0) return l.pq4->bytes();
+  if (kind.rfind("int8", 0) == 0) return l.int8->bytes();
+  return l.int4->bytes();
+}
+
+// Target on float time / ours, or 0 when the issue sets none.
+double target(int64_t batch, const std::string& kind) {
+  if (kind.find("_gemm") != std::string::npos || kind.find("_matvec") != std::string::npos) return 0.0;
+  if (batch > 1) return 1 / 1.2;
+  if (kind == "pq_d8") return 5.0;
+  if (kind == "int8") return 3.0;
+  if (kind == "int4") return 5.0;
+  return 0.0;
+}
+
+void print_table(const qnoise::bench::RatioReporter& reporter, bool sweep) {
+  std::printf("\n%-10s %5s %-12s %10s %9s %9s %10s  %s\n", "shape", "batch", "kernel", "median us", "float/us",
+              "GB/s", "Gweight/s", "target");
+  for (int64_t n : {4096, 1024}) {
+    for (int64_t batch : {1, 16, 64}) {
+      const double base = reporter.median(name(n, batch, "float"));
+      std::vector<std::string> kinds = {"float"};
+      kinds.insert(kinds.end(), kKinds.begin(), kKinds.end());
+      if (sweep && batch > 1)
+        for (const char* extra : {"pq_d8_gemm", "pq_d4_gemm", "int8_matvec", "int4_matvec"}) kinds.push_back(extra);
+      for (const auto& kind : kinds) {
+        const double us = reporter.median(name(n, batch, kind));
+        if (us <= 0) continue;
+        const double ratio = base > 0 ? base / us : -1;
+        const double goal = kind == "float" ? 0.0 : target(batch, kind);
+        std::string verdict = goal <= 0 ? "" : (ratio >= goal ? "met" : "MISSED");
+        if (goal > 0) verdict += batch == 1 ? " (>= " + std::to_string(goal).substr(0, 3) + "x)" : " (>= 0.83)";
+        std::printf("%4lldx%-5lld %5lld %-12s %10.1f %9.2f %9.2f %10.2f  %s\n", static_cast<long long>(n),
+                    static_cast<long long>(n), static_cast<long long>(batch), kind.c_str(), us, ratio,
+                    weight_bytes(n, kind) / us * 1e-3, n * n / us * 1e-3, verdict.c_str());
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  qnoise::tune_process(argv);  // passive OpenMP waiting, malloc thresholds: see process_tuning.h
+  int threads = 1;
+  bool sweep = false;
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+      threads = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--sweep") == 0) {
+      sweep = true;
+    } else if (std::strcmp(argv[i], "--cold") == 0) {
+      g_cold = true;
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  at::set_num_threads(threads);
+  const char* openblas = std::getenv("OPENBLAS_NUM_THREADS");
+  std::printf("threads %d (at::get_num_threads() = %d), OPENBLAS_NUM_THREADS = %s, kernels: %s, caches: %s\n",
+              threads, at::get_num_threads(), openblas ? openblas : "(unset: OpenBLAS uses every core)",
+              qnoise::to_string(qnoise::kernel_path()), g_cold ? "evicted before each call" : "warm");
+  for (int64_t n : {4096, 1024}) layers(n);  // build outside the timed runs
+  register_benchmarks(sweep);
+  qnoise::bench::RatioReporter reporter;
+  qnoise::bench::run_with_repetitions(static_cast<int>(args.size()), args.data(), reporter, kRepetitions);
+  print_table(reporter, sweep);
+  return 0;
+}

@@ -1,0 +1,61 @@
+// Which kernels the packed layers run, and the tuning switch points.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "qnoise/error.h"
+#include "qnoise/packed_linear.h"
+#include "quant/nearest_centroid.h"  // cpu_has_avx2_fma
+#include "runtime/linear_tuning.h"
+
+namespace qnoise {
+
+namespace {
+
+KernelPath parse_path(const char* name) {
+  if (std::strcmp(name, "reference") == 0) return KernelPath::Reference;
+  if (std::strcmp(name, "avx2") == 0) return KernelPath::Avx2;
+  if (std::strcmp(name, "auto") == 0 || name[0] == '\0') return KernelPath::Auto;
+  throw Error(std::string("QNOISE_KERNELS='") + name + "': expected reference, avx2 or auto");
+}
+
+KernelPath resolve(KernelPath path) {
+  if (path == KernelPath::Avx2) {
+    QNOISE_CHECK(kernels::cpu_has_avx2_fma(), "the AVX2+FMA kernels were asked for, but this CPU lacks AVX2 or FMA");
+    return path;
+  }
+  if (path == KernelPath::Reference) return path;
+  return kernels::cpu_has_avx2_fma() ? KernelPath::Avx2 : KernelPath::Reference;
+}
+
+std::atomic<int>& chosen_path() {
+  static std::atomic<int> path{[] {
+    const char* env = std::getenv("QNOISE_KERNELS");
+    return static_cast<int>(resolve(env ? parse_path(env) : KernelPath::Auto));
+  }()};
+  return path;
+}
+
+}  // namespace
+
+void set_kernel_path(KernelPath path) { chosen_path() = static_cast<int>(resolve(path)); }
+
+KernelPath kernel_path() { return static_cast<KernelPath>(chosen_path().load()); }
+
+const char* to_string(KernelPath path) {
+  switch (path) {
+    case KernelPath::Auto: return "auto";
+    case KernelPath::Reference: return "reference";
+    case KernelPath::Avx2: return "avx2";
+  }
+  return "?";
+}
+
+namespace runtime {
+LinearTuning& linear_tuning() {
+  static LinearTuning tuning;
+  return tuning;
+}
+}  // namespace runtime
+
+}  // namespace qnoise

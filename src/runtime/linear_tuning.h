@@ -1,0 +1,28 @@
+#pragma once
+// Switch points of the packed Linear drivers, measured with bench/bench_linear_kernels (see
+// docs/performance.md, "Layer kernels"). Process-wide and mutable so the benchmark can sweep them;
+// changing them changes speed only, never results beyond fp32 summation order.
+#include <cstdint>
+
+namespace qnoise::runtime {
+
+struct LinearTuning {
+  // int8/int4: batches at least this large decode tiles of W and call the BLAS GEMM; smaller
+  // ones run the matrix-vector kernel once per batch row over row chunks that stay in L2
+  // (measured, 1 thread: matvec 1.6x faster than the GEMM path at batch 16, 15% slower at 64).
+  int64_t scalar_gemm_min_batch = 32;
+  // PQ: the same switch. The lookup-table kernel does d times fewer operations than a GEMM and
+  // measured 1.6-11x faster than the decoded-tile GEMM at batch 16 and 64 (d = 4 and 8, out >=
+  // 1024), so it is never chosen by default; a layer with few output rows and many centroids
+  // (out < K) would be the case for it.
+  int64_t pq_gemm_min_batch = int64_t{1} << 40;
+  // Floats of one decoded tile of W (rows * in): a slice of the L3 cache.
+  int64_t gemm_tile_floats = 1 << 20;
+  // Below this many multiply-adds (or table lookups) per thread a call stays on fewer threads:
+  // waking a sleeping OpenMP thread costs tens of microseconds.
+  int64_t min_work_per_thread = 1 << 17;
+};
+
+LinearTuning& linear_tuning();
+
+}  // namespace qnoise::runtime

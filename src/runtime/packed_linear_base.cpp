@@ -1,0 +1,45 @@
+// The at::Tensor forward shared by the packed Linear types.
+#include <ATen/ATen.h>
+
+#include "qnoise/error.h"
+#include "qnoise/packed_linear.h"
+#include "runtime/linear_shape.h"
+
+namespace qnoise {
+
+at::Tensor PackedLinearBase::forward(const at::Tensor& x, const at::Tensor& bias) const {
+  return forward_tensor(x, bias, [this](const float* in, int64_t batch, float* out, const float* b) {
+    forward(in, batch, out, b);
+  });
+}
+
+at::Tensor PackedLinearBase::forward_tensor(const at::Tensor& x, const at::Tensor& bias, const RawForward& run) const {
+  QNOISE_CHECK(x.defined() && (x.dim() == 1 || x.dim() == 2) && x.size(-1) == in_,
+               "packed Linear [", out_, ", ", in_, "]: input must be [batch, ", in_, "] or [", in_, "], got ",
+               x.defined() ? shape_to_string(x.sizes().vec()) : "none");
+  QNOISE_CHECK(x.scalar_type() == at::kFloat && x.device().is_cpu(), "packed Linear: input must be float32 on the CPU");
+  QNOISE_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == out_ && bias.scalar_type() == at::kFloat),
+               "packed Linear [", out_, ", ", in_, "]: bias must be float32 [", out_, "], got ",
+               bias.defined() ? shape_to_string(bias.sizes().vec()) : "none");
+  const at::Tensor input = x.dim() == 1 ? x.unsqueeze(0).contiguous() : x.contiguous();
+  const at::Tensor b = bias.defined() ? bias.contiguous() : bias;
+  at::Tensor y = at::empty({input.size(0), out_}, input.options());
+  run(input.data_ptr<float>(), input.size(0), y.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr);
+  return x.dim() == 1 ? y.squeeze(0) : y;
+}
+
+}  // namespace qnoise
+
+namespace qnoise::runtime {
+
+std::pair<int64_t, int64_t> linear_out_in(const CompressedWeight& weight, const char* what) {
+  const auto& s = weight.shape;
+  const bool linear = s.size() == 2;
+  const bool conv_1x1 = s.size() == 4 && s[2] == 1 && s[3] == 1;
+  QNOISE_CHECK(linear || conv_1x1, what, " takes a Linear weight [out, in] or a 1x1 conv weight [out, in, 1, 1], got ",
+               shape_to_string(s));
+  QNOISE_CHECK(s[0] > 0 && s[1] > 0, what, ": empty weight ", shape_to_string(s));
+  return {s[0], s[1]};
+}
+
+}  // namespace qnoise::runtime

@@ -1,0 +1,178 @@
+// PQ Linear layer on lookup tables: repacking, work split and the final per-row scale and bias.
+//
+// Threads split the block groups (the input dimension), not the output rows: every table is then
+// built once, by the one thread that reads it, with no barrier between building and lookups. Each
+// thread sums into its own partial output, and the partials are added in a fixed order at the end
+// (out * batch adds per thread, small next to the lookups). Output rows are split as well only
+// when there are fewer block groups than threads.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "qnoise/error.h"
+#include "qnoise/packed_linear.h"
+#include "runtime/linear_shape.h"
+#include "runtime/linear_tuning.h"
+#include "runtime/pq_lut_kernels.h"
+#include "runtime/tiled_gemm.h"
+
+namespace qnoise {
+
+namespace {
+
+// Batch-1 tables of one block group fill about half of a 32 KB L1 data cache.
+constexpr int64_t kGroupTableBytes = 16 * 1024;
+
+kernels::PqLutWeight lut_view(const std::vector<uint8_t>& codes, const std::vector<float>& centroids,
+                              const std::vector<float>& centroids_t, int64_t out_padded, int64_t in, int64_t d,
+                              int64_t k, int64_t group_blocks) {
+  kernels::PqLutWeight w;
+  w.codes = codes.data();
+  w.centroids = centroids.data();
+  w.centroids_t = centroids_t.data();
+  w.out_padded = out_padded;
+  w.in = in;
+  w.block_size = d;
+  w.n_blocks = in / d;
+  w.n_centroids = k;
+  w.k_padded = (k + 7) / 8 * 8;
+  w.group_blocks = group_blocks;
+  return w;
+}
+
+// Batch columns per kernel call: 1 (scalar table values) or a multiple of 8 the AVX2 kernel has a path for.
+int64_t lanes_for(int64_t n) {
+  if (n == 1) return 1;
+  for (int64_t lanes : {8, 16, 32}) if (n <= lanes) return lanes;
+  return kernels::kPqMaxLanes;
+}
+
+}  // namespace
+
+PackedPqLinear::PackedPqLinear(const CompressedWeight& weight)
+    : PackedLinearBase(runtime::linear_out_in(weight, "PackedPqLinear").first,
+                       runtime::linear_out_in(weight, "PackedPqLinear").second) {
+  QNOISE_CHECK(weight.scheme == WeightScheme::PQ, "PackedPqLinear takes a pq weight, got ", to_string(weight.scheme));
+  QNOISE_CHECK(weight.block_size >= 1 && in_ % weight.block_size == 0, "PackedPqLinear: block size ",
+               weight.block_size, " does not divide the ", in_, " inputs of weight ", shape_to_string(weight.shape));
+  weight.validate();  // sizes, and every code below K
+  QNOISE_CHECK(weight.codes.scalar_type() == at::kByte && weight.n_centroids() <= 256,
+               "PackedPqLinear takes uint8 codes and at most 256 centroids, got K = ", weight.n_centroids());
+  block_size_ = weight.block_size;
+  n_blocks_ = in_ / block_size_;
+  n_centroids_ = weight.n_centroids();
+  const int64_t k_padded = (n_centroids_ + 7) / 8 * 8;
+  group_blocks_ = std::clamp<int64_t>(kGroupTableBytes / (k_padded * 4), 1, n_blocks_);
+  out_padded_ = (out_ + kernels::kPqRowGroup - 1) / kernels::kPqRowGroup * kernels::kPqRowGroup;
+
+  const at::Tensor c = weight.centroids.to(at::kFloat).contiguous();
+  centroids_.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  centroids_t_.assign(static_cast<size_t>(block_size_ * k_padded), 0.0f);
+  for (int64_t k = 0; k < n_centroids_; ++k)
+    for (int64_t i = 0; i < block_size_; ++i) centroids_t_[i * k_padded + k] = centroids_[k * block_size_ + i];
+
+  codes_.assign(static_cast<size_t>(out_padded_ * n_blocks_), 0);
+  const at::Tensor src = weight.codes.contiguous();
+  const uint8_t* from = src.data_ptr<uint8_t>();
+  const auto w = lut_view(codes_, centroids_, centroids_t_, out_padded_, in_, block_size_, n_centroids_, group_blocks_);
+  for (int64_t o = 0; o < out_; ++o)
+    for (int64_t j = 0; j < n_blocks_; ++j) codes_[w.code_index(o, j)] = from[o * n_blocks_ + j];
+}
+
+int64_t PackedPqLinear::bytes() const {
+  return static_cast<int64_t>(codes_.size() + 4 * (centroids_.size() + centroids_t_.size()));
+}
+
+at::Tensor PackedPqLinear::decode() const {
+  const auto w = lut_view(codes_, centroids_, centroids_t_, out_padded_, in_, block_size_, n_centroids_, group_blocks_);
+  at::Tensor out = at::empty({out_, in_}, at::kFloat);
+  float* dst = out.data_ptr<float>();
+  for (int64_t o = 0; o < out_; ++o)
+    for (int64_t j = 0; j < n_blocks_; ++j)
+      std::copy_n(centroids_.data() + codes_[w.code_index(o, j)] * block_size_, block_size_,
+                  dst + o * in_ + j * block_size_);
+  return out;
+}
+
+at::Tensor PackedPqLinear::forward(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& row_scale) const {
+  QNOISE_CHECK(!row_scale.defined() ||
+                   (row_scale.dim() == 1 && row_scale.size(0) == out_ && row_scale.scalar_type() == at::kFloat),
+               "PackedPqLinear [", out_, ", ", in_, "]: row scale must be float32 [", out_, "]");
+  const at::Tensor scale = row_scale.defined() ? row_scale.contiguous() : row_scale;
+  const float* scale_ptr = scale.defined() ? scale.data_ptr<float>() : nullptr;
+  return forward_tensor(x, bias, [&](const float* in, int64_t batch, float* out, const float* b) {
+    forward(in, batch, out, b, scale_ptr);
+  });
+}
+
+void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const float* bias,
+                             const float* row_scale) const {
+  QNOISE_CHECK(batch >= 0, "PackedPqLinear: negative batch ", batch);
+  if (batch == 0) return;
+  const auto w = lut_view(codes_, centroids_, centroids_t_, out_padded_, in_, block_size_, n_centroids_, group_blocks_);
+  const auto& tuning = runtime::linear_tuning();
+  if (batch >= tuning.pq_gemm_min_batch) {
+    runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) {
+      for (int64_t o = r0; o < r1; ++o)
+        for (int64_t j = 0; j < n_blocks_; ++j) {
+          const float* c = centroids_.data() + codes_[w.code_index(o, j)] * block_size_;
+          float* to = dst + (o - r0) * in_ + j * block_size_;
+          const float s = row_scale ? row_scale[o] : 1.0f;
+          for (int64_t i = 0; i < block_size_; ++i) to[i] = c[i] * s;
+        }
+    }, y);
+    if (bias)
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t o = 0; o < out_; ++o) y[b * out_ + o] += bias[o];
+    return;
+  }
+  const auto kernel = kernel_path() == KernelPath::Avx2 ? kernels::pq_lut_group_avx2 : kernels::pq_lut_group_reference;
+  const int64_t n_groups = w.group_count(), row_groups = out_padded_ / kernels::kPqRowGroup;
+  const int64_t threads = at::get_num_threads();
+  thread_local std::vector<float> workspace;
+  for (int64_t b0 = 0; b0 < batch; b0 += kernels::kPqMaxLanes) {
+    const int64_t n = std::min(kernels::kPqMaxLanes, batch - b0), lanes = lanes_for(n);
+    // Parts: row slices per group only when groups are fewer than threads; no more parts than
+    // the work pays for.
+    const int64_t row_parts = std::min(row_groups, n_groups >= threads ? 1 : (threads + n_groups - 1) / n_groups);
+    const int64_t n_tasks = n_groups * row_parts;
+    const int64_t work = out_padded_ * n_blocks_ * lanes + n_centroids_ * in_ * lanes;
+    const int64_t parts = std::max<int64_t>(1, std::min({threads, n_tasks, work / tuning.min_work_per_thread}));
+    const int64_t xt_floats = lanes == 1 ? 0 : in_ * lanes, partial_floats = out_padded_ * lanes;
+    const int64_t table_floats = kernels::pq_table_floats(w, lanes);
+    workspace.resize(static_cast<size_t>(xt_floats + parts * (partial_floats + table_floats)));
+    float* xt = workspace.data();
+    float* partials = xt + xt_floats;
+    float* tables = partials + parts * partial_floats;
+    std::fill(partials, partials + parts * partial_floats, 0.0f);
+    const float* x_chunk = x + b0 * in_;
+    if (lanes > 1) {  // transpose to [in][lanes], padding columns zero
+      for (int64_t i = 0; i < in_; ++i)
+        for (int64_t b = 0; b < lanes; ++b) xt[i * lanes + b] = b < n ? x_chunk[b * in_ + i] : 0.0f;
+    }
+    const float* activations = lanes == 1 ? x_chunk : xt;
+    at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        for (int64_t t = p * n_tasks / parts; t < (p + 1) * n_tasks / parts; ++t) {
+          const int64_t group = t / row_parts, slice = t % row_parts;
+          const int64_t g0 = slice * row_groups / row_parts, g1 = (slice + 1) * row_groups / row_parts;
+          kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations, lanes,
+                 tables + p * table_floats, partials + p * partial_floats);
+        }
+      }
+    });
+    for (int64_t b = 0; b < n; ++b) {
+      float* yb = y + (b0 + b) * out_;
+      for (int64_t o = 0; o < out_; ++o) {
+        float sum = partials[o * lanes + b];
+        for (int64_t p = 1; p < parts; ++p) sum += partials[p * partial_floats + o * lanes + b];
+        if (row_scale) sum *= row_scale[o];
+        yb[o] = bias ? sum + bias[o] : sum;
+      }
+    }
+  }
+}
+
+}  // namespace qnoise

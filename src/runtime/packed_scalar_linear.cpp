@@ -1,0 +1,119 @@
+// int8 / int4 Linear layers: repacking, work split over output rows, and the switch to the
+// decoded-tile GEMM for large batches.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "qnoise/error.h"
+#include "qnoise/packed_linear.h"
+#include "runtime/linear_shape.h"
+#include "runtime/linear_tuning.h"
+#include "runtime/scalar_linear_kernels.h"
+#include "runtime/tiled_gemm.h"
+
+namespace qnoise {
+
+namespace {
+
+// Rows per chunk of a small batch: a chunk's codes stay in L2 while every batch row passes over it.
+constexpr int64_t kChunkBytes = 256 * 1024;
+
+}  // namespace
+
+PackedScalarLinear::PackedScalarLinear(const CompressedWeight& weight, int bits)
+    : PackedLinearBase(runtime::linear_out_in(weight, bits == 8 ? "PackedInt8Linear" : "PackedInt4Linear").first,
+                       runtime::linear_out_in(weight, bits == 8 ? "PackedInt8Linear" : "PackedInt4Linear").second),
+      bits_(bits) {
+  const WeightScheme expected = bits == 8 ? WeightScheme::Int8 : WeightScheme::Int4;
+  QNOISE_CHECK(weight.scheme == expected, "PackedInt", bits, "Linear takes an ", to_string(expected), " weight, got ",
+               to_string(weight.scheme));
+  weight.validate();  // per-row scale and zero point, code count
+  const at::Tensor codes = bits == 8 ? weight.codes.contiguous() : unpack_int4(weight.codes, out_ * in_);
+  const uint8_t* from = codes.data_ptr<uint8_t>();
+  row_bytes_ = bits == 8 ? in_ : kernels::int4_row_bytes(in_);
+  codes_.assign(static_cast<size_t>(out_ * row_bytes_), 0);
+  for (int64_t o = 0; o < out_; ++o) {
+    uint8_t* row = codes_.data() + o * row_bytes_;
+    const uint8_t* src = from + o * in_;
+    if (bits == 8) {
+      std::copy_n(src, in_, row);
+      continue;
+    }
+    for (int64_t i = 0; i < in_; ++i) {
+      const int64_t chunk = i / kernels::kInt4Chunk, t = i % kernels::kInt4Chunk;
+      const int64_t half = kernels::kInt4Chunk / 2;
+      uint8_t& byte = row[chunk * half + t % half];
+      byte = static_cast<uint8_t>(t < half ? (byte & 0xF0) | src[i] : (byte & 0x0F) | (src[i] << 4));
+    }
+  }
+  const at::Tensor scale = weight.scale.contiguous(), zero_point = weight.zero_point.to(at::kFloat).contiguous();
+  scale_.assign(scale.data_ptr<float>(), scale.data_ptr<float>() + out_);
+  zero_point_.assign(zero_point.data_ptr<float>(), zero_point.data_ptr<float>() + out_);
+}
+
+int64_t PackedScalarLinear::bytes() const {
+  return static_cast<int64_t>(codes_.size() + 4 * (scale_.size() + zero_point_.size()));
+}
+
+namespace {
+
+kernels::ScalarLinearWeight scalar_view(const std::vector<uint8_t>& codes, int bits, int64_t in, int64_t row_bytes,
+                                        const std::vector<float>& scale, const std::vector<float>& zero_point) {
+  kernels::ScalarLinearWeight w;
+  w.codes = codes.data();
+  w.bits = bits;
+  w.in = in;
+  w.row_bytes = row_bytes;
+  w.scale = scale.data();
+  w.zero_point = zero_point.data();
+  return w;
+}
+
+}  // namespace
+
+at::Tensor PackedScalarLinear::decode() const {
+  at::Tensor out = at::empty({out_, in_}, at::kFloat);
+  kernels::scalar_decode_rows_reference(scalar_view(codes_, bits_, in_, row_bytes_, scale_, zero_point_), 0, out_,
+                                        out.data_ptr<float>());
+  return out;
+}
+
+void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const float* bias) const {
+  QNOISE_CHECK(batch >= 0, "PackedInt", bits_, "Linear: negative batch ", batch);
+  if (batch == 0) return;
+  const auto w = scalar_view(codes_, bits_, in_, row_bytes_, scale_, zero_point_);
+  const bool avx2 = kernel_path() == KernelPath::Avx2;
+  const auto& tuning = runtime::linear_tuning();
+  if (batch >= tuning.scalar_gemm_min_batch) {
+    const auto decode_rows = avx2 ? kernels::scalar_decode_rows_avx2 : kernels::scalar_decode_rows_reference;
+    runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) { decode_rows(w, r0, r1, dst); },
+                        y);
+    if (bias)
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t o = 0; o < out_; ++o) y[b * out_ + o] += bias[o];
+    return;
+  }
+  const auto matvec = avx2 ? kernels::scalar_matvec_avx2 : kernels::scalar_matvec_reference;
+  std::vector<float> x_sum(static_cast<size_t>(batch), 0.0f);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < in_; ++i) x_sum[b] += x[b * in_ + i];
+  const int64_t parts = std::max<int64_t>(
+      1, std::min<int64_t>(at::get_num_threads(), out_ * in_ * batch / tuning.min_work_per_thread));
+  const int64_t grain = (out_ + parts - 1) / parts;
+  const int64_t chunk_rows = std::max<int64_t>(4, kChunkBytes / row_bytes_ / 4 * 4);
+  at::parallel_for(0, out_, grain, [&](int64_t r0, int64_t r1) {
+    for (int64_t c0 = r0; c0 < r1; c0 += chunk_rows) {
+      const int64_t c1 = std::min(r1, c0 + chunk_rows);
+      for (int64_t b = 0; b < batch; ++b) {
+        float* yb = y + b * out_;
+        matvec(w, x + b * in_, x_sum[b], c0, c1, yb);
+        if (bias)
+          for (int64_t o = c0; o < c1; ++o) yb[o] += bias[o];
+      }
+    }
+  });
+}
+
+}  // namespace qnoise

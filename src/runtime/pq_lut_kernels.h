@@ -1,0 +1,60 @@
+#pragma once
+// Lookup-table kernels for a PQ Linear weight [out, in] with blocks of d = block_size inputs and
+// K <= 256 centroids. No torch here: the AVX2 version is compiled with its own flags.
+//
+// Code layout (PackedPqLinear builds it): output rows are padded to a multiple of 8 with code 0
+// (their outputs are dropped); blocks are cut into groups of `group_blocks` (the last may be
+// shorter). Group G holds blocks [j0, j0 + s) with j0 = G * group_blocks and stores, for each row
+// group g of 8 rows and each block j of the group, the 8 rows' codes contiguously:
+//   code(o, j0 + jj) = codes[out_padded * j0 + ((o / 8) * s + jj) * 8 + o % 8]
+// so one 8-byte load gives 8 rows' codes for one block, and a group is one sequential stream.
+#include <cstdint>
+
+namespace qnoise::kernels {
+
+constexpr int64_t kPqRowGroup = 8;
+// Batch columns handled per call of the group kernel (tables hold one float per column).
+constexpr int64_t kPqMaxLanes = 64;
+
+struct PqLutWeight {
+  const uint8_t* codes = nullptr;
+  const float* centroids = nullptr;    // [K][d]
+  const float* centroids_t = nullptr;  // [d][k_padded], zero beyond K
+  int64_t out_padded = 0;
+  int64_t in = 0;
+  int64_t block_size = 0;  // d
+  int64_t n_blocks = 0;    // per row: in / d
+  int64_t n_centroids = 0;
+  int64_t k_padded = 0;    // K rounded up to 8
+  int64_t group_blocks = 0;
+
+  int64_t group_count() const { return (n_blocks + group_blocks - 1) / group_blocks; }
+  int64_t group_first_block(int64_t group) const { return group * group_blocks; }
+  int64_t group_size(int64_t group) const {
+    const int64_t rest = n_blocks - group * group_blocks;
+    return rest < group_blocks ? rest : group_blocks;
+  }
+  int64_t code_index(int64_t row, int64_t block) const {
+    const int64_t group = block / group_blocks, j0 = group * group_blocks;
+    return out_padded * j0 + ((row / kPqRowGroup) * group_size(group) + (block - j0)) * kPqRowGroup +
+           row % kPqRowGroup;
+  }
+};
+
+// Floats of table workspace the group kernels need for `lanes` batch columns.
+inline int64_t pq_table_floats(const PqLutWeight& w, int64_t lanes) {
+  return w.group_blocks * w.k_padded * lanes;
+}
+
+// For the blocks of `group` and rows [row_begin, row_end) (multiples of 8, within out_padded):
+//   T_j[k][b] = sum_i c_k[i] * xt[(j * d + i) * lanes + b]    (built in `tables`)
+//   y[o * lanes + b] += sum_{j in group} T_j[code(o, j)][b]
+// xt is the activation chunk transposed to [in][lanes] (lanes = 1: x itself); y is [out_padded][lanes].
+// Reference: any lanes >= 1. AVX2: lanes == 1 (8 rows per code load) or a multiple of 8 up to
+// kPqMaxLanes (vector loads of table rows); only call when cpu_has_avx2_fma().
+void pq_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
+                            const float* xt, int64_t lanes, float* tables, float* y);
+void pq_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
+                       const float* xt, int64_t lanes, float* tables, float* y);
+
+}  // namespace qnoise::kernels

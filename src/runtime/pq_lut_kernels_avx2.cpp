@@ -1,0 +1,160 @@
+// AVX2+FMA lookup-table kernels for PQ Linear layers. Compiled with -mavx2 -mfma and called only
+// after cpu_has_avx2_fma(), so everything here has internal linkage and no standard-library
+// templates are instantiated (a weak symbol compiled with AVX2 could replace the portable copy).
+//
+// Batch 1: tables T_j[k] (1 KB per block for K = 256, a group's tables stay in L1); one 8-byte
+// load gives the codes of 8 output rows for block j, and scalar loads fetch their table values.
+// Batches: T_j[k] holds `lanes` floats (one per batch column), so a lookup is lanes/8 plain
+// vector loads of one table row and the 8 rows of a row group share nothing but the code stream.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "runtime/pq_lut_kernels.h"
+
+namespace qnoise::kernels {
+
+namespace {
+
+#define QNOISE_UNROLL _Pragma("GCC unroll 16")
+
+// T_j[k] for lanes = 1: eight centroids at a time from the transposed codebook [d][k_padded].
+template <int kDim>
+void build_tables_single(const PqLutWeight& w, const float* xt, int64_t j0, int64_t s, float* tables) {
+  const int64_t d = kDim > 0 ? kDim : w.block_size, kp = w.k_padded;
+  for (int64_t jj = 0; jj < s; ++jj) {
+    const float* xj = xt + (j0 + jj) * d;
+    float* table = tables + jj * kp;
+    for (int64_t k = 0; k < kp; k += 8) {
+      __m256 acc = _mm256_setzero_ps();
+      QNOISE_UNROLL
+      for (int64_t i = 0; i < d; ++i)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(w.centroids_t + i * kp + k), _mm256_broadcast_ss(xj + i), acc);
+      _mm256_storeu_ps(table + k, acc);
+    }
+  }
+}
+
+// T_j[k][b] for lanes = 8 * kVectors batch columns; xt is [in][lanes].
+template <int kDim, int kVectors>
+void build_tables_batched(const PqLutWeight& w, const float* xt, int64_t j0, int64_t s, float* tables) {
+  const int64_t d = kDim > 0 ? kDim : w.block_size, lanes = 8 * kVectors;
+  for (int64_t jj = 0; jj < s; ++jj) {
+    const float* xj = xt + (j0 + jj) * d * lanes;
+    float* table = tables + jj * w.k_padded * lanes;
+    for (int64_t k = 0; k < w.n_centroids; ++k) {
+      const float* centroid = w.centroids + k * d;
+      QNOISE_UNROLL
+      for (int v = 0; v < kVectors; ++v) {
+        __m256 acc = _mm256_setzero_ps();
+        QNOISE_UNROLL
+        for (int64_t i = 0; i < d; ++i)
+          acc = _mm256_fmadd_ps(_mm256_broadcast_ss(centroid + i), _mm256_loadu_ps(xj + i * lanes + 8 * v), acc);
+        _mm256_storeu_ps(table + k * lanes + 8 * v, acc);
+      }
+    }
+  }
+}
+
+// Batch 1: one 8-byte load gives the codes of the 8 rows of a row group for block j, each byte
+// indexes T_j directly, and 8 independent scalar sums hide the add latency. Measured 1.75x faster
+// than vgatherdps of the same 8 values on this Zen 4 (483 vs 851 us for 4096x4096, d = 8).
+void lookup_single(const PqLutWeight& w, const uint8_t* group_codes, int64_t s, int64_t g_begin,
+                          int64_t g_end, const float* tables, float* y) {
+  const int64_t kp = w.k_padded;
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    const uint8_t* codes = group_codes + g * s * kPqRowGroup;
+    float acc[kPqRowGroup] = {0, 0, 0, 0, 0, 0, 0, 0};
+    const float* table = tables;
+    for (int64_t jj = 0; jj < s; ++jj, table += kp) {
+      uint64_t c;
+      __builtin_memcpy(&c, codes + jj * 8, 8);
+      // Byte pairs: GCC then reads the second byte through %ah, saving a shift per code.
+      QNOISE_UNROLL
+      for (int r = 0; r < kPqRowGroup; r += 2) {
+        const uint32_t pair = static_cast<uint32_t>(c >> (8 * r));
+        acc[r] += table[pair & 0xFF];
+        acc[r + 1] += table[(pair >> 8) & 0xFF];
+      }
+    }
+    float* yg = y + g * kPqRowGroup;
+    QNOISE_UNROLL
+    for (int r = 0; r < kPqRowGroup; ++r) yg[r] += acc[r];
+  }
+}
+
+// kVectors vectors per table row; 8 / kVectors rows in flight so 8 accumulators hide add latency.
+template <int kVectors>
+void lookup_batched(const PqLutWeight& w, const uint8_t* group_codes, int64_t s, int64_t g_begin,
+                    int64_t g_end, const float* tables, float* y) {
+  constexpr int kLanes = 8 * kVectors, kRows = 8 / kVectors;
+  const int64_t row_stride = w.k_padded * kLanes;
+  for (int64_t g = g_begin; g < g_end; ++g) {
+    const uint8_t* codes = group_codes + g * s * kPqRowGroup;
+    for (int r0 = 0; r0 < kPqRowGroup; r0 += kRows) {
+      __m256 acc[kRows][kVectors];
+      QNOISE_UNROLL
+      for (int r = 0; r < kRows; ++r)
+        QNOISE_UNROLL
+        for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm256_setzero_ps();
+      const float* table = tables;
+      for (int64_t jj = 0; jj < s; ++jj, table += row_stride) {
+        QNOISE_UNROLL
+        for (int r = 0; r < kRows; ++r) {
+          const float* entry = table + codes[jj * kPqRowGroup + r0 + r] * kLanes;
+          QNOISE_UNROLL
+          for (int v = 0; v < kVectors; ++v) acc[r][v] = _mm256_add_ps(acc[r][v], _mm256_loadu_ps(entry + 8 * v));
+        }
+      }
+      QNOISE_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        float* yo = y + (g * kPqRowGroup + r0 + r) * kLanes;
+        QNOISE_UNROLL
+        for (int v = 0; v < kVectors; ++v)
+          _mm256_storeu_ps(yo + 8 * v, _mm256_add_ps(_mm256_loadu_ps(yo + 8 * v), acc[r][v]));
+      }
+    }
+  }
+}
+
+template <int kVectors>
+void build_batched(const PqLutWeight& w, const float* xt, int64_t j0, int64_t s, float* tables) {
+  switch (w.block_size) {
+    case 4: build_tables_batched<4, kVectors>(w, xt, j0, s, tables); break;
+    case 8: build_tables_batched<8, kVectors>(w, xt, j0, s, tables); break;
+    case 16: build_tables_batched<16, kVectors>(w, xt, j0, s, tables); break;
+    default: build_tables_batched<0, kVectors>(w, xt, j0, s, tables); break;
+  }
+}
+
+}  // namespace
+
+void pq_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
+                       const float* xt, int64_t lanes, float* tables, float* y) {
+  const int64_t j0 = w.group_first_block(group), s = w.group_size(group);
+  const uint8_t* group_codes = w.codes + w.out_padded * j0;
+  const int64_t g_begin = row_begin / kPqRowGroup, g_end = row_end / kPqRowGroup;
+  if (lanes == 1) {
+    switch (w.block_size) {
+      case 4: build_tables_single<4>(w, xt, j0, s, tables); break;
+      case 8: build_tables_single<8>(w, xt, j0, s, tables); break;
+      case 16: build_tables_single<16>(w, xt, j0, s, tables); break;
+      default: build_tables_single<0>(w, xt, j0, s, tables); break;
+    }
+    lookup_single(w, group_codes, s, g_begin, g_end, tables, y);
+    return;
+  }
+  switch (lanes) {
+    case 8: build_batched<1>(w, xt, j0, s, tables); lookup_batched<1>(w, group_codes, s, g_begin, g_end, tables, y); break;
+    case 16: build_batched<2>(w, xt, j0, s, tables); lookup_batched<2>(w, group_codes, s, g_begin, g_end, tables, y); break;
+    case 32: build_batched<4>(w, xt, j0, s, tables); lookup_batched<4>(w, group_codes, s, g_begin, g_end, tables, y); break;
+    case 64: build_batched<8>(w, xt, j0, s, tables); lookup_batched<8>(w, group_codes, s, g_begin, g_end, tables, y); break;
+    default:
+      // Other multiples of 8 go through the 8-lane kernel one slice at a time would need a
+      // strided xt; the driver only asks for 8, 16, 32 or 64.
+      pq_lut_group_reference(w, group, row_begin, row_end, xt, lanes, tables, y);
+      break;
+  }
+}
+
+}  // namespace qnoise::kernels

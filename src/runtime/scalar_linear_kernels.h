@@ -1,0 +1,49 @@
+#pragma once
+// Matrix-vector kernels for int8 / int4 Linear weights with per-output-row affine parameters,
+// w_oi = (q_oi - zero_point_o) * scale_o, and fp32 activations. Each row is computed as
+//   y_o = scale_o * (sum_i q_oi * x_i - zero_point_o * x_sum),   x_sum = sum_i x_i,
+// so the inner loop only converts codes to float and multiplies (dequantized in registers).
+// No torch here: the AVX2 versions are compiled with their own flags.
+//
+// Code layout (PackedScalarLinear builds it), row o at codes + o * row_bytes:
+//   int8: q_oi at byte i (row_bytes = in);
+//   int4: inputs in chunks of 32, 16 bytes per chunk: byte t of chunk c holds q for input
+//         32c + t in its low nibble and 32c + 16 + t in its high nibble (padding codes are 0).
+//         One 16-byte load then gives two runs of 16 consecutive inputs with one mask and shift.
+#include <cstdint>
+
+namespace qnoise::kernels {
+
+constexpr int64_t kInt4Chunk = 32;
+
+struct ScalarLinearWeight {
+  const uint8_t* codes = nullptr;
+  int bits = 8;
+  int64_t in = 0;
+  int64_t row_bytes = 0;
+  const float* scale = nullptr;       // [out]
+  const float* zero_point = nullptr;  // [out], as float
+
+  uint8_t code(int64_t row, int64_t i) const {
+    const uint8_t* r = codes + row * row_bytes;
+    if (bits == 8) return r[i];
+    const int64_t chunk = i / kInt4Chunk, t = i % kInt4Chunk;
+    const uint8_t byte = r[chunk * (kInt4Chunk / 2) + t % (kInt4Chunk / 2)];
+    return t < kInt4Chunk / 2 ? byte & 0x0F : byte >> 4;
+  }
+};
+
+inline int64_t int4_row_bytes(int64_t in) { return (in + kInt4Chunk - 1) / kInt4Chunk * (kInt4Chunk / 2); }
+
+// y[o] = scale_o * (sum_i q_oi x_i - zero_point_o * x_sum) for rows [row_begin, row_end); x is [in].
+void scalar_matvec_reference(const ScalarLinearWeight& w, const float* x, float x_sum, int64_t row_begin,
+                             int64_t row_end, float* y);
+// Only call when cpu_has_avx2_fma().
+void scalar_matvec_avx2(const ScalarLinearWeight& w, const float* x, float x_sum, int64_t row_begin,
+                        int64_t row_end, float* y);
+
+// Rows [row_begin, row_end) of the float weight into out ([rows][in], row-major).
+void scalar_decode_rows_reference(const ScalarLinearWeight& w, int64_t row_begin, int64_t row_end, float* out);
+void scalar_decode_rows_avx2(const ScalarLinearWeight& w, int64_t row_begin, int64_t row_end, float* out);
+
+}  // namespace qnoise::kernels

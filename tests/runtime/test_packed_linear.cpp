@@ -1,0 +1,205 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <tuple>
+
+#include "qnoise/compressed_weight.h"
+#include "qnoise/error.h"
+#include "qnoise/packed_linear.h"
+#include "quant/nearest_centroid.h"
+#include "runtime/linear_tuning.h"
+
+namespace {
+
+// Restores the kernel path, thread count and tuning a test changes.
+class PackedLinearTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    saved_tuning_ = qnoise::runtime::linear_tuning();
+    saved_threads_ = at::get_num_threads();
+    // Split even the small test shapes over threads, so both code paths of the driver run.
+    qnoise::runtime::linear_tuning().min_work_per_thread = 1;
+  }
+  void TearDown() override {
+    qnoise::runtime::linear_tuning() = saved_tuning_;
+    at::set_num_threads(saved_threads_);
+    qnoise::set_kernel_path(qnoise::KernelPath::Auto);
+  }
+  qnoise::runtime::LinearTuning saved_tuning_;
+  int saved_threads_ = 1;
+};
+
+qnoise::CompressedWeight random_pq(int64_t out, int64_t in, int64_t d, int64_t k, uint64_t seed) {
+  torch::manual_seed(seed);
+  const auto codebook = torch::randn({k, d});
+  const auto codes = torch::randint(0, k, {out * in / d}, torch::kLong).to(torch::kByte);
+  return qnoise::compress_pq(qnoise::BlockLayout::linear({out, in}, d), codebook, codes);
+}
+
+// || a - b || <= tolerance * || b ||: fp32 summation order is all that may differ.
+void expect_close(const torch::Tensor& a, const torch::Tensor& b, double tolerance, const std::string& what) {
+  const double error = (a.to(torch::kDouble) - b.to(torch::kDouble)).norm().item<double>();
+  const double scale = b.to(torch::kDouble).norm().item<double>();
+  EXPECT_LE(error, tolerance * scale + 1e-30) << what << ": error " << error << " vs norm " << scale;
+}
+
+torch::Tensor exact_output(const qnoise::PackedLinearBase& layer, const torch::Tensor& x, const torch::Tensor& bias,
+                           const torch::Tensor& row_scale) {
+  auto y = torch::mm(x.to(torch::kDouble), layer.decode().to(torch::kDouble).t());
+  if (row_scale.defined()) y = y * row_scale.to(torch::kDouble);
+  if (bias.defined()) y = y + bias.to(torch::kDouble);
+  return y;
+}
+
+// Reference and AVX2 on 1 and 2 threads against each other and against decode() @ x.
+void check_layer(const qnoise::PackedLinearBase& layer, int64_t batch, bool with_bias, bool with_row_scale,
+                 const std::string& what) {
+  const int64_t out = layer.out_features(), in = layer.in_features();
+  const auto x = torch::randn({batch, in});
+  const auto bias = with_bias ? torch::randn({out}) : torch::Tensor();
+  const auto row_scale = with_row_scale ? torch::rand({out}) + 0.5 : torch::Tensor();
+  const auto* pq = dynamic_cast<const qnoise::PackedPqLinear*>(&layer);
+  auto run = [&] { return pq ? pq->forward(x, bias, row_scale) : layer.forward(x, bias); };
+  const auto exact = exact_output(layer, x, bias, row_scale);
+  qnoise::set_kernel_path(qnoise::KernelPath::Reference);
+  at::set_num_threads(1);
+  const auto reference = run();
+  ASSERT_EQ(reference.sizes(), (std::vector<int64_t>{batch, out}));
+  expect_close(reference, exact, 1e-5, what + " reference vs decode() @ x");
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    std::vector<qnoise::KernelPath> paths{qnoise::KernelPath::Reference};
+    if (qnoise::kernels::cpu_has_avx2_fma()) paths.push_back(qnoise::KernelPath::Avx2);
+    for (auto path : paths) {
+      qnoise::set_kernel_path(path);
+      expect_close(run(), reference, 1e-5,
+                   what + " " + qnoise::to_string(path) + " on " + std::to_string(threads) + " threads");
+    }
+  }
+}
+
+std::string describe(int64_t out, int64_t in, int64_t batch, const char* extra = "") {
+  return std::to_string(out) + "x" + std::to_string(in) + " batch " + std::to_string(batch) + extra;
+}
+
+}  // namespace
+
+TEST_F(PackedLinearTest, PqHandWorkedExample) {
+  // 2x8 weight, d = 4, K = 3; row 0 = [c0 | c2], row 1 = [c1 | c1].
+  const auto codebook = torch::tensor({1, 0, 0, 0, 0, 1, 2, 0, 1, 1, 1, 1}, torch::kFloat).view({3, 4});
+  const auto codes = torch::tensor({0, 2, 1, 1}, torch::kByte);
+  const qnoise::PackedPqLinear layer(qnoise::compress_pq(qnoise::BlockLayout::linear({2, 8}, 4), codebook, codes));
+  const auto x = torch::arange(1, 9, torch::kFloat);  // 1..8
+  // row 0: x0 + (x4 + x5 + x6 + x7) = 1 + 26 = 27; row 1: (x1 + 2 x2) + (x5 + 2 x6) = 8 + 20 = 28.
+  for (auto path : {qnoise::KernelPath::Reference, qnoise::KernelPath::Auto}) {
+    qnoise::set_kernel_path(path);
+    EXPECT_TRUE(torch::equal(layer.forward(x), torch::tensor({27.0f, 28.0f})));
+    const auto scaled = layer.forward(x.unsqueeze(0), torch::tensor({1.0f, -1.0f}), torch::tensor({2.0f, 0.5f}));
+    EXPECT_TRUE(torch::equal(scaled, torch::tensor({{55.0f, 13.0f}})));
+  }
+  EXPECT_TRUE(torch::equal(layer.decode(), qnoise::compress_pq(qnoise::BlockLayout::linear({2, 8}, 4), codebook, codes).decode()));
+}
+
+TEST_F(PackedLinearTest, PqMatchesReferenceOnRaggedShapes) {
+  // (out, in, d, K): d = 4/8/16 fast paths and 5/9 generic; out not a multiple of 8; several and
+  // ragged block groups (16 blocks per group at K = 256); K < 256.
+  const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>> shapes = {
+      {1, 8, 4, 3}, {13, 36, 9, 17}, {8, 64, 8, 256}, {17, 48, 16, 200}, {100, 96, 4, 256},
+      {37, 296, 8, 256}, {9, 40, 5, 7}, {70, 512, 4, 64}, {3, 144, 16, 256}};
+  uint64_t seed = 0;
+  for (const auto& [out, in, d, k] : shapes) {
+    const qnoise::PackedPqLinear layer(random_pq(out, in, d, k, ++seed));
+    for (int64_t batch : {1, 3, 17, 64, 65}) {
+      const bool bias = batch % 2 == 1, row_scale = batch != 17;
+      check_layer(layer, batch, bias, row_scale,
+                  "pq d " + std::to_string(d) + " K " + std::to_string(k) + " " + describe(out, in, batch));
+    }
+  }
+}
+
+TEST_F(PackedLinearTest, PqTiledGemmPathMatches) {
+  auto& tuning = qnoise::runtime::linear_tuning();
+  tuning.pq_gemm_min_batch = 2;
+  tuning.gemm_tile_floats = 3000;  // several tiles, the last one ragged
+  const qnoise::PackedPqLinear layer(random_pq(45, 128, 8, 256, 7));
+  for (int64_t batch : {1, 3, 17}) check_layer(layer, batch, true, true, "pq via GEMM " + describe(45, 128, batch));
+}
+
+TEST_F(PackedLinearTest, ScalarMatchesReferenceOnRaggedShapes) {
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {5, 7}, {13, 33}, {8, 64}, {31, 100}, {66, 257}, {4, 1024}};
+  uint64_t seed = 100;
+  for (int bits : {8, 4}) {
+    for (const auto& [out, in] : shapes) {
+      torch::manual_seed(++seed);
+      const auto weight = qnoise::compress_scalar(torch::randn({out, in}), bits);
+      const auto layer = bits == 8 ? std::unique_ptr<qnoise::PackedLinearBase>(new qnoise::PackedInt8Linear(weight))
+                                   : std::unique_ptr<qnoise::PackedLinearBase>(new qnoise::PackedInt4Linear(weight));
+      EXPECT_TRUE(torch::allclose(layer->decode(), weight.decode(), 0, 0)) << bits << " bits " << out << "x" << in;
+      for (int64_t batch : {1, 3, 17, 64})
+        check_layer(*layer, batch, batch != 3, false, "int" + std::to_string(bits) + " " + describe(out, in, batch));
+    }
+  }
+}
+
+TEST_F(PackedLinearTest, ScalarSmallBatchAndGemmPathsAgree) {
+  auto& tuning = qnoise::runtime::linear_tuning();
+  tuning.gemm_tile_floats = 2000;
+  torch::manual_seed(3);
+  const qnoise::PackedInt4Linear layer(qnoise::compress_scalar(torch::randn({50, 96}), 4));
+  for (int64_t threshold : {1, 1000}) {
+    tuning.scalar_gemm_min_batch = threshold;
+    for (int64_t batch : {1, 9}) check_layer(layer, batch, true, false, "int4 threshold " + std::to_string(threshold));
+  }
+}
+
+TEST_F(PackedLinearTest, OneByOneConvWeightsAreLinear) {
+  torch::manual_seed(4);
+  const auto conv = torch::randn({12, 16, 1, 1});
+  const qnoise::PackedInt8Linear int8(qnoise::compress_scalar(conv, 8));
+  EXPECT_EQ(int8.out_features(), 12);
+  EXPECT_EQ(int8.in_features(), 16);
+  const auto pq = qnoise::compress_pq(qnoise::BlockLayout::conv2d({12, 16, 1, 1}, 4), torch::randn({5, 4}),
+                                      torch::randint(0, 5, {48}, torch::kLong).to(torch::kByte));
+  const qnoise::PackedPqLinear layer(pq);
+  EXPECT_TRUE(torch::equal(layer.decode(), pq.decode().view({12, 16})));
+  check_layer(layer, 2, false, false, "pq 1x1 conv");
+}
+
+TEST_F(PackedLinearTest, BytesCountTheResidentWeight) {
+  const qnoise::PackedPqLinear pq(random_pq(16, 64, 8, 256, 1));
+  EXPECT_EQ(pq.bytes(), 16 * 8 + 2 * 256 * 8 * 4);  // codes, centroids and their transpose
+  const qnoise::PackedInt4Linear int4(qnoise::compress_scalar(torch::randn({16, 64}), 4));
+  EXPECT_EQ(int4.bytes(), 16 * 32 + 16 * 8);
+}
+
+TEST_F(PackedLinearTest, InvalidInputThrowsWithAClearMessage) {
+  auto pq = random_pq(4, 16, 4, 8, 2);
+  auto expect_error = [](auto make, const std::string& part) {
+    try {
+      make();
+      ADD_FAILURE() << "no qnoise::Error, expected one mentioning '" << part << "'";
+    } catch (const qnoise::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+    }
+  };
+  auto too_large = pq;
+  too_large.codes = pq.codes.clone();
+  too_large.codes[5] = 8;
+  expect_error([&] { qnoise::PackedPqLinear{too_large}; }, "not below K = 8");
+  auto ragged = pq;
+  ragged.block_size = 3;
+  expect_error([&] { qnoise::PackedPqLinear{ragged}; }, "block size 3 does not divide");
+  auto many = pq;
+  many.centroids = torch::randn({300, 4}).to(torch::kHalf);
+  expect_error([&] { qnoise::PackedPqLinear{many}; }, "at most 256 centroids");
+  auto three_d = qnoise::compress_scalar(torch::randn({4, 4, 3}), 8);
+  expect_error([&] { qnoise::PackedInt8Linear{three_d}; }, "Linear weight [out, in]");
+  const auto int4 = qnoise::compress_scalar(torch::randn({4, 16}), 4);
+  expect_error([&] { qnoise::PackedInt8Linear{int4}; }, "takes an int8 weight, got int4");
+  expect_error([&] { qnoise::PackedPqLinear{int4}; }, "takes a pq weight");
+  const qnoise::PackedPqLinear layer(pq);
+  expect_error([&] { layer.forward(torch::randn({2, 15})); }, "input must be [batch, 16]");
+  expect_error([&] { layer.forward(torch::randn({2, 16}), torch::randn({3})); }, "bias must be float32 [4]");
+  expect_error([&] { layer.forward(torch::randn({2, 16}), {}, torch::randn({5})); }, "row scale must be float32 [4]");
+  expect_error([&] { layer.forward(torch::randn({2, 16}).to(torch::kDouble)); }, "float32");
+}
