@@ -2,6 +2,7 @@
 // Between a task's model and its .qnz contents: which tensors are stored and in which scheme, and
 // loading a compressed model back into the task's model (decoded, checked against it).
 #include <map>
+#include <set>
 #include <string>
 
 #include "qnoise/compressed_weight.h"
@@ -25,8 +26,11 @@ std::map<std::string, CompressedWeight> pq_weights(const PqLayers& pq);
 CompressedModel make_compressed_model(TrainingTask& task, const std::map<std::string, CompressedWeight>& compressed,
                                       WeightScheme rest, const nlohmann::json& plan);
 
-// Decodes every stored tensor into the task's model. Throws qnoise::Error when a tensor the model
-// needs is missing, the file has a tensor the model does not, or a shape differs.
-void load_compressed_model(TrainingTask& task, const CompressedModel& model);
+// Decodes every stored tensor into the task's model, except those named in `kept_compressed`
+// (weights a runtime kernel computes from their stored form, runtime_model.h). Throws
+// qnoise::Error when a tensor the model needs is missing, the file has a tensor the model does
+// not, or a shape differs.
+void load_compressed_model(TrainingTask& task, const CompressedModel& model,
+                           const std::set<std::string>& kept_compressed = {});
 
 }  // namespace qnoise

@@ -12,6 +12,7 @@
 #include "qnoise/checkpoint.h"
 #include "qnoise/compression_pipeline.h"
 #include "qnoise/error.h"
+#include "qnoise/runtime_model.h"
 #include "qnoise/safetensors.h"
 #include "qnoise/trainer.h"
 
@@ -55,13 +56,23 @@ void run_quantize(const QuantizeCommandOptions& command) {
 
 struct EvalCommandOptions {
   std::string file, data;
+  bool decoded = false;
 };
 
 void run_eval(const EvalCommandOptions& command) {
   const CompressedModel model = read_qnz(command.file);
-  auto task = load_compressed_task(model, command.data);
   nlohmann::json line = {{"event", "eval"}, {"file", command.file}};
-  for (const auto& [split, values] : evaluate_splits(*task))
+  std::map<std::string, SplitMetrics> metrics;
+  if (command.decoded) {
+    metrics = evaluate_splits(*load_compressed_task(model, command.data));
+    line["weights"] = "decoded";
+  } else {
+    const RuntimeTask runtime = load_runtime_task(model, command.data);
+    metrics = evaluate_splits(*runtime.task);
+    line["weights"] = "compressed";
+    line["kernel_layers"] = runtime.layers->layers().size();
+  }
+  for (const auto& [split, values] : metrics)
     for (const auto& [name, value] : values) line[split][name] = value;
   std::cout << line.dump() << "\n";
 }
@@ -121,6 +132,9 @@ std::vector<Command> add_compression_commands(CLI::App& parent) {
   CLI::App* e = parent.add_subcommand("eval", "Perplexity or accuracy of a .qnz model on its data splits");
   e->add_option("file", eval->file, "The .qnz file")->required();
   e->add_option("--data", eval->data, "Data directory (default: the one the model was trained on)");
+  e->add_flag("--decoded", eval->decoded,
+              "Decode every weight to float first (default: run Linear, 1x1 conv and embedding layers from "
+              "their compressed weights)");
 
   auto info = std::make_shared<InfoCommandOptions>();
   CLI::App* i = parent.add_subcommand("info", "Per-tensor scheme, shape, bits per weight and bytes of a .qnz file");

@@ -128,7 +128,8 @@ CompressedModel make_compressed_model(TrainingTask& task, const std::map<std::st
   return model;
 }
 
-void load_compressed_model(TrainingTask& task, const CompressedModel& model) {
+void load_compressed_model(TrainingTask& task, const CompressedModel& model,
+                           const std::set<std::string>& kept_compressed) {
   // Layers with int8 activations get their range buffer first, so the file's values can load.
   std::vector<std::string> activation_layers;
   const std::string suffix = std::string(".") + kInputQuantBuffer;
@@ -146,7 +147,7 @@ void load_compressed_model(TrainingTask& task, const CompressedModel& model) {
                  " model of this configuration)");
     QNOISE_CHECK(stored->shape == tensor.sizes().vec(), "tensor '", name, "' has shape ",
                  shape_to_string(stored->shape), " but the model expects ", shape_to_string(tensor.sizes().vec()));
-    tensor.copy_(stored->decode().to(tensor.dtype()));
+    if (kept_compressed.count(name) == 0) tensor.copy_(stored->decode().to(tensor.dtype()));
   }
   for (const auto& [name, weight] : model.tensors)
     QNOISE_CHECK(expected.count(name) != 0, "the compressed model has a tensor '", name,

@@ -58,8 +58,11 @@ at::Tensor decode_rows(const CompressedWeight& weight, const at::Tensor& indices
       const int64_t d = weight.block_size;
       QNOISE_CHECK(d >= 1 && dim % d == 0, "decode_rows: block size ", d, " does not divide the table's dim ", dim);
       const int64_t k = weight.n_centroids();
-      QNOISE_CHECK(k >= 1 && weight.centroids.dim() == 2 && weight.centroids.size(1) == d,
-                   "decode_rows: pq table ", shape_to_string(weight.shape), " needs centroids [K, ", d, "]");
+      QNOISE_CHECK(k >= 1 && weight.centroids.dim() == 2, "decode_rows: pq table ", shape_to_string(weight.shape),
+                   " needs a codebook [K, ...]");
+      const at::Tensor centroids = weight.decoded_centroids();  // float16, 8- or 4-bit codebooks alike
+      QNOISE_CHECK(centroids.size(1) == d, "decode_rows: pq table ", shape_to_string(weight.shape),
+                   " needs centroids [K, ", d, "]");
       QNOISE_CHECK(weight.codes.defined() && weight.codes.numel() == rows * (dim / d) &&
                        (weight.codes.scalar_type() == at::kByte || weight.codes.scalar_type() == at::kShort),
                    "decode_rows: pq table ", shape_to_string(weight.shape), " needs ", rows * (dim / d),
@@ -69,7 +72,7 @@ at::Tensor decode_rows(const CompressedWeight& weight, const at::Tensor& indices
         const int64_t largest = codes.max().item<int64_t>();
         QNOISE_CHECK(largest < k, "decode_rows: pq code ", largest, " is not below K = ", k);
       }
-      return weight.centroids.to(at::kFloat).index_select(0, codes.reshape({-1})).reshape({n, dim});
+      return centroids.index_select(0, codes.reshape({-1})).reshape({n, dim});
     }
   }
   return {};

@@ -67,7 +67,7 @@ PackedPqLinear::PackedPqLinear(const CompressedWeight& weight)
   group_blocks_ = std::clamp<int64_t>(kGroupTableBytes / (k_padded * 4), 1, n_blocks_);
   out_padded_ = (out_ + kernels::kPqRowGroup - 1) / kernels::kPqRowGroup * kernels::kPqRowGroup;
 
-  const at::Tensor c = weight.centroids.to(at::kFloat).contiguous();
+  const at::Tensor c = weight.decoded_centroids().contiguous();  // float16, 8- or 4-bit codebooks alike
   centroids_.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
   centroids_t_.assign(static_cast<size_t>(block_size_ * k_padded), 0.0f);
   for (int64_t k = 0; k < n_centroids_; ++k)

@@ -1,0 +1,83 @@
+#include "runtime/layer_kernels.h"
+
+#include <ATen/ATen.h>
+
+#include "qnoise/embedding_rows.h"
+#include "qnoise/error.h"
+
+namespace qnoise::runtime {
+
+std::unique_ptr<PackedLinearBase> pack_linear(const CompressedWeight& weight) {
+  switch (weight.scheme) {
+    case WeightScheme::PQ:
+      if (weight.codes.scalar_type() != at::kByte) return nullptr;  // K > 256: no lookup-table kernel
+      return std::make_unique<PackedPqLinear>(weight);
+    case WeightScheme::Int8:
+      return std::make_unique<PackedInt8Linear>(weight);
+    case WeightScheme::Int4:
+      return std::make_unique<PackedInt4Linear>(weight);
+    default:
+      return nullptr;
+  }
+}
+
+PackedLinearKernel::PackedLinearKernel(std::unique_ptr<PackedLinearBase> packed, at::Tensor bias,
+                                       std::vector<int64_t> weight_shape, bool conv)
+    : packed_(std::move(packed)),
+      bias_(bias.defined() ? bias.detach().to(at::kFloat).contiguous() : bias),
+      weight_shape_(std::move(weight_shape)),
+      conv_(conv) {}
+
+at::Tensor PackedLinearKernel::apply(const at::Tensor& input, const at::Tensor& bias) const {
+  const int64_t in = packed_->in_features(), out = packed_->out_features();
+  if (conv_) {
+    QNOISE_CHECK(input.dim() == 4 && input.size(1) == in, "1x1 convolution with ", in, " input channels: input ",
+                 input.sizes(), " is not [N, ", in, ", H, W]");
+    const int64_t n = input.size(0), h = input.size(2), w = input.size(3);
+    // Every pixel is one row of a Linear over the channels.
+    const at::Tensor rows = input.permute({0, 2, 3, 1}).reshape({-1, in});
+    return packed_->forward(rows, bias).view({n, h, w, out}).permute({0, 3, 1, 2}).contiguous();
+  }
+  QNOISE_CHECK(input.dim() >= 1 && input.size(-1) == in, "Linear with ", in, " inputs: input ", input.sizes(),
+               " does not end in ", in);
+  std::vector<int64_t> shape = input.sizes().vec();
+  shape.back() = out;
+  return packed_->forward(input.reshape({-1, in}), bias).view(shape);
+}
+
+at::Tensor PackedLinearKernel::forward(const at::Tensor& input) const { return apply(input, bias_); }
+
+at::Tensor PackedLinearKernel::linear(const at::Tensor& input) const { return apply(input, at::Tensor()); }
+
+at::Tensor PackedLinearKernel::weight() const { return packed_->decode().reshape(weight_shape_); }
+
+int64_t PackedLinearKernel::resident_bytes() const {
+  return packed_->bytes() + (bias_.defined() ? bias_.numel() * 4 : 0);
+}
+
+EmbeddingKernel::EmbeddingKernel(CompressedWeight table) : table_(std::move(table)) {
+  QNOISE_CHECK(table_.shape.size() == 2, "embedding table must be 2-D, got ", shape_to_string(table_.shape));
+}
+
+at::Tensor EmbeddingKernel::forward(const at::Tensor& ids) const {
+  std::vector<int64_t> shape = ids.sizes().vec();
+  shape.push_back(table_.shape[1]);
+  return decode_rows(table_, ids).view(shape);
+}
+
+at::Tensor EmbeddingKernel::linear(const at::Tensor& input) const {
+  std::call_once(output_once_, [this] { output_ = pack_linear(table_); });
+  QNOISE_CHECK(output_ != nullptr, "embedding table stored as ", to_string(table_.scheme),
+               " has no packed Linear kernel");
+  const int64_t dim = table_.shape[1];
+  QNOISE_CHECK(input.dim() >= 1 && input.size(-1) == dim, "tied output layer of dim ", dim, ": input ", input.sizes());
+  std::vector<int64_t> shape = input.sizes().vec();
+  shape.back() = table_.shape[0];
+  return output_->forward(input.reshape({-1, dim})).view(shape);
+}
+
+at::Tensor EmbeddingKernel::weight() const { return table_.decode(); }
+
+int64_t EmbeddingKernel::resident_bytes() const { return table_.stored_bytes() + (output_ ? output_->bytes() : 0); }
+
+}  // namespace qnoise::runtime

@@ -1,0 +1,52 @@
+#pragma once
+// The LayerKernel implementations the runtime attaches (layer_kernel.h): Linear and 1x1 Conv2d
+// layers through a packed Linear (PQ lookup tables, int8, int4), Embedding tables through
+// decode_rows, with a packed Linear built on first use when the table is also a tied output layer.
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "qnoise/compressed_weight.h"
+#include "qnoise/layer_kernel.h"
+#include "qnoise/packed_linear.h"
+
+namespace qnoise::runtime {
+
+// A packed Linear for a pq (uint8 codes), int8 or int4 weight; nullptr for other schemes.
+std::unique_ptr<PackedLinearBase> pack_linear(const CompressedWeight& weight);
+
+class PackedLinearKernel : public LayerKernel {
+ public:
+  // conv: the layer is a 1x1 Conv2d (stride 1, no padding, one group) on [N, C, H, W].
+  PackedLinearKernel(std::unique_ptr<PackedLinearBase> packed, at::Tensor bias, std::vector<int64_t> weight_shape,
+                     bool conv);
+  at::Tensor forward(const at::Tensor& input) const override;
+  at::Tensor linear(const at::Tensor& input) const override;
+  at::Tensor weight() const override;
+  int64_t resident_bytes() const override;
+
+ private:
+  at::Tensor apply(const at::Tensor& input, const at::Tensor& bias) const;
+  std::unique_ptr<PackedLinearBase> packed_;
+  at::Tensor bias_;  // float32 [out] or undefined
+  std::vector<int64_t> weight_shape_;
+  bool conv_;
+};
+
+class EmbeddingKernel : public LayerKernel {
+ public:
+  explicit EmbeddingKernel(CompressedWeight table);
+  at::Tensor forward(const at::Tensor& ids) const override;
+  at::Tensor linear(const at::Tensor& input) const override;
+  at::Tensor weight() const override;
+  int64_t resident_bytes() const override;
+
+ private:
+  CompressedWeight table_;
+  mutable std::once_flag output_once_;
+  mutable std::unique_ptr<PackedLinearBase> output_;  // the table as a Linear [rows, dim]
+};
+
+}  // namespace qnoise::runtime

@@ -1,0 +1,90 @@
+#include "qnoise/runtime_model.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+
+#include "qnoise/error.h"
+#include "qnoise/layer_kernel.h"
+#include "qnoise/model_compression.h"
+#include "qnoise/trainer.h"
+#include "runtime/layer_kernels.h"
+
+namespace qnoise {
+
+namespace {
+
+// A 1x1 convolution that is a Linear over channels at every pixel.
+bool pointwise(const torch::nn::Conv2dImpl& conv) {
+  const auto& o = conv.options;
+  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
+  return (*o.kernel_size())[0] == 1 && (*o.kernel_size())[1] == 1 && (*o.stride())[0] == 1 &&
+         (*o.stride())[1] == 1 && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 && o.groups() == 1 &&
+         padding != nullptr && (**padding)[0] == 0 && (**padding)[1] == 0;
+}
+
+at::Tensor bias_of(const torch::nn::Module& module, const CompressedModel& model, const std::string& layer) {
+  const CompressedWeight* bias = model.find(layer + ".bias");
+  return bias != nullptr ? bias->decode() : at::Tensor();
+}
+
+std::shared_ptr<const LayerKernel> make_kernel(const torch::nn::Module& module, const CompressedWeight& weight,
+                                               const CompressedModel& model, const std::string& layer) {
+  if (dynamic_cast<const torch::nn::EmbeddingImpl*>(&module) != nullptr) {
+    if (weight.scheme == WeightScheme::PQ && weight.codes.scalar_type() != at::kByte) return nullptr;
+    return std::make_shared<runtime::EmbeddingKernel>(weight);
+  }
+  const auto* conv = dynamic_cast<const torch::nn::Conv2dImpl*>(&module);
+  const bool linear = dynamic_cast<const torch::nn::LinearImpl*>(&module) != nullptr;
+  if (!linear && (conv == nullptr || !pointwise(*conv))) return nullptr;
+  std::unique_ptr<PackedLinearBase> packed = runtime::pack_linear(weight);
+  if (!packed) return nullptr;
+  return std::make_shared<runtime::PackedLinearKernel>(std::move(packed), bias_of(module, model, layer),
+                                                       weight.shape, conv != nullptr);
+}
+
+}  // namespace
+
+RuntimeLayers::~RuntimeLayers() {
+  for (const auto& module : modules_) set_layer_kernel(*module, nullptr);
+}
+
+std::set<std::string> RuntimeLayers::attach(torch::nn::Module& module, const CompressedModel& model) {
+  std::set<std::string> taken;
+  at::NoGradGuard no_grad;
+  for (const auto& item : module.named_modules("", /*include_self=*/false)) {
+    const std::string name = item.key() + ".weight";
+    const CompressedWeight* weight = model.find(name);
+    if (weight == nullptr || weight->scheme == WeightScheme::Float32 || weight->scheme == WeightScheme::Float16)
+      continue;
+    std::shared_ptr<const LayerKernel> kernel = make_kernel(*item.value(), *weight, model, item.key());
+    if (!kernel) continue;
+    at::Tensor parameter = item.value()->named_parameters(/*recurse=*/false)["weight"];
+    QNOISE_CHECK(parameter.sizes().vec() == weight->shape, "tensor '", name, "' has shape ",
+                 shape_to_string(weight->shape), " but the model expects ", shape_to_string(parameter.sizes().vec()));
+    // A placeholder of the weight's shape that holds one value: the float weight never exists.
+    parameter.set_data(at::zeros({1}, parameter.options()).expand(weight->shape));
+    resident_bytes_ += kernel->resident_bytes();
+    set_layer_kernel(*item.value(), std::move(kernel));
+    modules_.push_back(item.value());
+    layers_.push_back(item.key());
+    taken.insert(name);
+  }
+  return taken;
+}
+
+RuntimeTask load_runtime_task(const CompressedModel& model, const std::string& data) {
+  nlohmann::json config = model.task;
+  if (!data.empty()) config["data"] = data;
+  RuntimeTask runtime;
+  runtime.task = make_training_task(config);
+  check_same_artifacts(*runtime.task, model.artifacts, "the compressed model");
+  runtime.layers = std::make_unique<RuntimeLayers>();
+  const std::set<std::string> taken = runtime.layers->attach(runtime.task->model(), model);
+  load_compressed_model(*runtime.task, model, taken);
+  runtime.task->model().eval();
+  return runtime;
+}
+
+}  // namespace qnoise
