@@ -16,6 +16,11 @@ struct LinearTuning {
   // 1024), so it is never chosen by default; a layer with few output rows and many centroids
   // (out < K) would be the case for it.
   int64_t pq_gemm_min_batch = int64_t{1} << 40;
+  // PQ layers with fewer than 2 K output rows (small convolutions, attention projections): the
+  // tables (K * in multiply-adds per batch row) cost more than the product itself (out * in), so
+  // batches at least this large take the decoded-tile GEMM (Fashion-MNIST EfficientNet eval,
+  // batches of thousands of pixels: see docs/performance.md).
+  int64_t pq_small_out_gemm_min_batch = 16;
   // Floats of one decoded tile of W (rows * in): a slice of the L3 cache.
   int64_t gemm_tile_floats = 1 << 20;
   // Below this many multiply-adds (or table lookups) per thread a call stays on fewer threads:

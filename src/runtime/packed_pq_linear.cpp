@@ -113,7 +113,8 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
   if (batch == 0) return;
   const auto w = lut_view(codes_, centroids_, centroids_t_, out_padded_, in_, block_size_, n_centroids_, group_blocks_);
   const auto& tuning = runtime::linear_tuning();
-  if (batch >= tuning.pq_gemm_min_batch) {
+  const bool few_rows = out_ < 2 * n_centroids_;
+  if (batch >= tuning.pq_gemm_min_batch || (few_rows && batch >= tuning.pq_small_out_gemm_min_batch)) {
     runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) {
       for (int64_t o = r0; o < r1; ++o)
         for (int64_t j = 0; j < n_blocks_; ++j) {
