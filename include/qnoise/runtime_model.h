@@ -37,6 +37,10 @@ class RuntimeLayers {
   int64_t resident_bytes_ = 0;
 };
 
+// Gives the heap's free memory back to the system: the float weights the architecture was built
+// with are freed once the kernels hold the layers, but tune_process() keeps glibc from trimming.
+void release_freed_memory();
+
 struct RuntimeTask {
   std::unique_ptr<TrainingTask> task;
   std::unique_ptr<RuntimeLayers> layers;  // declared after the task: detached before it goes

@@ -1,6 +1,7 @@
 #include "qnoise/runtime_model.h"
 
 #include <ATen/ATen.h>
+#include <malloc.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
@@ -46,6 +47,12 @@ std::shared_ptr<const LayerKernel> make_kernel(const torch::nn::Module& module, 
 
 }  // namespace
 
+void release_freed_memory() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
+}
+
 RuntimeLayers::~RuntimeLayers() {
   for (const auto& module : modules_) set_layer_kernel(*module, nullptr);
 }
@@ -84,6 +91,7 @@ RuntimeTask load_runtime_task(const CompressedModel& model, const std::string& d
   const std::set<std::string> taken = runtime.layers->attach(runtime.task->model(), model);
   load_compressed_model(*runtime.task, model, taken);
   runtime.task->model().eval();
+  release_freed_memory();
   return runtime;
 }
 
