@@ -25,6 +25,16 @@
 
 namespace qnoise {
 
+// Keys and values of the positions already seen, per attention layer run, for decoding a few
+// tokens at a time (generation): a step then costs O(length) instead of O(length^2). Eval only.
+struct AttentionCache {
+  at::Tensor keys, values;  // [batch, heads, seen, head_dim]; undefined before the first step
+};
+struct DecoderCache {
+  std::vector<AttentionCache> layers;  // one per layer run, in order
+  int64_t length = 0;                  // positions seen
+};
+
 struct MultiheadSelfAttentionOptions {
   MultiheadSelfAttentionOptions(int64_t d_model, int64_t heads) : d_model_(d_model), heads_(heads) {}
   TORCH_ARG(int64_t, d_model);
@@ -41,6 +51,9 @@ class MultiheadSelfAttentionImpl : public torch::nn::Module {
   // Every query must see at least one key. Returns [batch, length, d_model].
   at::Tensor forward(const at::Tensor& x, bool causal = false,
                      const at::Tensor& key_padding_mask = {});
+  // Causal attention of the new positions x [batch, n, d_model] over the cached ones and
+  // themselves; appends their keys and values to `cache`.
+  at::Tensor forward_cached(const at::Tensor& x, AttentionCache& cache);
 
   MultiheadSelfAttentionOptions options;
   torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, out{nullptr};
@@ -66,6 +79,7 @@ class TransformerLayerImpl : public torch::nn::Module {
   explicit TransformerLayerImpl(const TransformerLayerOptions& options);
   at::Tensor forward(const at::Tensor& x, bool causal = false,
                      const at::Tensor& key_padding_mask = {});
+  at::Tensor forward_cached(const at::Tensor& x, AttentionCache& cache);  // causal, eval
 
   TransformerLayerOptions options;
   torch::nn::LayerNorm attn_norm{nullptr}, ffn_norm{nullptr};
@@ -88,6 +102,9 @@ class TransformerStackImpl : public torch::nn::Module {
   explicit TransformerStackImpl(const TransformerStackOptions& options);
   at::Tensor forward(const at::Tensor& x, bool causal = false,
                      const at::Tensor& key_padding_mask = {});
+  // Causal, eval mode: the new positions x [batch, n, d_model] after the `cache.length` already
+  // seen (the layers eval mode runs); updates the cache but not cache.length (the caller's).
+  at::Tensor forward_cached(const at::Tensor& x, DecoderCache& cache);
 
   // Depths to run in eval mode (sorted, unique, each < depth); empty: all. Training ignores it
   // (LayerDrop decides there).

@@ -57,6 +57,10 @@ class TransformerLmImpl : public torch::nn::Module {
   at::Tensor loss(const at::Tensor& tokens, const at::Tensor& targets);
   // Log-probabilities of the next token after each sequence: [batch, vocab].
   at::Tensor log_probs(const at::Tensor& tokens);
+  // The same for the sequence continued by `tokens` [batch, n] after the cache.length positions
+  // `cache` has seen (start with an empty cache); eval mode. Equals log_probs() of the whole
+  // sequence, at O(length) per token instead of O(length^2).
+  at::Tensor log_probs_cached(const at::Tensor& tokens, DecoderCache& cache);
 
   TransformerLmOptions options;
   torch::nn::Embedding embed{nullptr};       // plain input
@@ -67,6 +71,8 @@ class TransformerLmImpl : public torch::nn::Module {
   AdaptiveSoftmax adaptive_softmax{nullptr};
 
  private:
+  // Token embeddings plus the positions offset .. offset + length - 1, dropout in training.
+  at::Tensor embed_positions(const at::Tensor& tokens, int64_t offset);
   at::Tensor sinusoids_;  // [max_positions, d_model], a buffer
 };
 TORCH_MODULE(TransformerLm);

@@ -53,6 +53,29 @@ at::Tensor MultiheadSelfAttentionImpl::forward(const at::Tensor& x, bool causal,
   return run_layer(out, context);
 }
 
+at::Tensor MultiheadSelfAttentionImpl::forward_cached(const at::Tensor& x, AttentionCache& cache) {
+  QNOISE_CHECK(x.dim() == 3 && x.size(2) == options.d_model(), "attention: expected [batch, n, ",
+               options.d_model(), "], got ", x.sizes());
+  const int64_t batch = x.size(0), n = x.size(1), heads = options.heads();
+  const int64_t head_dim = options.d_model() / heads;
+  auto split = [&](const at::Tensor& t) { return t.view({batch, n, heads, head_dim}).transpose(1, 2); };
+  auto query = split(run_layer(q, x) * (1.0 / std::sqrt(static_cast<double>(head_dim))));
+  auto key = split(run_layer(k, x));
+  auto value = split(run_layer(v, x));
+  const int64_t seen = cache.keys.defined() ? cache.keys.size(2) : 0;
+  cache.keys = seen > 0 ? torch::cat({cache.keys, key}, 2) : key.contiguous();
+  cache.values = seen > 0 ? torch::cat({cache.values, value}, 2) : value.contiguous();
+  auto scores = torch::matmul(query, cache.keys.transpose(-2, -1));  // [batch, heads, n, seen + n]
+  if (n > 1) {
+    // New position i (absolute seen + i) sees keys 0 .. seen + i.
+    const auto mask = torch::ones({n, seen + n}, torch::TensorOptions().dtype(torch::kBool).device(x.device()))
+                          .triu(seen + 1);
+    scores = scores.masked_fill(mask, -std::numeric_limits<double>::infinity());
+  }
+  auto context = torch::matmul(torch::softmax(scores, -1), cache.values).transpose(1, 2).reshape({batch, n, options.d_model()});
+  return run_layer(out, context);
+}
+
 TransformerLayerImpl::TransformerLayerImpl(const TransformerLayerOptions& options_) : options(options_) {
   QNOISE_CHECK(options.ffn_dim() > 0, "transformer layer: ffn_dim must be positive");
   QNOISE_CHECK(options.activation() == "gelu" || options.activation() == "relu",
@@ -76,6 +99,14 @@ at::Tensor TransformerLayerImpl::forward(const at::Tensor& x, bool causal, const
   h = options.activation() == "gelu" ? torch::gelu(h) : torch::relu(h);
   if (options.activation_dropout() > 0) h = torch::dropout(h, options.activation_dropout(), train);
   return y + torch::dropout(run_layer(fc2, h), options.dropout(), train);
+}
+
+at::Tensor TransformerLayerImpl::forward_cached(const at::Tensor& x, AttentionCache& cache) {
+  QNOISE_CHECK(!is_training(), "transformer layer: cached decoding is for eval mode");
+  auto y = x + attn->forward_cached(attn_norm->forward(x), cache);
+  auto h = run_layer(fc1, ffn_norm->forward(y));
+  h = options.activation() == "gelu" ? torch::gelu(h) : torch::relu(h);
+  return y + run_layer(fc2, h);
 }
 
 TransformerStackImpl::TransformerStackImpl(const TransformerStackOptions& options_) : options(options_) {
@@ -120,6 +151,19 @@ at::Tensor TransformerStackImpl::forward(const at::Tensor& x, bool causal, const
   at::Tensor h = x;
   for (int64_t depth : run) h = unique_[schedule_[depth]]->forward(h, causal, key_padding_mask);
   layers_run_ = static_cast<int64_t>(run.size());
+  return norm ? norm->forward(h) : h;
+}
+
+at::Tensor TransformerStackImpl::forward_cached(const at::Tensor& x, DecoderCache& cache) {
+  QNOISE_CHECK(!is_training(), "transformer stack: cached decoding is for eval mode");
+  std::vector<int64_t> run = kept_layers_;
+  if (run.empty())
+    for (int64_t depth = 0; depth < options.depth(); ++depth) run.push_back(depth);
+  if (cache.layers.empty()) cache.layers.resize(run.size());
+  QNOISE_CHECK(cache.layers.size() == run.size(), "transformer stack: the cache holds ", cache.layers.size(),
+               " layers, this stack runs ", run.size());
+  at::Tensor h = x;
+  for (size_t i = 0; i < run.size(); ++i) h = unique_[schedule_[run[i]]]->forward_cached(h, cache.layers[i]);
   return norm ? norm->forward(h) : h;
 }
 

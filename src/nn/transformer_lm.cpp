@@ -74,16 +74,26 @@ TransformerLmImpl::TransformerLmImpl(const TransformerLmOptions& options_) : opt
   }
 }
 
-at::Tensor TransformerLmImpl::forward(const at::Tensor& tokens) {
+at::Tensor TransformerLmImpl::embed_positions(const at::Tensor& tokens, int64_t offset) {
   QNOISE_CHECK(tokens.dim() == 2, "transformer LM: tokens must be [batch, length], got ", tokens.sizes());
   const int64_t length = tokens.size(1);
-  QNOISE_CHECK(length > 0 && length <= options.max_positions(), "transformer LM: length ", length,
-               " outside [1, max_positions=", options.max_positions(), "]");
+  QNOISE_CHECK(length > 0 && offset + length <= options.max_positions(), "transformer LM: positions ", offset, "..",
+               offset + length, " outside [1, max_positions=", options.max_positions(), "]");
   auto x = adaptive_input ? adaptive_input->forward(tokens) : run_layer(embed, tokens);
   if (options.scale_embedding()) x = x * std::sqrt(static_cast<double>(options.d_model()));
-  auto pos = positions ? layer_weight(*positions, positions->weight).narrow(0, 0, length) : sinusoids_.narrow(0, 0, length);
-  x = torch::dropout(x + pos.unsqueeze(0), options.dropout(), is_training());
-  return decoder->forward(x, /*causal=*/true);
+  auto pos = positions ? layer_weight(*positions, positions->weight).narrow(0, offset, length)
+                       : sinusoids_.narrow(0, offset, length);
+  return torch::dropout(x + pos.unsqueeze(0), options.dropout(), is_training());
+}
+
+at::Tensor TransformerLmImpl::forward(const at::Tensor& tokens) {
+  return decoder->forward(embed_positions(tokens, 0), /*causal=*/true);
+}
+
+at::Tensor TransformerLmImpl::log_probs_cached(const at::Tensor& tokens, DecoderCache& cache) {
+  auto hidden = decoder->forward_cached(embed_positions(tokens, cache.length), cache);
+  cache.length += tokens.size(1);
+  return output_log_probs(hidden.select(1, hidden.size(1) - 1));
 }
 
 at::Tensor TransformerLmImpl::output_log_probs(const at::Tensor& hidden) {

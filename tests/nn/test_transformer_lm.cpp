@@ -54,6 +54,28 @@ TEST(TransformerLm, LogProbsNormaliseAndLossIsTheirMean) {
   }
 }
 
+TEST(TransformerLm, CachedDecodingEqualsTheWholeSequence) {
+  for (const bool adaptive : {false, true}) {
+    torch::manual_seed(7);
+    TransformerLm lm(tiny(adaptive, 3));
+    lm->decoder->set_kept_layers({0, 2});  // pruned stacks decode with the layers they keep
+    lm->eval();
+    torch::NoGradGuard no_grad;
+    const auto tokens = torch::randint(0, 50, {2, 12}, torch::kLong);
+    DecoderCache cache;
+    // A 5-token prompt, then one token at a time.
+    auto step = lm->log_probs_cached(tokens.narrow(1, 0, 5), cache);
+    EXPECT_TRUE(torch::allclose(step, lm->log_probs(tokens.narrow(1, 0, 5)), 1e-5, 1e-5)) << adaptive;
+    for (int64_t t = 5; t < 12; ++t) {
+      step = lm->log_probs_cached(tokens.narrow(1, t, 1), cache);
+      EXPECT_TRUE(torch::allclose(step, lm->log_probs(tokens.narrow(1, 0, t + 1)), 1e-5, 1e-5)) << adaptive << t;
+    }
+    EXPECT_EQ(cache.length, 12);
+    EXPECT_EQ(cache.layers.size(), 2u);
+    EXPECT_THROW(lm->log_probs_cached(torch::zeros({2, 60}, torch::kLong), cache), Error);  // past max_positions
+  }
+}
+
 TEST(TransformerLm, TiedWeightsAreOneTensor) {
   torch::manual_seed(2);
   TransformerLm plain(tiny(false));
