@@ -60,6 +60,27 @@ TEST(InferenceModel, LanguageModelFromTheFileAloneGivesTheTaskModelsLogProbs) {
   fs::remove(qnz);
 }
 
+TEST(InferenceModel, AdaptiveInputAndSoftmaxLanguageModelLoadsFromTheFileAlone) {
+  const auto data = qnoise::testing::write_tiny_wikitext("infer_adaptive_data");
+  auto config = qnoise::testing::tiny_lm_config(data);
+  config["model"].update({{"adaptive_input", true}, {"adaptive_softmax", true}, {"cutoffs", {5, 9}}});
+  torch::manual_seed(3);
+  auto task = qnoise::make_training_task(config);
+  qnoise::testing::train_a_few_steps(*task, 5, 1e-2);
+  const auto qnz = unique_temp_path("infer_adaptive.qnz");
+  qnoise::write_qnz(qnz, qnoise::compress_task_model(*task, qnoise::parse_compression_scheme("int8")).model);
+  auto& trained = dynamic_cast<qnoise::TransformerLmImpl&>(task->model());
+  torch::NoGradGuard no_grad;
+  const auto tokens = some_tokens(trained.options.vocab_size());
+  const auto expected = trained.log_probs(tokens);
+  fs::remove_all(data);
+
+  const auto model = qnoise::load_inference_model(qnoise::read_qnz(qnz));
+  ASSERT_TRUE(model.language_model().adaptive_softmax);
+  EXPECT_TRUE(torch::equal(model.language_model().log_probs(tokens), expected));
+  fs::remove(qnz);
+}
+
 TEST(InferenceModel, GreedyGenerationFollowsTheArgmaxAndASeedRepeatsSampling) {
   const auto data = qnoise::testing::write_tiny_wikitext("infer_gen_data");
   const auto qnz = unique_temp_path("infer_gen.qnz");
