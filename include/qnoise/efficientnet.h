@@ -166,4 +166,8 @@ class SmallCnnImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SmallCnn);
 
+// Logits of an image classifier held as a plain module (an EfficientNet or a SmallCnn, as the
+// image task and the .qnz loader build them). Throws qnoise::Error for another module.
+at::Tensor image_classifier_forward(torch::nn::Module& model, const at::Tensor& images);
+
 }  // namespace qnoise

@@ -4,6 +4,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "qnoise/compressed_weight.h"
 #include "qnoise/pq_layers.h"
@@ -26,11 +27,18 @@ std::map<std::string, CompressedWeight> pq_weights(const PqLayers& pq);
 CompressedModel make_compressed_model(TrainingTask& task, const std::map<std::string, CompressedWeight>& compressed,
                                       WeightScheme rest, const nlohmann::json& plan);
 
-// Decodes every stored tensor into the task's model, except those named in `kept_compressed`
-// (weights a runtime kernel computes from their stored form, runtime_model.h). Throws
-// qnoise::Error when a tensor the model needs is missing, the file has a tensor the model does
-// not, or a shape differs.
-void load_compressed_model(TrainingTask& task, const CompressedModel& model,
-                           const std::set<std::string>& kept_compressed = {});
+// Decodes every stored tensor into `module`, but those named in `skip` (checked for presence and
+// shape, left as they are: a runtime that computes those layers from their compressed form, see
+// layer_kernel.h, need not hold them in float). `recomputed_buffers`: buffers the model rebuilds
+// itself, not stored. Also enables the int8-activation layers the file calibrated and, when the
+// file folded batch norms, resets their statistics to match. Throws qnoise::Error when a tensor
+// the model needs is missing, the file has a tensor the model does not, a shape differs, or `skip`
+// names a tensor the file does not store.
+void load_compressed_tensors(torch::nn::Module& module, const CompressedModel& model,
+                             const std::vector<std::string>& recomputed_buffers,
+                             const std::set<std::string>& skip = {});
+
+// load_compressed_tensors into the task's model, every stored tensor decoded.
+void load_compressed_model(TrainingTask& task, const CompressedModel& model);
 
 }  // namespace qnoise

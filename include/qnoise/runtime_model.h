@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "qnoise/inference_model.h"
 #include "qnoise/qnz_file.h"
 #include "qnoise/training_task.h"
 
@@ -45,6 +46,13 @@ struct RuntimeTask {
   std::unique_ptr<TrainingTask> task;
   std::unique_ptr<RuntimeLayers> layers;  // declared after the task: detached before it goes
 };
+
+// A model from its file alone (inference_model.h) with kernels on every layer that has one.
+struct RuntimeInferenceModel {
+  InferenceModel model;
+  std::unique_ptr<RuntimeLayers> layers;  // declared after the model: detached before it goes
+};
+RuntimeInferenceModel load_runtime_inference_model(const CompressedModel& file);
 
 // The task of a compressed model (its data from the stored configuration, or `data` when given),
 // with kernels on every layer that has one and the rest decoded; in eval mode. Throws

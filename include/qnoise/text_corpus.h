@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "qnoise/vocabulary.h"
 
@@ -22,6 +23,18 @@ int64_t count_tokens(const std::string& path, std::unordered_map<std::string, in
 
 // The file's token ids (int64, 1-D), one </s> per non-empty line, <unk> for unknown tokens.
 at::Tensor encode_tokens_file(const std::string& path, const Vocabulary& vocabulary);
+
+// Raw text as the ids a language model trained on such a corpus reads: one </s> first (the end of
+// the line before, where every training line starts), then each line's tokens, with </s> after
+// every non-empty line that a newline ends (an unterminated last line is to be continued). A whitespace-separated
+// word the vocabulary holds is one token (pre-tokenised WikiText: "@-@", "<unk>"); any other word
+// is split into words and punctuation as `qnoise data kjv` tokenised its corpus (tokenize_kjv:
+// "beginning," -> "beginning ,"). Unknown tokens become <unk>. "" gives {</s>}.
+std::vector<int64_t> encode_prompt(const std::string& text, const Vocabulary& vocabulary);
+
+// Ids as text: tokens joined by spaces, </s> as a newline. `at_line_start`: whether the text
+// before ends a line (no space before the first token).
+std::string decode_tokens(const std::vector<int64_t>& ids, const Vocabulary& vocabulary, bool at_line_start = true);
 
 struct TextCorpus {
   Vocabulary vocabulary;

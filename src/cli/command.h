@@ -18,6 +18,8 @@ Command add_data_command(CLI::App& parent);
 Command add_train_command(CLI::App& parent);
 // quantize, eval, info, export.
 std::vector<Command> add_compression_commands(CLI::App& parent);
+// generate, predict: run a .qnz model from the file alone.
+std::vector<Command> add_inference_commands(CLI::App& parent);
 // `qnoise demo layer`, registered by the demo command.
 Command add_demo_layer_command(CLI::App& demo);
 

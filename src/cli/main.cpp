@@ -32,11 +32,15 @@ int main(int argc, char** argv) {
                                                   qnoise::cli::add_data_command(app),
                                                   qnoise::cli::add_train_command(app)};
   for (auto& command : qnoise::cli::add_compression_commands(app)) commands.push_back(command);
+  for (auto& command : qnoise::cli::add_inference_commands(app)) commands.push_back(command);
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);  // --help, --version
+    // Bad command lines fail like every other error: one message, exit status 1.
+    std::cerr << "qnoise: error: " << e.what() << "\nRun with --help for more information.\n";
+    return 1;
   }
   at::set_num_threads(threads);
   try {

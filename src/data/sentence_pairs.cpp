@@ -47,26 +47,27 @@ struct Columns {
   int64_t premise, hypothesis, label;
 };
 
-Columns find_columns(const std::vector<std::string>& header, const std::string& path) {
+Columns find_columns(const std::vector<std::string>& header, const std::string& path, bool labels_required) {
   Columns columns{find_column(header, {"premise", "sentence1", "question"}),
                   find_column(header, {"hypothesis", "sentence2"}),
                   find_column(header, {"label", "gold_label"})};
   QNOISE_CHECK(columns.premise >= 0, path, ":1: no premise column (premise or sentence1) in the header");
   QNOISE_CHECK(columns.hypothesis >= 0, path, ":1: no hypothesis column (hypothesis or sentence2) in the header");
-  QNOISE_CHECK(columns.label >= 0, path, ":1: no label column (label or gold_label) in the header");
+  QNOISE_CHECK(columns.label >= 0 || !labels_required, path,
+               ":1: no label column (label or gold_label) in the header");
   return columns;
 }
 
 }  // namespace
 
-SentencePairSet read_sentence_pairs(const std::string& path) {
+SentencePairSet read_sentence_pairs(const std::string& path, bool labels_required) {
   std::ifstream file(path);
   QNOISE_CHECK(file.good(), "cannot open sentence-pair file '", path, "'");
   std::string line;
   QNOISE_CHECK(std::getline(file, line), path, ": empty file, expected a header row");
   if (!line.empty() && line.back() == '\r') line.pop_back();
   const auto header = split_tabs(line);
-  const Columns columns = find_columns(header, path);
+  const Columns columns = find_columns(header, path, labels_required);
   enum class LabelKind { Unknown, Integer, Name } kind = LabelKind::Unknown;
   SentencePairSet set;
   int64_t max_label = -1;
@@ -76,6 +77,10 @@ SentencePairSet read_sentence_pairs(const std::string& path) {
     const auto fields = split_tabs(line);
     QNOISE_CHECK(fields.size() == header.size(), path, ":", number, ": ", fields.size(),
                  " columns, the header has ", header.size());
+    if (columns.label < 0) {
+      set.pairs.push_back({fields[columns.premise], fields[columns.hypothesis], -1});
+      continue;
+    }
     const std::string& label = fields[columns.label];
     const auto& names = mnli_label_names();
     const auto name = std::find(names.begin(), names.end(), label);
@@ -91,6 +96,8 @@ SentencePairSet read_sentence_pairs(const std::string& path) {
     set.pairs.push_back({fields[columns.premise], fields[columns.hypothesis], id});
   }
   QNOISE_CHECK(!set.pairs.empty(), path, ": no sentence pairs after the header");
+  set.labelled = columns.label >= 0;
+  if (!set.labelled) return set;
   if (kind == LabelKind::Name) {
     set.label_names = mnli_label_names();
   } else {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "qnoise/error.h"
+#include "qnoise/kjv_corpus.h"
 
 namespace qnoise {
 
@@ -48,6 +49,43 @@ at::Tensor encode_tokens_file(const std::string& path, const Vocabulary& vocabul
   std::vector<int64_t> ids;
   for_each_token(path, [&](const std::string& token) { ids.push_back(vocabulary.id(token)); });
   return at::tensor(ids, at::kLong);
+}
+
+std::vector<int64_t> encode_prompt(const std::string& text, const Vocabulary& vocabulary) {
+  std::vector<int64_t> ids{Vocabulary::kEndOfSentenceId};
+  std::istringstream lines(text);
+  std::string line, word;
+  while (std::getline(lines, line)) {
+    std::istringstream words(line);
+    bool any = false;
+    while (words >> word) {
+      any = true;
+      if (vocabulary.contains(word)) {
+        ids.push_back(vocabulary.id(word));
+        continue;
+      }
+      for (const auto& token : tokenize_kjv(word)) ids.push_back(vocabulary.id(token));
+    }
+    // A line ends (</s>) at its newline; an unterminated last line goes on.
+    const bool terminated = !lines.eof();
+    if (any && terminated) ids.push_back(Vocabulary::kEndOfSentenceId);
+  }
+  return ids;
+}
+
+std::string decode_tokens(const std::vector<int64_t>& ids, const Vocabulary& vocabulary, bool at_line_start) {
+  std::string text;
+  for (int64_t id : ids) {
+    if (id == Vocabulary::kEndOfSentenceId) {
+      text += '\n';
+      at_line_start = true;
+      continue;
+    }
+    if (!at_line_start) text += ' ';
+    text += vocabulary.token(id);
+    at_line_start = false;
+  }
+  return text;
 }
 
 TextCorpus load_wikitext(const std::string& directory, const VocabularyOptions& options) {

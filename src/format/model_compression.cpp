@@ -60,13 +60,15 @@ std::set<std::string> batch_norm_statistics(torch::nn::Module& model, bool reset
   return names;
 }
 
-// Parameters and buffers the file stores, by name, in the model's order.
-std::vector<std::pair<std::string, at::Tensor>> stored_tensors(TrainingTask& task, std::set<std::string> skip) {
-  const auto recomputed = task.recomputed_buffers();
+// Parameters and buffers the file stores, by name, in the model's order: all but `skip`, the
+// buffers the model recomputes and batch-norm step counters.
+std::vector<std::pair<std::string, at::Tensor>> stored_tensors(torch::nn::Module& module,
+                                                               const std::vector<std::string>& recomputed,
+                                                               std::set<std::string> skip) {
   skip.insert(recomputed.begin(), recomputed.end());
   std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const auto& item : task.model().named_parameters()) out.emplace_back(item.key(), item.value());
-  for (const auto& item : task.model().named_buffers()) {
+  for (const auto& item : module.named_parameters()) out.emplace_back(item.key(), item.value());
+  for (const auto& item : module.named_buffers()) {
     if (skip.count(item.key()) != 0 || glob_match("*num_batches_tracked", item.key())) continue;
     out.emplace_back(item.key(), item.value());
   }
@@ -106,7 +108,8 @@ CompressedModel make_compressed_model(TrainingTask& task, const std::map<std::st
   const std::map<std::string, at::Tensor> folded_norms = fold_batch_norms(task.model());
   model.batch_norm_folded = !folded_norms.empty();
   std::set<std::string> used;
-  for (const auto& [name, tensor] : stored_tensors(task, batch_norm_statistics(task.model(), /*reset=*/false))) {
+  for (const auto& [name, tensor] : stored_tensors(task.model(), task.recomputed_buffers(),
+                                                   batch_norm_statistics(task.model(), /*reset=*/false))) {
     const auto found = compressed.find(name);
     const auto folded = folded_norms.find(name);
     if (found != compressed.end()) {
@@ -128,30 +131,37 @@ CompressedModel make_compressed_model(TrainingTask& task, const std::map<std::st
   return model;
 }
 
-void load_compressed_model(TrainingTask& task, const CompressedModel& model,
-                           const std::set<std::string>& kept_compressed) {
+void load_compressed_tensors(torch::nn::Module& module, const CompressedModel& model,
+                             const std::vector<std::string>& recomputed_buffers, const std::set<std::string>& skip) {
+  const std::string kind = model.task.is_object() ? model.task.value("task", std::string("?")) : "?";
   // Layers with int8 activations get their range buffer first, so the file's values can load.
   std::vector<std::string> activation_layers;
   const std::string suffix = std::string(".") + kInputQuantBuffer;
   for (const auto& [name, weight] : model.tensors)
     if (glob_match("*" + suffix, name)) activation_layers.push_back(name.substr(0, name.size() - suffix.size()));
-  if (!activation_layers.empty()) enable_input_quantization(task.model(), activation_layers);
+  if (!activation_layers.empty()) enable_input_quantization(module, activation_layers);
   std::set<std::string> expected;
   at::NoGradGuard no_grad;
   const std::set<std::string> statistics =
-      model.batch_norm_folded ? batch_norm_statistics(task.model(), /*reset=*/true) : std::set<std::string>{};
-  for (const auto& [name, tensor] : stored_tensors(task, statistics)) {
+      model.batch_norm_folded ? batch_norm_statistics(module, /*reset=*/true) : std::set<std::string>{};
+  for (const auto& [name, tensor] : stored_tensors(module, recomputed_buffers, statistics)) {
     expected.insert(name);
     const CompressedWeight* stored = model.find(name);
-    QNOISE_CHECK(stored != nullptr, "the compressed model has no tensor '", name, "' (", task.kind(),
+    QNOISE_CHECK(stored != nullptr, "the compressed model has no tensor '", name, "' (", kind,
                  " model of this configuration)");
     QNOISE_CHECK(stored->shape == tensor.sizes().vec(), "tensor '", name, "' has shape ",
                  shape_to_string(stored->shape), " but the model expects ", shape_to_string(tensor.sizes().vec()));
-    if (kept_compressed.count(name) == 0) tensor.copy_(stored->decode().to(tensor.dtype()));
+    if (skip.count(name) == 0) tensor.copy_(stored->decode().to(tensor.dtype()));
   }
   for (const auto& [name, weight] : model.tensors)
     QNOISE_CHECK(expected.count(name) != 0, "the compressed model has a tensor '", name,
                  "' that this model does not (another architecture or configuration?)");
+  for (const auto& name : skip)
+    QNOISE_CHECK(expected.count(name) != 0, "cannot skip '", name, "': the model stores no such tensor");
+}
+
+void load_compressed_model(TrainingTask& task, const CompressedModel& model) {
+  load_compressed_tensors(task.model(), model, task.recomputed_buffers());
 }
 
 }  // namespace qnoise

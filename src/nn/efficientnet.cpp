@@ -203,4 +203,10 @@ at::Tensor SmallCnnImpl::forward(const at::Tensor& images) {
   return run_layer(classifier, x);
 }
 
+at::Tensor image_classifier_forward(torch::nn::Module& model, const at::Tensor& images) {
+  if (auto* efficientnet = dynamic_cast<EfficientNetImpl*>(&model)) return efficientnet->forward(images);
+  if (auto* cnn = dynamic_cast<SmallCnnImpl*>(&model)) return cnn->forward(images);
+  throw Error("not an image classifier: " + model.name());
+}
+
 }  // namespace qnoise

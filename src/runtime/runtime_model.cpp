@@ -81,6 +81,15 @@ std::set<std::string> RuntimeLayers::attach(torch::nn::Module& module, const Com
   return taken;
 }
 
+RuntimeInferenceModel load_runtime_inference_model(const CompressedModel& file) {
+  RuntimeInferenceModel runtime{build_inference_model(file), std::make_unique<RuntimeLayers>()};
+  const std::set<std::string> taken = runtime.layers->attach(*runtime.model.module, file);
+  load_compressed_tensors(runtime.model, file, taken);
+  runtime.model.module->eval();
+  release_freed_memory();
+  return runtime;
+}
+
 RuntimeTask load_runtime_task(const CompressedModel& model, const std::string& data) {
   nlohmann::json config = model.task;
   if (!data.empty()) config["data"] = data;
@@ -89,7 +98,7 @@ RuntimeTask load_runtime_task(const CompressedModel& model, const std::string& d
   check_same_artifacts(*runtime.task, model.artifacts, "the compressed model");
   runtime.layers = std::make_unique<RuntimeLayers>();
   const std::set<std::string> taken = runtime.layers->attach(runtime.task->model(), model);
-  load_compressed_model(*runtime.task, model, taken);
+  load_compressed_tensors(runtime.task->model(), model, runtime.task->recomputed_buffers(), taken);
   runtime.task->model().eval();
   release_freed_memory();
   return runtime;

@@ -8,6 +8,7 @@
 #include "qnoise/efficientnet.h"
 #include "train/default_plans.h"
 #include "train/task_config.h"
+#include "train/task_models.h"
 
 namespace qnoise::detail {
 
@@ -30,21 +31,9 @@ nlohmann::json ImageTask::defaults() {
 }
 
 ImageTask::ImageTask(const nlohmann::json& config) : config_(config) {
-  const auto& model = config.at("model");
-  const auto arch = config_value<std::string>(model, "arch");
-  if (arch == "efficientnet") {
-    model_ = EfficientNet(EfficientNetOptions()
-                              .width_multiplier(config_value<double>(model, "width_multiplier"))
-                              .depth_multiplier(config_value<double>(model, "depth_multiplier"))
-                              .stem_stride(config_value<int64_t>(model, "stem_stride"))
-                              .dropout(config_value<double>(model, "dropout")))
-                 .ptr();
-  } else if (arch == "small-cnn") {
-    is_efficientnet_ = false;
-    model_ = SmallCnn(SmallCnnOptions().channels(config_value<int64_t>(model, "channels"))).ptr();
-  } else {
-    throw Error("image task: unknown model arch '" + arch + "' (efficientnet or small-cnn)");
-  }
+  // The data loader labels every image set with the Fashion-MNIST classes (artifacts()).
+  model_ = make_image_model(config, static_cast<int64_t>(fashion_mnist_class_names().size()));
+  is_efficientnet_ = config.at("model").at("arch") == "efficientnet";
 
   const auto directory = config_value<std::string>(config, "data");
   const auto seed = config_value<uint64_t>(config, "seed");
@@ -88,10 +77,7 @@ void ImageTask::start_epoch(int64_t epoch) {
   next_index_ = 0;
 }
 
-at::Tensor ImageTask::logits(const at::Tensor& images) {
-  if (is_efficientnet_) return std::static_pointer_cast<EfficientNetImpl>(model_)->forward(images);
-  return std::static_pointer_cast<SmallCnnImpl>(model_)->forward(images);
-}
+at::Tensor ImageTask::logits(const at::Tensor& images) { return image_classifier_forward(*model_, images); }
 
 BatchLoss ImageTask::train_batch(int64_t index) {
   QNOISE_CHECK(index >= next_index_ && index < batches_per_epoch(), "image task: batch ", index,

@@ -8,6 +8,7 @@
 #include "qnoise/seeded_order.h"
 #include "train/default_plans.h"
 #include "train/task_config.h"
+#include "train/task_models.h"
 
 namespace qnoise::detail {
 
@@ -40,32 +41,8 @@ LanguageModelTask::LanguageModelTask(const nlohmann::json& config) : config_(con
   QNOISE_CHECK(limit >= 0, "lm task: train_limit must be >= 0, got ", limit);
   if (limit > 0 && limit < corpus_.train.size(0)) corpus_.train = corpus_.train.slice(0, 0, limit);
 
-  const auto& m = config.at("model");
-  const bool adaptive_input = config_value<bool>(m, "adaptive_input");
-  const bool adaptive_softmax = config_value<bool>(m, "adaptive_softmax");
-  std::vector<int64_t> cutoffs;
-  if (adaptive_input || adaptive_softmax) {
-    // Cut-offs beyond the vocabulary (a small corpus) are dropped rather than failing.
-    for (int64_t c : config_value<std::vector<int64_t>>(m, "cutoffs"))
-      if (c < corpus_.vocabulary.size()) cutoffs.push_back(c);
-    QNOISE_CHECK(!cutoffs.empty(), "lm task: every adaptive cut-off is beyond the vocabulary of ",
-                 corpus_.vocabulary.size(), " tokens");
-  }
   const auto seq_len = config_value<int64_t>(config, "seq_len");
-  model_ = TransformerLm(TransformerLmOptions(corpus_.vocabulary.size(), config_value<int64_t>(m, "d_model"),
-                                              config_value<int64_t>(m, "heads"),
-                                              config_value<int64_t>(m, "ffn_dim"),
-                                              config_value<int64_t>(m, "layers"))
-                             .max_positions(std::max<int64_t>(1024, seq_len))
-                             .learned_positions(config_value<bool>(m, "learned_positions"))
-                             .dropout(config_value<double>(m, "dropout"))
-                             .attention_dropout(config_value<double>(m, "attention_dropout"))
-                             .layer_drop(config_value<double>(m, "layer_drop"))
-                             .share_every(config_value<int64_t>(m, "share_every"))
-                             .adaptive_input(adaptive_input)
-                             .adaptive_softmax(adaptive_softmax)
-                             .cutoffs(cutoffs)
-                             .adaptive_factor(config_value<double>(m, "adaptive_factor")));
+  model_ = make_language_model(config, corpus_.vocabulary.size());
 
   const auto batch_size = config_value<int64_t>(config, "batch_size");
   eval_batch_size_ = config_value<int64_t>(config, "eval_batch_size");
@@ -78,6 +55,10 @@ LanguageModelTask::LanguageModelTask(const nlohmann::json& config) : config_(con
 
 nlohmann::json LanguageModelTask::artifacts() const {
   return {{"vocabulary", corpus_.vocabulary.to_text()}};
+}
+
+std::vector<std::string> LanguageModelTask::recomputed_buffers() const {
+  return language_model_recomputed_buffers();
 }
 
 void LanguageModelTask::to(const c10::Device& device) {

@@ -32,7 +32,7 @@ class LanguageModelTask : public TrainingTask {
   SplitMetrics evaluate(const std::string& split) override;
   nlohmann::json default_ipq_plan() const override;
   void run_calibration_passes() override;
-  std::vector<std::string> recomputed_buffers() const override { return {"sinusoids"}; }
+  std::vector<std::string> recomputed_buffers() const override;
   std::string primary_metric() const override { return "ppl"; }
   std::vector<NoiseTarget> noise_targets(double rate, int64_t block_size,
                                          const NoiseFunction& function) const override;

@@ -12,12 +12,11 @@
 #include "qnoise/seeded_order.h"
 #include "train/default_plans.h"
 #include "train/task_config.h"
+#include "train/task_models.h"
 
 namespace qnoise::detail {
 
 namespace {
-
-constexpr const char* kClassToken = "<s>";  // RoBERTa's <cls>; </s> separates the sentences
 
 int64_t pair_length(const SentencePairTask::EncodedSplit& split, int64_t index) {
   return static_cast<int64_t>(split.pairs[index].first.size() + split.pairs[index].second.size());
@@ -37,8 +36,7 @@ void sort_chunks_by_length(std::vector<int64_t>& indices, const SentencePairTask
 SentencePairTask::EncodedSplit encode_split(const SentencePairSet& set, const Vocabulary& vocabulary) {
   SentencePairTask::EncodedSplit split;
   for (const auto& pair : set.pairs) {
-    split.pairs.emplace_back(vocabulary.encode(tokenize_kjv(pair.premise)),
-                             vocabulary.encode(tokenize_kjv(pair.hypothesis)));
+    split.pairs.emplace_back(encode_sentence(vocabulary, pair.premise), encode_sentence(vocabulary, pair.hypothesis));
     split.labels.push_back(pair.label);
   }
   return split;
@@ -89,12 +87,12 @@ SentencePairTask::SentencePairTask(const nlohmann::json& config) : config_(confi
     for (const auto& token : tokenize_kjv(pair.premise)) ++counts[token];
     for (const auto& token : tokenize_kjv(pair.hypothesis)) ++counts[token];
   }
-  counts[kClassToken] = static_cast<int64_t>(train.pairs.size());  // once per encoded pair
+  counts[kPairClassToken] = static_cast<int64_t>(train.pairs.size());  // once per encoded pair
   vocabulary_ = Vocabulary::from_counts(
       counts, VocabularyOptions()
                   .set_min_count(config_value<int64_t>(config, "min_count"))
                   .set_max_size(config_value<int64_t>(config, "max_vocab")));
-  QNOISE_CHECK(vocabulary_.contains(kClassToken), "pairs task: max_vocab is too small to keep ", kClassToken);
+  QNOISE_CHECK(vocabulary_.contains(kPairClassToken), "pairs task: max_vocab is too small to keep ", kPairClassToken);
   train_ = encode_split(train, vocabulary_);
   for (const auto* key : {"valid_file", "test_file"}) {
     if (config_value<std::string>(config, key).empty()) continue;
@@ -104,22 +102,8 @@ SentencePairTask::SentencePairTask(const nlohmann::json& config) : config_(confi
     eval_.emplace_back(key == std::string("valid_file") ? "valid" : "test", encode_split(set, vocabulary_));
   }
 
-  encoding_.cls_id = vocabulary_.id(kClassToken);
-  encoding_.sep_id = Vocabulary::kEndOfSentenceId;
-  encoding_.pad_id = Vocabulary::kPadId;
-  encoding_.max_length = config_value<int64_t>(config, "max_length");
-  const auto& m = config.at("model");
-  model_ = EncoderClassifier(EncoderClassifierOptions(vocabulary_.size(), config_value<int64_t>(m, "d_model"),
-                                                      config_value<int64_t>(m, "heads"),
-                                                      config_value<int64_t>(m, "ffn_dim"),
-                                                      config_value<int64_t>(m, "layers"), train.n_labels())
-                                 .max_positions(encoding_.max_length)
-                                 .padding_idx(Vocabulary::kPadId)
-                                 .dropout(config_value<double>(m, "dropout"))
-                                 .attention_dropout(config_value<double>(m, "attention_dropout"))
-                                 .layer_drop(config_value<double>(m, "layer_drop"))
-                                 .share_every(config_value<int64_t>(m, "share_every"))
-                                 .pooling(config_value<std::string>(m, "pooling")));
+  encoding_ = pair_encoding(config, vocabulary_);
+  model_ = make_pair_classifier(config, vocabulary_.size(), train.n_labels());
   batch_size_ = config_value<int64_t>(config, "batch_size");
   eval_batch_size_ = config_value<int64_t>(config, "eval_batch_size");
   QNOISE_CHECK(batch_size_ > 0 && eval_batch_size_ > 0, "pairs task: batch sizes must be positive");

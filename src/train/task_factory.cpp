@@ -1,9 +1,11 @@
 // make_training_task: the one place that knows every task kind.
+#include "qnoise/task_model.h"
 #include "qnoise/training_task.h"
 #include "train/image_task.h"
 #include "train/language_model_task.h"
 #include "train/sentence_pair_task.h"
 #include "train/task_config.h"
+#include "train/task_models.h"
 
 namespace qnoise {
 
@@ -32,6 +34,23 @@ std::unique_ptr<TrainingTask> make_training_task(const nlohmann::json& config) {
   if (kind == "image") return std::make_unique<detail::ImageTask>(complete);
   if (kind == "lm") return std::make_unique<detail::LanguageModelTask>(complete);
   return std::make_unique<detail::SentencePairTask>(complete);
+}
+
+TaskModel make_task_model(const nlohmann::json& config, const nlohmann::json& artifacts) {
+  const auto complete = complete_task_config(config);
+  const auto kind = complete.at("task").get<std::string>();
+  if (kind == "image") {
+    const auto classes = static_cast<int64_t>(artifact_names(artifacts, "class_names").size());
+    artifact_normalization(artifacts);  // checked here: a model without it cannot be used
+    return {detail::make_image_model(complete, classes), {}};
+  }
+  const Vocabulary vocabulary = artifact_vocabulary(artifacts);
+  if (kind == "lm")
+    return {detail::make_language_model(complete, vocabulary.size()).ptr(),
+            detail::language_model_recomputed_buffers()};
+  const auto labels = static_cast<int64_t>(artifact_names(artifacts, "label_names").size());
+  detail::pair_encoding(complete, vocabulary);  // checks the vocabulary has the pairs' <s>
+  return {detail::make_pair_classifier(complete, vocabulary.size(), labels).ptr(), {}};
 }
 
 }  // namespace qnoise
