@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace qnoise {
@@ -57,6 +58,10 @@ class MultiheadSelfAttentionImpl : public torch::nn::Module {
 
   MultiheadSelfAttentionOptions options;
   torch::nn::Linear q{nullptr}, k{nullptr}, v{nullptr}, out{nullptr};
+
+ private:
+  // Scaled queries, keys and values of x [batch, length, d_model], each [batch, heads, length, head_dim].
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> project(const at::Tensor& x);
 };
 TORCH_MODULE(MultiheadSelfAttention);
 

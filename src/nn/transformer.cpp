@@ -28,16 +28,20 @@ MultiheadSelfAttentionImpl::MultiheadSelfAttentionImpl(const MultiheadSelfAttent
   out = register_module("out", linear());
 }
 
-at::Tensor MultiheadSelfAttentionImpl::forward(const at::Tensor& x, bool causal, const at::Tensor& key_padding_mask) {
-  QNOISE_CHECK(x.dim() == 3 && x.size(2) == options.d_model(), "attention: expected [batch, length, ",
-               options.d_model(), "], got ", x.sizes());
+std::tuple<at::Tensor, at::Tensor, at::Tensor> MultiheadSelfAttentionImpl::project(const at::Tensor& x) {
   const int64_t batch = x.size(0), length = x.size(1), heads = options.heads();
   const int64_t head_dim = options.d_model() / heads;
   auto split = [&](const at::Tensor& t) { return t.view({batch, length, heads, head_dim}).transpose(1, 2); };
   // Scale q before the product (as fairseq does) so the scores never need a second pass.
-  auto query = split(run_layer(q, x) * (1.0 / std::sqrt(static_cast<double>(head_dim))));
-  auto key = split(run_layer(k, x));
-  auto value = split(run_layer(v, x));
+  return {split(run_layer(q, x) * (1.0 / std::sqrt(static_cast<double>(head_dim)))), split(run_layer(k, x)),
+          split(run_layer(v, x))};
+}
+
+at::Tensor MultiheadSelfAttentionImpl::forward(const at::Tensor& x, bool causal, const at::Tensor& key_padding_mask) {
+  QNOISE_CHECK(x.dim() == 3 && x.size(2) == options.d_model(), "attention: expected [batch, length, ",
+               options.d_model(), "], got ", x.sizes());
+  const int64_t batch = x.size(0), length = x.size(1);
+  auto [query, key, value] = project(x);
   auto scores = torch::matmul(query, key.transpose(-2, -1));  // [batch, heads, length, length]
   const double neg_inf = -std::numeric_limits<double>::infinity();
   if (causal) scores = scores.masked_fill(causal_mask(length, x.device()), neg_inf);
@@ -56,12 +60,8 @@ at::Tensor MultiheadSelfAttentionImpl::forward(const at::Tensor& x, bool causal,
 at::Tensor MultiheadSelfAttentionImpl::forward_cached(const at::Tensor& x, AttentionCache& cache) {
   QNOISE_CHECK(x.dim() == 3 && x.size(2) == options.d_model(), "attention: expected [batch, n, ",
                options.d_model(), "], got ", x.sizes());
-  const int64_t batch = x.size(0), n = x.size(1), heads = options.heads();
-  const int64_t head_dim = options.d_model() / heads;
-  auto split = [&](const at::Tensor& t) { return t.view({batch, n, heads, head_dim}).transpose(1, 2); };
-  auto query = split(run_layer(q, x) * (1.0 / std::sqrt(static_cast<double>(head_dim))));
-  auto key = split(run_layer(k, x));
-  auto value = split(run_layer(v, x));
+  const int64_t batch = x.size(0), n = x.size(1);
+  auto [query, key, value] = project(x);
   const int64_t seen = cache.keys.defined() ? cache.keys.size(2) : 0;
   cache.keys = seen > 0 ? torch::cat({cache.keys, key}, 2) : key.contiguous();
   cache.values = seen > 0 ? torch::cat({cache.values, value}, 2) : value.contiguous();
