@@ -25,7 +25,7 @@ bool pointwise(const torch::nn::Conv2dImpl& conv) {
          padding != nullptr && (**padding)[0] == 0 && (**padding)[1] == 0;
 }
 
-at::Tensor bias_of(const torch::nn::Module& module, const CompressedModel& model, const std::string& layer) {
+at::Tensor bias_of(const CompressedModel& model, const std::string& layer) {
   const CompressedWeight* bias = model.find(layer + ".bias");
   return bias != nullptr ? bias->decode() : at::Tensor();
 }
@@ -41,7 +41,7 @@ std::shared_ptr<const LayerKernel> make_kernel(const torch::nn::Module& module, 
   if (!linear && (conv == nullptr || !pointwise(*conv))) return nullptr;
   std::unique_ptr<PackedLinearBase> packed = runtime::pack_linear(weight);
   if (!packed) return nullptr;
-  return std::make_shared<runtime::PackedLinearKernel>(std::move(packed), bias_of(module, model, layer),
+  return std::make_shared<runtime::PackedLinearKernel>(std::move(packed), bias_of(model, layer),
                                                        weight.shape, conv != nullptr);
 }
 
