@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -40,6 +41,18 @@ double status_kb(const std::string& key) {
   while (std::getline(status, line))
     if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1));
   return 0;
+}
+
+// Bytes of the model's parameters and buffers as held (placeholders hold one value), each storage once.
+int64_t module_tensor_bytes(torch::nn::Module& module) {
+  std::set<const void*> seen;
+  int64_t bytes = 0;
+  auto add = [&](const at::Tensor& t) {
+    if (t.defined() && seen.insert(t.storage().data()).second) bytes += static_cast<int64_t>(t.storage().nbytes());
+  };
+  for (const auto& p : module.parameters()) add(p);
+  for (const auto& b : module.buffers()) add(b);
+  return bytes;
 }
 
 int64_t float_weight_bytes(const qnoise::CompressedModel& file) {
@@ -91,6 +104,8 @@ void run_side(const Options& options) {
                               {"model_rss_mb", (rss_loaded - rss_before) / 1024.0},
                               {"peak_rss_mb", status_kb("VmHWM") / 1024.0},
                               {"kernel_mb", layers ? layers->resident_bytes() / 1e6 : 0.0},
+                              {"weights_mb", (module_tensor_bytes(*model.module) +
+                                              (layers ? layers->resident_bytes() : 0)) / 1e6},
                               {"float_weights_mb", float_weight_bytes(file) / 1e6},
                               {"checksum", context.sum().item<int64_t>()}}
                    .dump()
@@ -139,16 +154,20 @@ int main(int argc, char** argv) {
     std::printf("%s: %lld tokens after a %lld-token prompt, batch 1, %lld thread(s)\n", options.file.c_str(),
                 static_cast<long long>(options.tokens), static_cast<long long>(options.prompt),
                 static_cast<long long>(options.threads));
-    std::printf("%-12s %12s %14s %13s %10s\n", "weights", "tokens/s", "model RSS MB", "peak RSS MB", "kernel MB");
+    std::printf("%-12s %12s %14s %13s %10s %11s\n", "weights", "tokens/s", "model RSS MB", "peak RSS MB", "kernel MB",
+                "weights MB");
     for (const auto* side : {&f, &c})
-      std::printf("%-12s %12.1f %14.1f %13.1f %10.2f\n", (*side)["mode"].get<std::string>().c_str(),
+      std::printf("%-12s %12.1f %14.1f %13.1f %10.2f %11.2f\n", (*side)["mode"].get<std::string>().c_str(),
                   (*side)["tokens_per_second"].get<double>(), (*side)["model_rss_mb"].get<double>(),
-                  (*side)["peak_rss_mb"].get<double>(), (*side)["kernel_mb"].get<double>());
+                  (*side)["peak_rss_mb"].get<double>(), (*side)["kernel_mb"].get<double>(),
+                  (*side)["weights_mb"].get<double>());
     std::printf("tokens/s ratio (compressed / float): %.2f\n",
                 c["tokens_per_second"].get<double>() / f["tokens_per_second"].get<double>());
     std::printf("model RSS ratio (compressed / float): %.3f   peak RSS ratio: %.3f\n",
                 c["model_rss_mb"].get<double>() / f["model_rss_mb"].get<double>(),
                 c["peak_rss_mb"].get<double>() / f["peak_rss_mb"].get<double>());
+    std::printf("weights in memory ratio (compressed / float; tensors and kernels): %.3f\n",
+                c["weights_mb"].get<double>() / f["weights_mb"].get<double>());
     std::printf("same tokens generated: %s\n", f["checksum"] == c["checksum"] ? "yes" : "no");
   } catch (const std::exception& e) {
     std::cerr << "bench_generate: " << e.what() << "\n";
