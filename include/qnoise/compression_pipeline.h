@@ -17,7 +17,10 @@ namespace qnoise {
 // qnoise training checkpoint or the data gives another vocabulary or label set than the model's.
 std::unique_ptr<TrainingTask> load_trained_task(const std::string& checkpoint_path, const std::string& data = "");
 
-// The same from a compressed model (read_qnz), its tensors decoded into the task's model.
+// The task a compressed model (read_qnz) was made for, its artifacts checked against the data's,
+// before any weight is loaded (the runtime attaches its kernels here, runtime_model.h).
+std::unique_ptr<TrainingTask> make_compressed_task(const CompressedModel& model, const std::string& data = "");
+// The same with the model's tensors decoded into the task's model, in eval mode.
 std::unique_ptr<TrainingTask> load_compressed_task(const CompressedModel& model, const std::string& data = "");
 
 enum class CompressionScheme { Int8, Int4, Ipq };

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "qnoise/inference_model.h"
+#include "qnoise/layer_kernel.h"
 #include "qnoise/qnz_file.h"
 #include "qnoise/training_task.h"
 
@@ -30,12 +31,14 @@ class RuntimeLayers {
   std::set<std::string> attach(torch::nn::Module& module, const CompressedModel& model);
 
   const std::vector<std::string>& layers() const { return layers_; }
-  int64_t resident_bytes() const { return resident_bytes_; }
+  // Bytes the kernels hold now (a tied output layer's packed copy counts once it was built, on its
+  // first use); call between forward passes.
+  int64_t resident_bytes() const;
 
  private:
   std::vector<std::shared_ptr<torch::nn::Module>> modules_;
+  std::vector<std::shared_ptr<const LayerKernel>> kernels_;
   std::vector<std::string> layers_;
-  int64_t resident_bytes_ = 0;
 };
 
 // Gives the heap's free memory back to the system: the float weights the architecture was built

@@ -26,9 +26,14 @@ std::unique_ptr<TrainingTask> load_trained_task(const std::string& checkpoint_pa
   return task;
 }
 
-std::unique_ptr<TrainingTask> load_compressed_task(const CompressedModel& model, const std::string& data) {
+std::unique_ptr<TrainingTask> make_compressed_task(const CompressedModel& model, const std::string& data) {
   auto task = make_training_task(with_data(model.task, data));
   check_same_artifacts(*task, model.artifacts, "the compressed model");
+  return task;
+}
+
+std::unique_ptr<TrainingTask> load_compressed_task(const CompressedModel& model, const std::string& data) {
+  auto task = make_compressed_task(model, data);
   load_compressed_model(*task, model);
   task->model().eval();
   return task;

@@ -46,7 +46,7 @@ class EmbeddingKernel : public LayerKernel {
  private:
   CompressedWeight table_;
   mutable std::once_flag output_once_;
-  mutable std::unique_ptr<PackedLinearBase> output_;  // the table as a Linear [rows, dim]
+  mutable std::unique_ptr<PackedLinearBase> output_;  // the table as a Linear [rows, dim], built on first linear()
 };
 
 }  // namespace qnoise::runtime

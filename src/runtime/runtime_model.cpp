@@ -9,7 +9,7 @@
 #include "qnoise/error.h"
 #include "qnoise/layer_kernel.h"
 #include "qnoise/model_compression.h"
-#include "qnoise/trainer.h"
+#include "qnoise/compression_pipeline.h"
 #include "runtime/layer_kernels.h"
 
 namespace qnoise {
@@ -57,6 +57,12 @@ RuntimeLayers::~RuntimeLayers() {
   for (const auto& module : modules_) set_layer_kernel(*module, nullptr);
 }
 
+int64_t RuntimeLayers::resident_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& kernel : kernels_) bytes += kernel->resident_bytes();
+  return bytes;
+}
+
 std::set<std::string> RuntimeLayers::attach(torch::nn::Module& module, const CompressedModel& model) {
   std::set<std::string> taken;
   at::NoGradGuard no_grad;
@@ -72,8 +78,8 @@ std::set<std::string> RuntimeLayers::attach(torch::nn::Module& module, const Com
                  shape_to_string(weight->shape), " but the model expects ", shape_to_string(parameter.sizes().vec()));
     // A placeholder of the weight's shape that holds one value: the float weight never exists.
     parameter.set_data(at::zeros({1}, parameter.options()).expand(weight->shape));
-    resident_bytes_ += kernel->resident_bytes();
-    set_layer_kernel(*item.value(), std::move(kernel));
+    set_layer_kernel(*item.value(), kernel);
+    kernels_.push_back(std::move(kernel));
     modules_.push_back(item.value());
     layers_.push_back(item.key());
     taken.insert(name);
@@ -91,11 +97,8 @@ RuntimeInferenceModel load_runtime_inference_model(const CompressedModel& file) 
 }
 
 RuntimeTask load_runtime_task(const CompressedModel& model, const std::string& data) {
-  nlohmann::json config = model.task;
-  if (!data.empty()) config["data"] = data;
   RuntimeTask runtime;
-  runtime.task = make_training_task(config);
-  check_same_artifacts(*runtime.task, model.artifacts, "the compressed model");
+  runtime.task = make_compressed_task(model, data);
   runtime.layers = std::make_unique<RuntimeLayers>();
   const std::set<std::string> taken = runtime.layers->attach(runtime.task->model(), model);
   load_compressed_tensors(runtime.task->model(), model, runtime.task->recomputed_buffers(), taken);
