@@ -26,6 +26,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev
   dataset-fashion-mnist bible-kjv         # the real data sets: Fashion-MNIST IDX files, the KJV Bible
+  jq gnuplot-nox                          # bench/experiments: reading JSON results, plotting them
 )
 
 if [ "$install" = 1 ]; then

@@ -16,7 +16,7 @@ struct Command {
 Command add_demo_command(CLI::App& parent);
 Command add_data_command(CLI::App& parent);
 Command add_train_command(CLI::App& parent);
-// quantize, eval, info, export.
+// quantize, prune, eval, info, export.
 std::vector<Command> add_compression_commands(CLI::App& parent);
 // generate, predict: run a .qnz model from the file alone.
 std::vector<Command> add_inference_commands(CLI::App& parent);

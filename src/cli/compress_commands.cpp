@@ -1,4 +1,4 @@
-// `qnoise quantize`, `eval`, `info` and `export`: compress a trained checkpoint into a .qnz file,
+// `qnoise quantize`, `prune`, `eval`, `info` and `export`: compress a trained checkpoint into a .qnz file
 // measure it, describe it, and give its float weights back to PyTorch users.
 #include <ATen/ATen.h>
 
@@ -12,9 +12,11 @@
 #include "qnoise/checkpoint.h"
 #include "qnoise/compression_pipeline.h"
 #include "qnoise/error.h"
+#include "qnoise/layer_pruning.h"
 #include "qnoise/runtime_model.h"
 #include "qnoise/safetensors.h"
 #include "qnoise/trainer.h"
+#include "qnoise/transformer_lm.h"
 
 namespace qnoise::cli {
 
@@ -49,9 +51,56 @@ void run_quantize(const QuantizeCommandOptions& command) {
   write_qnz(command.out, result.model);
   std::filesystem::remove(options.ipq.checkpoint_path);  // the stages are done: the .qnz holds everything
 
+  const auto file_bytes = std::filesystem::file_size(command.out);
   if (!result.ipq.layers.empty()) std::cout << "\n" << pq_layer_table(result.ipq) << "\n";
-  std::cout << size_summary(result.model, std::filesystem::file_size(command.out)) << "\n"
-            << metrics_comparison(*task, before, after) << "\n";
+  std::cout << size_summary(result.model, file_bytes) << "\n" << metrics_comparison(*task, before, after) << "\n";
+  // The same figures as one JSON line, for scripts (bench/experiments read it).
+  nlohmann::json line = {{"event", "quantized"},
+                         {"model", command.model},
+                         {"scheme", command.scheme},
+                         {"file", command.out},
+                         {"file_bytes", file_bytes},
+                         {"float32_bytes", result.model.float_bytes()},
+                         {"stored_bytes", result.model.stored_bytes()},
+                         {"metric", task->primary_metric()}};
+  for (const auto& [split, values] : before)
+    for (const auto& [name, value] : values) line["float"][split][name] = value;
+  for (const auto& [split, values] : after)
+    for (const auto& [name, value] : values) line["compressed"][split][name] = value;
+  std::cout << line.dump() << "\n";
+}
+
+struct PruneCommandOptions {
+  std::string model, data, out;
+  int64_t keep_every = 2;
+};
+
+void run_prune(const PruneCommandOptions& command) {
+  QNOISE_CHECK(std::filesystem::path(command.out).extension() == ".pt", "--out must name a .pt checkpoint, got '",
+               command.out, "'");
+  nlohmann::json metadata = read_training_checkpoint_metadata(command.model);
+  auto trained = load_trained_task(command.model, command.data);
+  auto pruned = prune_layers(*trained, command.keep_every);
+  const std::map<std::string, SplitMetrics> metrics = evaluate_splits(*pruned);
+  // The training checkpoint's metadata (noise settings included) with the pruned configuration.
+  const nlohmann::json fresh = checkpoint_metadata(*pruned, QuantNoiseOptions{}, metrics);
+  metadata["task"] = fresh.at("task");
+  metadata["metrics"] = fresh.at("metrics");
+  metadata["pruned"] = {{"from", command.model},
+                        {"keep_every", command.keep_every},
+                        {"layers_before", trained->config().at("model").at("layers")}};
+  save_checkpoint(command.out, pruned->model(), nullptr, {0, 0, metadata.dump()});
+
+  nlohmann::json line = {{"event", "pruned"},
+                         {"model", command.model},
+                         {"out", command.out},
+                         {"keep_every", command.keep_every},
+                         {"layers", pruned->config().at("model").at("layers")},
+                         {"parameters_before", count_parameters(trained->model())},
+                         {"parameters", count_parameters(pruned->model())}};
+  for (const auto& [split, values] : metrics)
+    for (const auto& [name, value] : values) line[split][name] = value;
+  std::cout << line.dump() << "\n";
 }
 
 struct EvalCommandOptions {
@@ -128,6 +177,15 @@ std::vector<Command> add_compression_commands(CLI::App& parent) {
   q->add_flag("--resume", quantize->resume, "iPQ: continue after the last finished stage (OUT.stages.pt)");
   q->add_option("--progress", quantize->progress, "auto, bar, lines or off");
 
+  auto prune = std::make_shared<PruneCommandOptions>();
+  CLI::App* p = parent.add_subcommand(
+      "prune", "Keep every N-th layer of a Transformer trained with LayerDrop; writes a smaller training checkpoint");
+  p->add_option("--model", prune->model, "Training checkpoint (lm or pairs model)")->required();
+  p->add_option("--keep-every", prune->keep_every, "Keep depths 0, N, 2N, ... (default 2: every other layer)")
+      ->check(CLI::PositiveNumber);
+  p->add_option("--data", prune->data, "Data directory (default: the one the model was trained on)");
+  p->add_option("--out", prune->out, "The pruned checkpoint (.pt), written atomically")->required();
+
   auto eval = std::make_shared<EvalCommandOptions>();
   CLI::App* e = parent.add_subcommand("eval", "Perplexity or accuracy of a .qnz model on its data splits");
   e->add_option("file", eval->file, "The .qnz file")->required();
@@ -146,6 +204,7 @@ std::vector<Command> add_compression_commands(CLI::App& parent) {
   x->add_option("--out", exporter->out, "model.safetensors (for PyTorch) or model.pt (a qnoise checkpoint)")
       ->required();
   return {{q, [quantize] { run_quantize(*quantize); }},
+          {p, [prune] { run_prune(*prune); }},
           {e, [eval] { run_eval(*eval); }},
           {i, [info] { run_info(*info); }},
           {x, [exporter] { run_export(*exporter); }}};

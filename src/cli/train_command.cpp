@@ -182,6 +182,13 @@ TrainerOptions trainer_options(const TrainCommandOptions& command, const std::st
   if (given("save-every")) options.save_every = to_integer("save-every", text("save-every"));
   if (given("stop-after")) options.stop_after = to_integer("stop-after", text("stop-after"));
   if (given("quant-noise-pq")) options.noise.pq_rate = to_number("quant-noise-pq", text("quant-noise-pq"));
+  if (given("pq-noise")) {
+    const std::string kind = text("pq-noise");
+    QNOISE_CHECK(kind == "proxy" || kind == "exact", "--pq-noise must be proxy or exact, got '", kind, "'");
+    options.noise.pq_exact = kind == "exact";
+  }
+  if (given("codebook-refresh"))
+    options.noise.codebook_refresh = to_integer("codebook-refresh", text("codebook-refresh"));
   if (given("quant-noise-pq-block-size"))
     options.noise.pq_block_size = to_integer("quant-noise-pq-block-size", text("quant-noise-pq-block-size"));
   if (given("quant-noise-scalar")) options.noise.scalar_rate = to_number("quant-noise-scalar", text("quant-noise-scalar"));
@@ -254,6 +261,8 @@ Command add_train_command(CLI::App& parent) {
       {"save-every", "Also checkpoint every N updates"},
       {"stop-after", "Stop after update N with a checkpoint, as if interrupted (resume with --resume)"},
       {"quant-noise-pq", "Quant-Noise rate for PQ (blocks dropped; 0: off)"},
+      {"pq-noise", "proxy (chosen blocks zeroed; default) or exact (replaced by their nearest k-means centroid; allows rate 1: iPQ QAT)"},
+      {"codebook-refresh", "exact PQ noise: updates between k-means runs on the current weights (100)"},
       {"quant-noise-pq-block-size", "PQ noise block size (default: 8; 4 input channels for 1x1 convolutions; 3x3 convolutions keep whole kernels)"},
       {"quant-noise-scalar", "Quant-Noise rate for int<bits> fake quantization (1: QAT)"},
       {"bits", "Bits of the scalar noise (8 or 4; 2..8)"},

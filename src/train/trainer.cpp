@@ -7,10 +7,12 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <memory>
 #include <mutex>
 
 #include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
+#include "qnoise/exact_pq_noise.h"
 #include "qnoise/noisy_layers.h"
 #include "train/progress.h"
 
@@ -132,7 +134,14 @@ ProgressOptions::Mode parse_progress_mode(const std::string& name) {
 }
 
 std::vector<NoiseTarget> quant_noise_targets(const TrainingTask& task, const QuantNoiseOptions& noise) {
-  QNOISE_CHECK(noise.pq_rate >= 0 && noise.pq_rate < 1, "--quant-noise-pq must be in [0, 1), got ", noise.pq_rate);
+  if (noise.pq_exact) {
+    QNOISE_CHECK(noise.pq_rate > 0 && noise.pq_rate <= 1, "--pq-noise exact needs --quant-noise-pq in (0, 1], got ",
+                 noise.pq_rate);
+    QNOISE_CHECK(noise.codebook_refresh > 0, "--codebook-refresh must be positive, got ", noise.codebook_refresh);
+  } else {
+    QNOISE_CHECK(noise.pq_rate >= 0 && noise.pq_rate < 1, "--quant-noise-pq must be in [0, 1) (rate 1 zeroes every "
+                 "block; iPQ QAT is --quant-noise-pq 1 --pq-noise exact), got ", noise.pq_rate);
+  }
   QNOISE_CHECK(noise.scalar_rate >= 0 && noise.scalar_rate <= 1, "--quant-noise-scalar must be in [0, 1], got ",
                noise.scalar_rate);
   QNOISE_CHECK(!(noise.pq_rate > 0 && noise.scalar_rate > 0),
@@ -157,6 +166,8 @@ nlohmann::json checkpoint_metadata(const TrainingTask& task, const QuantNoiseOpt
           {"noise",
            {{"pq_rate", noise.pq_rate},
             {"pq_block_size", noise.pq_block_size},
+            {"pq_exact", noise.pq_exact},
+            {"codebook_refresh", noise.codebook_refresh},
             {"scalar_rate", noise.scalar_rate},
             {"bits", noise.bits},
             {"layers", noise.layers}}},
@@ -196,8 +207,10 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   task.to(options.device);
   torch::nn::Module& model = task.model();
   const std::vector<NoiseTarget> targets = quant_noise_targets(task, options.noise);
-  NoisyLayers noisy(model, targets);
-  const std::string noise_name = targets.empty() ? "none" : targets.front().function.name();
+  auto noisy = std::make_unique<NoisyLayers>(model, targets);
+  const std::string noise_name =
+      targets.empty() ? "none" : options.noise.pq_exact ? "pq-exact" : targets.front().function.name();
+  bool codebooks_learned = false;  // exact PQ noise: relearned every codebook_refresh updates
 
   const int64_t per_epoch = task.batches_per_epoch();
   QNOISE_CHECK(per_epoch > 0, "the training data gives no batch");
@@ -221,7 +234,7 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   auto evaluate = [&](int64_t at_step) {
     progress.pause();
     progress.interrupt();
-    if (!noisy.layers().empty()) task.recalibrate_normalization();
+    if (!noisy->layers().empty()) task.recalibrate_normalization();
     result.metrics = evaluate_splits(task);
     nlohmann::json line = {{"event", "eval"},
                            {"step", at_step},
@@ -247,9 +260,13 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
     const double lr = learning_rate(schedule, step);
     set_learning_rate(*optimizer, lr);
     optimizer->zero_grad();
+    if (options.noise.pq_exact && (!codebooks_learned || step % options.noise.codebook_refresh == 0)) {
+      noisy = std::make_unique<NoisyLayers>(model, exact_pq_targets(model, targets, static_cast<uint64_t>(step)));
+      codebooks_learned = true;
+    }
     BatchLoss batch;
     {
-      auto scope = noisy.draw();
+      auto scope = noisy->draw();
       batch = task.train_batch(index);
     }
     batch.loss.backward();

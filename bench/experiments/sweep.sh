@@ -1,0 +1,34 @@
+# The noise-rate sweep shared by figure3.sh and table1.sh (sourced after common.sh): for each task
+# and seed, models trained with Quant-Noise for iPQ at every rate of $SWEEP_RATES (0: no noise,
+# 1: QAT) compressed with iPQ, and the same for int8 noise compressed to int8.
+
+# "pq0.1" -> rate 0.1 model name; rate 0 is the model trained without noise.
+sweep_model() {
+  local family=$1 rate=$2
+  if [ "$rate" = 0 ]; then echo none; elif [ "$family" = pq ]; then echo "pq$rate"; else echo "${family}_$rate"; fi
+}
+
+# Jobs of the sweep, one per (task, seed, rate, family).
+sweep_jobs() {
+  local task seed rate
+  for task in image lm; do
+    for seed in $SEEDS; do
+      for rate in $SWEEP_RATES; do
+        echo "model_job $task $(sweep_model pq "$rate") $seed ipq"
+        [ "$rate" = 0 ] || echo "model_job $task $(sweep_model int8 "$rate") $seed int8"
+      done
+      echo "model_job $task none $seed int8"
+    done
+  done
+}
+
+# Rows "<rate>|task|model|scheme" of the sweep, for collect_rows.
+sweep_rows() {
+  local task rate
+  for task in image lm; do
+    for rate in $SWEEP_RATES; do
+      echo "$rate|$task|$(sweep_model pq "$rate")|ipq"
+      echo "$rate|$task|$(sweep_model int8 "$rate")|int8"
+    done
+  done
+}
