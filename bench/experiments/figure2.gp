@@ -1,28 +1,32 @@
-# Figure 2 from figure2.csv (Table 1 and Table 2 summaries): size against metric.
-# Run by figure2.sh as: gnuplot -e "out='DIR'" figure2.gp
+# Figure 2 from figure2.csv (Table 1 and Table 2 summaries): size against metric, mean over seeds
+# with the min-max spread. Run by figure2.sh as: gnuplot -e "out='DIR'" figure2.gp
 set datafile separator ","
-set terminal pngcairo size 1100,460 font "sans,10"
+set terminal pngcairo size 1150,480 font "sans,10"
 set output out."/figure2.png"
 file = out."/figure2.csv"
-set logscale x 2
+set logscale x 10
+set format x "%.2g"
 set xlabel "model size (MB, log scale; compressed: the .qnz file)"
 set grid
 set key outside bottom center horizontal
 set multiplot layout 1,2
+# The row labels' first words pick the training: float, "no noise", QAT, Quant-Noise.
+trainings = "float no QAT Quant-Noise"
+name(i) = (i == 2) ? "no noise" : word(trainings, i)
+# NaN unless the row is the task's and its label starts with `training`; every column goes through
+# it, since gnuplot autoscales on error bars even where x is NaN.
 is(task, training, value) = (strcol(2) eq task && strstrt(strcol(3), training) == 1) ? value : NaN
-set title "Fashion-MNIST, EfficientNet-style CNN"
+set title "Fashion-MNIST, EfficientNet-style CNN (labels: scheme)"
 set ylabel "test accuracy (%)"
-plot file using (is("image", "float", $7)):(100*$11):(100*$12):(100*$13) with yerrorbars pt 9 ps 1.6 lc rgb "black" title "float", \
-     file using (is("image", "no noise", $7)):(100*$11):(100*$12):(100*$13) with yerrorbars pt 7 lc rgb "#d62728" title "no noise", \
-     file using (is("image", "QAT", $7)):(100*$11):(100*$12):(100*$13) with yerrorbars pt 5 lc rgb "#ff7f0e" title "QAT", \
-     file using (is("image", "Quant-Noise", $7)):(100*$11):(100*$12):(100*$13) with yerrorbars pt 11 ps 1.4 lc rgb "#1f77b4" title "Quant-Noise", \
-     file using (is("image", "no noise", $7)):(100*$11):5 with labels offset 0,1 font ",8" notitle
-set title "KJV language model (2 layers; 4-layer models of Table 2 in grey)"
+plot for [i = 1:4] file \
+       using (is("image", name(i), $7)):(is("image", name(i), 100*$11)):(is("image", name(i), 100*$12)):(is("image", name(i), 100*$13)) \
+       with yerrorbars pt 7 ps 1.2 title name(i), \
+     file using (is("image", "no noise", $7)):(is("image", "no noise", 100*$11)):5 with labels offset 0,1 font ",8" notitle
+set title "KJV language model (labels: scheme; grey: Table 2's 4-layer models)"
 set ylabel "test perplexity"
-plot file using (is("lm", "float", $7)):11:12:13 with yerrorbars pt 9 ps 1.6 lc rgb "black" title "float", \
-     file using (is("lm", "no noise", $7)):11:12:13 with yerrorbars pt 7 lc rgb "#d62728" title "no noise", \
-     file using (is("lm", "QAT", $7)):11:12:13 with yerrorbars pt 5 lc rgb "#ff7f0e" title "QAT", \
-     file using (is("lm", "Quant-Noise", $7)):11:12:13 with yerrorbars pt 11 ps 1.4 lc rgb "#1f77b4" title "Quant-Noise", \
-     file using (is("lm", "no noise", $7)):11:5 with labels offset 0,1 font ",8" notitle, \
-     file using (strcol(2) eq "lm4" ? $7 : NaN):11:12:13 with yerrorbars pt 6 lc rgb "grey50" title "Table 2 (4 layers)"
+plot for [i = 1:4] file \
+       using (is("lm", name(i), $7)):(is("lm", name(i), $11)):(is("lm", name(i), $12)):(is("lm", name(i), $13)) \
+       with yerrorbars pt 7 ps 1.2 title name(i), \
+     file using (is("lm", "no noise", $7)):(is("lm", "no noise", $11)):5 with labels offset 0,1 font ",8" notitle, \
+     file using (strcol(2) eq "lm4" ? $7 : NaN):(strcol(2) eq "lm4" ? $11 : NaN) with points pt 6 lc rgb "grey50" title "Table 2"
 unset multiplot

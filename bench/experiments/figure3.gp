@@ -15,11 +15,12 @@ set multiplot layout 1,2
 pick(task, scheme, value) = (strcol(2) eq task && strcol(5) eq scheme) ? value : NaN
 set title "Fashion-MNIST, EfficientNet-style CNN"
 set ylabel "test accuracy after quantization (%)"
-plot file using (position($3)):(pick("image", "ipq", 100*$11)):(100*$12):(100*$13) with yerrorlines lw 2 pt 7 title "iPQ", \
-     file using (position($3)):(pick("image", "int8", 100*$11)):(100*$12):(100*$13) with yerrorlines lw 2 pt 5 title "int8"
+# Every column goes through pick(): gnuplot autoscales on error bars even where y is NaN.
+plot file using (position($3)):(pick("image", "ipq", 100*$11)):(pick("image", "ipq", 100*$12)):(pick("image", "ipq", 100*$13)) with yerrorlines lw 2 pt 7 title "iPQ", \
+     file using (position($3)):(pick("image", "int8", 100*$11)):(pick("image", "int8", 100*$12)):(pick("image", "int8", 100*$13)) with yerrorlines lw 2 pt 5 title "int8"
 set title "KJV language model"
 set ylabel "test perplexity after quantization"
 set key top left
-plot file using (position($3)):(pick("lm", "ipq", $11)):12:13 with yerrorlines lw 2 pt 7 title "iPQ", \
-     file using (position($3)):(pick("lm", "int8", $11)):12:13 with yerrorlines lw 2 pt 5 title "int8"
+plot file using (position($3)):(pick("lm", "ipq", $11)):(pick("lm", "ipq", $12)):(pick("lm", "ipq", $13)) with yerrorlines lw 2 pt 7 title "iPQ", \
+     file using (position($3)):(pick("lm", "int8", $11)):(pick("lm", "int8", $12)):(pick("lm", "int8", $13)) with yerrorlines lw 2 pt 5 title "int8"
 unset multiplot

@@ -13,12 +13,11 @@ done >"$OUT/table2.jobs"
 run_jobs "$OUT/table2.jobs"
 
 label() {
-  local name=$1 parts=()
-  [[ "$name" == share* ]] && parts+=("share")
-  [[ "$name" == *ld* ]] && parts+=("LayerDrop + prune")
-  [[ "$name" == *pq0.1* ]] && parts+=("Quant-Noise")
-  local IFS='+'
-  [ ${#parts[@]} -eq 0 ] && echo "baseline" || echo "${parts[*]}" | sed 's/+/ + /g'
+  local name=$1 text=""
+  [[ "$name" == share* ]] && text+=" + share"
+  [[ "$name" == *ld* ]] && text+=" + LayerDrop (pruned)"
+  [[ "$name" == *pq0.1* ]] && text+=" + Quant-Noise"
+  if [ -z "$text" ]; then echo "baseline"; else echo "${text# + }"; fi
 }
 for scheme in float ipq; do
   for name in $MODELS; do echo "$(label "$name")|lm4|$name|$scheme"; done
