@@ -65,19 +65,22 @@ kjv_data() {
 }
 
 # Training options of a task, per mode. image: the EfficientNet-style CNN on Fashion-MNIST;
-# lm: the adaptive-input Transformer LM on the KJV; lm4: the same with 4 layers (Table 2).
+# lm: the adaptive-input Transformer LM on the KJV; lm4: the same with 4 layers (Table 2);
+# image-long, lm-long: the same models trained 3x (image) and 3.3x (lm) longer (training_length.sh).
 task_args() {
   local task=$1
   case "$task.$MODE" in
     image.full) echo "--task image --width-multiplier 0.5 --epochs 1" ;;
-    image.quick) echo "--task image --width-multiplier 0.5 --train-limit 4000 --valid-size 1000 --epochs 1" ;;
-    image.tiny) echo "--task image --arch small-cnn --train-limit 256 --valid-size 256 --epochs 1" ;;
+    image-long.full) echo "--task image --width-multiplier 0.5 --epochs 3" ;;
+    image*.quick) echo "--task image --width-multiplier 0.5 --train-limit 4000 --valid-size 1000 --epochs 1" ;;
+    image*.tiny) echo "--task image --arch small-cnn --train-limit 256 --valid-size 256 --epochs 1" ;;
     lm*.*)
       local base="--task lm --data $(kjv_data) --adaptive-input --adaptive-softmax"
-      local layers=2
+      local layers=2 tokens="--train-limit 500000 --epochs 1"
       [ "$task" = lm4 ] && layers=4
+      [ "$task" = lm-long ] && tokens="--train-limit 0 --epochs 2"  # every training token (823k), twice
       case "$MODE" in
-        full) echo "$base --layers $layers --d-model 128 --heads 4 --ffn-dim 512 --train-limit 500000 --epochs 1" ;;
+        full) echo "$base --layers $layers --d-model 128 --heads 4 --ffn-dim 512 $tokens" ;;
         # Adaptive bands of dimension d, d/2, d/4: blocks of 8 still divide the smallest.
         quick) echo "$base --layers $layers --d-model 64 --heads 4 --ffn-dim 256 --adaptive-factor 2 --train-limit 60000 --epochs 1" ;;
         tiny) echo "$base --layers $layers --d-model 32 --heads 2 --ffn-dim 64 --adaptive-factor 2 --seq-len 32 --train-limit 4000 --epochs 1" ;;

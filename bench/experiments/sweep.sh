@@ -22,13 +22,15 @@ sweep_jobs() {
   done
 }
 
-# Rows "<rate>|task|model|scheme" of the sweep, for collect_rows.
+# Rows "<rate>|task|model|scheme" of the sweep, for collect_rows; "float" rows are the iPQ sweep's
+# models before quantization (what the noise cost them in float).
 sweep_rows() {
   local task rate
   for task in image lm; do
     for rate in $SWEEP_RATES; do
       echo "$rate|$task|$(sweep_model pq "$rate")|ipq"
       echo "$rate|$task|$(sweep_model int8 "$rate")|int8"
+      echo "$rate|$task|$(sweep_model pq "$rate")|float"
     done
   done
 }
