@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Does Quant-Noise pay off once the models train longer? The other experiments train each model
 # for one short run (docs/results.md); this one trains the Fashion-MNIST CNN 3x longer (3 epochs)
-# and the language model 3.3x longer (2 epochs of the whole training split), without noise and
+# and the language model 3.4x longer (2 epochs of the whole training split), without noise and
 # with Quant-Noise p = 0.1, and compresses them with iPQ as Table 1 does. Writes
 # training_length.csv, training_length.summary.csv and training_length.md.
 source "$(dirname "$0")/common.sh"
