@@ -89,6 +89,8 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options);
 
 // Metrics on every held-out split of the task (evaluate() on each of eval_splits()).
 std::map<std::string, SplitMetrics> evaluate_splits(TrainingTask& task);
+// {"valid": {"loss": ..., "accuracy": ...}, "test": {...}}: how every JSON line reports them.
+nlohmann::json metrics_to_json(const std::map<std::string, SplitMetrics>& metrics);
 
 // The metadata object of a qnoise training checkpoint (see checkpoint_metadata). Throws
 // qnoise::Error naming the file when it is missing or not such a checkpoint.

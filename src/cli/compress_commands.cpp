@@ -63,10 +63,8 @@ void run_quantize(const QuantizeCommandOptions& command) {
                          {"float32_bytes", result.model.float_bytes()},
                          {"stored_bytes", result.model.stored_bytes()},
                          {"metric", task->primary_metric()}};
-  for (const auto& [split, values] : before)
-    for (const auto& [name, value] : values) line["float"][split][name] = value;
-  for (const auto& [split, values] : after)
-    for (const auto& [name, value] : values) line["compressed"][split][name] = value;
+  line["float"] = metrics_to_json(before);
+  line["compressed"] = metrics_to_json(after);
   std::cout << line.dump() << "\n";
 }
 
@@ -98,8 +96,7 @@ void run_prune(const PruneCommandOptions& command) {
                          {"layers", pruned->config().at("model").at("layers")},
                          {"parameters_before", count_parameters(trained->model())},
                          {"parameters", count_parameters(pruned->model())}};
-  for (const auto& [split, values] : metrics)
-    for (const auto& [name, value] : values) line[split][name] = value;
+  line.update(metrics_to_json(metrics));
   std::cout << line.dump() << "\n";
 }
 
@@ -121,8 +118,7 @@ void run_eval(const EvalCommandOptions& command) {
     line["weights"] = "compressed";
     line["kernel_layers"] = runtime.layers->layers().size();
   }
-  for (const auto& [split, values] : metrics)
-    for (const auto& [name, value] : values) line[split][name] = value;
+  line.update(metrics_to_json(metrics));
   std::cout << line.dump() << "\n";
 }
 

@@ -28,13 +28,6 @@ std::string first_difference(const nlohmann::json& a, const nlohmann::json& b) {
   return patch.empty() ? "" : patch.front().value("path", "");
 }
 
-nlohmann::json metrics_to_json(const std::map<std::string, SplitMetrics>& metrics) {
-  nlohmann::json out = nlohmann::json::object();
-  for (const auto& [split, values] : metrics)
-    for (const auto& [name, value] : values) out[split][name] = value;
-  return out;
-}
-
 void check_options(const TrainerOptions& options) {
   QNOISE_CHECK(!options.checkpoint_path.empty(), "training needs a checkpoint path (--out)");
   QNOISE_CHECK(options.epochs > 0 || options.max_steps > 0, "training needs epochs > 0 or max_steps > 0");
@@ -97,6 +90,13 @@ void initialize_from(TrainingTask& task, const std::string& path) {
 }
 
 }  // namespace
+
+nlohmann::json metrics_to_json(const std::map<std::string, SplitMetrics>& metrics) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [split, values] : metrics)
+    for (const auto& [name, value] : values) out[split][name] = value;
+  return out;
+}
 
 nlohmann::json read_training_checkpoint_metadata(const std::string& path) {
   std::string text;

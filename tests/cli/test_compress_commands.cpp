@@ -59,6 +59,17 @@ TEST(CompressCommands, QuantizeInfoEvalAndExportAnInt8Model) {
   const auto eval = run_qnoise("--threads 1 eval " + qnz);
   ASSERT_EQ(eval.exit_code, 0) << eval.output;
   EXPECT_TRUE(contains(eval.output, "\"valid\":{\"accuracy\"")) << eval.output;
+  // quantize's last line, for scripts: the file's real size and the metrics eval reads again.
+  const auto event = output.find("\"event\":\"quantized\"");
+  ASSERT_NE(event, std::string::npos) << output;
+  const auto start = output.rfind('\n', event) + 1;
+  const auto summary = nlohmann::json::parse(output.substr(start, output.find('\n', start) - start));
+  EXPECT_EQ(summary["event"], "quantized");
+  EXPECT_EQ(summary["file_bytes"].get<uintmax_t>(), fs::file_size(qnz));
+  EXPECT_GT(summary["float32_bytes"].get<double>(), 3.0 * summary["stored_bytes"].get<double>());
+  const auto evaluated = nlohmann::json::parse(eval.output.substr(eval.output.find('{')));
+  EXPECT_NEAR(summary["compressed"]["valid"]["accuracy"].get<double>(), evaluated["valid"]["accuracy"].get<double>(),
+              1e-9);
 
   const auto floats = temp_path("cli_export.safetensors");
   ASSERT_EQ(run_qnoise("export " + qnz + " --out " + floats).exit_code, 0);
@@ -115,6 +126,9 @@ TEST(CompressCommands, BadFilesPlansAndOptionsAreClearErrors) {
       {"quantize" + model + "--out " + temp_path("x.pt"), ".qnz"},
       {"quantize" + model + "--scheme int3 --out " + temp_path("x.qnz"), "int3"},
       {"export " + qnz + " --out " + temp_path("x.bin"), ".safetensors"},
+      // Pruning needs a Transformer's layers; a CNN has none.
+      {"prune --model " + trained_checkpoint() + " --out " + temp_path("x.pt"), "only Transformer models"},
+      {"prune --model " + trained_checkpoint() + " --out " + temp_path("x.qnz"), ".pt checkpoint"},
   };
   for (const auto& [arguments, message] : cases) {
     const auto result = run_qnoise(arguments);
