@@ -26,13 +26,7 @@ using qnoise::testing::unique_temp_path;
 
 // The tiny LM as int8, its training data deleted; once per test process.
 const std::string& lm_file() {
-  static const std::string path = [] {
-    const auto data = qnoise::testing::write_tiny_wikitext("cli_lm_data");
-    const auto qnz = unique_temp_path("cli_lm.qnz");
-    qnoise::testing::write_tiny_lm_qnz(data, qnz);
-    fs::remove_all(data);
-    return qnz;
-  }();
+  static const std::string path = qnoise::testing::tiny_lm_file_without_data("cli_lm");
   return path;
 }
 

@@ -56,6 +56,16 @@ inline void write_tiny_lm_qnz(const std::string& data, const std::string& qnz) {
   write_qnz(qnz, compress_task_model(*task, parse_compression_scheme("int8")).model);
 }
 
+// The same for a file alone: trains on fresh data named `name`, writes `name`.qnz in the temp
+// directory, deletes the data (what a user of the file has), and returns the file's path.
+inline std::string tiny_lm_file_without_data(const std::string& name) {
+  const auto data = write_tiny_wikitext(name + "_data");
+  const auto qnz = unique_temp_path(name + ".qnz");
+  write_tiny_lm_qnz(data, qnz);
+  std::filesystem::remove_all(data);
+  return qnz;
+}
+
 // The small CNN after a few steps, as int8; returns the compressed task (its model is the file's).
 inline std::unique_ptr<TrainingTask> write_small_cnn_qnz(const std::string& qnz) {
   auto task = small_cnn_task();
@@ -64,16 +74,16 @@ inline std::unique_ptr<TrainingTask> write_small_cnn_qnz(const std::string& qnz)
   return task;
 }
 
-// A TSV directory (train.tsv, valid.tsv) of a pairs task learnable from tokens: label 1 when the
-// hypothesis repeats the premise's first word.
-inline std::string write_tiny_pairs(const std::string& name) {
+// A TSV directory (train.tsv, valid.tsv) of `rows` pairs each, a task learnable from tokens:
+// label 1 (odd rows) when the hypothesis repeats the premise's first word.
+inline std::string write_tiny_pairs(const std::string& name, int rows = 96) {
   const std::filesystem::path dir = unique_temp_path(name);
   std::filesystem::create_directories(dir);
   const char* words[] = {"light", "dark", "water", "fire", "earth", "wind"};
   for (const char* split : {"train", "valid"}) {
     std::ofstream file(dir / (std::string(split) + ".tsv"));
     file << "premise\thypothesis\tlabel\n";
-    for (int i = 0; i < 96; ++i) {
+    for (int i = 0; i < rows; ++i) {
       const int a = i % 6, b = (i / 6) % 6, label = i % 2;
       file << words[a] << " is good.\t" << words[label ? a : (a + 1 + b % 5) % 6] << " was made!\t" << label << "\n";
     }

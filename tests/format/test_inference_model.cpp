@@ -82,10 +82,7 @@ TEST(InferenceModel, AdaptiveInputAndSoftmaxLanguageModelLoadsFromTheFileAlone) 
 }
 
 TEST(InferenceModel, GreedyGenerationFollowsTheArgmaxAndASeedRepeatsSampling) {
-  const auto data = qnoise::testing::write_tiny_wikitext("infer_gen_data");
-  const auto qnz = unique_temp_path("infer_gen.qnz");
-  qnoise::testing::write_tiny_lm_qnz(data, qnz);
-  fs::remove_all(data);
+  const auto qnz = qnoise::testing::tiny_lm_file_without_data("infer_gen");
   const auto model = qnoise::load_inference_model(qnoise::read_qnz(qnz));
   auto& lm = model.language_model();
   const auto vocabulary = qnoise::artifact_vocabulary(model.artifacts);
@@ -112,10 +109,7 @@ TEST(InferenceModel, GreedyGenerationFollowsTheArgmaxAndASeedRepeatsSampling) {
 }
 
 TEST(InferenceModel, BuildThenLoadLeavesSkippedTensorsToTheRuntime) {
-  const auto data = qnoise::testing::write_tiny_wikitext("infer_skip_data");
-  const auto qnz = unique_temp_path("infer_skip.qnz");
-  qnoise::testing::write_tiny_lm_qnz(data, qnz);
-  fs::remove_all(data);
+  const auto qnz = qnoise::testing::tiny_lm_file_without_data("infer_skip");
   const auto file = qnoise::read_qnz(qnz);
   auto model = qnoise::build_inference_model(file);
   EXPECT_EQ(model.recomputed_buffers, std::vector<std::string>{"sinusoids"});
@@ -200,10 +194,7 @@ TEST(InferenceModel, FilesWithoutAKindOrWithBadArtifactsAreClearErrors) {
   more_classes.artifacts["class_names"].push_back("Hat");
   expect_error(more_classes, "classifier.weight");
 
-  const auto data = qnoise::testing::write_tiny_wikitext("infer_bad_lm_data");
-  const auto lm_qnz = unique_temp_path("infer_bad_lm.qnz");
-  qnoise::testing::write_tiny_lm_qnz(data, lm_qnz);
-  fs::remove_all(data);
+  const auto lm_qnz = qnoise::testing::tiny_lm_file_without_data("infer_bad_lm");
   auto lm = qnoise::read_qnz(lm_qnz);
   auto bad_vocabulary = lm;
   bad_vocabulary.artifacts["vocabulary"] = "hello 3\n";

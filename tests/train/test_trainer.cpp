@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "format/small_qnz_models.h"
 #include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
 #include "qnoise/trainer.h"
@@ -227,19 +228,8 @@ TEST(LanguageModelTask, PerplexityIsExpOfTheLossOverEveryTarget) {
 }
 
 TEST(SentencePairTask, TrainsAndEvaluatesOnTsvFiles) {
-  const fs::path dir = temp_path("tiny_pairs");
-  fs::create_directories(dir);
-  // Label 1 when the hypothesis repeats the premise's first word: learnable from tokens alone.
-  const char* words[] = {"light", "dark", "water", "fire", "earth", "wind"};
-  for (const char* split : {"train", "valid"}) {
-    std::ofstream file(dir / (std::string(split) + ".tsv"));
-    file << "premise\thypothesis\tlabel\n";
-    for (int i = 0; i < 256; ++i) {
-      const int a = i % 6, b = (i / 6) % 6, label = i % 2;
-      file << words[a] << " is good\t" << words[label ? a : (a + 1 + b % 5) % 6] << " was made\t" << label << "\n";
-    }
-  }
-  auto task = make_task({{"task", "pairs"}, {"data", dir.string()}, {"test_file", ""}, {"batch_size", 16},
+  const std::string dir = qnoise::testing::write_tiny_pairs("tiny_pairs", 256);
+  auto task = make_task({{"task", "pairs"}, {"data", dir}, {"test_file", ""}, {"batch_size", 16},
                          {"model", {{"d_model", 32}, {"heads", 2}, {"ffn_dim", 64}, {"layers", 1}, {"dropout", 0.0}}}});
   EXPECT_EQ(task->eval_splits(), std::vector<std::string>{"valid"});
   EXPECT_EQ(task->batches_per_epoch(), 16);
