@@ -54,19 +54,21 @@ parse_args() {
   export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 }
 
-# The KJV splits (`qnoise data kjv`), made once per results folder.
+# A KJV data set (`qnoise data kjv` or `kjv-pairs`), made once per results folder; prints its folder.
 kjv_data() {
-  local dir="$OUT/data/kjv"
+  local kind=${1:-kjv} dir="$OUT/data/${1:-kjv}"
   (
     flock 9
-    [ -f "$dir/wiki.test.tokens" ] || "$QNOISE" data kjv --out "$dir" >"$OUT/logs/data.kjv.log" 2>&1
-  ) 9>"$OUT/data.lock"
+    [ -f "$dir/README.txt" ] || "$QNOISE" data "$kind" --out "$dir" >"$OUT/logs/data.$kind.log" 2>&1
+  ) 9>"$OUT/data.lock" || { echo "failed: qnoise data $kind (see $OUT/logs/data.$kind.log)" >&2; return 1; }
   echo "$dir"
 }
 
 # Training options of a task, per mode. image: the EfficientNet-style CNN on Fashion-MNIST;
 # lm: the adaptive-input Transformer LM on the KJV; lm4: the same with 4 layers (Table 2);
-# image-long, lm-long: the same models trained 3x (image) and 3.4x (lm) longer (training_length.sh).
+# image-long, lm-long: the same models trained 3x (image) and 3.4x (lm) longer (training_length.sh);
+# pairs: the encoder classifier on KJV next-verse pairs (sentence representation), at half the
+# width of docs/training.md's and one epoch (3.5 min on 1 thread, 59.8% test accuracy on seed 1).
 task_args() {
   local task=$1
   case "$task.$MODE" in
@@ -85,6 +87,13 @@ task_args() {
         # Adaptive bands of dimension d, d/2, d/4: blocks of 8 still divide the smallest.
         quick) echo "$base --layers $layers --d-model 64 --heads 4 --ffn-dim 256 --adaptive-factor 2 --train-limit 150000 --epochs 1" ;;
         tiny) echo "$base --layers $layers --d-model 32 --heads 2 --ffn-dim 64 --adaptive-factor 2 --seq-len 32 --train-limit 4000 --epochs 1" ;;
+      esac ;;
+    pairs.*)
+      local base="--task pairs --data $(kjv_data kjv-pairs) --layers 2"
+      case "$MODE" in
+        full) echo "$base --d-model 128 --heads 4 --ffn-dim 512 --epochs 1" ;;
+        quick) echo "$base --d-model 64 --heads 4 --ffn-dim 256 --train-limit 16000 --epochs 1" ;;
+        tiny) echo "$base --d-model 32 --heads 2 --ffn-dim 64 --max-length 48 --train-limit 256 --epochs 1" ;;
       esac ;;
     *) echo "common.sh: unknown task '$task'" >&2; return 1 ;;
   esac
@@ -113,12 +122,14 @@ model_args() {
 }
 
 # Updates of a finetuning run (Table 3): half the training run (full: 429 updates for image, 244
-# for lm; quick: 125 and 73).
+# for lm, 1724 for pairs; quick: 125, 73 and 500).
 finetune_steps() {
   local task=$1
   case "$MODE.$task" in
     full.image) echo 215 ;;
     full.lm*) echo 122 ;;
+    full.pairs) echo 862 ;;
+    quick.pairs) echo 250 ;;
     quick.image*) echo 62 ;;
     quick.lm*) echo 36 ;;
     tiny.*) echo 2 ;;

@@ -6,8 +6,8 @@ out=${1:?usage: smoke_test.sh OUT_DIR}
 rm -rf "$out"
 "$(dirname "$0")/table3.sh" --tiny --out "$out" --jobs 2 >"$out.log" 2>&1 || { cat "$out.log"; exit 1; }
 rows=$(($(wc -l <"$out/table3.csv") - 1))
-# 2 tasks x 4 models x (float, ipq) x 1 seed.
-[ "$rows" -eq 16 ] || { echo "table3.csv has $rows rows, expected 16"; cat "$out/table3.csv"; exit 1; }
+# 3 tasks x 4 models x (float, ipq) x 1 seed.
+[ "$rows" -eq 24 ] || { echo "table3.csv has $rows rows, expected 24"; cat "$out/table3.csv"; exit 1; }
 if awk -F, 'NR > 1 && ($10 == "" || $11 == "" || $7 <= 0) { bad = 1 } END { exit !bad }' "$out/table3.csv"; then
   echo "table3.csv has a row without a size or metric"; cat "$out/table3.csv"; exit 1
 fi

@@ -3,7 +3,8 @@
 # model trained without noise (post-training quantization), to a model trained with the scheme's
 # quantization on every weight (QAT, p = 1), and to one trained with Quant-Noise at the rate of
 # the sweep (figure3.sh) that did best on validation after quantization. Both tasks; size, ratio,
-# accuracy / perplexity. Writes table1.csv, table1.summary.csv and table1.md.
+# accuracy / perplexity, for the image classifier, the language model and the sentence-pair
+# classifier. Writes table1.csv, table1.summary.csv and table1.md.
 source "$(dirname "$0")/common.sh"
 source "$EXPERIMENTS_DIR/sweep.sh"
 parse_args "$@"
@@ -11,9 +12,10 @@ parse_args "$@"
 # int4 has no sweep of its own (Figure 3 has iPQ and int8): two rates besides QAT.
 INT4_RATES="0.1 0.5"
 
+TASKS="image lm pairs"
 {
-  sweep_jobs
-  for task in image lm; do
+  sweep_jobs $TASKS
+  for task in $TASKS; do
     for seed in $SEEDS; do
       echo "model_job $task none $seed int4 ipq+int8"
       echo "model_job $task pq1 $seed ipq+int8"
@@ -48,10 +50,10 @@ best_rate() {
 }
 
 {
-  for task in image lm; do
+  for task in $TASKS; do
     echo "float|$task|none|float"
-    pq_rate=$(best_rate "$task" pq ipq "$SWEEP_RATES")
-    int8_rate=$(best_rate "$task" int8 int8 "$SWEEP_RATES")
+    pq_rate=$(best_rate "$task" pq ipq "$(sweep_rates "$task")")
+    int8_rate=$(best_rate "$task" int8 int8 "$(sweep_rates "$task")")
     int4_rate=$(best_rate "$task" int4 int4 "$INT4_RATES")
     echo "no noise|$task|none|int4"
     echo "QAT (p = 1)|$task|int4_1|int4"

@@ -2,13 +2,13 @@
 # The paper's Table 3: Quant-Noise during training or only during finetuning. A model trained
 # without noise; the same finetuned with Quant-Noise (iPQ proxy, p = 0.1) for half as many updates
 # as its training; the same finetuned as long without noise (the control: finetuning alone); a
-# model trained with Quant-Noise from the start. Each then compressed with iPQ. Both tasks.
+# model trained with Quant-Noise from the start. Each then compressed with iPQ. All three tasks.
 # Writes table3.csv, table3.summary.csv and table3.md.
 source "$(dirname "$0")/common.sh"
 parse_args "$@"
 
 MODELS="none none+ft_none none+ft_pq0.1 pq0.1"
-for task in image lm; do
+for task in image lm pairs; do
   for seed in $SEEDS; do
     for name in $MODELS; do echo "model_job $task $name $seed ipq"; done
   done
@@ -23,7 +23,7 @@ label() {
     pq0.1) echo "trained with Quant-Noise" ;;
   esac
 }
-for task in image lm; do
+for task in image lm pairs; do
   for scheme in float ipq; do
     for name in $MODELS; do echo "$(label "$name")|$task|$name|$scheme"; done
   done
