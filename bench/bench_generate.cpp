@@ -1,7 +1,9 @@
 // Model-level benchmark: a compressed Transformer LM generating one sequence (batch 1) with its
-// weights kept compressed (runtime kernels) against the same weights decoded to a float libtorch
-// model. Each side runs in its own process (this program re-runs itself), so each resident-memory
-// figure is that side's alone; the tokens/s and memory ratios are printed side by side.
+// weights kept compressed (runtime kernels, the architecture built without float weights) against
+// the same weights decoded to a float libtorch model ("float"), and that model with its batch-1
+// products through torch::mv ("float-mv", the fastest float baseline). Each side runs in its own
+// process (this program re-runs itself), so each resident-memory figure is that side's alone; the
+// tokens/s and memory ratios are printed side by side.
 //
 //   build/bench/bench_generate FILE.qnz [--tokens 200] [--prompt 16] [--threads 1]
 //
@@ -23,6 +25,7 @@
 
 #include "qnoise/error.h"
 #include "qnoise/inference_model.h"
+#include "qnoise/layer_kernel.h"
 #include "qnoise/process_tuning.h"
 #include "qnoise/qnz_file.h"
 #include "qnoise/runtime_model.h"
@@ -61,21 +64,72 @@ int64_t float_weight_bytes(const qnoise::CompressedModel& file) {
   return bytes;
 }
 
+// The float model's layers through torch::mv when they compute one position: libtorch's Linear runs
+// a one-row product as a GEMM, and OpenBLAS then packs the whole weight on every call. This is the
+// fastest batch-1 float model libtorch offers, the fair baseline for the kernels ("float-mv").
+class FloatMatvecKernel : public qnoise::LayerKernel {
+ public:
+  FloatMatvecKernel(at::Tensor weight, at::Tensor bias, bool embedding)
+      : weight_(std::move(weight)), bias_(std::move(bias)), embedding_(embedding) {}
+  at::Tensor forward(const at::Tensor& input) const override {
+    if (embedding_) return at::embedding(weight_, input);
+    const at::Tensor y = linear(input);
+    return bias_.defined() ? y + bias_ : y;
+  }
+  at::Tensor linear(const at::Tensor& input) const override {
+    if (input.numel() != input.size(-1)) return at::matmul(input, weight_.t());
+    std::vector<int64_t> shape = input.sizes().vec();
+    shape.back() = weight_.size(0);
+    return at::mv(weight_, input.reshape({-1})).view(shape);
+  }
+  at::Tensor weight() const override { return weight_; }
+  int64_t resident_bytes() const override { return 0; }  // the module's own weight
+
+ private:
+  at::Tensor weight_, bias_;
+  bool embedding_;
+};
+
+// Attaches FloatMatvecKernel to every Linear and Embedding of `module`; returns the layers.
+std::vector<std::shared_ptr<torch::nn::Module>> attach_matvec(torch::nn::Module& module) {
+  std::vector<std::shared_ptr<torch::nn::Module>> layers;
+  for (const auto& item : module.named_modules("", /*include_self=*/false)) {
+    const auto* linear = dynamic_cast<const torch::nn::LinearImpl*>(item.value().get());
+    const auto* embedding = dynamic_cast<const torch::nn::EmbeddingImpl*>(item.value().get());
+    if (linear != nullptr)
+      qnoise::set_layer_kernel(*linear, std::make_shared<FloatMatvecKernel>(linear->weight, linear->bias, false));
+    else if (embedding != nullptr)
+      qnoise::set_layer_kernel(*embedding, std::make_shared<FloatMatvecKernel>(embedding->weight, at::Tensor(), true));
+    else
+      continue;
+    layers.push_back(item.value());
+  }
+  return layers;
+}
+
 // Runs one side and prints one JSON line.
 void run_side(const Options& options) {
   at::set_num_threads(static_cast<int>(options.threads));
   (void)at::ones({8, 8}).mm(at::ones({8, 8}));  // libtorch's own start-up memory, before the model
   const double rss_before = status_kb("VmRSS");
-  const qnoise::CompressedModel file = qnoise::read_qnz(options.file);
-  const bool compressed = options.mode == "compressed";
-  qnoise::InferenceModel model = compressed ? qnoise::build_inference_model(file) : qnoise::load_inference_model(file);
+  qnoise::InferenceModel model;
   std::unique_ptr<qnoise::RuntimeLayers> layers;
-  if (compressed) {
-    layers = std::make_unique<qnoise::RuntimeLayers>();
-    const auto taken = layers->attach(*model.module, file);
-    qnoise::load_compressed_tensors(model, file, taken);
-    model.module->eval();
+  int64_t float_bytes = 0;
+  const bool compressed = options.mode == "compressed";
+  {
+    // The file's contents go once the model is loaded, as in `qnoise generate`.
+    const qnoise::CompressedModel file = qnoise::read_qnz(options.file);
+    float_bytes = float_weight_bytes(file);
+    if (compressed) {
+      qnoise::RuntimeInferenceModel runtime = qnoise::load_runtime_inference_model(file);
+      model = std::move(runtime.model);
+      layers = std::move(runtime.layers);
+    } else {
+      model = qnoise::load_inference_model(file);
+    }
   }
+  std::vector<std::shared_ptr<torch::nn::Module>> matvec_layers;
+  if (options.mode == "float-mv") matvec_layers = attach_matvec(*model.module);
   qnoise::release_freed_memory();
   const double rss_loaded = status_kb("VmRSS");
   auto& lm = model.language_model();
@@ -102,14 +156,17 @@ void run_side(const Options& options) {
   std::cout << nlohmann::json{{"mode", options.mode},
                               {"tokens_per_second", static_cast<double>(options.tokens) / seconds},
                               {"model_rss_mb", (rss_loaded - rss_before) / 1024.0},
+                              {"end_rss_mb", (status_kb("VmRSS") - rss_before) / 1024.0},
+                              {"peak_model_rss_mb", (status_kb("VmHWM") - rss_before) / 1024.0},
                               {"peak_rss_mb", status_kb("VmHWM") / 1024.0},
                               {"kernel_mb", layers ? layers->resident_bytes() / 1e6 : 0.0},
                               {"weights_mb", (module_tensor_bytes(*model.module) +
                                               (layers ? layers->resident_bytes() : 0)) / 1e6},
-                              {"float_weights_mb", float_weight_bytes(file) / 1e6},
+                              {"float_weights_mb", float_bytes / 1e6},
                               {"checksum", context.sum().item<int64_t>()}}
                    .dump()
             << std::endl;
+  for (const auto& layer : matvec_layers) qnoise::set_layer_kernel(*layer, nullptr);
 }
 
 nlohmann::json run_child(const Options& options, const std::string& mode) {
@@ -150,25 +207,29 @@ int main(int argc, char** argv) {
       return 0;
     }
     const nlohmann::json f = run_child(options, "float");
+    const nlohmann::json m = run_child(options, "float-mv");
     const nlohmann::json c = run_child(options, "compressed");
     std::printf("%s: %lld tokens after a %lld-token prompt, batch 1, %lld thread(s)\n", options.file.c_str(),
                 static_cast<long long>(options.tokens), static_cast<long long>(options.prompt),
                 static_cast<long long>(options.threads));
-    std::printf("%-12s %12s %14s %13s %10s %11s\n", "weights", "tokens/s", "model RSS MB", "peak RSS MB", "kernel MB",
-                "weights MB");
-    for (const auto* side : {&f, &c})
-      std::printf("%-12s %12.1f %14.1f %13.1f %10.2f %11.2f\n", (*side)["mode"].get<std::string>().c_str(),
+    // Resident memory is counted from just before loading (libtorch's own is the rest of the process).
+    std::printf("%-11s %9s %10s %12s %10s %13s %10s %11s\n", "weights", "tokens/s", "loaded MB", "generated MB",
+                "peak MB", "process peak", "kernel MB", "weights MB");
+    for (const auto* side : {&f, &m, &c})
+      std::printf("%-11s %9.1f %10.1f %12.1f %10.1f %13.1f %10.2f %11.2f\n", (*side)["mode"].get<std::string>().c_str(),
                   (*side)["tokens_per_second"].get<double>(), (*side)["model_rss_mb"].get<double>(),
+                  (*side)["end_rss_mb"].get<double>(), (*side)["peak_model_rss_mb"].get<double>(),
                   (*side)["peak_rss_mb"].get<double>(), (*side)["kernel_mb"].get<double>(),
                   (*side)["weights_mb"].get<double>());
-    std::printf("tokens/s ratio (compressed / float): %.2f\n",
-                c["tokens_per_second"].get<double>() / f["tokens_per_second"].get<double>());
-    std::printf("model RSS ratio (compressed / float): %.3f   peak RSS ratio: %.3f\n",
-                c["model_rss_mb"].get<double>() / f["model_rss_mb"].get<double>(),
-                c["peak_rss_mb"].get<double>() / f["peak_rss_mb"].get<double>());
-    std::printf("weights in memory ratio (compressed / float; tensors and kernels): %.3f\n",
-                c["weights_mb"].get<double>() / f["weights_mb"].get<double>());
-    std::printf("same tokens generated: %s\n", f["checksum"] == c["checksum"] ? "yes" : "no");
+    auto ratio = [&](const char* key) { return c[key].get<double>() / f[key].get<double>(); };
+    std::printf("tokens/s ratio (compressed / float): %.2f; against float-mv: %.2f\n", ratio("tokens_per_second"),
+                c["tokens_per_second"].get<double>() / m["tokens_per_second"].get<double>());
+    std::printf("resident memory ratios (compressed / float): loaded %.3f, after generating %.3f, peak %.3f, "
+                "process peak %.3f\n",
+                ratio("model_rss_mb"), ratio("end_rss_mb"), ratio("peak_model_rss_mb"), ratio("peak_rss_mb"));
+    std::printf("weights in memory ratio (compressed / float; tensors and kernels): %.3f\n", ratio("weights_mb"));
+    std::printf("same tokens generated: %s\n",
+                f["checksum"] == c["checksum"] && m["checksum"] == c["checksum"] ? "yes" : "no");
   } catch (const std::exception& e) {
     std::cerr << "bench_generate: " << e.what() << "\n";
     return 1;

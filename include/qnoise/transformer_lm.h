@@ -77,8 +77,9 @@ class TransformerLmImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TransformerLm);
 
-// fairseq's sinusoidal table: [length, dim], sin in the first half, cos in the second.
-at::Tensor sinusoidal_positions(int64_t length, int64_t dim);
+// fairseq's sinusoidal table: [length, dim], sin in the first half, cos in the second; rows
+// offset .. offset + length - 1.
+at::Tensor sinusoidal_positions(int64_t length, int64_t dim, int64_t offset = 0);
 
 // Parameters of a module, each tensor counted once even when shared.
 int64_t count_parameters(const torch::nn::Module& module);

@@ -8,6 +8,7 @@
 
 #include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
+#include "qnoise/layer_factory.h"
 #include "qnoise/noisy_layers.h"
 
 namespace qnoise {
@@ -151,7 +152,10 @@ void load_compressed_tensors(torch::nn::Module& module, const CompressedModel& m
                  " model of this configuration)");
     QNOISE_CHECK(stored->shape == tensor.sizes().vec(), "tensor '", name, "' has shape ",
                  shape_to_string(stored->shape), " but the model expects ", shape_to_string(tensor.sizes().vec()));
-    if (skip.count(name) == 0) tensor.copy_(stored->decode().to(tensor.dtype()));
+    if (skip.count(name) != 0) continue;
+    at::Tensor value = stored->decode().to(tensor.dtype());
+    // A weightless architecture's placeholder (layer_factory.h) takes the value as its own storage.
+    if (is_weight_placeholder(tensor)) tensor.set_data(value); else tensor.copy_(value);
   }
   for (const auto& [name, weight] : model.tensors)
     QNOISE_CHECK(expected.count(name) != 0, "the compressed model has a tensor '", name,

@@ -7,6 +7,7 @@
 
 #include "qnoise/layer_kernel.h"
 #include "qnoise/error.h"
+#include "qnoise/layer_factory.h"
 
 namespace qnoise {
 
@@ -48,13 +49,15 @@ AdaptiveInputImpl::AdaptiveInputImpl(const AdaptiveOptions& options_) : options(
     auto embedding_options = torch::nn::EmbeddingOptions(size, dim);
     const int64_t pad = options.padding_idx();
     if (pad >= edges[i] && pad < edges[i + 1]) embedding_options.padding_idx(pad - edges[i]);
-    embeddings.push_back(torch::nn::Embedding(embedding_options));
+    embeddings.push_back(make_embedding(embedding_options));
     embedding_list->push_back(embeddings.back());
-    // fairseq's initialisation: N(0, dim^-1/2) so the sqrt(d) input scale gives unit variance.
-    torch::NoGradGuard no_grad;
-    embeddings.back()->weight.normal_(0, std::pow(static_cast<double>(dim), -0.5));
-    if (pad >= edges[i] && pad < edges[i + 1]) embeddings.back()->weight[pad - edges[i]].zero_();
-    projections.push_back(torch::nn::Linear(torch::nn::LinearOptions(dim, options.d_model()).bias(false)));
+    if (!constructing_weightless()) {
+      // fairseq's initialisation: N(0, dim^-1/2) so the sqrt(d) input scale gives unit variance.
+      torch::NoGradGuard no_grad;
+      embeddings.back()->weight.normal_(0, std::pow(static_cast<double>(dim), -0.5));
+      if (pad >= edges[i] && pad < edges[i + 1]) embeddings.back()->weight[pad - edges[i]].zero_();
+    }
+    projections.push_back(make_linear(torch::nn::LinearOptions(dim, options.d_model()).bias(false)));
     projection_list->push_back(projections.back());
   }
 }
@@ -93,15 +96,15 @@ void AdaptiveSoftmaxImpl::build(bool own_weights) {
   check_adaptive_options(options);
   edges_ = band_edges(options);
   const int64_t d = options.d_model(), n_tail = static_cast<int64_t>(options.cutoffs().size());
-  cluster = register_module("cluster", torch::nn::Linear(torch::nn::LinearOptions(d, n_tail).bias(false)));
+  cluster = register_module("cluster", make_linear(torch::nn::LinearOptions(d, n_tail).bias(false)));
   if (!own_weights) return;
-  head = register_module("head", torch::nn::Linear(torch::nn::LinearOptions(d, edges_[1]).bias(false)));
+  head = register_module("head", make_linear(torch::nn::LinearOptions(d, edges_[1]).bias(false)));
   auto proj_list = register_module("tail_proj", torch::nn::ModuleList());
   auto out_list = register_module("tail_out", torch::nn::ModuleList());
   for (int64_t j = 0; j < n_tail; ++j) {
     const int64_t dim = band_dim(options, j + 1), size = edges_[j + 2] - edges_[j + 1];
-    tail_proj.push_back(torch::nn::Linear(torch::nn::LinearOptions(d, dim).bias(false)));
-    tail_out.push_back(torch::nn::Linear(torch::nn::LinearOptions(dim, size).bias(false)));
+    tail_proj.push_back(make_linear(torch::nn::LinearOptions(d, dim).bias(false)));
+    tail_out.push_back(make_linear(torch::nn::LinearOptions(dim, size).bias(false)));
     proj_list->push_back(tail_proj.back());
     out_list->push_back(tail_out.back());
   }

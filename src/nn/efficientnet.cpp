@@ -9,6 +9,7 @@
 
 #include "qnoise/layer_kernel.h"
 #include "qnoise/error.h"
+#include "qnoise/layer_factory.h"
 
 namespace qnoise {
 
@@ -159,7 +160,7 @@ EfficientNetImpl::EfficientNetImpl(EfficientNetOptions options) : options_(std::
   const int64_t head_channels = round_channels(options_.head_channels(), width);
   head = register_module("head", ConvBnAct(channels, head_channels, 1));
   dropout = register_module("dropout", torch::nn::Dropout(options_.dropout()));
-  classifier = register_module("classifier", torch::nn::Linear(head_channels, options_.n_classes()));
+  classifier = register_module("classifier", make_linear(torch::nn::LinearOptions(head_channels, options_.n_classes())));
 }
 
 at::Tensor EfficientNetImpl::forward(const at::Tensor& images) {
@@ -192,7 +193,7 @@ SmallCnnImpl::SmallCnnImpl(SmallCnnOptions options) : options_(options) {
   conv1 = register_module("conv1", make_conv(options_.in_channels(), c, 3, 1, 1, true));
   conv2 = register_module("conv2", make_conv(c, 2 * c, 3, 1, 1, true));
   conv3 = register_module("conv3", make_conv(2 * c, 2 * c, 1, 1, 1, true));
-  classifier = register_module("classifier", torch::nn::Linear(2 * c, options_.n_classes()));
+  classifier = register_module("classifier", make_linear(torch::nn::LinearOptions(2 * c, options_.n_classes())));
 }
 
 at::Tensor SmallCnnImpl::forward(const at::Tensor& images) {

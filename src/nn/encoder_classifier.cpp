@@ -6,6 +6,7 @@
 
 #include "qnoise/layer_kernel.h"
 #include "qnoise/error.h"
+#include "qnoise/layer_factory.h"
 
 namespace qnoise {
 
@@ -19,12 +20,12 @@ EncoderClassifierImpl::EncoderClassifierImpl(const EncoderClassifierOptions& opt
                "encoder classifier: layers and max_positions must be positive, segments >= 0");
   QNOISE_CHECK(options.padding_idx() >= 0 && options.padding_idx() < options.vocab_size(),
                "encoder classifier: padding_idx must be a vocabulary id");
-  tokens = register_module("tokens", torch::nn::Embedding(
+  tokens = register_module("tokens", make_embedding(
       torch::nn::EmbeddingOptions(options.vocab_size(), d).padding_idx(options.padding_idx())));
   if (options.segments() > 0)
-    segments = register_module("segments", torch::nn::Embedding(options.segments(), d));
-  positions = register_module("positions", torch::nn::Embedding(options.max_positions(), d));
-  {
+    segments = register_module("segments", make_embedding(torch::nn::EmbeddingOptions(options.segments(), d)));
+  positions = register_module("positions", make_embedding(torch::nn::EmbeddingOptions(options.max_positions(), d)));
+  if (!constructing_weightless()) {
     // BERT/RoBERTa initialisation N(0, 0.02) for the embeddings.
     torch::NoGradGuard no_grad;
     tokens->weight.normal_(0, 0.02);
@@ -45,8 +46,8 @@ EncoderClassifierImpl::EncoderClassifierImpl(const EncoderClassifierOptions& opt
   QNOISE_CHECK(options.pooling() == "cls" || options.segments() == 2,
                "encoder classifier: cls+pair pooling needs 2 segment embeddings");
   const int64_t features = options.pooling() == "cls" ? d : 3 * d;
-  dense = register_module("dense", torch::nn::Linear(features, d));
-  classifier = register_module("classifier", torch::nn::Linear(d, options.num_classes()));
+  dense = register_module("dense", make_linear(torch::nn::LinearOptions(features, d)));
+  classifier = register_module("classifier", make_linear(torch::nn::LinearOptions(d, options.num_classes())));
 }
 
 at::Tensor EncoderClassifierImpl::encode(const at::Tensor& ids, const at::Tensor& segment_ids) {

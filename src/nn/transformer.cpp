@@ -7,6 +7,7 @@
 
 #include "qnoise/layer_kernel.h"
 #include "qnoise/error.h"
+#include "qnoise/layer_factory.h"
 
 namespace qnoise {
 
@@ -21,7 +22,7 @@ MultiheadSelfAttentionImpl::MultiheadSelfAttentionImpl(const MultiheadSelfAttent
   QNOISE_CHECK(options.d_model() % options.heads() == 0, "attention: d_model ", options.d_model(),
                " is not divisible by heads ", options.heads());
   QNOISE_CHECK(options.dropout() >= 0 && options.dropout() < 1, "attention: dropout must be in [0, 1)");
-  auto linear = [&] { return torch::nn::Linear(torch::nn::LinearOptions(options.d_model(), options.d_model()).bias(options.bias())); };
+  auto linear = [&] { return make_linear(torch::nn::LinearOptions(options.d_model(), options.d_model()).bias(options.bias())); };
   q = register_module("q", linear());
   k = register_module("k", linear());
   v = register_module("v", linear());
@@ -87,8 +88,8 @@ TransformerLayerImpl::TransformerLayerImpl(const TransformerLayerOptions& option
   attn = register_module("attn", MultiheadSelfAttention(MultiheadSelfAttentionOptions(d, options.heads())
                                                             .dropout(options.attention_dropout())));
   ffn_norm = register_module("ffn_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
-  fc1 = register_module("fc1", torch::nn::Linear(d, options.ffn_dim()));
-  fc2 = register_module("fc2", torch::nn::Linear(options.ffn_dim(), d));
+  fc1 = register_module("fc1", make_linear(torch::nn::LinearOptions(d, options.ffn_dim())));
+  fc2 = register_module("fc2", make_linear(torch::nn::LinearOptions(options.ffn_dim(), d)));
 }
 
 at::Tensor TransformerLayerImpl::forward(const at::Tensor& x, bool causal, const at::Tensor& key_padding_mask) {

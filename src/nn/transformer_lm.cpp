@@ -7,14 +7,15 @@
 
 #include "qnoise/layer_kernel.h"
 #include "qnoise/error.h"
+#include "qnoise/layer_factory.h"
 
 namespace qnoise {
 
-at::Tensor sinusoidal_positions(int64_t length, int64_t dim) {
+at::Tensor sinusoidal_positions(int64_t length, int64_t dim, int64_t offset) {
   const int64_t half = dim / 2;
   const double step = std::log(10000.0) / std::max<int64_t>(half - 1, 1);
   auto freqs = torch::exp(torch::arange(half, torch::kFloat) * -step);
-  auto angles = torch::arange(length, torch::kFloat).unsqueeze(1) * freqs.unsqueeze(0);
+  auto angles = torch::arange(offset, offset + length, torch::kFloat).unsqueeze(1) * freqs.unsqueeze(0);
   auto table = torch::cat({torch::sin(angles), torch::cos(angles)}, 1);
   if (dim % 2 == 1) table = torch::cat({table, torch::zeros({length, 1})}, 1);
   return table;
@@ -47,15 +48,20 @@ TransformerLmImpl::TransformerLmImpl(const TransformerLmOptions& options_) : opt
   } else {
     auto embedding_options = torch::nn::EmbeddingOptions(vocab, d);
     if (options.padding_idx() >= 0) embedding_options.padding_idx(options.padding_idx());
-    embed = register_module("embed", torch::nn::Embedding(embedding_options));
-    torch::NoGradGuard no_grad;
-    embed->weight.normal_(0, std::pow(static_cast<double>(d), -0.5));
-    if (options.padding_idx() >= 0) embed->weight[options.padding_idx()].zero_();
+    embed = register_module("embed", make_embedding(embedding_options));
+    if (!constructing_weightless()) {
+      torch::NoGradGuard no_grad;
+      embed->weight.normal_(0, std::pow(static_cast<double>(d), -0.5));
+      if (options.padding_idx() >= 0) embed->weight[options.padding_idx()].zero_();
+    }
   }
   if (options.learned_positions()) {
-    positions = register_module("positions", torch::nn::Embedding(options.max_positions(), d));
+    positions = register_module("positions", make_embedding(torch::nn::EmbeddingOptions(options.max_positions(), d)));
   } else {
-    sinusoids_ = register_buffer("sinusoids", sinusoidal_positions(options.max_positions(), d));
+    // Without weights (the runtime), the table is not kept either: positions are computed per call.
+    sinusoids_ = register_buffer("sinusoids", constructing_weightless()
+                                                  ? weight_placeholder({options.max_positions(), d}, torch::kFloat)
+                                                  : sinusoidal_positions(options.max_positions(), d));
   }
   auto layer = TransformerLayerOptions(d, options.heads(), options.ffn_dim())
                    .dropout(options.dropout())
@@ -70,7 +76,7 @@ TransformerLmImpl::TransformerLmImpl(const TransformerLmOptions& options_) : opt
                            ? register_module("adaptive_softmax", AdaptiveSoftmax(adaptive_options, adaptive_input))
                            : register_module("adaptive_softmax", AdaptiveSoftmax(adaptive_options));
   } else if (!options.tie_weights() || options.adaptive_input()) {
-    output = register_module("output", torch::nn::Linear(torch::nn::LinearOptions(d, vocab).bias(false)));
+    output = register_module("output", make_linear(torch::nn::LinearOptions(d, vocab).bias(false)));
   }
 }
 
@@ -82,7 +88,8 @@ at::Tensor TransformerLmImpl::embed_positions(const at::Tensor& tokens, int64_t 
   auto x = adaptive_input ? adaptive_input->forward(tokens) : run_layer(embed, tokens);
   if (options.scale_embedding()) x = x * std::sqrt(static_cast<double>(options.d_model()));
   auto pos = positions ? layer_weight(*positions, positions->weight).narrow(0, offset, length)
-                       : sinusoids_.narrow(0, offset, length);
+         : is_weight_placeholder(sinusoids_) ? sinusoidal_positions(length, options.d_model(), offset)
+                                             : sinusoids_.narrow(0, offset, length);
   return torch::dropout(x + pos.unsqueeze(0), options.dropout(), is_training());
 }
 

@@ -7,6 +7,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "qnoise/error.h"
+#include "qnoise/layer_factory.h"
 #include "qnoise/layer_kernel.h"
 #include "qnoise/model_compression.h"
 #include "qnoise/compression_pipeline.h"
@@ -77,7 +78,7 @@ std::set<std::string> RuntimeLayers::attach(torch::nn::Module& module, const Com
     QNOISE_CHECK(parameter.sizes().vec() == weight->shape, "tensor '", name, "' has shape ",
                  shape_to_string(weight->shape), " but the model expects ", shape_to_string(parameter.sizes().vec()));
     // A placeholder of the weight's shape that holds one value: the float weight never exists.
-    parameter.set_data(at::zeros({1}, parameter.options()).expand(weight->shape));
+    parameter.set_data(weight_placeholder(weight->shape, parameter.options()));
     set_layer_kernel(*item.value(), kernel);
     kernels_.push_back(std::move(kernel));
     modules_.push_back(item.value());
@@ -88,7 +89,12 @@ std::set<std::string> RuntimeLayers::attach(torch::nn::Module& module, const Com
 }
 
 RuntimeInferenceModel load_runtime_inference_model(const CompressedModel& file) {
-  RuntimeInferenceModel runtime{build_inference_model(file), std::make_unique<RuntimeLayers>()};
+  // The architecture without float weights: the kernels or the file's values take their place.
+  auto weightless_model = [&] {
+    WeightlessConstruction weightless;
+    return build_inference_model(file);
+  };
+  RuntimeInferenceModel runtime{weightless_model(), std::make_unique<RuntimeLayers>()};
   const std::set<std::string> taken = runtime.layers->attach(*runtime.model.module, file);
   load_compressed_tensors(runtime.model, file, taken);
   runtime.model.module->eval();
@@ -98,7 +104,10 @@ RuntimeInferenceModel load_runtime_inference_model(const CompressedModel& file) 
 
 RuntimeTask load_runtime_task(const CompressedModel& model, const std::string& data) {
   RuntimeTask runtime;
-  runtime.task = make_compressed_task(model, data);
+  {
+    WeightlessConstruction weightless;
+    runtime.task = make_compressed_task(model, data);
+  }
   runtime.layers = std::make_unique<RuntimeLayers>();
   const std::set<std::string> taken = runtime.layers->attach(runtime.task->model(), model);
   load_compressed_tensors(runtime.task->model(), model, runtime.task->recomputed_buffers(), taken);

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "qnoise/compression_pipeline.h"
+#include "qnoise/layer_factory.h"
 #include "qnoise/layer_kernel.h"
 #include "qnoise/runtime_model.h"
 #include "qnoise/trainer.h"
@@ -39,11 +40,17 @@ qnoise::CompressedModel compress_and_reload(qnoise::TrainingTask& task, const st
   return qnoise::read_qnz(path);
 }
 
-// Every kernel layer's float weight is a one-value placeholder; returns how many there are.
+// Every kernel layer's float weight is a one-value placeholder, and every other layer holds its
+// values (the architecture was built without weights: nothing may be left a placeholder); returns
+// how many kernel layers there are.
 int64_t check_placeholders(qnoise::TrainingTask& task) {
   int64_t kernel_layers = 0;
   for (const auto& item : task.model().named_modules("", /*include_self=*/false)) {
-    if (qnoise::layer_kernel(*item.value()) == nullptr) continue;
+    if (qnoise::layer_kernel(*item.value()) == nullptr) {
+      for (const auto& parameter : item.value()->named_parameters(/*recurse=*/false))
+        EXPECT_FALSE(qnoise::is_weight_placeholder(parameter.value())) << item.key() << "." << parameter.key();
+      continue;
+    }
     ++kernel_layers;
     const auto weight = item.value()->named_parameters(/*recurse=*/false)["weight"];
     EXPECT_EQ(weight.storage().nbytes(), 4u) << item.key();
