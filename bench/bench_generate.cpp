@@ -131,7 +131,7 @@ void run_side(const Options& options) {
   std::vector<std::shared_ptr<torch::nn::Module>> matvec_layers;
   if (options.mode == "float-mv") matvec_layers = attach_matvec(*model.module);
   qnoise::release_freed_memory();
-  const double rss_loaded = status_kb("VmRSS");
+  const double rss_loaded = status_kb("VmRSS"), peak_loading = status_kb("VmHWM");
   auto& lm = model.language_model();
   const int64_t window = model.task.at("seq_len").get<int64_t>();
   torch::NoGradGuard no_grad;
@@ -158,6 +158,7 @@ void run_side(const Options& options) {
                               {"model_rss_mb", (rss_loaded - rss_before) / 1024.0},
                               {"end_rss_mb", (status_kb("VmRSS") - rss_before) / 1024.0},
                               {"peak_model_rss_mb", (status_kb("VmHWM") - rss_before) / 1024.0},
+                              {"peak_loading_mb", (peak_loading - rss_before) / 1024.0},
                               {"peak_rss_mb", status_kb("VmHWM") / 1024.0},
                               {"kernel_mb", layers ? layers->resident_bytes() / 1e6 : 0.0},
                               {"weights_mb", (module_tensor_bytes(*model.module) +

@@ -127,14 +127,11 @@ void write_safetensors(const std::string& path, const SafetensorsContents& conte
   write_file_atomically(path, bytes);
 }
 
-SafetensorsContents parse_safetensors(const std::string& bytes, const std::string& source) {
-  if (bytes.size() < 8) fail(source, "it has " + std::to_string(bytes.size()) + " bytes, fewer than the 8-byte header length");
-  const uint64_t header_size = get_u64_le(bytes);
-  if (header_size > kMaxHeaderBytes) fail(source, "header length " + std::to_string(header_size) + " exceeds 100 MB");
-  if (header_size > bytes.size() - 8)
-    fail(source, "header length " + std::to_string(header_size) + " runs past the end of the file (" +
-                     std::to_string(bytes.size()) + " bytes): truncated?");
-  const std::string header_text = bytes.substr(8, header_size);
+namespace {
+
+// The tensors a header describes, allocated but not filled, in the order of their data (which
+// the checks below make back to back from byte 0 of the data section to its end).
+SafetensorsContents parse_header(const std::string& header_text, uint64_t data_size, const std::string& source) {
   if (header_text.empty() || header_text[0] != '{') fail(source, "the header does not start with '{'");
   nlohmann::json header;
   try {
@@ -143,14 +140,12 @@ SafetensorsContents parse_safetensors(const std::string& bytes, const std::strin
     fail(source, std::string("the header is not valid JSON (") + e.what() + ")");
   }
   if (!header.is_object()) fail(source, "the header is not a JSON object");
-
   SafetensorsContents contents;
   struct Span {
     uint64_t begin, end;
     size_t index;
   };
   std::vector<Span> spans;
-  const uint64_t data_size = bytes.size() - 8 - header_size;
   for (const auto& [name, value] : header.items()) {
     if (name == "__metadata__") {
       if (!value.is_object()) fail(source, "__metadata__ is not an object");
@@ -203,10 +198,6 @@ SafetensorsContents parse_safetensors(const std::string& bytes, const std::strin
   }
   if (expected != data_size)
     fail(source, std::to_string(data_size - expected) + " bytes after the last tensor");
-  for (const auto& span : spans) {
-    at::Tensor& tensor = contents.tensors[span.index].tensor;
-    std::memcpy(tensor.data_ptr(), bytes.data() + 8 + header_size + span.begin, span.end - span.begin);
-  }
   // File order (the order of data), which is what the writer used.
   std::vector<NamedTensor> ordered;
   for (const auto& span : spans) ordered.push_back(std::move(contents.tensors[span.index]));
@@ -214,13 +205,48 @@ SafetensorsContents parse_safetensors(const std::string& bytes, const std::strin
   return contents;
 }
 
+uint64_t tensor_bytes(const at::Tensor& tensor) { return static_cast<uint64_t>(tensor.numel() * tensor.element_size()); }
+
+}  // namespace
+
+SafetensorsContents parse_safetensors(const std::string& bytes, const std::string& source) {
+  if (bytes.size() < 8) fail(source, "it has " + std::to_string(bytes.size()) + " bytes, fewer than the 8-byte header length");
+  const uint64_t header_size = get_u64_le(bytes);
+  if (header_size > kMaxHeaderBytes) fail(source, "header length " + std::to_string(header_size) + " exceeds 100 MB");
+  if (header_size > bytes.size() - 8)
+    fail(source, "header length " + std::to_string(header_size) + " runs past the end of the file (" +
+                     std::to_string(bytes.size()) + " bytes): truncated?");
+  SafetensorsContents contents = parse_header(bytes.substr(8, header_size), bytes.size() - 8 - header_size, source);
+  const char* data = bytes.data() + 8 + header_size;
+  for (auto& entry : contents.tensors) {
+    std::memcpy(entry.tensor.data_ptr(), data, tensor_bytes(entry.tensor));
+    data += tensor_bytes(entry.tensor);
+  }
+  return contents;
+}
+
 SafetensorsContents read_safetensors(const std::string& path) {
   QNOISE_CHECK(std::filesystem::is_regular_file(path), "file '", path, "' does not exist");
   std::ifstream file(path, std::ios::binary);
   QNOISE_CHECK(file.good(), "cannot open '", path, "'");
-  std::ostringstream bytes;
-  bytes << file.rdbuf();
-  return parse_safetensors(bytes.str(), path);
+  // Each tensor is read straight into its own memory, so loading never holds the file twice (the
+  // peak memory of loading a compressed model).
+  const uint64_t file_size = std::filesystem::file_size(path);
+  std::string length(8, '\0');
+  if (file_size < 8 || !file.read(length.data(), 8))
+    fail(path, "it has " + std::to_string(file_size) + " bytes, fewer than the 8-byte header length");
+  const uint64_t header_size = get_u64_le(length);
+  if (header_size > kMaxHeaderBytes) fail(path, "header length " + std::to_string(header_size) + " exceeds 100 MB");
+  if (header_size > file_size - 8)
+    fail(path, "header length " + std::to_string(header_size) + " runs past the end of the file (" +
+                   std::to_string(file_size) + " bytes): truncated?");
+  std::string header(header_size, '\0');
+  QNOISE_CHECK(file.read(header.data(), static_cast<std::streamsize>(header_size)), "cannot read '", path, "'");
+  SafetensorsContents contents = parse_header(header, file_size - 8 - header_size, path);
+  for (auto& entry : contents.tensors)
+    QNOISE_CHECK(file.read(static_cast<char*>(entry.tensor.data_ptr()), static_cast<std::streamsize>(tensor_bytes(entry.tensor))),
+                 "cannot read '", path, "': it ended inside tensor '", entry.name, "'");
+  return contents;
 }
 
 }  // namespace qnoise

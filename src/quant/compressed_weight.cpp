@@ -135,7 +135,10 @@ void CompressedWeight::validate() const {
                        (codes.scalar_type() == at::kByte || codes.scalar_type() == at::kShort),
                    "pq weight of shape ", shape_to_string(shape), ": codes must be uint8 or uint16 with ",
                    layout.n_blocks(), " elements");
-      const int64_t largest = codes.numel() == 0 ? 0 : (codes.to(at::kInt) & 0xFFFF).max().item<int64_t>();
+      // uint16 codes are stored in int16 (no uint16 dtype): read them as unsigned.
+      const int64_t largest = codes.numel() == 0                  ? 0
+                              : codes.scalar_type() == at::kByte ? codes.max().item<int64_t>()
+                                                                 : (codes.to(at::kInt) & 0xFFFF).max().item<int64_t>();
       QNOISE_CHECK(largest < k, "pq weight of shape ", shape_to_string(shape), ": code ", largest,
                    " is not below K = ", k);
       return;
