@@ -2,9 +2,11 @@
 // Inference from a compressed model with its weights kept compressed: every Linear, 1x1 Conv2d and
 // Embedding stored as pq (K <= 256), int8 or int4 runs from its stored form through the packed
 // kernels (packed_linear.h, embedding_rows.h), attached to the layer (layer_kernel.h); its float
-// weight is never decoded and the module keeps a one-value placeholder of the weight's shape.
-// Everything else (biases, norms, depthwise and stem convolutions, float16 tensors) is decoded into
-// the model as load_compressed_task() does.
+// weight is never decoded and the module keeps a one-value placeholder of the weight's shape. Other
+// convolutions (stem, depthwise) stay compressed and are decoded on each call. The architecture is
+// built without float weights (layer_factory.h), so they never exist, not even while loading.
+// Everything else (biases, norms, float16 and float32 tensors) is decoded into the model as
+// load_compressed_task() does.
 #include <memory>
 #include <set>
 #include <string>
@@ -41,8 +43,8 @@ class RuntimeLayers {
   std::vector<std::string> layers_;
 };
 
-// Gives the heap's free memory back to the system: the float weights the architecture was built
-// with are freed once the kernels hold the layers, but tune_process() keeps glibc from trimming.
+// Gives the heap's free memory back to the system (what loading used and freed: the file's
+// contents, repacking buffers), which tune_process() keeps glibc from doing by itself.
 void release_freed_memory();
 
 struct RuntimeTask {

@@ -1,6 +1,7 @@
 #include "runtime/layer_kernels.h"
 
 #include <ATen/ATen.h>
+#include <torch/nn/functional/conv.h>
 
 #include "qnoise/embedding_rows.h"
 #include "qnoise/error.h"
@@ -79,5 +80,32 @@ at::Tensor EmbeddingKernel::linear(const at::Tensor& input) const {
 at::Tensor EmbeddingKernel::weight() const { return table_.decode(); }
 
 int64_t EmbeddingKernel::resident_bytes() const { return table_.stored_bytes() + (output_ ? output_->bytes() : 0); }
+
+DecodeOnUseConvKernel::DecodeOnUseConvKernel(CompressedWeight weight, at::Tensor bias, torch::nn::detail::ConvNdOptions<2> options)
+    : weight_(std::move(weight)),
+      bias_(bias.defined() ? bias.detach().to(at::kFloat).contiguous() : bias),
+      options_(std::move(options)) {
+  QNOISE_CHECK(weight_.shape.size() == 4, "convolution weight must be 4-D, got ", shape_to_string(weight_.shape));
+}
+
+at::Tensor DecodeOnUseConvKernel::forward(const at::Tensor& input) const {
+  namespace F = torch::nn::functional;
+  return F::conv2d(input, weight(), F::Conv2dFuncOptions()
+                                        .bias(bias_)
+                                        .stride(options_.stride())
+                                        .padding(options_.padding())
+                                        .dilation(options_.dilation())
+                                        .groups(options_.groups()));
+}
+
+at::Tensor DecodeOnUseConvKernel::linear(const at::Tensor&) const {
+  throw Error("a " + shape_to_string(weight_.shape) + " convolution cannot be used as a linear layer");
+}
+
+at::Tensor DecodeOnUseConvKernel::weight() const { return weight_.decode(); }
+
+int64_t DecodeOnUseConvKernel::resident_bytes() const {
+  return weight_.stored_bytes() + (bias_.defined() ? bias_.numel() * 4 : 0);
+}
 
 }  // namespace qnoise::runtime

@@ -1,8 +1,10 @@
 #pragma once
 // The LayerKernel implementations the runtime attaches (layer_kernel.h): Linear and 1x1 Conv2d
 // layers through a packed Linear (PQ lookup tables, int8, int4), Embedding tables through
-// decode_rows, with a packed Linear built on first use when the table is also a tied output layer.
+// decode_rows, with a packed Linear built on first use when the table is also a tied output layer,
+// and the other convolutions decoded on each call.
 #include <ATen/core/Tensor.h>
+#include <torch/nn/options/conv.h>
 
 #include <memory>
 #include <mutex>
@@ -47,6 +49,23 @@ class EmbeddingKernel : public LayerKernel {
   CompressedWeight table_;
   mutable std::once_flag output_once_;
   mutable std::unique_ptr<PackedLinearBase> output_;  // the table as a Linear [rows, dim], built on first linear()
+};
+
+// A convolution other than 1x1 (the stem, depthwise convolutions) kept as stored, in any scheme, and
+// decoded on each call ("decoding per output channel" at the scale of these layers: k x k values per
+// channel), so its float weight exists only while it runs. Zero padding only.
+class DecodeOnUseConvKernel : public LayerKernel {
+ public:
+  DecodeOnUseConvKernel(CompressedWeight weight, at::Tensor bias, torch::nn::detail::ConvNdOptions<2> options);
+  at::Tensor forward(const at::Tensor& input) const override;
+  at::Tensor linear(const at::Tensor& input) const override;  // throws: not a linear layer
+  at::Tensor weight() const override;
+  int64_t resident_bytes() const override;
+
+ private:
+  CompressedWeight weight_;
+  at::Tensor bias_;
+  torch::nn::detail::ConvNdOptions<2> options_;
 };
 
 }  // namespace qnoise::runtime

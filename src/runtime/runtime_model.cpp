@@ -39,7 +39,11 @@ std::shared_ptr<const LayerKernel> make_kernel(const torch::nn::Module& module, 
   }
   const auto* conv = dynamic_cast<const torch::nn::Conv2dImpl*>(&module);
   const bool linear = dynamic_cast<const torch::nn::LinearImpl*>(&module) != nullptr;
-  if (!linear && (conv == nullptr || !pointwise(*conv))) return nullptr;
+  if (conv != nullptr && !pointwise(*conv)) {
+    if (!c10::get_if<torch::enumtype::kZeros>(&conv->options.padding_mode())) return nullptr;
+    return std::make_shared<runtime::DecodeOnUseConvKernel>(weight, bias_of(model, layer), conv->options);
+  }
+  if (!linear && conv == nullptr) return nullptr;
   std::unique_ptr<PackedLinearBase> packed = runtime::pack_linear(weight);
   if (!packed) return nullptr;
   return std::make_shared<runtime::PackedLinearKernel>(std::move(packed), bias_of(model, layer),
