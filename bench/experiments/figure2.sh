@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The paper's Figure 2: model size against metric for every model and scheme of Table 1 (float,
-# int4, int8, iPQ, iPQ + int8 activations; trained without noise, with QAT, with Quant-Noise) and,
+# int4, int8, iPQ, iPQ + int8 activations; trained without noise, with QAT, with Quant-Noise; the
+# three tasks) and,
 # for the language model, Table 2's 4-layer models. Needs table1.sh and table2.sh run first (same
 # options); writes figure2.csv and figure2.png.
 source "$(dirname "$0")/common.sh"
