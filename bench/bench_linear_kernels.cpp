@@ -1,6 +1,7 @@
 // Linear layer kernels on compressed weights against float, measured side by side in one run:
 // for 4096x4096 and 1024x1024 weights at batch 1, 16 and 64, torch::mv / torch::mm on the float
-// weight against PackedPqLinear (d = 8 and d = 4, K = 256), PackedInt8Linear and PackedInt4Linear.
+// weight against PackedPqLinear (d = 8 and d = 4, K = 256), PackedInt8Linear (also with int8
+// activations, "int8_a8", batches below the GEMM switch) and PackedInt4Linear.
 // Prints medians, float time / ours, GB/s of compressed weight bytes read (bytes() per call) and
 // weights per second (out * in per call, whatever the batch), with the targets of issue 5:
 //   batch 1: PQ d = 8 >= 5x, int8 >= 3x, int4 >= 5x faster than float; batch 16 and 64: none
@@ -107,18 +108,20 @@ void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::
   const Layers& l = layers(n);
   const qnoise::PackedLinearBase* layer = kind == "pq_d8"  ? static_cast<const qnoise::PackedLinearBase*>(l.pq8.get())
                                           : kind == "pq_d4" ? l.pq4.get()
-                                          : kind == "int8"  ? static_cast<const qnoise::PackedLinearBase*>(l.int8.get())
+                                          : kind.rfind("int8", 0) == 0 ? static_cast<const qnoise::PackedLinearBase*>(l.int8.get())
                                                             : l.int4.get();
   auto& tuning = qnoise::runtime::linear_tuning();
   const auto saved = tuning;
   if (variant == Variant::Gemm) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = 1;
   if (variant == Variant::NoGemm) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = int64_t{1} << 30;
+  qnoise::set_int8_activations(kind == "int8_a8");
   const auto x = torch::randn({batch, n});
   auto y = torch::empty({batch, n});
   timed_loop(state, [&] {
     layer->forward(x.data_ptr<float>(), batch, y.data_ptr<float>());
     benchmark::DoNotOptimize(y.data_ptr());
   });
+  qnoise::set_int8_activations(false);
   tuning = saved;
 }
 
@@ -126,7 +129,12 @@ std::string name(int64_t n, int64_t batch, const std::string& kind) {
   return std::to_string(n) + "/batch" + std::to_string(batch) + "/" + kind;
 }
 
-const std::vector<std::string> kKinds = {"pq_d8", "pq_d4", "int8", "int4"};
+// int8 activations only below the GEMM switch point (32), where the matvec kernel runs.
+std::vector<std::string> kinds(int64_t batch) {
+  std::vector<std::string> all = {"pq_d8", "pq_d4", "int8", "int4"};
+  if (batch < qnoise::runtime::linear_tuning().scalar_gemm_min_batch) all.insert(all.begin() + 3, "int8_a8");
+  return all;
+}
 
 void register_benchmarks(bool sweep) {
   for (int64_t n : {4096, 1024}) {
@@ -139,7 +147,7 @@ void register_benchmarks(bool sweep) {
           b->UseRealTime()->MinTime(0.2);
       };
       setup(benchmark::RegisterBenchmark(name(n, batch, "float").c_str(), float_layer, n, batch));
-      for (const auto& kind : kKinds)
+      for (const auto& kind : kinds(batch))
         setup(benchmark::RegisterBenchmark(name(n, batch, kind).c_str(), packed_layer, n, batch, kind, Variant::Chosen));
       if (sweep && batch > 1) {
         for (const auto& kind : {"pq_d8", "pq_d4"})
@@ -167,7 +175,7 @@ double target(int64_t batch, const std::string& kind) {
   if (kind.find("_gemm") != std::string::npos || kind.find("_matvec") != std::string::npos) return 0.0;
   if (batch > 1) return 1 / 1.2;
   if (kind == "pq_d8") return 5.0;
-  if (kind == "int8") return 3.0;
+  if (kind.rfind("int8", 0) == 0) return 3.0;
   if (kind == "int4") return 5.0;
   return 0.0;
 }
@@ -178,11 +186,11 @@ void print_table(const qnoise::bench::RatioReporter& reporter, bool sweep) {
   for (int64_t n : {4096, 1024}) {
     for (int64_t batch : {1, 16, 64}) {
       const double base = reporter.median(name(n, batch, "float"));
-      std::vector<std::string> kinds = {"float"};
-      kinds.insert(kinds.end(), kKinds.begin(), kKinds.end());
+      std::vector<std::string> rows = {"float"};
+      for (const auto& kind : kinds(batch)) rows.push_back(kind);
       if (sweep && batch > 1)
-        for (const char* extra : {"pq_d8_gemm", "pq_d4_gemm", "int8_matvec", "int4_matvec"}) kinds.push_back(extra);
-      for (const auto& kind : kinds) {
+        for (const char* extra : {"pq_d8_gemm", "pq_d4_gemm", "int8_matvec", "int4_matvec"}) rows.push_back(extra);
+      for (const auto& kind : rows) {
         const double us = reporter.median(name(n, batch, kind));
         if (us <= 0) continue;
         const double ratio = base > 0 ? base / us : -1;

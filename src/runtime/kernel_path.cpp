@@ -36,7 +36,21 @@ std::atomic<int>& chosen_path() {
   return path;
 }
 
+std::atomic<bool>& int8_activations_on() {
+  static std::atomic<bool> on{[] {
+    const char* env = std::getenv("QNOISE_ACTIVATIONS");
+    if (env == nullptr || std::strcmp(env, "float") == 0 || env[0] == '\0') return false;
+    if (std::strcmp(env, "int8") == 0) return true;
+    throw Error(std::string("QNOISE_ACTIVATIONS='") + env + "': expected int8 or float");
+  }()};
+  return on;
+}
+
 }  // namespace
+
+void set_int8_activations(bool enabled) { int8_activations_on() = enabled; }
+
+bool int8_activations() { return int8_activations_on().load(); }
 
 void set_kernel_path(KernelPath path) { chosen_path() = static_cast<int>(resolve(path)); }
 

@@ -95,25 +95,41 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
         for (int64_t o = 0; o < out_; ++o) y[b * out_ + o] += bias[o];
     return;
   }
-  const auto matvec = avx2 ? kernels::scalar_matvec_avx2 : kernels::scalar_matvec_reference;
-  std::vector<float> x_sum(static_cast<size_t>(batch), 0.0f);
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t i = 0; i < in_; ++i) x_sum[b] += x[b * in_ + i];
   const int64_t parts = std::max<int64_t>(
       1, std::min<int64_t>(at::get_num_threads(), out_ * in_ * batch / tuning.min_work_per_thread));
   const int64_t grain = (out_ + parts - 1) / parts;
   const int64_t chunk_rows = std::max<int64_t>(4, kChunkBytes / row_bytes_ / 4 * 4);
-  at::parallel_for(0, out_, grain, [&](int64_t r0, int64_t r1) {
-    for (int64_t c0 = r0; c0 < r1; c0 += chunk_rows) {
-      const int64_t c1 = std::min(r1, c0 + chunk_rows);
-      for (int64_t b = 0; b < batch; ++b) {
-        float* yb = y + b * out_;
-        matvec(w, x + b * in_, x_sum[b], c0, c1, yb);
-        if (bias)
-          for (int64_t o = c0; o < c1; ++o) yb[o] += bias[o];
+  // row_product(b, r0, r1, y_b) computes outputs [r0, r1) of batch row b; threads split the rows.
+  auto run_rows = [&](const auto& row_product) {
+    at::parallel_for(0, out_, grain, [&](int64_t r0, int64_t r1) {
+      for (int64_t c0 = r0; c0 < r1; c0 += chunk_rows) {
+        const int64_t c1 = std::min(r1, c0 + chunk_rows);
+        for (int64_t b = 0; b < batch; ++b) {
+          float* yb = y + b * out_;
+          row_product(b, c0, c1, yb);
+          if (bias)
+            for (int64_t o = c0; o < c1; ++o) yb[o] += bias[o];
+        }
       }
-    }
-  });
+    });
+  };
+  if (bits_ == 8 && int8_activations() && in_ <= kernels::kMaxInt8ActivationInputs) {
+    std::vector<int8_t> xq(static_cast<size_t>(batch * in_));
+    std::vector<float> x_scale(static_cast<size_t>(batch));
+    std::vector<int32_t> xq_sum(static_cast<size_t>(batch));
+    for (int64_t b = 0; b < batch; ++b)
+      xq_sum[b] = kernels::quantize_activations(x + b * in_, in_, xq.data() + b * in_, &x_scale[b]);
+    const auto matvec = avx2 ? kernels::int8_activation_matvec_avx2 : kernels::int8_activation_matvec_reference;
+    run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) {
+      matvec(w, xq.data() + b * in_, xq_sum[b], x_scale[b], r0, r1, yb);
+    });
+    return;
+  }
+  const auto matvec = avx2 ? kernels::scalar_matvec_avx2 : kernels::scalar_matvec_reference;
+  std::vector<float> x_sum(static_cast<size_t>(batch), 0.0f);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < in_; ++i) x_sum[b] += x[b * in_ + i];
+  run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) { matvec(w, x + b * in_, x_sum[b], r0, r1, yb); });
 }
 
 }  // namespace qnoise

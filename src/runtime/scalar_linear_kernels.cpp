@@ -1,5 +1,8 @@
 #include "runtime/scalar_linear_kernels.h"
 
+#include <algorithm>
+#include <cmath>
+
 namespace qnoise::kernels {
 
 void scalar_matvec_reference(const ScalarLinearWeight& w, const float* x, float x_sum, int64_t row_begin,
@@ -8,6 +11,29 @@ void scalar_matvec_reference(const ScalarLinearWeight& w, const float* x, float 
     float sum = 0.0f;
     for (int64_t i = 0; i < w.in; ++i) sum += static_cast<float>(w.code(o, i)) * x[i];
     y[o] = w.scale[o] * (sum - w.zero_point[o] * x_sum);
+  }
+}
+
+int32_t quantize_activations(const float* x, int64_t n, int8_t* xq, float* x_scale) {
+  float largest = 0.0f;
+  for (int64_t i = 0; i < n; ++i) largest = std::max(largest, std::abs(x[i]));
+  *x_scale = largest / kActivationLevels;
+  const float inverse = largest > 0.0f ? kActivationLevels / largest : 0.0f;
+  int32_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float level = std::nearbyint(x[i] * inverse);
+    xq[i] = static_cast<int8_t>(std::clamp(level, -static_cast<float>(kActivationLevels), static_cast<float>(kActivationLevels)));
+    sum += xq[i];
+  }
+  return sum;
+}
+
+void int8_activation_matvec_reference(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
+                                      int64_t row_begin, int64_t row_end, float* y) {
+  for (int64_t o = row_begin; o < row_end; ++o) {
+    int32_t dot = 0;
+    for (int64_t i = 0; i < w.in; ++i) dot += static_cast<int32_t>(w.code(o, i)) * xq[i];
+    y[o] = w.scale[o] * x_scale * (static_cast<float>(dot) - w.zero_point[o] * static_cast<float>(xq_sum));
   }
 }
 

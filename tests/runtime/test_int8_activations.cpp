@@ -1,0 +1,126 @@
+// Int8 activations for int8 weights (packed_linear.h, set_int8_activations): the product of the
+// codes with 7-bit activations is exact in integers, the AVX2 kernel gives the reference's result
+// bit for bit, and the result stays within the activations' rounding of the float product.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "qnoise/compressed_weight.h"
+#include "qnoise/packed_linear.h"
+#include "quant/nearest_centroid.h"
+#include "runtime/linear_tuning.h"
+
+namespace {
+
+class Int8ActivationsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    saved_tuning_ = qnoise::runtime::linear_tuning();
+    saved_threads_ = at::get_num_threads();
+    qnoise::runtime::linear_tuning().min_work_per_thread = 1;  // split even small shapes over threads
+    qnoise::set_int8_activations(true);
+  }
+  void TearDown() override {
+    qnoise::set_int8_activations(false);
+    qnoise::runtime::linear_tuning() = saved_tuning_;
+    at::set_num_threads(saved_threads_);
+    qnoise::set_kernel_path(qnoise::KernelPath::Auto);
+  }
+  qnoise::runtime::LinearTuning saved_tuning_;
+  int saved_threads_ = 1;
+};
+
+std::vector<qnoise::KernelPath> paths() {
+  std::vector<qnoise::KernelPath> all{qnoise::KernelPath::Reference};
+  if (qnoise::kernels::cpu_has_avx2_fma()) all.push_back(qnoise::KernelPath::Avx2);
+  return all;
+}
+
+// The activations as the kernel quantizes them (per batch row, 63 levels), back in double.
+torch::Tensor quantized(const torch::Tensor& x) {
+  const auto x_scale = x.abs().amax(1, /*keepdim=*/true).to(torch::kDouble) / 63.0;
+  const auto levels = (x.to(torch::kDouble) / x_scale).round().clamp(-63, 63);
+  return levels * x_scale;
+}
+
+}  // namespace
+
+TEST_F(Int8ActivationsTest, HandWorkedExample) {
+  // w = (q - 128) * 0.5 = [-64, 63.5, 0]; x = [1, -1, 0.5] -> levels [63, -63, 32] (31.5 rounds to
+  // even) of 1/63; sum q * level = -16065 + 4096, minus 128 * 32: y = 0.5 / 63 * -16065 = -127.5.
+  qnoise::CompressedWeight weight;
+  weight.scheme = qnoise::WeightScheme::Int8;
+  weight.shape = {1, 3};
+  weight.codes = torch::tensor({0, 255, 128}, torch::kByte);
+  weight.scale = torch::tensor({0.5f});
+  weight.zero_point = torch::tensor({128}, torch::kByte);
+  const qnoise::PackedInt8Linear layer(weight);
+  for (auto path : paths()) {
+    qnoise::set_kernel_path(path);
+    EXPECT_NEAR(layer.forward(torch::tensor({1.0f, -1.0f, 0.5f})).item<float>(), -127.5f, 1e-4);
+    EXPECT_EQ(layer.forward(torch::zeros({3})).item<float>(), 0.0f);  // all-zero activations
+  }
+}
+
+TEST_F(Int8ActivationsTest, KernelsAreExactIntegerProductsOnRaggedShapes) {
+  // in below, at and above the 32-input step and the 64-byte line; rows not a multiple of 4.
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {5, 31}, {7, 32}, {13, 33}, {4, 64},
+                                                           {9, 100}, {66, 257}, {3, 1030}};
+  uint64_t seed = 0;
+  for (const auto& [out, in] : shapes) {
+    torch::manual_seed(++seed);
+    auto values = torch::randn({out, in});
+    values[0] = values[0].abs() * 4;  // codes at 255 (the int16 pair sums' worst case)
+    const qnoise::PackedInt8Linear layer(qnoise::compress_scalar(values, 8));
+    for (int64_t batch : {1, 3, 17}) {
+      const auto x = torch::randn({batch, in}) * 3;
+      x[0][0] = -7.5;  // a row whose largest activation is negative
+      const auto bias = torch::randn({out});
+      const auto exact = torch::mm(quantized(x), layer.decode().to(torch::kDouble).t()) + bias.to(torch::kDouble);
+      qnoise::set_kernel_path(qnoise::KernelPath::Reference);
+      at::set_num_threads(1);
+      const auto reference = layer.forward(x, bias);
+      const std::string what = std::to_string(out) + "x" + std::to_string(in) + " batch " + std::to_string(batch);
+      const double error = (reference.to(torch::kDouble) - exact).abs().max().item<double>();
+      EXPECT_LE(error, 1e-5 * exact.abs().max().item<double>() + 1e-5) << what;
+      for (int threads : {1, 2}) {
+        at::set_num_threads(threads);
+        for (auto path : paths()) {
+          qnoise::set_kernel_path(path);
+          EXPECT_TRUE(torch::equal(layer.forward(x, bias), reference))
+              << what << " " << qnoise::to_string(path) << " on " << threads << " threads";
+        }
+      }
+    }
+  }
+}
+
+TEST_F(Int8ActivationsTest, StaysWithinTheActivationRoundingOfTheFloatProduct) {
+  torch::manual_seed(11);
+  const qnoise::PackedInt8Linear layer(qnoise::compress_scalar(torch::randn({48, 200}), 8));
+  const auto w = layer.decode().to(torch::kDouble);
+  const auto x = torch::randn({4, 200});
+  const auto y = layer.forward(x).to(torch::kDouble);
+  const auto float_product = torch::mm(x.to(torch::kDouble), w.t());
+  // Each activation moves by at most half a step, max|x| / 126.
+  const auto half_step = x.abs().amax(1, true).to(torch::kDouble) / 126.0;
+  const auto bound = half_step * w.abs().sum(1).unsqueeze(0) + 1e-5;
+  EXPECT_TRUE(((y - float_product).abs() <= bound).all().item<bool>());
+  // And it does round: the result is not the float product.
+  EXPECT_GT((y - float_product).abs().max().item<double>(), 1e-4);
+}
+
+TEST_F(Int8ActivationsTest, OnlyInt8WeightsInSmallBatchesUseIt) {
+  torch::manual_seed(12);
+  const auto values = torch::randn({20, 64});
+  const qnoise::PackedInt8Linear int8(qnoise::compress_scalar(values, 8));
+  const qnoise::PackedInt4Linear int4(qnoise::compress_scalar(values, 4));
+  const auto x = torch::randn({40, 64});
+  auto run = [&](const qnoise::PackedLinearBase& layer, const torch::Tensor& input, bool on) {
+    qnoise::set_int8_activations(on);
+    return layer.forward(input);
+  };
+  EXPECT_FALSE(torch::equal(run(int8, x[0], true), run(int8, x[0], false)));
+  EXPECT_TRUE(torch::equal(run(int4, x[0], true), run(int4, x[0], false)));
+  // Batches at the GEMM switch point and above multiply decoded tiles in float.
+  EXPECT_TRUE(torch::equal(run(int8, x, true), run(int8, x, false)));
+}
