@@ -7,6 +7,7 @@
 
 #include "cli/command.h"
 #include "qnoise/error.h"
+#include "qnoise/packed_linear.h"
 #include "qnoise/process_tuning.h"
 #include "qnoise/version.h"
 
@@ -27,6 +28,11 @@ int main(int argc, char** argv) {
   int threads = default_threads();
   app.add_option("--threads", threads, "Threads for tensor operations (default: all cores)")
       ->check(CLI::PositiveNumber);
+  std::string activations;
+  app.add_option("--activations", activations,
+                 "float, or int8: int8-weight layers quantize their activations to 7-bit integers and multiply in "
+                 "integers (faster, rounds activations; default float, or $QNOISE_ACTIVATIONS)")
+      ->check(CLI::IsMember({"float", "int8"}));
   app.require_subcommand(1);
   std::vector<qnoise::cli::Command> commands = {qnoise::cli::add_demo_command(app),
                                                   qnoise::cli::add_data_command(app),
@@ -44,6 +50,7 @@ int main(int argc, char** argv) {
   }
   at::set_num_threads(threads);
   try {
+    if (!activations.empty()) qnoise::set_int8_activations(activations == "int8");
     for (const auto& command : commands)
       if (command.app->parsed()) command.run();
   } catch (const qnoise::Error& e) {

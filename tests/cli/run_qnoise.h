@@ -13,8 +13,10 @@ struct CommandResult {
   std::string output;  // stdout and stderr together
 };
 
-inline CommandResult run_qnoise(const std::string& arguments) {
-  const std::string command = std::string(QNOISE_BINARY) + " " + arguments + " 2>&1 </dev/null";
+// environment: "VAR=value ..." set for this run only.
+inline CommandResult run_qnoise(const std::string& arguments, const std::string& environment = "") {
+  const std::string command =
+      (environment.empty() ? "" : "env " + environment + " ") + QNOISE_BINARY + " " + arguments + " 2>&1 </dev/null";
   FILE* pipe = popen(command.c_str(), "r");
   if (pipe == nullptr) return {-1, "popen failed"};
   std::string output;

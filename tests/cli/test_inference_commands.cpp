@@ -84,6 +84,18 @@ TEST(InferenceCommands, GenerateRunsFromTheFileAloneAndRepeatsWithASeed) {
   EXPECT_EQ(empty.exit_code, 0) << empty.output;
 }
 
+TEST(InferenceCommands, Int8ActivationsAreAnOptionOfEveryCommand) {
+  const auto int8 = run_qnoise("--activations int8 generate " + lm_file() + " --prompt 'in the' --tokens 8 --seed 2");
+  ASSERT_EQ(int8.exit_code, 0) << int8.output;
+  EXPECT_TRUE(contains(int8.output, "qnoise generate: 8 tokens in ")) << int8.output;
+  const auto bad = run_qnoise("--activations int4 generate " + lm_file() + " --tokens 2");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_TRUE(contains(bad.output, "--activations")) << bad.output;
+  const auto env = run_qnoise("generate " + lm_file() + " --tokens 2", "QNOISE_ACTIVATIONS=int7");
+  EXPECT_EQ(env.exit_code, 1);
+  EXPECT_TRUE(contains(env.output, "QNOISE_ACTIVATIONS='int7': expected int8 or float")) << env.output;
+}
+
 TEST(InferenceCommands, GreedyGenerationPrintsTheModelsArgmaxContinuation) {
   const auto model = qnoise::load_inference_model(qnoise::read_qnz(lm_file()));
   const auto vocabulary = qnoise::artifact_vocabulary(model.artifacts);
