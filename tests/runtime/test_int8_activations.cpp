@@ -8,25 +8,16 @@
 #include "qnoise/packed_linear.h"
 #include "quant/nearest_centroid.h"
 #include "runtime/linear_tuning.h"
+#include "runtime/packed_linear_fixture.h"
 
 namespace {
 
-class Int8ActivationsTest : public ::testing::Test {
+class Int8ActivationsTest : public PackedLinearTest {
  protected:
   void SetUp() override {
-    saved_tuning_ = qnoise::runtime::linear_tuning();
-    saved_threads_ = at::get_num_threads();
-    qnoise::runtime::linear_tuning().min_work_per_thread = 1;  // split even small shapes over threads
+    PackedLinearTest::SetUp();
     qnoise::set_int8_activations(true);
   }
-  void TearDown() override {
-    qnoise::set_int8_activations(false);
-    qnoise::runtime::linear_tuning() = saved_tuning_;
-    at::set_num_threads(saved_threads_);
-    qnoise::set_kernel_path(qnoise::KernelPath::Auto);
-  }
-  qnoise::runtime::LinearTuning saved_tuning_;
-  int saved_threads_ = 1;
 };
 
 std::vector<qnoise::KernelPath> paths() {

@@ -8,26 +8,9 @@
 #include "qnoise/packed_linear.h"
 #include "quant/nearest_centroid.h"
 #include "runtime/linear_tuning.h"
+#include "runtime/packed_linear_fixture.h"
 
 namespace {
-
-// Restores the kernel path, thread count and tuning a test changes.
-class PackedLinearTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    saved_tuning_ = qnoise::runtime::linear_tuning();
-    saved_threads_ = at::get_num_threads();
-    // Split even the small test shapes over threads, so both code paths of the driver run.
-    qnoise::runtime::linear_tuning().min_work_per_thread = 1;
-  }
-  void TearDown() override {
-    qnoise::runtime::linear_tuning() = saved_tuning_;
-    at::set_num_threads(saved_threads_);
-    qnoise::set_kernel_path(qnoise::KernelPath::Auto);
-  }
-  qnoise::runtime::LinearTuning saved_tuning_;
-  int saved_threads_ = 1;
-};
 
 qnoise::CompressedWeight random_pq(int64_t out, int64_t in, int64_t d, int64_t k, uint64_t seed) {
   torch::manual_seed(seed);

@@ -1,0 +1,26 @@
+#pragma once
+// The fixture of the packed-layer tests: restores the kernel path, activation precision, thread
+// count and tuning a test changes, and splits even small shapes over threads.
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include "qnoise/packed_linear.h"
+#include "runtime/linear_tuning.h"
+
+class PackedLinearTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    saved_tuning_ = qnoise::runtime::linear_tuning();
+    saved_threads_ = at::get_num_threads();
+    // Split even the small test shapes over threads, so both code paths of the driver run.
+    qnoise::runtime::linear_tuning().min_work_per_thread = 1;
+  }
+  void TearDown() override {
+    qnoise::runtime::linear_tuning() = saved_tuning_;
+    at::set_num_threads(saved_threads_);
+    qnoise::set_kernel_path(qnoise::KernelPath::Auto);
+    qnoise::set_int8_activations(false);
+  }
+  qnoise::runtime::LinearTuning saved_tuning_;
+  int saved_threads_ = 1;
+};
