@@ -1,7 +1,7 @@
 // Linear layer kernels on compressed weights against float, measured side by side in one run:
 // for 4096x4096 and 1024x1024 weights at batch 1, 16 and 64, torch::mv / torch::mm on the float
-// weight against PackedPqLinear (d = 8 and d = 4, K = 256), PackedInt8Linear (also with int8
-// activations, "int8_a8", batches below the GEMM switch) and PackedInt4Linear.
+// weight against PackedPqLinear (d = 8 and d = 4, K = 256), PackedInt8Linear and PackedInt4Linear
+// (also with int8 activations, "int8_a8" and "int4_a8", batches below the GEMM switch).
 // Prints medians, float time / ours, GB/s of compressed weight bytes read (bytes() per call) and
 // weights per second (out * in per call, whatever the batch), with the targets of issue 5:
 //   batch 1: PQ d = 8 >= 5x, int8 >= 3x, int4 >= 5x faster than float; batch 16 and 64: none
@@ -114,7 +114,7 @@ void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::
   const auto saved = tuning;
   if (variant == Variant::Gemm) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = 1;
   if (variant == Variant::NoGemm) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = int64_t{1} << 30;
-  qnoise::set_int8_activations(kind == "int8_a8");
+  qnoise::set_int8_activations(kind.find("_a8") != std::string::npos);
   const auto x = torch::randn({batch, n});
   auto y = torch::empty({batch, n});
   timed_loop(state, [&] {
@@ -131,9 +131,8 @@ std::string name(int64_t n, int64_t batch, const std::string& kind) {
 
 // int8 activations only below the GEMM switch point (32), where the matvec kernel runs.
 std::vector<std::string> kinds(int64_t batch) {
-  std::vector<std::string> all = {"pq_d8", "pq_d4", "int8", "int4"};
-  if (batch < qnoise::runtime::linear_tuning().scalar_gemm_min_batch) all.insert(all.begin() + 3, "int8_a8");
-  return all;
+  if (batch >= qnoise::runtime::linear_tuning().scalar_gemm_min_batch) return {"pq_d8", "pq_d4", "int8", "int4"};
+  return {"pq_d8", "pq_d4", "int8", "int8_a8", "int4", "int4_a8"};
 }
 
 void register_benchmarks(bool sweep) {
@@ -176,7 +175,7 @@ double target(int64_t batch, const std::string& kind) {
   if (batch > 1) return 1 / 1.2;
   if (kind == "pq_d8") return 5.0;
   if (kind.rfind("int8", 0) == 0) return 3.0;
-  if (kind == "int4") return 5.0;
+  if (kind.rfind("int4", 0) == 0) return 5.0;
   return 0.0;
 }
 

@@ -7,8 +7,8 @@
 //    Codes are stored 8 output rows interleaved and in groups of blocks whose tables stay in L1
 //    (batch 1) or L2 (batches, where T_j[k] holds one value per batch column).
 //  * PackedInt8Linear / PackedInt4Linear: per-row affine codes dequantized in registers,
-//    y_o = scale_o * (sum_i q_oi x_i - zero_point_o * sum_i x_i), fp32 activations (int8 weights:
-//    optionally int8 activations, see set_int8_activations).
+//    y_o = scale_o * (sum_i q_oi x_i - zero_point_o * sum_i x_i), fp32 activations (optionally
+//    int8 activations, see set_int8_activations).
 //
 // Large batches of int8/int4 decode tiles of W into a thread-local float buffer and call the
 // BLAS GEMM (see docs/performance.md, "Layer kernels", for the measured switch points).
@@ -33,12 +33,12 @@ void set_kernel_path(KernelPath path);
 KernelPath kernel_path();
 const char* to_string(KernelPath path);
 
-// Int8 activations for int8 weights, off by default. When on, each row of a batch below the GEMM
-// switch point is quantized symmetrically to 7-bit integers (|q| <= 63, as PyTorch's fbgemm with
-// reduce_range) and multiplied with the codes in integers (vpmaddubsw): fewer instructions per
-// weight than dequantizing to float, at the cost of the activations' rounding (half a step of
-// max|x| / 63 per input). The environment variable QNOISE_ACTIVATIONS=int8|float sets the initial
-// choice. int4 and PQ layers keep float activations.
+// Int8 activations for int8 and int4 weights, off by default. When on, each row of a batch below
+// the GEMM switch point is quantized symmetrically to 7-bit integers (|q| <= 63, as PyTorch's
+// fbgemm with reduce_range) and multiplied with the codes in integers (vpmaddubsw): fewer
+// instructions per weight than dequantizing to float, at the cost of the activations' rounding
+// (half a step of max|x| / 63 per input). The environment variable QNOISE_ACTIVATIONS=int8|float
+// sets the initial choice. PQ layers keep float activations (their lookup tables are float).
 void set_int8_activations(bool enabled);
 bool int8_activations();
 

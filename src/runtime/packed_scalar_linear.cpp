@@ -113,7 +113,7 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
       }
     });
   };
-  if (bits_ == 8 && int8_activations() && in_ <= kernels::kMaxInt8ActivationInputs) {
+  if (int8_activations() && in_ <= kernels::kMaxInt8ActivationInputs) {
     std::vector<int8_t> xq(static_cast<size_t>(batch * in_));
     std::vector<float> x_scale(static_cast<size_t>(batch));
     std::vector<int32_t> xq_sum(static_cast<size_t>(batch));

@@ -42,7 +42,7 @@ void scalar_matvec_reference(const ScalarLinearWeight& w, const float* x, float 
 void scalar_matvec_avx2(const ScalarLinearWeight& w, const float* x, float x_sum, int64_t row_begin,
                         int64_t row_end, float* y);
 
-// Int8 activations (W8A8), for int8 weights. One batch row's activations are quantized
+// Int8 activations (W8A8, W4A8). One batch row's activations are quantized
 // symmetrically, xq_i = round(x_i / x_scale), |xq_i| <= kActivationLevels; the row's product is then
 // exact in integers: y_o = scale_o * x_scale * (sum_i q_oi xq_i - zero_point_o * sum_i xq_i).
 // 7 bits, as PyTorch's x86 backend (fbgemm's reduce_range): vpmaddubsw adds two u8 x s8 products in
@@ -53,7 +53,7 @@ constexpr int64_t kMaxInt8ActivationInputs = int64_t{1} << 17;
 int32_t quantize_activations(const float* x, int64_t n, int8_t* xq, float* x_scale);
 void int8_activation_matvec_reference(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
                                       int64_t row_begin, int64_t row_end, float* y);
-// Only call when cpu_has_avx2_fma(); w.bits must be 8.
+// Only call when cpu_has_avx2_fma().
 void int8_activation_matvec_avx2(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
                                  int64_t row_begin, int64_t row_end, float* y);
 

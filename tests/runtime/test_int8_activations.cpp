@@ -1,8 +1,10 @@
-// Int8 activations for int8 weights (packed_linear.h, set_int8_activations): the product of the
+// Int8 activations for int8 and int4 weights (packed_linear.h, set_int8_activations): the product of the
 // codes with 7-bit activations is exact in integers, the AVX2 kernel gives the reference's result
 // bit for bit, and the result stays within the activations' rounding of the float product.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <memory>
 
 #include "qnoise/compressed_weight.h"
 #include "qnoise/packed_linear.h"
@@ -52,33 +54,43 @@ TEST_F(Int8ActivationsTest, HandWorkedExample) {
   }
 }
 
+// The layer of int<bits> codes for `values`.
+std::unique_ptr<qnoise::PackedLinearBase> scalar_layer(const torch::Tensor& values, int bits) {
+  const auto weight = qnoise::compress_scalar(values, bits);
+  if (bits == 8) return std::make_unique<qnoise::PackedInt8Linear>(weight);
+  return std::make_unique<qnoise::PackedInt4Linear>(weight);
+}
+
 TEST_F(Int8ActivationsTest, KernelsAreExactIntegerProductsOnRaggedShapes) {
   // in below, at and above the 32-input step and the 64-byte line; rows not a multiple of 4.
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {5, 31}, {7, 32}, {13, 33}, {4, 64},
                                                            {9, 100}, {66, 257}, {3, 1030}};
   uint64_t seed = 0;
-  for (const auto& [out, in] : shapes) {
-    torch::manual_seed(++seed);
-    auto values = torch::randn({out, in});
-    values[0] = values[0].abs() * 4;  // codes at 255 (the int16 pair sums' worst case)
-    const qnoise::PackedInt8Linear layer(qnoise::compress_scalar(values, 8));
-    for (int64_t batch : {1, 3, 17}) {
-      const auto x = torch::randn({batch, in}) * 3;
-      x[0][0] = -7.5;  // a row whose largest activation is negative
-      const auto bias = torch::randn({out});
-      const auto exact = torch::mm(quantized(x), layer.decode().to(torch::kDouble).t()) + bias.to(torch::kDouble);
-      qnoise::set_kernel_path(qnoise::KernelPath::Reference);
-      at::set_num_threads(1);
-      const auto reference = layer.forward(x, bias);
-      const std::string what = std::to_string(out) + "x" + std::to_string(in) + " batch " + std::to_string(batch);
-      const double error = (reference.to(torch::kDouble) - exact).abs().max().item<double>();
-      EXPECT_LE(error, 1e-5 * exact.abs().max().item<double>() + 1e-5) << what;
-      for (int threads : {1, 2}) {
-        at::set_num_threads(threads);
-        for (auto path : paths()) {
-          qnoise::set_kernel_path(path);
-          EXPECT_TRUE(torch::equal(layer.forward(x, bias), reference))
-              << what << " " << qnoise::to_string(path) << " on " << threads << " threads";
+  for (int bits : {8, 4}) {
+    for (const auto& [out, in] : shapes) {
+      torch::manual_seed(++seed);
+      auto values = torch::randn({out, in});
+      values[0] = values[0].abs() * 4;  // codes at 255 (the int16 pair sums' worst case)
+      const auto layer = scalar_layer(values, bits);
+      for (int64_t batch : {1, 3, 17}) {
+        const auto x = torch::randn({batch, in}) * 3;
+        x[0][0] = -7.5;  // a row whose largest activation is negative
+        const auto bias = torch::randn({out});
+        const auto exact = torch::mm(quantized(x), layer->decode().to(torch::kDouble).t()) + bias.to(torch::kDouble);
+        qnoise::set_kernel_path(qnoise::KernelPath::Reference);
+        at::set_num_threads(1);
+        const auto reference = layer->forward(x, bias);
+        const std::string what = "int" + std::to_string(bits) + " " + std::to_string(out) + "x" + std::to_string(in) +
+                                 " batch " + std::to_string(batch);
+        const double error = (reference.to(torch::kDouble) - exact).abs().max().item<double>();
+        EXPECT_LE(error, 1e-5 * exact.abs().max().item<double>() + 1e-5) << what;
+        for (int threads : {1, 2}) {
+          at::set_num_threads(threads);
+          for (auto path : paths()) {
+            qnoise::set_kernel_path(path);
+            EXPECT_TRUE(torch::equal(layer->forward(x, bias), reference))
+                << what << " " << qnoise::to_string(path) << " on " << threads << " threads";
+          }
         }
       }
     }
@@ -100,18 +112,21 @@ TEST_F(Int8ActivationsTest, StaysWithinTheActivationRoundingOfTheFloatProduct) {
   EXPECT_GT((y - float_product).abs().max().item<double>(), 1e-4);
 }
 
-TEST_F(Int8ActivationsTest, OnlyInt8WeightsInSmallBatchesUseIt) {
+TEST_F(Int8ActivationsTest, OnlyScalarWeightsInSmallBatchesUseIt) {
   torch::manual_seed(12);
   const auto values = torch::randn({20, 64});
   const qnoise::PackedInt8Linear int8(qnoise::compress_scalar(values, 8));
   const qnoise::PackedInt4Linear int4(qnoise::compress_scalar(values, 4));
+  const auto codes = torch::randint(0, 16, {20 * 64 / 8}, torch::kLong).to(torch::kByte);
+  const qnoise::PackedPqLinear pq(qnoise::compress_pq(qnoise::BlockLayout::linear({20, 64}, 8), torch::randn({16, 8}), codes));
   const auto x = torch::randn({40, 64});
   auto run = [&](const qnoise::PackedLinearBase& layer, const torch::Tensor& input, bool on) {
     qnoise::set_int8_activations(on);
     return layer.forward(input);
   };
   EXPECT_FALSE(torch::equal(run(int8, x[0], true), run(int8, x[0], false)));
-  EXPECT_TRUE(torch::equal(run(int4, x[0], true), run(int4, x[0], false)));
+  EXPECT_FALSE(torch::equal(run(int4, x[0], true), run(int4, x[0], false)));
+  EXPECT_TRUE(torch::equal(run(pq, x[0], true), run(pq, x[0], false)));
   // Batches at the GEMM switch point and above multiply decoded tiles in float.
   EXPECT_TRUE(torch::equal(run(int8, x, true), run(int8, x, false)));
 }
