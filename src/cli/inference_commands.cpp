@@ -48,18 +48,24 @@ struct GenerateCommandOptions {
   bool decoded = false;
 };
 
+// Kernels on the compressed weights, or every weight decoded to float (--decoded).
+RuntimeInferenceModel load_for_inference(const CompressedModel& file, bool decoded) {
+  if (decoded) return RuntimeInferenceModel{load_inference_model(file), nullptr};
+  return load_runtime_inference_model(file);
+}
+
 void run_generate(const GenerateCommandOptions& command) {
   QNOISE_CHECK(command.tokens >= 0, "--tokens must be >= 0, got ", command.tokens);
   QNOISE_CHECK(command.temperature >= 0, "--temperature must be >= 0 (0: greedy), got ", command.temperature);
   QNOISE_CHECK(command.top_k >= 0, "--top-k must be >= 0 (0: all tokens), got ", command.top_k);
   set_threads(command.threads);
-  const CompressedModel file = read_qnz(command.file);
-  const std::string kind = task_kind(file, command.file);
-  QNOISE_CHECK(kind == "lm", "generate needs a language model; '", command.file, "' holds a model of task '", kind,
-               "' (use qnoise predict)");
-  // Kernels on the compressed weights unless --decoded asks for float weights.
-  RuntimeInferenceModel runtime = command.decoded ? RuntimeInferenceModel{load_inference_model(file), nullptr}
-                                                  : load_runtime_inference_model(file);
+  RuntimeInferenceModel runtime = [&] {
+    const CompressedModel file = read_qnz(command.file);
+    const std::string kind = task_kind(file, command.file);
+    QNOISE_CHECK(kind == "lm", "generate needs a language model; '", command.file, "' holds a model of task '", kind,
+                 "' (use qnoise predict)");
+    return load_for_inference(file, command.decoded);
+  }();  // the file's contents are freed here: the model holds what it needs
   InferenceModel& model = runtime.model;
   const Vocabulary vocabulary = artifact_vocabulary(model.artifacts);
   const std::vector<int64_t> context = encode_prompt(command.prompt, vocabulary);
@@ -142,15 +148,17 @@ std::vector<int64_t> pair_labels(const SentencePairSet& set, const std::vector<s
 
 void run_predict(const PredictCommandOptions& command) {
   set_threads(command.threads);
-  const CompressedModel file = read_qnz(command.file);
-  const std::string kind = task_kind(file, command.file);
-  QNOISE_CHECK(kind == "image" || kind == "pairs", "predict runs classifiers; '", command.file,
-               "' holds a model of task '", kind, "' (use qnoise generate)");
-  QNOISE_CHECK(command.labels.empty() || kind == "image",
-               "--labels is for image models; a sentence-pair TSV's labels are its label column");
-  const RuntimeInferenceModel runtime = command.decoded ? RuntimeInferenceModel{load_inference_model(file), nullptr}
-                                                        : load_runtime_inference_model(file);
+  const RuntimeInferenceModel runtime = [&] {
+    const CompressedModel file = read_qnz(command.file);
+    const std::string kind = task_kind(file, command.file);
+    QNOISE_CHECK(kind == "image" || kind == "pairs", "predict runs classifiers; '", command.file,
+                 "' holds a model of task '", kind, "' (use qnoise generate)");
+    QNOISE_CHECK(command.labels.empty() || kind == "image",
+                 "--labels is for image models; a sentence-pair TSV's labels are its label column");
+    return load_for_inference(file, command.decoded);
+  }();  // the file's contents are freed here
   const InferenceModel& model = runtime.model;
+  const std::string kind = model.kind();
   const std::vector<std::string> names = class_names(model);
   if (kind == "image") {
     const at::Tensor images = read_images(command.input);
