@@ -16,12 +16,17 @@ void scalar_matvec_reference(const ScalarLinearWeight& w, const float* x, float 
 
 int32_t quantize_activations(const float* x, int64_t n, int8_t* xq, float* x_scale) {
   float largest = 0.0f;
-  for (int64_t i = 0; i < n; ++i) largest = std::max(largest, std::abs(x[i]));
-  *x_scale = largest / kActivationLevels;
-  const float inverse = largest > 0.0f ? kActivationLevels / largest : 0.0f;
+  bool finite = true;
+  for (int64_t i = 0; i < n; ++i) {
+    largest = std::max(largest, std::abs(x[i]));
+    finite = finite && std::isfinite(x[i]);
+  }
+  // A NaN or infinite activation makes the row's outputs NaN, as the float product would.
+  *x_scale = finite ? largest / kActivationLevels : std::nanf("");
+  const float inverse = finite && largest > 0.0f ? kActivationLevels / largest : 0.0f;
   int32_t sum = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const float level = std::nearbyint(x[i] * inverse);
+    const float level = finite ? std::nearbyint(x[i] * inverse) : 0.0f;
     xq[i] = static_cast<int8_t>(std::clamp(level, -static_cast<float>(kActivationLevels), static_cast<float>(kActivationLevels)));
     sum += xq[i];
   }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <memory>
 
 #include "qnoise/compressed_weight.h"
@@ -51,6 +52,7 @@ TEST_F(Int8ActivationsTest, HandWorkedExample) {
     qnoise::set_kernel_path(path);
     EXPECT_NEAR(layer.forward(torch::tensor({1.0f, -1.0f, 0.5f})).item<float>(), -127.5f, 1e-4);
     EXPECT_EQ(layer.forward(torch::zeros({3})).item<float>(), 0.0f);  // all-zero activations
+    EXPECT_TRUE(std::isnan(layer.forward(torch::tensor({1.0f, NAN, 0.5f})).item<float>()));
   }
 }
 
