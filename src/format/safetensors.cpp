@@ -7,7 +7,6 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include "qnoise/atomic_file.h"
 #include "qnoise/block_layout.h"  // shape_to_string
