@@ -123,7 +123,20 @@ void int4_rows(const ScalarLinearWeight& w, const float* x, float x_sum, int64_t
 
 // Int8 activations: 32 codes times 32 activations in two instructions (vpmaddubsw: u8 x s8, pairs
 // added in int16; vpmaddwd by ones: pairs of those into int32), four rows sharing each load of xq.
-template <int kRows>
+// int4 codes: one 16-byte load holds 32 inputs as low nibbles (0..15) and high nibbles (16..31),
+// so masking and shifting gives the 32 codes in input order for the same vpmaddubsw.
+template <int kBits>
+inline __m256i codes32(const uint8_t* row, int64_t i) {
+  if constexpr (kBits == 8) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i));
+  } else {
+    const __m128i low_nibbles = _mm_set1_epi8(0x0F);
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i / 2));
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles), _mm_and_si128(packed, low_nibbles));
+  }
+}
+
+template <int kBits, int kRows>
 void int8_activation_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale, int64_t row,
                           float* y) {
   const uint8_t* codes[kRows];
@@ -138,62 +151,18 @@ void int8_activation_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t
   auto step = [&](int64_t i) {
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + i));
     QNOISE_UNROLL
-    for (int r = 0; r < kRows; ++r) {
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[r] + i));
-      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), ones));
-    }
+    for (int r = 0; r < kRows; ++r)
+      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(codes32<kBits>(codes[r], i), x), ones));
   };
+  constexpr int64_t kLineInputs = kLineBytes * 8 / kBits;  // inputs per 64-byte line of codes
   int64_t i = 0;
-  for (; i + kLineBytes <= w.in; i += kLineBytes) {
-    QNOISE_UNROLL
-    for (int r = 0; r < kRows; ++r) prefetch(codes[r] + ahead + i);
-    step(i);
-    step(i + 32);
-  }
-  for (; i + 32 <= w.in; i += 32) step(i);
-  QNOISE_UNROLL
-  for (int r = 0; r < kRows; ++r) {
-    int32_t dot = horizontal_sum(acc[r]);
-    for (int64_t t = i; t < w.in; ++t) dot += static_cast<int32_t>(codes[r][t]) * xq[t];
-    const int64_t o = row + r;
-    y[o] = w.scale[o] * x_scale * (static_cast<float>(dot) - w.zero_point[o] * static_cast<float>(xq_sum));
-  }
-}
-
-// int4 codes: one 16-byte load holds 32 inputs as low nibbles (0..15) and high nibbles (16..31),
-// so masking and shifting gives the 32 codes in input order for the same vpmaddubsw.
-template <int kRows>
-void int4_activation_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale, int64_t row,
-                          float* y) {
-  const uint8_t* codes[kRows];
-  __m256i acc[kRows];
-  QNOISE_UNROLL
-  for (int r = 0; r < kRows; ++r) {
-    codes[r] = w.codes + (row + r) * w.row_bytes;
-    acc[r] = _mm256_setzero_si256();
-  }
-  const __m256i ones = _mm256_set1_epi16(1);
-  const __m128i low_nibbles = _mm_set1_epi8(0x0F);
-  const int64_t ahead = kRowsPerStep * w.row_bytes;
-  auto step = [&](int64_t i) {
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + i));
-    QNOISE_UNROLL
-    for (int r = 0; r < kRows; ++r) {
-      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes[r] + i / 2));
-      const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles),
-                                         _mm_and_si128(packed, low_nibbles));
-      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), ones));
-    }
-  };
-  int64_t i = 0;
-  constexpr int64_t kLineInputs = 2 * kLineBytes;
   for (; i + kLineInputs <= w.in; i += kLineInputs) {
     QNOISE_UNROLL
-    for (int r = 0; r < kRows; ++r) prefetch(codes[r] + ahead + i / 2);
+    for (int r = 0; r < kRows; ++r) prefetch(codes[r] + ahead + i * kBits / 8);
     QNOISE_UNROLL
-    for (int u = 0; u < kLineInputs; u += kInt4Chunk) step(i + u);
+    for (int u = 0; u < kLineInputs; u += 32) step(i + u);
   }
-  for (; i + kInt4Chunk <= w.in; i += kInt4Chunk) step(i);
+  for (; i + 32 <= w.in; i += 32) step(i);
   QNOISE_UNROLL
   for (int r = 0; r < kRows; ++r) {
     int32_t dot = horizontal_sum(acc[r]);
@@ -201,6 +170,15 @@ void int4_activation_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t
     const int64_t o = row + r;
     y[o] = w.scale[o] * x_scale * (static_cast<float>(dot) - w.zero_point[o] * static_cast<float>(xq_sum));
   }
+}
+
+template <int kBits>
+void int8_activation_all_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
+                              int64_t row_begin, int64_t row_end, float* y) {
+  int64_t row = row_begin;
+  for (; row + kRowsPerStep <= row_end; row += kRowsPerStep)
+    int8_activation_rows<kBits, kRowsPerStep>(w, xq, xq_sum, x_scale, row, y);
+  for (; row < row_end; ++row) int8_activation_rows<kBits, 1>(w, xq, xq_sum, x_scale, row, y);
 }
 
 template <template <int> class Rows>
@@ -232,19 +210,10 @@ void scalar_matvec_avx2(const ScalarLinearWeight& w, const float* x, float x_sum
 
 void int8_activation_matvec_avx2(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
                                  int64_t row_begin, int64_t row_end, float* y) {
-  int64_t row = row_begin;
-  for (; row + kRowsPerStep <= row_end; row += kRowsPerStep) {
-    if (w.bits == 8)
-      int8_activation_rows<kRowsPerStep>(w, xq, xq_sum, x_scale, row, y);
-    else
-      int4_activation_rows<kRowsPerStep>(w, xq, xq_sum, x_scale, row, y);
-  }
-  for (; row < row_end; ++row) {
-    if (w.bits == 8)
-      int8_activation_rows<1>(w, xq, xq_sum, x_scale, row, y);
-    else
-      int4_activation_rows<1>(w, xq, xq_sum, x_scale, row, y);
-  }
+  if (w.bits == 8)
+    int8_activation_all_rows<8>(w, xq, xq_sum, x_scale, row_begin, row_end, y);
+  else
+    int8_activation_all_rows<4>(w, xq, xq_sum, x_scale, row_begin, row_end, y);
 }
 
 void scalar_decode_rows_avx2(const ScalarLinearWeight& w, int64_t row_begin, int64_t row_end, float* out) {
