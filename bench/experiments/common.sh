@@ -68,7 +68,8 @@ kjv_data() {
 # lm: the adaptive-input Transformer LM on the KJV; lm4: the same with 4 layers (Table 2);
 # image-long, lm-long: the same models trained 3x (image) and 3.4x (lm) longer (training_length.sh);
 # pairs: the encoder classifier on KJV next-verse pairs (sentence representation), at half the
-# width of docs/training.md's and one epoch (3.5 min on 1 thread, 59.8% test accuracy on seed 1).
+# width of docs/training.md's and one epoch (181 s of training on 1 thread, 59.8% test accuracy on
+# seed 1).
 task_args() {
   local task=$1
   case "$task.$MODE" in

@@ -50,6 +50,14 @@ std::shared_ptr<const LayerKernel> make_kernel(const torch::nn::Module& module, 
                                                        weight.shape, conv != nullptr);
 }
 
+// What `build` makes, with the models' Linear and Embedding layers built without float weights
+// (layer_factory.h): the kernels or the file's values take their place.
+template <typename Build>
+auto without_float_weights(const Build& build) {
+  WeightlessConstruction weightless;
+  return build();
+}
+
 }  // namespace
 
 void release_freed_memory() {
@@ -93,12 +101,8 @@ std::set<std::string> RuntimeLayers::attach(torch::nn::Module& module, const Com
 }
 
 RuntimeInferenceModel load_runtime_inference_model(const CompressedModel& file) {
-  // The architecture without float weights: the kernels or the file's values take their place.
-  auto weightless_model = [&] {
-    WeightlessConstruction weightless;
-    return build_inference_model(file);
-  };
-  RuntimeInferenceModel runtime{weightless_model(), std::make_unique<RuntimeLayers>()};
+  RuntimeInferenceModel runtime{without_float_weights([&] { return build_inference_model(file); }),
+                                std::make_unique<RuntimeLayers>()};
   const std::set<std::string> taken = runtime.layers->attach(*runtime.model.module, file);
   load_compressed_tensors(runtime.model, file, taken);
   runtime.model.module->eval();
@@ -108,10 +112,7 @@ RuntimeInferenceModel load_runtime_inference_model(const CompressedModel& file) 
 
 RuntimeTask load_runtime_task(const CompressedModel& model, const std::string& data) {
   RuntimeTask runtime;
-  {
-    WeightlessConstruction weightless;
-    runtime.task = make_compressed_task(model, data);
-  }
+  runtime.task = without_float_weights([&] { return make_compressed_task(model, data); });
   runtime.layers = std::make_unique<RuntimeLayers>();
   const std::set<std::string> taken = runtime.layers->attach(runtime.task->model(), model);
   load_compressed_tensors(runtime.task->model(), model, runtime.task->recomputed_buffers(), taken);

@@ -84,7 +84,7 @@ TEST(InferenceCommands, GenerateRunsFromTheFileAloneAndRepeatsWithASeed) {
   EXPECT_EQ(empty.exit_code, 0) << empty.output;
 }
 
-TEST(InferenceCommands, Int8ActivationsAreAnOptionOfEveryCommand) {
+TEST(InferenceCommands, Int8ActivationsAreAGlobalOptionAndAnEnvironmentVariable) {
   const auto int8 = run_qnoise("--activations int8 generate " + lm_file() + " --prompt 'in the' --tokens 8 --seed 2");
   ASSERT_EQ(int8.exit_code, 0) << int8.output;
   EXPECT_TRUE(contains(int8.output, "qnoise generate: 8 tokens in ")) << int8.output;
