@@ -29,6 +29,7 @@
 #include "qnoise/process_tuning.h"
 #include "qnoise/product_quantizer.h"
 #include "quant/kmeans.h"
+#include "quant/cpu_features.h"
 #include "quant/nearest_centroid.h"
 
 namespace {

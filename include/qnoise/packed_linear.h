@@ -24,12 +24,14 @@
 
 namespace qnoise {
 
-// Which kernels the packed layers run. Auto = AVX2+FMA when the CPU has it, else Reference.
-// The environment variable QNOISE_KERNELS=reference|avx2|auto sets the initial choice; asking for
-// avx2 on a CPU without it throws qnoise::Error.
-enum class KernelPath { Auto, Reference, Avx2 };
+// Which kernels the packed layers run. Avx512 is the AVX2+FMA kernels plus AVX-512 VNNI for the
+// integer products of int8 activations (one vpdpbusd where AVX2 needs three instructions); every
+// path gives the reference's integer products exactly. Auto = the widest the CPU has.
+// The environment variable QNOISE_KERNELS=reference|avx2|avx512|auto sets the initial choice;
+// asking for a path the CPU lacks throws qnoise::Error.
+enum class KernelPath { Auto, Reference, Avx2, Avx512 };
 void set_kernel_path(KernelPath path);
-// The path in force, with Auto resolved to Reference or Avx2.
+// The path in force, with Auto resolved.
 KernelPath kernel_path();
 const char* to_string(KernelPath path);
 
@@ -37,7 +39,7 @@ const char* to_string(KernelPath path);
 // the GEMM switch point is quantized symmetrically to 7-bit integers (|q| <= 63, as PyTorch's
 // fbgemm with reduce_range) and multiplied with the codes in integers (vpmaddubsw): fewer
 // instructions per weight than dequantizing to float, at the cost of the activations' rounding
-// (half a step of max|x| / 63 per input). The environment variable QNOISE_ACTIVATIONS=int8|float
+// (half a step of max|x| / 63 per input); with AVX-512 VNNI one vpdpbusd per 32 codes. The environment variable QNOISE_ACTIVATIONS=int8|float
 // sets the initial choice. PQ layers keep float activations (their lookup tables are float).
 void set_int8_activations(bool enabled);
 bool int8_activations();

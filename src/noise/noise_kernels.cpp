@@ -6,7 +6,7 @@
 #include <atomic>
 #include <vector>
 
-#include "quant/nearest_centroid.h"  // cpu_has_avx2_fma
+#include "quant/cpu_features.h"
 
 namespace qnoise::kernels {
 

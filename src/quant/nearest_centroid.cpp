@@ -7,6 +7,8 @@
 #include <cmath>
 #include <limits>
 
+#include "quant/cpu_features.h"
+
 // libtorch's OpenMP backend implements at::parallel_for inline in its header: without -fopenmp
 // the loop silently runs on one thread here (and in every other file that uses it).
 #if AT_PARALLEL_OPENMP && !defined(_OPENMP)
@@ -77,15 +79,6 @@ void nearest_centroid_reference(const float* x, int64_t n, const CentroidPanel& 
     index[i] = best_index;
     distance[i] = finish_distance(best_score, squared_norm(row, dim));
   }
-}
-
-bool cpu_has_avx2_fma() {
-#if defined(__x86_64__) || defined(__i386__)
-  // libgcc also checks that the OS saves the YMM registers before reporting AVX2.
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-  return false;
-#endif
 }
 
 void nearest_centroid(const float* x, int64_t n, const CentroidPanel& panel, int32_t* index,

@@ -48,8 +48,6 @@ void nearest_centroid_reference(const float* x, int64_t n, const CentroidPanel& 
 void nearest_centroid_avx2(const float* x, int64_t n, const CentroidPanel& panel,
                            int32_t* index, float* distance);
 
-bool cpu_has_avx2_fma();
-
 // Picks the fastest kernel this CPU runs and spreads the rows over at::get_num_threads() threads;
 // results equal nearest_centroid_reference's whatever the thread count.
 void nearest_centroid(const float* x, int64_t n, const CentroidPanel& panel, int32_t* index,

@@ -5,7 +5,7 @@
 
 #include "qnoise/error.h"
 #include "qnoise/packed_linear.h"
-#include "quant/nearest_centroid.h"  // cpu_has_avx2_fma
+#include "quant/cpu_features.h"
 #include "runtime/linear_tuning.h"
 
 namespace qnoise {
@@ -15,16 +15,24 @@ namespace {
 KernelPath parse_path(const char* name) {
   if (std::strcmp(name, "reference") == 0) return KernelPath::Reference;
   if (std::strcmp(name, "avx2") == 0) return KernelPath::Avx2;
+  if (std::strcmp(name, "avx512") == 0) return KernelPath::Avx512;
   if (std::strcmp(name, "auto") == 0 || name[0] == '\0') return KernelPath::Auto;
-  throw Error(std::string("QNOISE_KERNELS='") + name + "': expected reference, avx2 or auto");
+  throw Error(std::string("QNOISE_KERNELS='") + name + "': expected reference, avx2, avx512 or auto");
 }
 
 KernelPath resolve(KernelPath path) {
-  if (path == KernelPath::Avx2) {
-    QNOISE_CHECK(kernels::cpu_has_avx2_fma(), "the AVX2+FMA kernels were asked for, but this CPU lacks AVX2 or FMA");
-    return path;
+  switch (path) {
+    case KernelPath::Reference: return path;
+    case KernelPath::Avx2:
+      QNOISE_CHECK(kernels::cpu_has_avx2_fma(), "the AVX2+FMA kernels were asked for, but this CPU lacks AVX2 or FMA");
+      return path;
+    case KernelPath::Avx512:
+      QNOISE_CHECK(kernels::cpu_has_avx512_vnni(),
+                   "the AVX-512 VNNI kernels were asked for, but this CPU lacks AVX-512 F/BW/VL/VNNI");
+      return path;
+    case KernelPath::Auto: break;
   }
-  if (path == KernelPath::Reference) return path;
+  if (kernels::cpu_has_avx512_vnni()) return KernelPath::Avx512;
   return kernels::cpu_has_avx2_fma() ? KernelPath::Avx2 : KernelPath::Reference;
 }
 
@@ -61,6 +69,7 @@ const char* to_string(KernelPath path) {
     case KernelPath::Auto: return "auto";
     case KernelPath::Reference: return "reference";
     case KernelPath::Avx2: return "avx2";
+    case KernelPath::Avx512: return "avx512";
   }
   return "?";
 }

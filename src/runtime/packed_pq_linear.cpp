@@ -129,7 +129,7 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
         for (int64_t o = 0; o < out_; ++o) y[b * out_ + o] += bias[o];
     return;
   }
-  const auto kernel = kernel_path() == KernelPath::Avx2 ? kernels::pq_lut_group_avx2 : kernels::pq_lut_group_reference;
+  const auto kernel = kernel_path() != KernelPath::Reference ? kernels::pq_lut_group_avx2 : kernels::pq_lut_group_reference;
   const int64_t n_groups = w.group_count(), row_groups = out_padded_ / kernels::kPqRowGroup;
   const int64_t threads = at::get_num_threads();
   thread_local std::vector<float> workspace;

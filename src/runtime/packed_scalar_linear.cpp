@@ -84,7 +84,8 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
   QNOISE_CHECK(batch >= 0, "PackedInt", bits_, "Linear: negative batch ", batch);
   if (batch == 0) return;
   const auto w = scalar_view(codes_, bits_, in_, row_bytes_, scale_, zero_point_);
-  const bool avx2 = kernel_path() == KernelPath::Avx2;
+  const KernelPath path = kernel_path();
+  const bool avx2 = path != KernelPath::Reference;
   const auto& tuning = runtime::linear_tuning();
   if (batch >= tuning.scalar_gemm_min_batch) {
     const auto decode_rows = avx2 ? kernels::scalar_decode_rows_avx2 : kernels::scalar_decode_rows_reference;
@@ -117,9 +118,11 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
     std::vector<int8_t> xq(static_cast<size_t>(batch * in_));
     std::vector<float> x_scale(static_cast<size_t>(batch));
     std::vector<int32_t> xq_sum(static_cast<size_t>(batch));
-    for (int64_t b = 0; b < batch; ++b)
-      xq_sum[b] = kernels::quantize_activations(x + b * in_, in_, xq.data() + b * in_, &x_scale[b]);
-    const auto matvec = avx2 ? kernels::int8_activation_matvec_avx2 : kernels::int8_activation_matvec_reference;
+    const auto quantize = avx2 ? kernels::quantize_activations_avx2 : kernels::quantize_activations;
+    for (int64_t b = 0; b < batch; ++b) xq_sum[b] = quantize(x + b * in_, in_, xq.data() + b * in_, &x_scale[b]);
+    const auto matvec = path == KernelPath::Avx512 ? kernels::int8_activation_matvec_avx512_vnni
+                        : avx2                     ? kernels::int8_activation_matvec_avx2
+                                                   : kernels::int8_activation_matvec_reference;
     run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) {
       matvec(w, xq.data() + b * in_, xq_sum[b], x_scale[b], r0, r1, yb);
     });

@@ -51,11 +51,16 @@ constexpr int kActivationLevels = 63;
 constexpr int64_t kMaxInt8ActivationInputs = int64_t{1} << 17;
 // Writes xq[0..n) and *x_scale (0 for an all-zero row); returns sum_i xq_i.
 int32_t quantize_activations(const float* x, int64_t n, int8_t* xq, float* x_scale);
+// The same, bit for bit; only call when cpu_has_avx2_fma().
+int32_t quantize_activations_avx2(const float* x, int64_t n, int8_t* xq, float* x_scale);
 void int8_activation_matvec_reference(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
                                       int64_t row_begin, int64_t row_end, float* y);
 // Only call when cpu_has_avx2_fma().
 void int8_activation_matvec_avx2(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
                                  int64_t row_begin, int64_t row_end, float* y);
+// Only call when cpu_has_avx512_vnni().
+void int8_activation_matvec_avx512_vnni(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
+                                        int64_t row_begin, int64_t row_end, float* y);
 
 // Rows [row_begin, row_end) of the float weight into out ([rows][in], row-major).
 void scalar_decode_rows_reference(const ScalarLinearWeight& w, int64_t row_begin, int64_t row_end, float* out);

@@ -216,6 +216,57 @@ void int8_activation_matvec_avx2(const ScalarLinearWeight& w, const int8_t* xq, 
     int8_activation_all_rows<4>(w, xq, xq_sum, x_scale, row_begin, row_end, y);
 }
 
+int32_t quantize_activations_avx2(const float* x, int64_t n, int8_t* xq, float* x_scale) {
+  // The reference's arithmetic, eight at a time: max |x|, one float multiply by 63 / max and
+  // round-to-nearest-even (vroundps in the default rounding mode is nearbyint), so the levels match.
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(__builtin_inff());
+  __m256 largest8 = _mm256_setzero_ps(), not_finite = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 magnitude = _mm256_andnot_ps(sign_bit, _mm256_loadu_ps(x + i));
+    largest8 = _mm256_max_ps(largest8, magnitude);
+    not_finite = _mm256_or_ps(not_finite, _mm256_cmp_ps(magnitude, infinity, _CMP_NLT_UQ));
+  }
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(largest8), _mm256_extractf128_ps(largest8, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  float largest = _mm_cvtss_f32(m);
+  bool finite = _mm256_movemask_ps(not_finite) == 0;
+  for (int64_t t = i; t < n; ++t) {
+    const float magnitude = __builtin_fabsf(x[t]);
+    largest = magnitude > largest ? magnitude : largest;
+    finite = finite && magnitude < __builtin_inff();
+  }
+  if (!finite) {
+    *x_scale = __builtin_nanf("");
+    for (int64_t t = 0; t < n; ++t) xq[t] = 0;
+    return 0;
+  }
+  *x_scale = largest / kActivationLevels;
+  const float inverse = largest > 0.0f ? kActivationLevels / largest : 0.0f;
+  const __m256 inverse8 = _mm256_set1_ps(inverse);
+  const __m256 top = _mm256_set1_ps(kActivationLevels), bottom = _mm256_set1_ps(-kActivationLevels);
+  __m256i sum8 = _mm256_setzero_si256();
+  for (i = 0; i + 8 <= n; i += 8) {
+    __m256 level = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), inverse8),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    level = _mm256_min_ps(_mm256_max_ps(level, bottom), top);
+    const __m256i levels = _mm256_cvttps_epi32(level);
+    sum8 = _mm256_add_epi32(sum8, levels);
+    const __m128i words = _mm_packs_epi32(_mm256_castsi256_si128(levels), _mm256_extracti128_si256(levels, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(xq + i), _mm_packs_epi16(words, words));
+  }
+  int32_t sum = horizontal_sum(sum8);
+  for (; i < n; ++i) {
+    float level = _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(x[i] * inverse),
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    level = level < -kActivationLevels ? -kActivationLevels : level > kActivationLevels ? kActivationLevels : level;
+    xq[i] = static_cast<int8_t>(level);
+    sum += xq[i];
+  }
+  return sum;
+}
+
 void scalar_decode_rows_avx2(const ScalarLinearWeight& w, int64_t row_begin, int64_t row_end, float* out) {
   const __m256i low_nibble = _mm256_set1_epi32(0x0F);
   for (int64_t o = row_begin; o < row_end; ++o) {

@@ -2,7 +2,7 @@
 #include <torch/torch.h>
 
 #include "noise/noise_kernels.h"
-#include "quant/nearest_centroid.h"
+#include "quant/cpu_features.h"
 
 namespace {
 

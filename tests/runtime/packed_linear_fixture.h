@@ -4,8 +4,19 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "qnoise/packed_linear.h"
+#include "quant/cpu_features.h"
 #include "runtime/linear_tuning.h"
+
+// Every kernel path this CPU runs, reference first.
+inline std::vector<qnoise::KernelPath> available_kernel_paths() {
+  std::vector<qnoise::KernelPath> paths{qnoise::KernelPath::Reference};
+  if (qnoise::kernels::cpu_has_avx2_fma()) paths.push_back(qnoise::KernelPath::Avx2);
+  if (qnoise::kernels::cpu_has_avx512_vnni()) paths.push_back(qnoise::KernelPath::Avx512);
+  return paths;
+}
 
 class PackedLinearTest : public ::testing::Test {
  protected:

@@ -1,6 +1,6 @@
 // Int8 activations for int8 and int4 weights (packed_linear.h, set_int8_activations): the product of the
-// codes with 7-bit activations is exact in integers, the AVX2 kernel gives the reference's result
-// bit for bit, and the result stays within the activations' rounding of the float product.
+// codes with 7-bit activations is exact in integers, the AVX2 and AVX-512 VNNI kernels give the
+// reference's result bit for bit, and the result stays within the activations' rounding of the float product.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -9,9 +9,10 @@
 
 #include "qnoise/compressed_weight.h"
 #include "qnoise/packed_linear.h"
-#include "quant/nearest_centroid.h"
+#include "quant/cpu_features.h"
 #include "runtime/linear_tuning.h"
 #include "runtime/packed_linear_fixture.h"
+#include "runtime/scalar_linear_kernels.h"
 
 namespace {
 
@@ -23,17 +24,13 @@ class Int8ActivationsTest : public PackedLinearTest {
   }
 };
 
-std::vector<qnoise::KernelPath> paths() {
-  std::vector<qnoise::KernelPath> all{qnoise::KernelPath::Reference};
-  if (qnoise::kernels::cpu_has_avx2_fma()) all.push_back(qnoise::KernelPath::Avx2);
-  return all;
-}
-
-// The activations as the kernel quantizes them (per batch row, 63 levels), back in double.
+// The activations as the kernel quantizes them (per batch row, 63 levels, the level computed in
+// float as x * (63 / max|x|): in double a value near a half step may round the other way), back in
+// double.
 torch::Tensor quantized(const torch::Tensor& x) {
-  const auto x_scale = x.abs().amax(1, /*keepdim=*/true).to(torch::kDouble) / 63.0;
-  const auto levels = (x.to(torch::kDouble) / x_scale).round().clamp(-63, 63);
-  return levels * x_scale;
+  const auto largest = x.abs().amax(1, /*keepdim=*/true);
+  const auto levels = (x * (63.0f / largest)).round().clamp(-63, 63).to(torch::kDouble);
+  return levels * (largest / 63.0f).to(torch::kDouble);
 }
 
 }  // namespace
@@ -48,7 +45,7 @@ TEST_F(Int8ActivationsTest, HandWorkedExample) {
   weight.scale = torch::tensor({0.5f});
   weight.zero_point = torch::tensor({128}, torch::kByte);
   const qnoise::PackedInt8Linear layer(weight);
-  for (auto path : paths()) {
+  for (auto path : available_kernel_paths()) {
     qnoise::set_kernel_path(path);
     EXPECT_NEAR(layer.forward(torch::tensor({1.0f, -1.0f, 0.5f})).item<float>(), -127.5f, 1e-4);
     EXPECT_EQ(layer.forward(torch::zeros({3})).item<float>(), 0.0f);  // all-zero activations
@@ -64,9 +61,11 @@ std::unique_ptr<qnoise::PackedLinearBase> scalar_layer(const torch::Tensor& valu
 }
 
 TEST_F(Int8ActivationsTest, KernelsAreExactIntegerProductsOnRaggedShapes) {
-  // in below, at and above the 32-input step and the 64-byte line; rows not a multiple of 4.
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {5, 31}, {7, 32}, {13, 33}, {4, 64},
-                                                           {9, 100}, {66, 257}, {3, 1030}};
+  // in below, at and above the 32-input step, the 64-input step and the 64-byte line (64 int8 or
+  // 128 int4 inputs); rows not a multiple of 4.
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1},   {5, 31},  {7, 32},   {13, 33},
+                                                           {4, 64},  {9, 100}, {5, 127},  {6, 160},
+                                                           {8, 192}, {66, 257}, {3, 1030}};
   uint64_t seed = 0;
   for (int bits : {8, 4}) {
     for (const auto& [out, in] : shapes) {
@@ -88,13 +87,37 @@ TEST_F(Int8ActivationsTest, KernelsAreExactIntegerProductsOnRaggedShapes) {
         EXPECT_LE(error, 1e-5 * exact.abs().max().item<double>() + 1e-5) << what;
         for (int threads : {1, 2}) {
           at::set_num_threads(threads);
-          for (auto path : paths()) {
+          for (auto path : available_kernel_paths()) {
             qnoise::set_kernel_path(path);
             EXPECT_TRUE(torch::equal(layer->forward(x, bias), reference))
                 << what << " " << qnoise::to_string(path) << " on " << threads << " threads";
           }
         }
       }
+    }
+  }
+}
+
+TEST(QuantizeActivations, Avx2MatchesTheReferenceBitForBit) {
+  if (!qnoise::kernels::cpu_has_avx2_fma()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
+  torch::manual_seed(13);
+  for (int64_t n : {0, 1, 7, 8, 9, 31, 64, 1000}) {
+    for (int variant = 0; variant < 5; ++variant) {
+      auto x = torch::randn({n}) * 5;
+      if (n > 0 && variant == 1) x = torch::round(x * 2) / 2 * (63.0f / x.abs().max());  // half steps
+      if (n > 0 && variant == 2) x[n - 1] = NAN;                                        // in the tail
+      if (n > 0 && variant == 3) x[0] = -INFINITY;
+      if (variant == 4) x.zero_();
+      std::vector<int8_t> expected(n + 1, 99), got(n + 1, 99);
+      float expected_scale = 0, got_scale = 0;
+      const float* data = x.data_ptr<float>();
+      const int32_t expected_sum = qnoise::kernels::quantize_activations(data, n, expected.data(), &expected_scale);
+      const int32_t got_sum = qnoise::kernels::quantize_activations_avx2(data, n, got.data(), &got_scale);
+      const std::string what = "n " + std::to_string(n) + " variant " + std::to_string(variant);
+      EXPECT_EQ(got, expected) << what;  // and the byte after the row is left alone
+      EXPECT_EQ(got_sum, expected_sum) << what;
+      EXPECT_TRUE(got_scale == expected_scale || (std::isnan(got_scale) && std::isnan(expected_scale))) << what;
+      EXPECT_EQ(std::isnan(expected_scale), n > 0 && (variant == 2 || variant == 3)) << what;
     }
   }
 }

@@ -6,7 +6,6 @@
 #include "qnoise/compressed_weight.h"
 #include "qnoise/error.h"
 #include "qnoise/packed_linear.h"
-#include "quant/nearest_centroid.h"
 #include "runtime/linear_tuning.h"
 #include "runtime/packed_linear_fixture.h"
 
@@ -51,9 +50,7 @@ void check_layer(const qnoise::PackedLinearBase& layer, int64_t batch, bool with
   expect_close(reference, exact, 1e-5, what + " reference vs decode() @ x");
   for (int threads : {1, 2}) {
     at::set_num_threads(threads);
-    std::vector<qnoise::KernelPath> paths{qnoise::KernelPath::Reference};
-    if (qnoise::kernels::cpu_has_avx2_fma()) paths.push_back(qnoise::KernelPath::Avx2);
-    for (auto path : paths) {
+    for (auto path : available_kernel_paths()) {
       qnoise::set_kernel_path(path);
       expect_close(run(), reference, 1e-5,
                    what + " " + qnoise::to_string(path) + " on " + std::to_string(threads) + " threads");
