@@ -1,7 +1,8 @@
 // Linear layer kernels on compressed weights against float, measured side by side in one run:
 // for 4096x4096 and 1024x1024 weights at batch 1, 16 and 64, torch::mv / torch::mm on the float
 // weight against PackedPqLinear (d = 8 and d = 4, K = 256), PackedInt8Linear and PackedInt4Linear
-// (also with int8 activations, "int8_a8" and "int4_a8", batches below the GEMM switch).
+// (also with int8 activations, "*_a8", batches below the GEMM switch: integer products for int8 and
+// int4, int8 lookup tables for PQ up to linear_tuning().pq_int8_tables_max_batch).
 // Prints medians, float time / ours, GB/s of compressed weight bytes read (bytes() per call) and
 // weights per second (out * in per call, whatever the batch), with the targets of issue 5:
 //   batch 1: PQ d = 8 >= 5x, int8 >= 3x, int4 >= 5x faster than float; batch 16 and 64: none
@@ -106,8 +107,8 @@ enum class Variant { Chosen, Gemm, NoGemm };
 
 void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::string& kind, Variant variant) {
   const Layers& l = layers(n);
-  const qnoise::PackedLinearBase* layer = kind == "pq_d8"  ? static_cast<const qnoise::PackedLinearBase*>(l.pq8.get())
-                                          : kind == "pq_d4" ? l.pq4.get()
+  const qnoise::PackedLinearBase* layer = kind.rfind("pq_d8", 0) == 0 ? static_cast<const qnoise::PackedLinearBase*>(l.pq8.get())
+                                          : kind.rfind("pq_d4", 0) == 0 ? l.pq4.get()
                                           : kind.rfind("int8", 0) == 0 ? static_cast<const qnoise::PackedLinearBase*>(l.int8.get())
                                                             : l.int4.get();
   auto& tuning = qnoise::runtime::linear_tuning();
@@ -129,10 +130,10 @@ std::string name(int64_t n, int64_t batch, const std::string& kind) {
   return std::to_string(n) + "/batch" + std::to_string(batch) + "/" + kind;
 }
 
-// int8 activations only below the GEMM switch point (32), where the matvec kernel runs.
+// int8 activations only below the int8/int4 GEMM switch point (32), where the matvec kernel runs.
 std::vector<std::string> kinds(int64_t batch) {
   if (batch >= qnoise::runtime::linear_tuning().scalar_gemm_min_batch) return {"pq_d8", "pq_d4", "int8", "int4"};
-  return {"pq_d8", "pq_d4", "int8", "int8_a8", "int4", "int4_a8"};
+  return {"pq_d8", "pq_d8_a8", "pq_d4", "pq_d4_a8", "int8", "int8_a8", "int4", "int4_a8"};
 }
 
 void register_benchmarks(bool sweep) {
@@ -173,7 +174,7 @@ int64_t weight_bytes(int64_t n, const std::string& kind) {
 double target(int64_t batch, const std::string& kind) {
   if (kind.find("_gemm") != std::string::npos || kind.find("_matvec") != std::string::npos) return 0.0;
   if (batch > 1) return 1 / 1.2;
-  if (kind == "pq_d8") return 5.0;
+  if (kind.rfind("pq_d8", 0) == 0) return 5.0;
   if (kind.rfind("int8", 0) == 0) return 3.0;
   if (kind.rfind("int4", 0) == 0) return 5.0;
   return 0.0;

@@ -12,10 +12,10 @@ bool cpu_has_avx2_fma() {
 #endif
 }
 
-bool cpu_has_avx512_vnni() {
+bool cpu_has_avx512_vnni_vbmi() {
 #if defined(__x86_64__) || defined(__i386__)
   return cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vbmi");
 #else
   return false;
 #endif

@@ -7,8 +7,9 @@ namespace qnoise::kernels {
 
 // AVX2 and FMA.
 bool cpu_has_avx2_fma();
-// AVX2, FMA and AVX-512 F, BW, VL and VNNI (vpdpbusd: four u8 x s8 products added into each
-// int32 lane in one instruction), as on Intel Ice Lake and later, AMD Zen 4 and later.
-bool cpu_has_avx512_vnni();
+// AVX2, FMA and AVX-512 F, BW, VL, VNNI (vpdpbusd: four u8 x s8 products added into each int32
+// lane in one instruction) and VBMI (vpermi2b: 64 byte lookups in a 128-byte table), as on Intel
+// Ice Lake and later and AMD Zen 4 and later.
+bool cpu_has_avx512_vnni_vbmi();
 
 }  // namespace qnoise::kernels

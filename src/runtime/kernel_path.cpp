@@ -27,12 +27,12 @@ KernelPath resolve(KernelPath path) {
       QNOISE_CHECK(kernels::cpu_has_avx2_fma(), "the AVX2+FMA kernels were asked for, but this CPU lacks AVX2 or FMA");
       return path;
     case KernelPath::Avx512:
-      QNOISE_CHECK(kernels::cpu_has_avx512_vnni(),
-                   "the AVX-512 VNNI kernels were asked for, but this CPU lacks AVX-512 F/BW/VL/VNNI");
+      QNOISE_CHECK(kernels::cpu_has_avx512_vnni_vbmi(),
+                   "the AVX-512 kernels were asked for, but this CPU lacks AVX-512 F/BW/VL/VNNI/VBMI");
       return path;
     case KernelPath::Auto: break;
   }
-  if (kernels::cpu_has_avx512_vnni()) return KernelPath::Avx512;
+  if (kernels::cpu_has_avx512_vnni_vbmi()) return KernelPath::Avx512;
   return kernels::cpu_has_avx2_fma() ? KernelPath::Avx2 : KernelPath::Reference;
 }
 

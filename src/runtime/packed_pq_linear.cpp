@@ -64,7 +64,8 @@ PackedPqLinear::PackedPqLinear(const CompressedWeight& weight)
   n_blocks_ = in_ / block_size_;
   n_centroids_ = weight.n_centroids();
   const int64_t k_padded = (n_centroids_ + 7) / 8 * 8;
-  group_blocks_ = std::clamp<int64_t>(kGroupTableBytes / (k_padded * 4), 1, n_blocks_);
+  group_blocks_ = std::clamp<int64_t>(kGroupTableBytes / (k_padded * 4), 1,
+                                      std::min(n_blocks_, kernels::kPqInt8MaxGroupBlocks));
   out_padded_ = (out_ + kernels::kPqRowGroup - 1) / kernels::kPqRowGroup * kernels::kPqRowGroup;
 
   const at::Tensor c = weight.decoded_centroids().contiguous();  // float16, 8- or 4-bit codebooks alike
@@ -129,12 +130,19 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
         for (int64_t o = 0; o < out_; ++o) y[b * out_ + o] += bias[o];
     return;
   }
-  const auto kernel = kernel_path() != KernelPath::Reference ? kernels::pq_lut_group_avx2 : kernels::pq_lut_group_reference;
+  const KernelPath path = kernel_path();
+  // With int8 activations, small batches look up int8 tables one batch row at a time, except on the
+  // AVX2 path, which has no fast byte lookups and keeps float tables.
+  const bool int8_tables = int8_activations() && path != KernelPath::Avx2 && batch <= tuning.pq_int8_tables_max_batch;
+  const auto float_kernel = path != KernelPath::Reference ? kernels::pq_lut_group_avx2 : kernels::pq_lut_group_reference;
+  const auto int8_kernel =
+      path == KernelPath::Avx512 ? kernels::pq_int8_lut_group_avx512 : kernels::pq_int8_lut_group_reference;
   const int64_t n_groups = w.group_count(), row_groups = out_padded_ / kernels::kPqRowGroup;
   const int64_t threads = at::get_num_threads();
+  const int64_t rows_per_call = int8_tables ? 1 : kernels::kPqMaxLanes;
   thread_local std::vector<float> workspace;
-  for (int64_t b0 = 0; b0 < batch; b0 += kernels::kPqMaxLanes) {
-    const int64_t n = std::min(kernels::kPqMaxLanes, batch - b0), lanes = lanes_for(n);
+  for (int64_t b0 = 0; b0 < batch; b0 += rows_per_call) {
+    const int64_t n = std::min(rows_per_call, batch - b0), lanes = lanes_for(n);
     // Parts: row slices per group only when groups are fewer than threads; no more parts than
     // the work pays for.
     const int64_t row_parts = std::min(row_groups, n_groups >= threads ? 1 : (threads + n_groups - 1) / n_groups);
@@ -142,7 +150,9 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
     const int64_t work = out_padded_ * n_blocks_ * lanes + n_centroids_ * in_ * lanes;
     const int64_t parts = std::max<int64_t>(1, std::min({threads, n_tasks, work / tuning.min_work_per_thread}));
     const int64_t xt_floats = lanes == 1 ? 0 : in_ * lanes, partial_floats = out_padded_ * lanes;
-    const int64_t table_floats = kernels::pq_table_floats(w, lanes);
+    // Per part: float tables, then (int8 tables) the byte tables.
+    const int64_t float_table_floats = kernels::pq_table_floats(w, lanes);
+    const int64_t table_floats = float_table_floats + (int8_tables ? w.group_blocks * kernels::kPqInt8TableBytes / 4 : 0);
     workspace.resize(static_cast<size_t>(xt_floats + parts * (partial_floats + table_floats)));
     float* xt = workspace.data();
     float* partials = xt + xt_floats;
@@ -159,8 +169,14 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
         for (int64_t t = p * n_tasks / parts; t < (p + 1) * n_tasks / parts; ++t) {
           const int64_t group = t / row_parts, slice = t % row_parts;
           const int64_t g0 = slice * row_groups / row_parts, g1 = (slice + 1) * row_groups / row_parts;
-          kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations, lanes,
-                 tables + p * table_floats, partials + p * partial_floats);
+          float* part_tables = tables + p * table_floats;
+          float* partial = partials + p * partial_floats;
+          if (int8_tables)
+            int8_kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations, part_tables,
+                        reinterpret_cast<uint8_t*>(part_tables + float_table_floats), partial);
+          else
+            float_kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations, lanes,
+                         part_tables, partial);
         }
       }
     });

@@ -57,4 +57,23 @@ void pq_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_beg
 void pq_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                        const float* xt, int64_t lanes, float* tables, float* y);
 
+// Int8 tables (with int8 activations; one batch column per call, x is [in]). For the blocks of
+// `group`, in block order:
+//   T_j[k]  = c_k . x_j, an fma chain over i = 0..d-1 from 0          (float_tables [s][k_padded])
+//   m_j     = min_{k<K} T_j[k],   range = max_j (max_{k<K} T_j[k] - m_j),   step = range / 255
+//   q_j[k]  = min(nearbyint((T_j[k] - m_j) * (255 / range)), 255), 0 when range is 0 or k >= K
+//                                                                         (tables [s][256])
+//   y[o]   += fma(step, sum_j q_j[code(o, j)], sum_j m_j)
+// The code sums are exact integers, so each output is off the float tables' by at most step / 2
+// per block. A non-finite table makes every y NaN. Groups hold at most kPqInt8MaxGroupBlocks
+// blocks, so a row's sum fits 16 bits. Reference and AVX-512 kernels agree bit for bit; rows as
+// for the float kernels.
+constexpr int64_t kPqInt8TableBytes = 256;
+constexpr int64_t kPqInt8MaxGroupBlocks = 256;
+void pq_int8_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
+                                 const float* x, float* float_tables, uint8_t* tables, float* y);
+// Only call when cpu_has_avx512_vnni_vbmi().
+void pq_int8_lut_group_avx512(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
+                              const float* x, float* float_tables, uint8_t* tables, float* y);
+
 }  // namespace qnoise::kernels

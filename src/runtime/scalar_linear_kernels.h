@@ -58,7 +58,7 @@ void int8_activation_matvec_reference(const ScalarLinearWeight& w, const int8_t*
 // Only call when cpu_has_avx2_fma().
 void int8_activation_matvec_avx2(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
                                  int64_t row_begin, int64_t row_end, float* y);
-// Only call when cpu_has_avx512_vnni().
+// Only call when cpu_has_avx512_vnni_vbmi().
 void int8_activation_matvec_avx512_vnni(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
                                         int64_t row_begin, int64_t row_end, float* y);
 

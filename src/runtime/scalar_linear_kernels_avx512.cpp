@@ -1,5 +1,5 @@
 // AVX-512 VNNI int8-activation kernels for int8 / int4 codes (W8A8, W4A8). Compiled with
-// -mavx512f -mavx512bw -mavx512vl -mavx512vnni and called only after cpu_has_avx512_vnni(), so
+// -mavx512f -mavx512bw -mavx512vl -mavx512vnni and called only after cpu_has_avx512_vnni_vbmi(), so
 // everything here has internal linkage (see scalar_linear_kernels_avx2.cpp).
 //
 // vpdpbusd adds four u8 code x s8 activation products into each int32 lane in one instruction,

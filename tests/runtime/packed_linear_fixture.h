@@ -14,7 +14,7 @@
 inline std::vector<qnoise::KernelPath> available_kernel_paths() {
   std::vector<qnoise::KernelPath> paths{qnoise::KernelPath::Reference};
   if (qnoise::kernels::cpu_has_avx2_fma()) paths.push_back(qnoise::KernelPath::Avx2);
-  if (qnoise::kernels::cpu_has_avx512_vnni()) paths.push_back(qnoise::KernelPath::Avx512);
+  if (qnoise::kernels::cpu_has_avx512_vnni_vbmi()) paths.push_back(qnoise::KernelPath::Avx512);
   return paths;
 }
 

@@ -1,0 +1,185 @@
+// AVX-512 int8-table kernel for PQ Linear layers (pq_lut_kernels.h, pq_int8_lut_group_*).
+// Compiled with AVX-512 F/BW/VL/VBMI flags and called only after cpu_has_avx512_vnni_vbmi(), so
+// everything here has internal linkage (see pq_lut_kernels_avx2.cpp).
+//
+// A table of K <= 256 one-byte entries is four 64-byte registers, and vpermi2b looks up 64 codes
+// in 128 of its bytes at once: two lookups and a blend on each code's top bit give 64 table values,
+// where the float kernel needs a scalar load and add per value (bounded by the load ports). The
+// codes are stored for the float kernel (8 rows x the group's blocks, pq_lut_kernels.h): eight
+// 64-byte loads hold 8 row groups x 8 blocks and an 8 x 8 transpose of 8-byte lanes turns them into
+// 8 vectors of one block x 64 rows. The 64 byte values go into 16-bit sums two rows to a lane
+// (all bytes as words, and the odd bytes again shifted down), which a group of <= 256 blocks
+// cannot overflow.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "runtime/pq_lut_kernels.h"
+
+namespace qnoise::kernels {
+
+namespace {
+
+#define QNOISE_UNROLL _Pragma("GCC unroll 16")
+
+constexpr int64_t kChunkRows = 64;
+
+inline __mmask16 first_lanes(int64_t count) {
+  return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
+}
+
+struct Quantized {
+  float step = 0.0f;
+  float offset_sum = 0.0f;
+};
+
+// The reference's tables and quantization. T_j[k] for k < k_padded is the same fma chain; eight
+// chains of sixteen centroids run side by side (one at a time waited on the fma latency), and
+// each block's min and max over k < K are taken while its values are in registers.
+Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int64_t s, float* float_tables,
+                          uint8_t* tables) {
+  constexpr int kChains = 8;
+  const int64_t d = w.block_size, kp = w.k_padded, n = w.n_centroids;
+  float offsets[kPqInt8MaxGroupBlocks];
+  float range = 0.0f, offset_sum = 0.0f;
+  bool finite = true;
+  for (int64_t jj = 0; jj < s; ++jj) {
+    const float* xj = x + (j0 + jj) * d;
+    __m512 low = _mm512_set1_ps(__builtin_inff()), high = _mm512_set1_ps(-__builtin_inff());
+    __mmask16 nan = 0;
+    for (int64_t k0 = 0; k0 < kp; k0 += 16 * kChains) {
+      __m512 t[kChains];
+      __mmask16 lanes[kChains];
+      QNOISE_UNROLL
+      for (int c = 0; c < kChains; ++c) {
+        t[c] = _mm512_setzero_ps();
+        lanes[c] = first_lanes(kp - k0 - 16 * c);
+      }
+      for (int64_t i = 0; i < d; ++i) {
+        const __m512 xi = _mm512_set1_ps(xj[i]);
+        const float* row = w.centroids_t + i * kp + k0;
+        QNOISE_UNROLL
+        for (int c = 0; c < kChains; ++c) t[c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes[c], row + 16 * c), xi, t[c]);
+      }
+      QNOISE_UNROLL
+      for (int c = 0; c < kChains; ++c) {
+        const int64_t k = k0 + 16 * c;
+        _mm512_mask_storeu_ps(float_tables + jj * kp + k, lanes[c], t[c]);
+        const __mmask16 real = first_lanes(n - k);
+        low = _mm512_mask_min_ps(low, real, low, t[c]);
+        high = _mm512_mask_max_ps(high, real, high, t[c]);
+        nan |= _mm512_mask_cmp_ps_mask(real, t[c], t[c], _CMP_UNORD_Q);
+      }
+    }
+    const float lo = _mm512_reduce_min_ps(low), hi = _mm512_reduce_max_ps(high);  // exact in any order
+    finite = finite && nan == 0 && lo > -__builtin_inff() && hi < __builtin_inff();
+    offsets[jj] = lo;
+    range = hi - lo > range ? hi - lo : range;
+    offset_sum += lo;
+  }
+  Quantized q;
+  q.offset_sum = finite ? offset_sum : __builtin_nanf("");
+  q.step = range / 255.0f;
+  const __m512 inverse = _mm512_set1_ps(finite && range > 0.0f ? 255.0f / range : 0.0f);
+  // Bytes come out of the two packs in 4-byte runs of the four vectors, lane by lane; this puts
+  // them back in order.
+  const __m512i byte_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  for (int64_t jj = 0; jj < s; ++jj) {
+    const float* t = float_tables + jj * kp;
+    const __m512 offset = _mm512_set1_ps(offsets[jj]);
+    for (int64_t k0 = 0; k0 < kPqInt8TableBytes; k0 += 64) {
+      __m512i levels[4];
+      QNOISE_UNROLL
+      for (int v = 0; v < 4; ++v) {
+        const int64_t k = k0 + 16 * v;
+        const __mmask16 lanes = finite ? first_lanes(n - k) : __mmask16(0);  // 0 past K
+        const __m512 level = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, t + k), offset), inverse);
+        // Rounds to nearest even while converting (nearbyint); the packs saturate at 255.
+        levels[v] = _mm512_maskz_cvt_roundps_epi32(lanes, level, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      }
+      const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(levels[0], levels[1]),
+                                                _mm512_packus_epi32(levels[2], levels[3]));
+      _mm512_storeu_si512(tables + jj * kPqInt8TableBytes + k0, _mm512_permutexvar_epi32(byte_order, bytes));
+    }
+  }
+  return q;
+}
+
+// z[g] holds row group g's codes for 8 blocks (8 bytes each); afterwards z[b] holds block b's
+// codes for the 8 row groups, i.e. 64 rows in order.
+inline void transpose_8x8_lanes(__m512i z[8]) {
+  __m512i t[8], u[8];
+  QNOISE_UNROLL
+  for (int g = 0; g < 8; g += 2) {
+    t[g] = _mm512_unpacklo_epi64(z[g], z[g + 1]);      // blocks 0 2 4 6 of g, g+1
+    t[g + 1] = _mm512_unpackhi_epi64(z[g], z[g + 1]);  // blocks 1 3 5 7
+  }
+  QNOISE_UNROLL
+  for (int h = 0; h < 2; ++h) {    // row groups 0-3, then 4-7
+    QNOISE_UNROLL
+    for (int p = 0; p < 2; ++p) {  // even blocks, then odd
+      const __m512i a = t[4 * h + p], b = t[4 * h + 2 + p];
+      u[4 * h + p] = _mm512_shuffle_i64x2(a, b, 0x88);      // blocks 0 4 (or 1 5)
+      u[4 * h + 2 + p] = _mm512_shuffle_i64x2(a, b, 0xDD);  // blocks 2 6 (or 3 7)
+    }
+  }
+  QNOISE_UNROLL
+  for (int c = 0; c < 4; ++c) {  // u[c]: blocks c and c + 4
+    z[c] = _mm512_shuffle_i64x2(u[c], u[4 + c], 0x88);
+    z[c + 4] = _mm512_shuffle_i64x2(u[c], u[4 + c], 0xDD);
+  }
+}
+
+}  // namespace
+
+void pq_int8_lut_group_avx512(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
+                              const float* x, float* float_tables, uint8_t* tables, float* y) {
+  const int64_t j0 = w.group_first_block(group), s = w.group_size(group);
+  const Quantized q = quantize_tables(w, x, j0, s, float_tables, tables);
+  const __m512 step = _mm512_set1_ps(q.step), offset_sum = _mm512_set1_ps(q.offset_sum);
+  // Output order of the even / odd row sums: rows 0..15 of 32 are even 0, odd 0, even 1, ...
+  const __m512i interleave_low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i interleave_high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const uint8_t* group_codes = w.codes + w.out_padded * j0;
+  for (int64_t r0 = row_begin; r0 < row_end; r0 += kChunkRows) {
+    const int64_t row_groups = (row_end - r0 < kChunkRows ? row_end - r0 : kChunkRows) / kPqRowGroup;
+    __m512i all_bytes = _mm512_setzero_si512(), odd_bytes = _mm512_setzero_si512();
+    for (int64_t jj = 0; jj < s; jj += 8) {
+      const int64_t blocks = s - jj < 8 ? s - jj : 8;
+      const __mmask8 block_lanes = __mmask8((1u << blocks) - 1);
+      __m512i z[8];
+      QNOISE_UNROLL
+      for (int g = 0; g < 8; ++g)
+        z[g] = g < row_groups ? _mm512_maskz_loadu_epi64(block_lanes, group_codes + ((r0 / kPqRowGroup + g) * s + jj) * kPqRowGroup)
+                              : _mm512_setzero_si512();
+      transpose_8x8_lanes(z);
+      for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* t = tables + (jj + b) * kPqInt8TableBytes;
+        const __m512i low = _mm512_permutex2var_epi8(_mm512_loadu_si512(t), z[b], _mm512_loadu_si512(t + 64));
+        const __m512i high = _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), z[b], _mm512_loadu_si512(t + 192));
+        const __m512i values = _mm512_mask_blend_epi8(_mm512_movepi8_mask(z[b]), low, high);
+        all_bytes = _mm512_add_epi16(all_bytes, values);
+        odd_bytes = _mm512_add_epi16(odd_bytes, _mm512_srli_epi16(values, 8));
+      }
+    }
+    // Word t of all_bytes is sum(even byte) + 256 sum(odd byte) mod 2^16, both sums below 2^16.
+    const __m512i even_rows = _mm512_sub_epi16(all_bytes, _mm512_slli_epi16(odd_bytes, 8));
+    QNOISE_UNROLL
+    for (int h = 0; h < 2; ++h) {  // rows r0 + 32h .. r0 + 32h + 31
+      const __m512 even = _mm512_fmadd_ps(
+          step, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(even_rows, h))), offset_sum);
+      const __m512 odd = _mm512_fmadd_ps(
+          step, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(odd_bytes, h))), offset_sum);
+      QNOISE_UNROLL
+      for (int half = 0; half < 2; ++half) {
+        const int64_t first = r0 + 32 * h + 16 * half;
+        if (first >= row_end) break;
+        const __mmask16 lanes = row_end - first >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (row_end - first)) - 1);
+        const __m512 sums = _mm512_permutex2var_ps(even, half ? interleave_high : interleave_low, odd);
+        _mm512_mask_storeu_ps(y + first, lanes, _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, y + first), sums));
+      }
+    }
+  }
+}
+
+}  // namespace qnoise::kernels

@@ -1,0 +1,127 @@
+// PQ layers with int8 activations look up int8 tables (pq_lut_kernels.h, pq_int8_lut_group_*):
+// exact when the tables are whole steps, within half a step per block of the float tables
+// otherwise, and the AVX-512 kernel gives the reference's result bit for bit.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "qnoise/compressed_weight.h"
+#include "qnoise/packed_linear.h"
+#include "runtime/linear_tuning.h"
+#include "runtime/packed_linear_fixture.h"
+
+namespace {
+
+class PqInt8TablesTest : public PackedLinearTest {
+ protected:
+  void SetUp() override {
+    PackedLinearTest::SetUp();
+    qnoise::set_int8_activations(true);
+  }
+};
+
+qnoise::PackedPqLinear pq_layer(int64_t out, int64_t in, int64_t d, int64_t k, const torch::Tensor& centroids) {
+  const auto codes = torch::randint(0, k, {out * in / d}, torch::kLong).to(torch::kByte);
+  return qnoise::PackedPqLinear(qnoise::compress_pq(qnoise::BlockLayout::linear({out, in}, d), centroids, codes));
+}
+
+}  // namespace
+
+TEST_F(PqInt8TablesTest, ExactWhenEveryTableIsWholeSteps) {
+  // d = 1, centroids {0, 1}: T_j = {0, x_j}, so with integer x and some |x_j| = 255 in every group
+  // the step is 1 and the sums are the float product exactly. 600 blocks: three groups of <= 256.
+  torch::manual_seed(21);
+  const auto layer = pq_layer(70, 600, 1, 2, torch::tensor({{0.0f}, {1.0f}}));
+  auto x = torch::randint(-255, 256, {600}).to(torch::kFloat);
+  for (int64_t j = 0; j < 600; j += 50) x[j] = j % 100 == 0 ? 255.0f : -255.0f;
+  const auto expected = torch::mv(layer.decode(), x);
+  for (auto path : available_kernel_paths()) {
+    qnoise::set_kernel_path(path);
+    EXPECT_TRUE(torch::equal(layer.forward(x), expected)) << qnoise::to_string(path);
+  }
+}
+
+TEST_F(PqInt8TablesTest, WithinHalfAStepPerBlockOfTheFloatTables) {
+  torch::manual_seed(22);
+  const int64_t out = 96, in = 512, d = 8, k = 256;
+  const auto centroids = torch::randn({k, d});
+  const auto layer = pq_layer(out, in, d, k, centroids);
+  const auto x = torch::randn({in});
+  qnoise::set_kernel_path(qnoise::KernelPath::Reference);
+  const auto y = layer.forward(x).to(torch::kDouble);
+  const auto exact = torch::mv(layer.decode().to(torch::kDouble), x.to(torch::kDouble));
+  // Every group's step is at most the widest block table's range / 255.
+  const auto tables = torch::mm(x.view({in / d, d}).to(torch::kDouble), centroids.to(torch::kDouble).t());
+  const double widest = (std::get<0>(tables.max(1)) - std::get<0>(tables.min(1))).max().item<double>();
+  const double bound = (in / d) * widest / 255 / 2 + 1e-4;
+  EXPECT_LE((y - exact).abs().max().item<double>(), bound);
+  EXPECT_GT((y - exact).abs().max().item<double>(), 1e-4);  // it does round
+  // and much less than the bound on average: rounding errors of 64 blocks mostly cancel
+  EXPECT_LE((y - exact).abs().mean().item<double>(), bound / 4);
+}
+
+TEST_F(PqInt8TablesTest, Avx512GivesTheReferenceBitForBitOnRaggedShapes) {
+  const auto paths = available_kernel_paths();
+  if (paths.back() != qnoise::KernelPath::Avx512) GTEST_SKIP() << "no AVX-512 VNNI/VBMI on this CPU";
+  // rows below, at and past the 64-row chunk and not whole row groups of 8; groups of blocks not
+  // a multiple of 8 (K = 256, d = 8: 16 blocks a group; 100 -> 40; 16 -> 256; 3 -> 256, several
+  // groups with in = 2056 at d = 4); K <= 128 (one table half).
+  struct Shape {
+    int64_t out, in, d, k;
+  };
+  const std::vector<Shape> shapes = {{1, 8, 8, 256},   {8, 64, 8, 256},   {70, 200, 8, 256}, {130, 1032, 8, 256},
+                                     {200, 96, 4, 100}, {65, 2056, 4, 3},  {64, 1000, 8, 16}, {9, 48, 2, 128}};
+  uint64_t seed = 30;
+  for (const auto& shape : shapes) {
+    torch::manual_seed(++seed);
+    const auto layer = pq_layer(shape.out, shape.in, shape.d, shape.k, torch::randn({shape.k, shape.d}));
+    for (int64_t batch : {1, 3}) {
+      const auto x = torch::randn({batch, shape.in}) * 2;
+      const auto bias = torch::randn({shape.out});
+      const auto row_scale = torch::rand({shape.out}) + 0.5;
+      const std::string what = std::to_string(shape.out) + "x" + std::to_string(shape.in) + " d " +
+                               std::to_string(shape.d) + " K " + std::to_string(shape.k) + " batch " +
+                               std::to_string(batch);
+      for (int threads : {1, 2}) {  // the thread count sets the order partial outputs are added in
+        at::set_num_threads(threads);
+        qnoise::set_kernel_path(qnoise::KernelPath::Reference);
+        const auto reference = layer.forward(x, bias, row_scale);
+        qnoise::set_kernel_path(qnoise::KernelPath::Avx512);
+        EXPECT_TRUE(torch::equal(layer.forward(x, bias, row_scale), reference)) << what << " on " << threads << " threads";
+      }
+    }
+  }
+}
+
+TEST_F(PqInt8TablesTest, NonFiniteActivationsGiveNaN) {
+  torch::manual_seed(23);
+  const auto layer = pq_layer(16, 64, 8, 256, torch::randn({256, 8}));
+  for (float bad : {NAN, INFINITY}) {
+    auto x = torch::randn({64});
+    x[37] = bad;
+    for (auto path : available_kernel_paths()) {
+      if (path == qnoise::KernelPath::Avx2) continue;  // float tables there
+      qnoise::set_kernel_path(path);
+      EXPECT_TRUE(layer.forward(x).isnan().all().item<bool>()) << qnoise::to_string(path) << " " << bad;
+    }
+  }
+}
+
+TEST_F(PqInt8TablesTest, OnlySmallBatchesOnTheReferenceAndAvx512PathsUseThem) {
+  torch::manual_seed(24);
+  const auto layer = pq_layer(32, 128, 8, 256, torch::randn({256, 8}));
+  const int64_t largest = qnoise::runtime::linear_tuning().pq_int8_tables_max_batch;
+  const auto x = torch::randn({largest + 1, 128});
+  for (auto path : available_kernel_paths()) {
+    qnoise::set_kernel_path(path);
+    auto run = [&](const torch::Tensor& input, bool on) {
+      qnoise::set_int8_activations(on);
+      return layer.forward(input);
+    };
+    const bool int8_tables = path != qnoise::KernelPath::Avx2;
+    EXPECT_EQ(!torch::equal(run(x.narrow(0, 0, largest), true), run(x.narrow(0, 0, largest), false)), int8_tables)
+        << qnoise::to_string(path);
+    EXPECT_TRUE(torch::equal(run(x, true), run(x, false))) << qnoise::to_string(path);
+  }
+}
