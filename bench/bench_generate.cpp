@@ -3,7 +3,9 @@
 // the same weights decoded to a float libtorch model ("float"), and that model with its batch-1
 // products through torch::mv ("float-mv", the fastest float baseline). Each side runs in its own
 // process (this program re-runs itself), so each resident-memory figure is that side's alone; the
-// tokens/s and memory ratios are printed side by side.
+// tokens/s and memory ratios are printed side by side. A fourth side, "compressed-a8", runs the
+// compressed model with int8 activations (int8/int4 layers multiply in integers, PQ layers look up
+// int8 tables; packed_linear.h); it reports how many of its greedy tokens agree with float's.
 //
 //   build/bench/bench_generate FILE.qnz [--tokens 200] [--prompt 16] [--threads 1]
 //
@@ -26,6 +28,7 @@
 #include "qnoise/error.h"
 #include "qnoise/inference_model.h"
 #include "qnoise/layer_kernel.h"
+#include "qnoise/packed_linear.h"
 #include "qnoise/process_tuning.h"
 #include "qnoise/qnz_file.h"
 #include "qnoise/runtime_model.h"
@@ -115,7 +118,8 @@ void run_side(const Options& options) {
   qnoise::InferenceModel model;
   std::unique_ptr<qnoise::RuntimeLayers> layers;
   int64_t float_bytes = 0;
-  const bool compressed = options.mode == "compressed";
+  const bool compressed = options.mode.rfind("compressed", 0) == 0;
+  qnoise::set_int8_activations(options.mode == "compressed-a8");
   {
     // The file's contents go once the model is loaded, as in `qnoise generate`.
     const qnoise::CompressedModel file = qnoise::read_qnz(options.file);
@@ -164,7 +168,9 @@ void run_side(const Options& options) {
                               {"weights_mb", (module_tensor_bytes(*model.module) +
                                               (layers ? layers->resident_bytes() : 0)) / 1e6},
                               {"float_weights_mb", float_bytes / 1e6},
-                              {"checksum", context.sum().item<int64_t>()}}
+                              {"checksum", context.sum().item<int64_t>()},
+                              {"generated", std::vector<int64_t>(context.data_ptr<int64_t>() + options.prompt,
+                                                                 context.data_ptr<int64_t>() + context.numel())}}
                    .dump()
             << std::endl;
   for (const auto& layer : matvec_layers) qnoise::set_layer_kernel(*layer, nullptr);
@@ -210,14 +216,15 @@ int main(int argc, char** argv) {
     const nlohmann::json f = run_child(options, "float");
     const nlohmann::json m = run_child(options, "float-mv");
     const nlohmann::json c = run_child(options, "compressed");
+    const nlohmann::json a = run_child(options, "compressed-a8");
     std::printf("%s: %lld tokens after a %lld-token prompt, batch 1, %lld thread(s)\n", options.file.c_str(),
                 static_cast<long long>(options.tokens), static_cast<long long>(options.prompt),
                 static_cast<long long>(options.threads));
     // Resident memory is counted from just before loading (libtorch's own is the rest of the process).
-    std::printf("%-11s %9s %10s %12s %10s %13s %10s %11s\n", "weights", "tokens/s", "loaded MB", "generated MB",
+    std::printf("%-13s %9s %10s %12s %10s %13s %10s %11s\n", "weights", "tokens/s", "loaded MB", "generated MB",
                 "peak MB", "process peak", "kernel MB", "weights MB");
-    for (const auto* side : {&f, &m, &c})
-      std::printf("%-11s %9.1f %10.1f %12.1f %10.1f %13.1f %10.2f %11.2f\n", (*side)["mode"].get<std::string>().c_str(),
+    for (const auto* side : {&f, &m, &c, &a})
+      std::printf("%-13s %9.1f %10.1f %12.1f %10.1f %13.1f %10.2f %11.2f\n", (*side)["mode"].get<std::string>().c_str(),
                   (*side)["tokens_per_second"].get<double>(), (*side)["model_rss_mb"].get<double>(),
                   (*side)["end_rss_mb"].get<double>(), (*side)["peak_model_rss_mb"].get<double>(),
                   (*side)["peak_rss_mb"].get<double>(), (*side)["kernel_mb"].get<double>(),
@@ -231,6 +238,16 @@ int main(int argc, char** argv) {
     std::printf("weights in memory ratio (compressed / float; tensors and kernels): %.3f\n", ratio("weights_mb"));
     std::printf("same tokens generated: %s\n",
                 f["checksum"] == c["checksum"] && m["checksum"] == c["checksum"] ? "yes" : "no");
+    // Greedy decoding follows its own earlier choices, so one different token changes the rest.
+    const auto float_tokens = f["generated"].get<std::vector<int64_t>>();
+    const auto a8_tokens = a["generated"].get<std::vector<int64_t>>();
+    size_t agree = 0;
+    while (agree < float_tokens.size() && agree < a8_tokens.size() && float_tokens[agree] == a8_tokens[agree]) ++agree;
+    std::printf("int8 activations: tokens/s ratio against float %.2f, against float-mv %.2f, against compressed %.2f; "
+                "the first %zu of %zu greedy tokens (warm-up included) the same as float's\n",
+                a["tokens_per_second"].get<double>() / f["tokens_per_second"].get<double>(),
+                a["tokens_per_second"].get<double>() / m["tokens_per_second"].get<double>(),
+                a["tokens_per_second"].get<double>() / c["tokens_per_second"].get<double>(), agree, float_tokens.size());
   } catch (const std::exception& e) {
     std::cerr << "bench_generate: " << e.what() << "\n";
     return 1;

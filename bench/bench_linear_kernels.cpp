@@ -1,8 +1,8 @@
 // Linear layer kernels on compressed weights against float, measured side by side in one run:
 // for 4096x4096 and 1024x1024 weights at batch 1, 16 and 64, torch::mv / torch::mm on the float
 // weight against PackedPqLinear (d = 8 and d = 4, K = 256), PackedInt8Linear and PackedInt4Linear
-// (also with int8 activations, "*_a8", batches below the GEMM switch: integer products for int8 and
-// int4, int8 lookup tables for PQ up to linear_tuning().pq_int8_tables_max_batch).
+// (also with int8 activations, "*_a8": integer products for int8 and int4, int8 lookup tables for
+// PQ, one batch row at a time).
 // Prints medians, float time / ours, GB/s of compressed weight bytes read (bytes() per call) and
 // weights per second (out * in per call, whatever the batch), with the targets of issue 5:
 //   batch 1: PQ d = 8 >= 5x, int8 >= 3x, int4 >= 5x faster than float; batch 16 and 64: none
@@ -130,11 +130,7 @@ std::string name(int64_t n, int64_t batch, const std::string& kind) {
   return std::to_string(n) + "/batch" + std::to_string(batch) + "/" + kind;
 }
 
-// int8 activations only below the int8/int4 GEMM switch point (32), where the matvec kernel runs.
-std::vector<std::string> kinds(int64_t batch) {
-  if (batch >= qnoise::runtime::linear_tuning().scalar_gemm_min_batch) return {"pq_d8", "pq_d4", "int8", "int4"};
-  return {"pq_d8", "pq_d8_a8", "pq_d4", "pq_d4_a8", "int8", "int8_a8", "int4", "int4_a8"};
-}
+std::vector<std::string> kinds() { return {"pq_d8", "pq_d8_a8", "pq_d4", "pq_d4_a8", "int8", "int8_a8", "int4", "int4_a8"}; }
 
 void register_benchmarks(bool sweep) {
   for (int64_t n : {4096, 1024}) {
@@ -147,7 +143,7 @@ void register_benchmarks(bool sweep) {
           b->UseRealTime()->MinTime(0.2);
       };
       setup(benchmark::RegisterBenchmark(name(n, batch, "float").c_str(), float_layer, n, batch));
-      for (const auto& kind : kinds(batch))
+      for (const auto& kind : kinds())
         setup(benchmark::RegisterBenchmark(name(n, batch, kind).c_str(), packed_layer, n, batch, kind, Variant::Chosen));
       if (sweep && batch > 1) {
         for (const auto& kind : {"pq_d8", "pq_d4"})
@@ -187,7 +183,7 @@ void print_table(const qnoise::bench::RatioReporter& reporter, bool sweep) {
     for (int64_t batch : {1, 16, 64}) {
       const double base = reporter.median(name(n, batch, "float"));
       std::vector<std::string> rows = {"float"};
-      for (const auto& kind : kinds(batch)) rows.push_back(kind);
+      for (const auto& kind : kinds()) rows.push_back(kind);
       if (sweep && batch > 1)
         for (const char* extra : {"pq_d8_gemm", "pq_d4_gemm", "int8_matvec", "int4_matvec"}) rows.push_back(extra);
       for (const auto& kind : rows) {

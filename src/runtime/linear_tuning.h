@@ -21,9 +21,6 @@ struct LinearTuning {
   // batches at least this large take the decoded-tile GEMM (Fashion-MNIST EfficientNet eval,
   // batches of thousands of pixels: see docs/performance.md).
   int64_t pq_small_out_gemm_min_batch = 16;
-  // PQ with int8 activations: batches up to this size look up int8 tables, one batch row at a
-  // time; larger ones share float tables across the batch's columns.
-  int64_t pq_int8_tables_max_batch = 8;
   // Floats of one decoded tile of W (rows * in): a slice of the L3 cache.
   int64_t gemm_tile_floats = 1 << 20;
   // Below this many multiply-adds (or table lookups) per thread a call stays on fewer threads:

@@ -114,8 +114,14 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
   if (batch == 0) return;
   const auto w = lut_view(codes_, centroids_, centroids_t_, out_padded_, in_, block_size_, n_centroids_, group_blocks_);
   const auto& tuning = runtime::linear_tuning();
+  const KernelPath path = kernel_path();
+  // With int8 activations every batch row looks up int8 tables (so the layer computes the same
+  // function at any batch size), except on the AVX2 path, which has no fast byte lookups and keeps
+  // float tables.
+  const bool int8_tables = int8_activations() && path != KernelPath::Avx2;
   const bool few_rows = out_ < 2 * n_centroids_;
-  if (batch >= tuning.pq_gemm_min_batch || (few_rows && batch >= tuning.pq_small_out_gemm_min_batch)) {
+  if (!int8_tables &&
+      (batch >= tuning.pq_gemm_min_batch || (few_rows && batch >= tuning.pq_small_out_gemm_min_batch))) {
     runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) {
       for (int64_t o = r0; o < r1; ++o)
         for (int64_t j = 0; j < n_blocks_; ++j) {
@@ -130,15 +136,32 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
         for (int64_t o = 0; o < out_; ++o) y[b * out_ + o] += bias[o];
     return;
   }
-  const KernelPath path = kernel_path();
-  // With int8 activations, small batches look up int8 tables one batch row at a time, except on the
-  // AVX2 path, which has no fast byte lookups and keeps float tables.
-  const bool int8_tables = int8_activations() && path != KernelPath::Avx2 && batch <= tuning.pq_int8_tables_max_batch;
   const auto float_kernel = path != KernelPath::Reference ? kernels::pq_lut_group_avx2 : kernels::pq_lut_group_reference;
   const auto int8_kernel =
       path == KernelPath::Avx512 ? kernels::pq_int8_lut_group_avx512 : kernels::pq_int8_lut_group_reference;
   const int64_t n_groups = w.group_count(), row_groups = out_padded_ / kernels::kPqRowGroup;
   const int64_t threads = at::get_num_threads();
+  if (int8_tables && batch > 1) {
+    // Threads split the batch rows; each row's groups are summed in order by one thread.
+    const int64_t float_table_floats = kernels::pq_table_floats(w, 1);
+    const int64_t scratch_floats = float_table_floats + w.group_blocks * kernels::kPqInt8TableBytes / 4 + out_padded_;
+    const int64_t work_per_row = out_padded_ * n_blocks_ + n_centroids_ * in_;
+    at::parallel_for(0, batch, std::max<int64_t>(1, tuning.min_work_per_thread / work_per_row), [&](int64_t b0, int64_t b1) {
+      std::vector<float> scratch(static_cast<size_t>(scratch_floats));
+      float* partial = scratch.data() + scratch_floats - out_padded_;
+      auto* int8_table = reinterpret_cast<uint8_t*>(scratch.data() + float_table_floats);
+      for (int64_t b = b0; b < b1; ++b) {
+        std::fill(partial, partial + out_padded_, 0.0f);
+        for (int64_t group = 0; group < n_groups; ++group)
+          int8_kernel(w, group, 0, out_padded_, x + b * in_, scratch.data(), int8_table, partial);
+        for (int64_t o = 0; o < out_; ++o) {
+          const float sum = row_scale ? partial[o] * row_scale[o] : partial[o];
+          y[b * out_ + o] = bias ? sum + bias[o] : sum;
+        }
+      }
+    });
+    return;
+  }
   const int64_t rows_per_call = int8_tables ? 1 : kernels::kPqMaxLanes;
   thread_local std::vector<float> workspace;
   for (int64_t b0 = 0; b0 < batch; b0 += rows_per_call) {

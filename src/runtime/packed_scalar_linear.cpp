@@ -87,7 +87,10 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
   const KernelPath path = kernel_path();
   const bool avx2 = path != KernelPath::Reference;
   const auto& tuning = runtime::linear_tuning();
-  if (batch >= tuning.scalar_gemm_min_batch) {
+  // With int8 activations every batch row takes the integer product (the same function at any
+  // batch size), however large the batch.
+  const bool integer_products = int8_activations() && in_ <= kernels::kMaxInt8ActivationInputs;
+  if (!integer_products && batch >= tuning.scalar_gemm_min_batch) {
     const auto decode_rows = avx2 ? kernels::scalar_decode_rows_avx2 : kernels::scalar_decode_rows_reference;
     runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) { decode_rows(w, r0, r1, dst); },
                         y);
@@ -114,7 +117,7 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
       }
     });
   };
-  if (int8_activations() && in_ <= kernels::kMaxInt8ActivationInputs) {
+  if (integer_products) {
     std::vector<int8_t> xq(static_cast<size_t>(batch * in_));
     std::vector<float> x_scale(static_cast<size_t>(batch));
     std::vector<int32_t> xq_sum(static_cast<size_t>(batch));

@@ -138,18 +138,21 @@ TEST_F(Int8ActivationsTest, StaysWithinTheActivationRoundingOfTheFloatProduct) {
 }
 
 // (PQ layers: test_pq_int8_tables.cpp.)
-TEST_F(Int8ActivationsTest, OnlySmallBatchesUseIt) {
+TEST_F(Int8ActivationsTest, EveryBatchSizeUsesIt) {
+  // Batches at and above the GEMM switch point too: each batch row gives what it gives alone.
   torch::manual_seed(12);
   const auto values = torch::randn({20, 64});
   const qnoise::PackedInt8Linear int8(qnoise::compress_scalar(values, 8));
   const qnoise::PackedInt4Linear int4(qnoise::compress_scalar(values, 4));
-  const auto x = torch::randn({40, 64});
-  auto run = [&](const qnoise::PackedLinearBase& layer, const torch::Tensor& input, bool on) {
-    qnoise::set_int8_activations(on);
-    return layer.forward(input);
-  };
-  EXPECT_FALSE(torch::equal(run(int8, x[0], true), run(int8, x[0], false)));
-  EXPECT_FALSE(torch::equal(run(int4, x[0], true), run(int4, x[0], false)));
-  // Batches at the GEMM switch point and above multiply decoded tiles in float.
-  EXPECT_TRUE(torch::equal(run(int8, x, true), run(int8, x, false)));
+  const auto x = torch::randn({qnoise::runtime::linear_tuning().scalar_gemm_min_batch + 8, 64});
+  for (const qnoise::PackedLinearBase* layer : {static_cast<const qnoise::PackedLinearBase*>(&int8),
+                                                 static_cast<const qnoise::PackedLinearBase*>(&int4)}) {
+    auto run = [&](const torch::Tensor& input, bool on) {
+      qnoise::set_int8_activations(on);
+      return layer->forward(input);
+    };
+    const auto batched = run(x, true);
+    EXPECT_FALSE(torch::equal(batched, run(x, false)));
+    for (int64_t b : {int64_t{0}, x.size(0) - 1}) EXPECT_TRUE(torch::equal(batched[b], run(x[b], true))) << "row " << b;
+  }
 }
