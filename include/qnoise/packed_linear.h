@@ -35,12 +35,17 @@ void set_kernel_path(KernelPath path);
 KernelPath kernel_path();
 const char* to_string(KernelPath path);
 
-// Int8 activations for int8 and int4 weights, off by default. When on, each row of a batch below
-// the GEMM switch point is quantized symmetrically to 7-bit integers (|q| <= 63, as PyTorch's
-// fbgemm with reduce_range) and multiplied with the codes in integers (vpmaddubsw): fewer
-// instructions per weight than dequantizing to float, at the cost of the activations' rounding
-// (half a step of max|x| / 63 per input); with AVX-512 VNNI one vpdpbusd per 32 codes. The environment variable QNOISE_ACTIVATIONS=int8|float
-// sets the initial choice. PQ layers keep float activations (their lookup tables are float).
+// Int8 activations, off by default; when on, every batch row at any batch size (so a layer computes
+// the same function whatever the batch):
+//  * int8 / int4 weights: the row is quantized symmetrically to 7-bit integers (|q| <= 63, as
+//    PyTorch's fbgemm with reduce_range) and multiplied with the codes in integers (vpmaddubsw, or
+//    one vpdpbusd per 32 codes with AVX-512 VNNI), at the cost of the activations' rounding (half a
+//    step of max|x| / 63 per input);
+//  * PQ weights: the lookup tables of each group of blocks are rounded to one byte (a step per
+//    group, an offset per block) and looked up 64 codes at a time (AVX-512 VBMI), at the cost of
+//    half a step per block. On the AVX2 path, which has no fast byte lookups, PQ layers keep float
+//    tables.
+// The environment variable QNOISE_ACTIVATIONS=int8|float sets the initial choice.
 void set_int8_activations(bool enabled);
 bool int8_activations();
 
@@ -59,9 +64,14 @@ class PackedLinearBase {
   virtual int64_t bytes() const = 0;
   // The float weight [out, in] these kernels multiply by (for tests).
   virtual at::Tensor decode() const = 0;
+  // Rows `indices` (an integer tensor of any shape, values in [0, out)) of that weight, [n, in]:
+  // lookups in an embedding table kept only in its packed form. Throws qnoise::Error on bad indices.
+  at::Tensor decode_rows(const at::Tensor& indices) const;
 
  protected:
   PackedLinearBase(int64_t out, int64_t in) : out_(out), in_(in) {}
+  // Row `row` of the float weight into out[0, in).
+  virtual void decode_row(int64_t row, float* out) const = 0;
   using RawForward = std::function<void(const float* x, int64_t batch, float* y, const float* bias)>;
   // Checks x and bias, then runs `run` on contiguous float buffers.
   at::Tensor forward_tensor(const at::Tensor& x, const at::Tensor& bias, const RawForward& run) const;
@@ -89,6 +99,9 @@ class PackedPqLinear : public PackedLinearBase {
   int64_t block_size() const { return block_size_; }
   int64_t n_centroids() const { return n_centroids_; }
 
+ protected:
+  void decode_row(int64_t row, float* out) const override;
+
  private:
   int64_t block_size_;
   int64_t n_blocks_;      // per row
@@ -113,6 +126,7 @@ class PackedScalarLinear : public PackedLinearBase {
   // weight: scheme Int8 or Int4 with per-row scale and zero point, shape [out, in] or
   // [out, in, 1, 1]. Throws qnoise::Error otherwise.
   PackedScalarLinear(const CompressedWeight& weight, int bits);
+  void decode_row(int64_t row, float* out) const override;
 
  private:
   int bits_;

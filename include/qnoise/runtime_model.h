@@ -33,8 +33,7 @@ class RuntimeLayers {
   std::set<std::string> attach(torch::nn::Module& module, const CompressedModel& model);
 
   const std::vector<std::string>& layers() const { return layers_; }
-  // Bytes the kernels hold now (a tied output layer's packed copy counts once it was built, on its
-  // first use); call between forward passes.
+  // Bytes the kernels hold (packed weights, scales, biases; not per-call workspace).
   int64_t resident_bytes() const;
 
  private:

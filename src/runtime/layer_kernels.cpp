@@ -56,30 +56,30 @@ int64_t PackedLinearKernel::resident_bytes() const {
   return packed_->bytes() + (bias_.defined() ? bias_.numel() * 4 : 0);
 }
 
-EmbeddingKernel::EmbeddingKernel(CompressedWeight table) : table_(std::move(table)) {
-  QNOISE_CHECK(table_.shape.size() == 2, "embedding table must be 2-D, got ", shape_to_string(table_.shape));
+EmbeddingKernel::EmbeddingKernel(const CompressedWeight& table) : shape_(table.shape), scheme_(table.scheme) {
+  QNOISE_CHECK(shape_.size() == 2, "embedding table must be 2-D, got ", shape_to_string(shape_));
+  packed_ = pack_linear(table);
+  if (!packed_) table_ = table;
 }
 
 at::Tensor EmbeddingKernel::forward(const at::Tensor& ids) const {
   std::vector<int64_t> shape = ids.sizes().vec();
-  shape.push_back(table_.shape[1]);
-  return decode_rows(table_, ids).view(shape);
+  shape.push_back(shape_[1]);
+  return (packed_ ? packed_->decode_rows(ids) : decode_rows(table_, ids)).view(shape);
 }
 
 at::Tensor EmbeddingKernel::linear(const at::Tensor& input) const {
-  std::call_once(output_once_, [this] { output_ = pack_linear(table_); });
-  QNOISE_CHECK(output_ != nullptr, "embedding table stored as ", to_string(table_.scheme),
-               " has no packed Linear kernel");
-  const int64_t dim = table_.shape[1];
+  QNOISE_CHECK(packed_ != nullptr, "embedding table stored as ", to_string(scheme_), " has no packed Linear kernel");
+  const int64_t dim = shape_[1];
   QNOISE_CHECK(input.dim() >= 1 && input.size(-1) == dim, "tied output layer of dim ", dim, ": input ", input.sizes());
   std::vector<int64_t> shape = input.sizes().vec();
-  shape.back() = table_.shape[0];
-  return output_->forward(input.reshape({-1, dim})).view(shape);
+  shape.back() = shape_[0];
+  return packed_->forward(input.reshape({-1, dim})).view(shape);
 }
 
-at::Tensor EmbeddingKernel::weight() const { return table_.decode(); }
+at::Tensor EmbeddingKernel::weight() const { return packed_ ? packed_->decode() : table_.decode(); }
 
-int64_t EmbeddingKernel::resident_bytes() const { return table_.stored_bytes() + (output_ ? output_->bytes() : 0); }
+int64_t EmbeddingKernel::resident_bytes() const { return packed_ ? packed_->bytes() : table_.stored_bytes(); }
 
 DecodeOnUseConvKernel::DecodeOnUseConvKernel(CompressedWeight weight, at::Tensor bias, torch::nn::detail::ConvNdOptions<2> options)
     : weight_(std::move(weight)),

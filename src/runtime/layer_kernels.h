@@ -7,7 +7,6 @@
 #include <torch/nn/options/conv.h>
 
 #include <memory>
-#include <mutex>
 #include <vector>
 
 #include "qnoise/compressed_weight.h"
@@ -37,18 +36,23 @@ class PackedLinearKernel : public LayerKernel {
   bool conv_;
 };
 
+// An embedding table, also usable as a tied output layer (x E^T). Tables with a packed Linear
+// form (PQ with K <= 256, int8, int4) are kept in that form only, which serves both the row
+// lookups and the output layer: one copy of the codes. Others (float, PQ with uint16 codes) keep
+// the stored form and decode the rows asked for.
 class EmbeddingKernel : public LayerKernel {
  public:
-  explicit EmbeddingKernel(CompressedWeight table);
+  explicit EmbeddingKernel(const CompressedWeight& table);
   at::Tensor forward(const at::Tensor& ids) const override;
-  at::Tensor linear(const at::Tensor& input) const override;
+  at::Tensor linear(const at::Tensor& input) const override;  // throws without a packed form
   at::Tensor weight() const override;
   int64_t resident_bytes() const override;
 
  private:
-  CompressedWeight table_;
-  mutable std::once_flag output_once_;
-  mutable std::unique_ptr<PackedLinearBase> output_;  // the table as a Linear [rows, dim], built on first linear()
+  std::unique_ptr<PackedLinearBase> packed_;  // the table as a Linear [rows, dim], or null
+  CompressedWeight table_;                    // only without a packed form
+  std::vector<int64_t> shape_;                // [rows, dim]
+  WeightScheme scheme_;
 };
 
 // A convolution other than 1x1 (the stem, depthwise convolutions) kept as stored, in any scheme, and

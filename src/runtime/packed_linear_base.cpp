@@ -28,6 +28,21 @@ at::Tensor PackedLinearBase::forward_tensor(const at::Tensor& x, const at::Tenso
   return x.dim() == 1 ? y.squeeze(0) : y;
 }
 
+at::Tensor PackedLinearBase::decode_rows(const at::Tensor& indices) const {
+  QNOISE_CHECK(indices.defined() && at::isIntegralType(indices.scalar_type(), /*includeBool=*/false),
+               "packed Linear decode_rows: indices must be an integer tensor");
+  const at::Tensor index = indices.reshape({-1}).to(at::kLong).contiguous();
+  const int64_t n = index.numel();
+  const int64_t* rows = index.data_ptr<int64_t>();
+  for (int64_t r = 0; r < n; ++r)
+    QNOISE_CHECK(rows[r] >= 0 && rows[r] < out_, "decode_rows: index ", rows[r], " is outside the table's ", out_,
+                 " rows");
+  at::Tensor out = at::empty({n, in_}, at::kFloat);
+  float* dst = out.data_ptr<float>();
+  for (int64_t r = 0; r < n; ++r) decode_row(rows[r], dst + r * in_);
+  return out;
+}
+
 }  // namespace qnoise
 
 namespace qnoise::runtime {

@@ -87,14 +87,15 @@ int64_t PackedPqLinear::bytes() const {
 }
 
 at::Tensor PackedPqLinear::decode() const {
-  const auto w = lut_view(codes_, centroids_, centroids_t_, out_padded_, in_, block_size_, n_centroids_, group_blocks_);
   at::Tensor out = at::empty({out_, in_}, at::kFloat);
-  float* dst = out.data_ptr<float>();
-  for (int64_t o = 0; o < out_; ++o)
-    for (int64_t j = 0; j < n_blocks_; ++j)
-      std::copy_n(centroids_.data() + codes_[w.code_index(o, j)] * block_size_, block_size_,
-                  dst + o * in_ + j * block_size_);
+  for (int64_t o = 0; o < out_; ++o) decode_row(o, out.data_ptr<float>() + o * in_);
   return out;
+}
+
+void PackedPqLinear::decode_row(int64_t row, float* out) const {
+  const auto w = lut_view(codes_, centroids_, centroids_t_, out_padded_, in_, block_size_, n_centroids_, group_blocks_);
+  for (int64_t j = 0; j < n_blocks_; ++j)
+    std::copy_n(centroids_.data() + codes_[w.code_index(row, j)] * block_size_, block_size_, out + j * block_size_);
 }
 
 at::Tensor PackedPqLinear::forward(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& row_scale) const {

@@ -80,6 +80,11 @@ at::Tensor PackedScalarLinear::decode() const {
   return out;
 }
 
+void PackedScalarLinear::decode_row(int64_t row, float* out) const {
+  kernels::scalar_decode_rows_reference(scalar_view(codes_, bits_, in_, row_bytes_, scale_, zero_point_), row, row + 1,
+                                        out);
+}
+
 void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const float* bias) const {
   QNOISE_CHECK(batch >= 0, "PackedInt", bits_, "Linear: negative batch ", batch);
   if (batch == 0) return;

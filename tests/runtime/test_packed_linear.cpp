@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <memory>
 #include <tuple>
 
 #include "qnoise/compressed_weight.h"
@@ -182,4 +183,40 @@ TEST_F(PackedLinearTest, InvalidInputThrowsWithAClearMessage) {
   expect_error([&] { layer.forward(torch::randn({2, 16}), torch::randn({3})); }, "bias must be float32 [4]");
   expect_error([&] { layer.forward(torch::randn({2, 16}), {}, torch::randn({5})); }, "row scale must be float32 [4]");
   expect_error([&] { layer.forward(torch::randn({2, 16}).to(torch::kDouble)); }, "float32");
+}
+
+TEST_F(PackedLinearTest, DecodeRowsGivesTheStoredTablesRows) {
+  // An embedding table kept only in packed form (runtime EmbeddingKernel) must look up exactly what
+  // the stored form decodes, for every scheme with a packed form, int4's odd row width included.
+  torch::manual_seed(41);
+  const auto values = torch::randn({37, 24});
+  const std::vector<qnoise::CompressedWeight> tables = {
+      qnoise::compress_pq(qnoise::BlockLayout::linear({37, 24}, 4), torch::randn({200, 4}),
+                          torch::randint(0, 200, {37 * 6}, torch::kLong).to(torch::kByte)),
+      qnoise::compress_scalar(values, 8), qnoise::compress_scalar(values, 4)};
+  const auto ids = torch::tensor({{36, 0, 5}, {5, 17, 1}});
+  for (const auto& table : tables) {
+    std::unique_ptr<qnoise::PackedLinearBase> packed;
+    if (table.scheme == qnoise::WeightScheme::PQ) packed = std::make_unique<qnoise::PackedPqLinear>(table);
+    if (table.scheme == qnoise::WeightScheme::Int8) packed = std::make_unique<qnoise::PackedInt8Linear>(table);
+    if (table.scheme == qnoise::WeightScheme::Int4) packed = std::make_unique<qnoise::PackedInt4Linear>(table);
+    const auto rows = packed->decode_rows(ids);
+    const std::string what = qnoise::to_string(table.scheme);
+    EXPECT_TRUE(torch::equal(rows, table.decode().index_select(0, ids.reshape({-1})))) << what;
+    EXPECT_TRUE(torch::equal(rows, packed->decode().index_select(0, ids.reshape({-1})))) << what;
+    EXPECT_EQ(packed->decode_rows(torch::zeros({0}, torch::kLong)).sizes(), (std::vector<int64_t>{0, 24})) << what;
+    for (const auto& bad : {torch::tensor({0, 37}), torch::tensor({-1})})
+      EXPECT_THROW(
+          {
+            try {
+              packed->decode_rows(bad);
+            } catch (const qnoise::Error& e) {
+              EXPECT_NE(std::string(e.what()).find("outside the table's 37 rows"), std::string::npos) << e.what();
+              throw;
+            }
+          },
+          qnoise::Error)
+          << what;
+    EXPECT_THROW(packed->decode_rows(torch::tensor({1.0f})), qnoise::Error) << what;
+  }
 }
