@@ -43,7 +43,8 @@ const char* to_string(KernelPath path);
 //    step of max|x| / 63 per input);
 //  * PQ weights: the lookup tables of each group of blocks are rounded to one byte (a step per
 //    group, an offset per block) and looked up 64 codes at a time (AVX-512 VBMI), at the cost of
-//    half a step per block. On the AVX2 path, which has no fast byte lookups, PQ layers keep float
+//    half a step per block. On the AVX2 path, which has no fast byte lookups, and in layers with
+//    fewer than 2K output rows, where the tables cost more than the lookups, PQ layers keep float
 //    tables.
 // The environment variable QNOISE_ACTIVATIONS=int8|float sets the initial choice.
 void set_int8_activations(bool enabled);

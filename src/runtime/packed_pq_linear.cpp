@@ -116,11 +116,12 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
   const auto w = lut_view(codes_, centroids_, centroids_t_, out_padded_, in_, block_size_, n_centroids_, group_blocks_);
   const auto& tuning = runtime::linear_tuning();
   const KernelPath path = kernel_path();
-  // With int8 activations every batch row looks up int8 tables (so the layer computes the same
-  // function at any batch size), except on the AVX2 path, which has no fast byte lookups and keeps
-  // float tables.
-  const bool int8_tables = int8_activations() && path != KernelPath::Avx2;
   const bool few_rows = out_ < 2 * n_centroids_;
+  // With int8 activations every batch row looks up int8 tables (so the layer computes the same
+  // function at any batch size), except on the AVX2 path, which has no fast byte lookups, and in
+  // layers of few rows, where building and rounding the tables costs more than the lookups save:
+  // those keep float tables.
+  const bool int8_tables = int8_activations() && path != KernelPath::Avx2 && !few_rows;
   if (!int8_tables &&
       (batch >= tuning.pq_gemm_min_batch || (few_rows && batch >= tuning.pq_small_out_gemm_min_batch))) {
     runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) {

@@ -44,7 +44,7 @@ TEST_F(PqInt8TablesTest, ExactWhenEveryTableIsWholeSteps) {
 
 TEST_F(PqInt8TablesTest, WithinHalfAStepPerBlockOfTheFloatTables) {
   torch::manual_seed(22);
-  const int64_t out = 96, in = 512, d = 8, k = 256;
+  const int64_t out = 520, in = 512, d = 8, k = 256;  // int8 tables from 2K rows up
   const auto centroids = torch::randn({k, d});
   const auto layer = pq_layer(out, in, d, k, centroids);
   const auto x = torch::randn({in});
@@ -64,14 +64,16 @@ TEST_F(PqInt8TablesTest, WithinHalfAStepPerBlockOfTheFloatTables) {
 TEST_F(PqInt8TablesTest, Avx512GivesTheReferenceBitForBitOnRaggedShapes) {
   const auto paths = available_kernel_paths();
   if (paths.back() != qnoise::KernelPath::Avx512) GTEST_SKIP() << "no AVX-512 VNNI/VBMI on this CPU";
-  // rows below, at and past the 64-row chunk and not whole row groups of 8; groups of blocks not
-  // a multiple of 8 (K = 256, d = 8: 16 blocks a group; 100 -> 40; 16 -> 256; 3 -> 256, several
-  // groups with in = 2056 at d = 4); K <= 128 (one table half).
+  // rows below, at and past the 64-row chunk and not whole row groups of 8 (at least 2K rows, or
+  // the layer keeps float tables); groups of blocks not a multiple of 8 (K = 256, d = 8: 16 blocks
+  // a group, in = 264: 16 + 16 + 1; K = 100: 40; K = 16 or less: 256, several groups at in = 2056,
+  // d = 4); K <= 128 (one table half) and K > 128.
   struct Shape {
     int64_t out, in, d, k;
   };
-  const std::vector<Shape> shapes = {{1, 8, 8, 256},   {8, 64, 8, 256},   {70, 200, 8, 256}, {130, 1032, 8, 256},
-                                     {200, 96, 4, 100}, {65, 2056, 4, 3},  {64, 1000, 8, 16}, {9, 48, 2, 128}};
+  const std::vector<Shape> shapes = {{8, 64, 8, 4},    {9, 48, 2, 4},      {70, 200, 8, 32}, {130, 1032, 8, 64},
+                                     {200, 96, 4, 100}, {65, 2056, 4, 3},  {64, 1000, 8, 16}, {520, 264, 8, 256},
+                                     {600, 96, 4, 200}};
   uint64_t seed = 30;
   for (const auto& shape : shapes) {
     torch::manual_seed(++seed);
@@ -96,7 +98,7 @@ TEST_F(PqInt8TablesTest, Avx512GivesTheReferenceBitForBitOnRaggedShapes) {
 
 TEST_F(PqInt8TablesTest, NonFiniteActivationsGiveNaN) {
   torch::manual_seed(23);
-  const auto layer = pq_layer(16, 64, 8, 256, torch::randn({256, 8}));
+  const auto layer = pq_layer(16, 64, 8, 8, torch::randn({8, 8}));
   for (float bad : {NAN, INFINITY}) {
     auto x = torch::randn({64});
     x[37] = bad;
@@ -109,10 +111,10 @@ TEST_F(PqInt8TablesTest, NonFiniteActivationsGiveNaN) {
 }
 
 TEST_F(PqInt8TablesTest, EveryBatchSizeComputesTheSameFunction) {
-  // Large batches too (no float tables shared across columns, no decoded-tile GEMM for a layer of
-  // few rows): each batch row gives what it gives alone. The AVX2 path keeps float tables.
+  // Large batches too (no float tables shared across columns): each batch row gives what it gives
+  // alone. The AVX2 path keeps float tables.
   torch::manual_seed(24);
-  const auto layer = pq_layer(32, 128, 8, 256, torch::randn({256, 8}));  // out < 2K: the GEMM case
+  const auto layer = pq_layer(40, 128, 8, 16, torch::randn({16, 8}));
   const auto x = torch::randn({70, 128});
   at::set_num_threads(1);
   for (auto path : available_kernel_paths()) {
@@ -125,5 +127,19 @@ TEST_F(PqInt8TablesTest, EveryBatchSizeComputesTheSameFunction) {
     EXPECT_EQ(torch::equal(batched, run(x, false)), path == qnoise::KernelPath::Avx2) << qnoise::to_string(path);
     if (path == qnoise::KernelPath::Avx2) continue;
     for (int64_t b : {0, 31, 69}) EXPECT_TRUE(torch::equal(batched[b], run(x[b], true))) << qnoise::to_string(path) << " row " << b;
+  }
+}
+
+TEST_F(PqInt8TablesTest, LayersOfFewRowsKeepFloatTables) {
+  // Fewer than 2K rows: building and rounding the tables would cost more than the lookups save.
+  torch::manual_seed(25);
+  const auto layer = pq_layer(100, 128, 8, 64, torch::randn({64, 8}));
+  const auto x = torch::randn({3, 128});
+  for (auto path : available_kernel_paths()) {
+    qnoise::set_kernel_path(path);
+    qnoise::set_int8_activations(true);
+    const auto with = layer.forward(x);
+    qnoise::set_int8_activations(false);
+    EXPECT_TRUE(torch::equal(with, layer.forward(x))) << qnoise::to_string(path);
   }
 }
