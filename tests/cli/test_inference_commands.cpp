@@ -16,6 +16,7 @@
 #include "qnoise/task_model.h"
 #include "qnoise/text_corpus.h"
 #include "qnoise/text_generation.h"
+#include "quant/cpu_features.h"
 
 namespace {
 
@@ -94,6 +95,24 @@ TEST(InferenceCommands, Int8ActivationsAreAGlobalOptionAndAnEnvironmentVariable)
   const auto env = run_qnoise("generate " + lm_file() + " --tokens 2", "QNOISE_ACTIVATIONS=int7");
   EXPECT_EQ(env.exit_code, 1);
   EXPECT_TRUE(contains(env.output, "QNOISE_ACTIVATIONS='int7': expected int8 or float")) << env.output;
+}
+
+TEST(InferenceCommands, KernelsAreChosenByTheEnvironmentAndUnknownOrMissingOnesAreErrors) {
+  for (const char* path : {"reference", "auto"}) {
+    const auto ok = run_qnoise("generate " + lm_file() + " --tokens 2 --seed 1", std::string("QNOISE_KERNELS=") + path);
+    EXPECT_EQ(ok.exit_code, 0) << path << ": " << ok.output;
+  }
+  const auto unknown = run_qnoise("generate " + lm_file() + " --tokens 2", "QNOISE_KERNELS=avx9");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_TRUE(contains(unknown.output, "QNOISE_KERNELS='avx9': expected reference, avx2, avx512 or auto")) << unknown.output;
+  // avx512 runs where the CPU has it and is a clear error where it does not.
+  const auto wide = run_qnoise("--activations int8 generate " + lm_file() + " --tokens 2 --seed 1", "QNOISE_KERNELS=avx512");
+  if (qnoise::kernels::cpu_has_avx512_vnni_vbmi()) {
+    EXPECT_EQ(wide.exit_code, 0) << wide.output;
+  } else {
+    EXPECT_EQ(wide.exit_code, 1);
+    EXPECT_TRUE(contains(wide.output, "lacks AVX-512")) << wide.output;
+  }
 }
 
 TEST(InferenceCommands, GreedyGenerationPrintsTheModelsArgmaxContinuation) {
