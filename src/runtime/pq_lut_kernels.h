@@ -28,13 +28,15 @@ struct PqLutWeight {
   int64_t k_padded = 0;    // K rounded up to 8
   int64_t group_blocks = 0;
 
-  int64_t group_count() const { return (n_blocks + group_blocks - 1) / group_blocks; }
-  int64_t group_first_block(int64_t group) const { return group * group_blocks; }
-  int64_t group_size(int64_t group) const {
+  // Always inlined: the SIMD kernel files call them too, and an out-of-line copy built with their
+  // flags could otherwise be the one the linker keeps for every file.
+  __attribute__((always_inline)) int64_t group_count() const { return (n_blocks + group_blocks - 1) / group_blocks; }
+  __attribute__((always_inline)) int64_t group_first_block(int64_t group) const { return group * group_blocks; }
+  __attribute__((always_inline)) int64_t group_size(int64_t group) const {
     const int64_t rest = n_blocks - group * group_blocks;
     return rest < group_blocks ? rest : group_blocks;
   }
-  int64_t code_index(int64_t row, int64_t block) const {
+  __attribute__((always_inline)) int64_t code_index(int64_t row, int64_t block) const {
     const int64_t group = block / group_blocks, j0 = group * group_blocks;
     return out_padded * j0 + ((row / kPqRowGroup) * group_size(group) + (block - j0)) * kPqRowGroup +
            row % kPqRowGroup;

@@ -11,12 +11,11 @@
 #include <cstdint>
 
 #include "runtime/pq_lut_kernels.h"
+#include "runtime/simd_helpers.h"
 
 namespace qnoise::kernels {
 
 namespace {
-
-#define QNOISE_UNROLL _Pragma("GCC unroll 16")
 
 // T_j[k] for lanes = 1: eight centroids at a time from the transposed codebook [d][k_padded].
 template <int kDim>

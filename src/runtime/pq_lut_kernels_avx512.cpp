@@ -15,12 +15,11 @@
 #include <cstdint>
 
 #include "runtime/pq_lut_kernels.h"
+#include "runtime/simd_helpers.h"
 
 namespace qnoise::kernels {
 
 namespace {
-
-#define QNOISE_UNROLL _Pragma("GCC unroll 16")
 
 constexpr int64_t kChunkRows = 64;
 

@@ -38,7 +38,7 @@ void int8_activation_matvec_reference(const ScalarLinearWeight& w, const int8_t*
   for (int64_t o = row_begin; o < row_end; ++o) {
     int32_t dot = 0;
     for (int64_t i = 0; i < w.in; ++i) dot += static_cast<int32_t>(w.code(o, i)) * xq[i];
-    y[o] = w.scale[o] * x_scale * (static_cast<float>(dot) - w.zero_point[o] * static_cast<float>(xq_sum));
+    y[o] = int8_activation_output(w, o, dot, xq_sum, x_scale);
   }
 }
 

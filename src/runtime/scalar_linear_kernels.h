@@ -24,7 +24,9 @@ struct ScalarLinearWeight {
   const float* scale = nullptr;       // [out]
   const float* zero_point = nullptr;  // [out], as float
 
-  uint8_t code(int64_t row, int64_t i) const {
+  // Always inlined: the SIMD kernel files call it too, and an out-of-line copy built with their
+  // flags could otherwise be the one the linker keeps for every file.
+  __attribute__((always_inline)) uint8_t code(int64_t row, int64_t i) const {
     const uint8_t* r = codes + row * row_bytes;
     if (bits == 8) return r[i];
     const int64_t chunk = i / kInt4Chunk, t = i % kInt4Chunk;
@@ -49,6 +51,13 @@ void scalar_matvec_avx2(const ScalarLinearWeight& w, const float* x, float x_sum
 // int16, which 2 * 255 * 63 fits and 2 * 255 * 127 does not. The int32 sums hold for in <= 2^17.
 constexpr int kActivationLevels = 63;
 constexpr int64_t kMaxInt8ActivationInputs = int64_t{1} << 17;
+// Row o's output from its integer product dot = sum_i q_oi xq_i, the same arithmetic in every
+// kernel (the SIMD files are compiled with -ffp-contract=off, so no fma changes its rounding).
+// static: each kernel file keeps its own copy, built with its own flags.
+static inline float int8_activation_output(const ScalarLinearWeight& w, int64_t o, int32_t dot, int32_t xq_sum,
+                                    float x_scale) {
+  return w.scale[o] * x_scale * (static_cast<float>(dot) - w.zero_point[o] * static_cast<float>(xq_sum));
+}
 // Writes xq[0..n) and *x_scale (0 for an all-zero row); returns sum_i xq_i.
 int32_t quantize_activations(const float* x, int64_t n, int8_t* xq, float* x_scale);
 // The same, bit for bit; only call when cpu_has_avx2_fma().

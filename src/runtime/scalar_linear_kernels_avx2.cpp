@@ -10,38 +10,14 @@
 #include <cstdint>
 
 #include "runtime/scalar_linear_kernels.h"
+#include "runtime/simd_helpers.h"
 
 namespace qnoise::kernels {
 
 namespace {
 
-#define QNOISE_UNROLL _Pragma("GCC unroll 16")
-
-constexpr int kRowsPerStep = 4;
-// A 4096-input int8 row is one 4 KB page, and hardware prefetchers stop at page ends: without
-// software prefetch of the next rows the kernel read codes from DRAM at 7 GB/s where sgemv reads
-// floats at 17 GB/s (4096x4096, caches evicted before each call). Each step prefetches the same
-// line of the rows kRowsPerStep further on.
-constexpr int kLineBytes = 64;
-
-inline void prefetch(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
-
 inline __m256 codes8(const uint8_t* p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-}
-
-inline float horizontal_sum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline int32_t horizontal_sum(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
 }
 
 template <int kRows>
@@ -168,7 +144,7 @@ void int8_activation_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t
     int32_t dot = horizontal_sum(acc[r]);
     for (int64_t t = i; t < w.in; ++t) dot += static_cast<int32_t>(w.code(row + r, t)) * xq[t];
     const int64_t o = row + r;
-    y[o] = w.scale[o] * x_scale * (static_cast<float>(dot) - w.zero_point[o] * static_cast<float>(xq_sum));
+    y[o] = int8_activation_output(w, o, dot, xq_sum, x_scale);
   }
 }
 

@@ -12,26 +12,13 @@
 #include <cstdint>
 
 #include "runtime/scalar_linear_kernels.h"
+#include "runtime/simd_helpers.h"
 
 namespace qnoise::kernels {
 
 namespace {
 
-#define QNOISE_UNROLL _Pragma("GCC unroll 16")
-
-constexpr int kRowsPerStep = 4;
-constexpr int kLineBytes = 64;
-
-inline void prefetch(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
-
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-
-inline int32_t horizontal_sum(__m256i v) {
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
-}
 
 // The 32 codes of inputs [i, i + 32) in input order; for int4 (one 16-byte chunk: low nibbles
 // inputs 0..15, high nibbles 16..31). `lanes` < 32 masks the int8 load at the row's end (int4 rows
@@ -101,7 +88,7 @@ void rows_vnni(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, fl
   for (int r = 0; r < kRows; ++r) {
     const int32_t dot = horizontal_sum(_mm256_add_epi32(acc[r][0], acc[r][1]));
     const int64_t o = row + r;
-    y[o] = w.scale[o] * x_scale * (static_cast<float>(dot) - w.zero_point[o] * static_cast<float>(xq_sum));
+    y[o] = int8_activation_output(w, o, dot, xq_sum, x_scale);
   }
 }
 
