@@ -4,7 +4,8 @@
 // built once, by the one thread that reads it, with no barrier between building and lookups. Each
 // thread sums into its own partial output, and the partials are added in a fixed order at the end
 // (out * batch adds per thread, small next to the lookups). Output rows are split as well only
-// when there are fewer block groups than threads.
+// when there are fewer block groups than threads. Int8 tables (int8 activations) are built one
+// batch row at a time, so for more than one row the threads split the batch rows instead.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -164,10 +165,9 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
     });
     return;
   }
-  const int64_t rows_per_call = int8_tables ? 1 : kernels::kPqMaxLanes;
   thread_local std::vector<float> workspace;
-  for (int64_t b0 = 0; b0 < batch; b0 += rows_per_call) {
-    const int64_t n = std::min(rows_per_call, batch - b0), lanes = lanes_for(n);
+  for (int64_t b0 = 0; b0 < batch; b0 += kernels::kPqMaxLanes) {  // int8 tables: batch 1 here
+    const int64_t n = std::min(kernels::kPqMaxLanes, batch - b0), lanes = lanes_for(n);
     // Parts: row slices per group only when groups are fewer than threads; no more parts than
     // the work pays for.
     const int64_t row_parts = std::min(row_groups, n_groups >= threads ? 1 : (threads + n_groups - 1) / n_groups);

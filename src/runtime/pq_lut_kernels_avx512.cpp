@@ -32,9 +32,9 @@ struct Quantized {
   float offset_sum = 0.0f;
 };
 
-// The reference's tables and quantization. T_j[k] for k < k_padded is the same fma chain; eight
-// chains of sixteen centroids run side by side (one at a time waited on the fma latency), and
-// each block's min and max over k < K are taken while its values are in registers.
+// The reference's tables and quantization. T_j[k] for k < k_padded is the same fma chain, eight
+// chains of sixteen centroids side by side, and each block's min and max over k < K are taken
+// while its values are in registers.
 Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int64_t s, float* float_tables,
                           uint8_t* tables) {
   constexpr int kChains = 8;
@@ -173,7 +173,7 @@ void pq_int8_lut_group_avx512(const PqLutWeight& w, int64_t group, int64_t row_b
       for (int half = 0; half < 2; ++half) {
         const int64_t first = r0 + 32 * h + 16 * half;
         if (first >= row_end) break;
-        const __mmask16 lanes = row_end - first >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (row_end - first)) - 1);
+        const __mmask16 lanes = first_lanes(row_end - first);
         const __m512 sums = _mm512_permutex2var_ps(even, half ? interleave_high : interleave_low, odd);
         _mm512_mask_storeu_ps(y + first, lanes, _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, y + first), sums));
       }
