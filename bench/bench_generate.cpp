@@ -169,6 +169,7 @@ void run_side(const Options& options) {
                                               (layers ? layers->resident_bytes() : 0)) / 1e6},
                               {"float_weights_mb", float_bytes / 1e6},
                               {"checksum", context.sum().item<int64_t>()},
+                              {"openmp_workers", qnoise::openmp_workers_spin() ? "spin" : "sleep"},
                               {"generated", std::vector<int64_t>(context.data_ptr<int64_t>() + options.prompt,
                                                                  context.data_ptr<int64_t>() + context.numel())}}
                    .dump()
@@ -192,7 +193,6 @@ nlohmann::json run_child(const Options& options, const std::string& mode) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  qnoise::tune_process(argv);
   Options options;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -210,6 +210,12 @@ int main(int argc, char** argv) {
   }
   try {
     if (options.mode != "both") {
+      // Each side as its command would run it: compressed sides as `qnoise generate` (workers spin
+      // briefly between layers), float sides with sleeping workers, their faster setting (the
+      // spinning workers take the core OpenBLAS's second thread needs). The parent process only
+      // starts the sides, so each child starts from the user's environment.
+      qnoise::tune_process(argv, options.mode.rfind("compressed", 0) == 0 ? qnoise::ThreadWaiting::BriefSpin
+                                                                          : qnoise::ThreadWaiting::Passive);
       run_side(options);
       return 0;
     }
@@ -221,14 +227,14 @@ int main(int argc, char** argv) {
                 static_cast<long long>(options.tokens), static_cast<long long>(options.prompt),
                 static_cast<long long>(options.threads));
     // Resident memory is counted from just before loading (libtorch's own is the rest of the process).
-    std::printf("%-13s %9s %10s %12s %10s %13s %10s %11s\n", "weights", "tokens/s", "loaded MB", "generated MB",
-                "peak MB", "process peak", "kernel MB", "weights MB");
+    std::printf("%-13s %9s %10s %12s %10s %13s %10s %11s %8s\n", "weights", "tokens/s", "loaded MB", "generated MB",
+                "peak MB", "process peak", "kernel MB", "weights MB", "workers");
     for (const auto* side : {&f, &m, &c, &a})
-      std::printf("%-13s %9.1f %10.1f %12.1f %10.1f %13.1f %10.2f %11.2f\n", (*side)["mode"].get<std::string>().c_str(),
+      std::printf("%-13s %9.1f %10.1f %12.1f %10.1f %13.1f %10.2f %11.2f %8s\n", (*side)["mode"].get<std::string>().c_str(),
                   (*side)["tokens_per_second"].get<double>(), (*side)["model_rss_mb"].get<double>(),
                   (*side)["end_rss_mb"].get<double>(), (*side)["peak_model_rss_mb"].get<double>(),
                   (*side)["peak_rss_mb"].get<double>(), (*side)["kernel_mb"].get<double>(),
-                  (*side)["weights_mb"].get<double>());
+                  (*side)["weights_mb"].get<double>(), (*side)["openmp_workers"].get<std::string>().c_str());
     auto ratio = [&](const char* key) { return c[key].get<double>() / f[key].get<double>(); };
     std::printf("tokens/s ratio (compressed / float): %.2f; against float-mv: %.2f\n", ratio("tokens_per_second"),
                 c["tokens_per_second"].get<double>() / m["tokens_per_second"].get<double>());

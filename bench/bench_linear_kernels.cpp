@@ -13,7 +13,9 @@
 //
 // One thread count per run; OpenBLAS ignores at::set_num_threads, so pin it with the environment:
 //   OPENBLAS_NUM_THREADS=1 build/bench/bench_linear_kernels --threads 1
-//   OPENBLAS_NUM_THREADS=2 build/bench/bench_linear_kernels --threads 2
+//   OPENBLAS_NUM_THREADS=2 build/bench/bench_linear_kernels --threads 2 [--spin]
+// --spin: OpenMP workers spin briefly between calls instead of sleeping, as in `qnoise generate`
+// (process_tuning.h), and the packed layers split smaller layers over threads.
 // --sweep adds the paths the drivers do not choose (PQ via decoded-tile GEMM, int8/int4 matvec per
 // batch row instead of the GEMM) so the switch points in src/runtime/linear_tuning.h can be checked.
 // --cold evicts the caches (writes 96 MB) before every timed call, as when a model's layers run
@@ -204,7 +206,11 @@ void print_table(const qnoise::bench::RatioReporter& reporter, bool sweep) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  qnoise::tune_process(argv);  // passive OpenMP waiting, malloc thresholds: see process_tuning.h
+  // Passive OpenMP waiting and malloc thresholds (process_tuning.h); --spin: workers spin briefly
+  // between calls, as in `qnoise generate`, and smaller layers are split over threads.
+  bool spin = false;
+  for (int i = 1; i < argc; ++i) spin = spin || std::strcmp(argv[i], "--spin") == 0;
+  qnoise::tune_process(argv, spin ? qnoise::ThreadWaiting::BriefSpin : qnoise::ThreadWaiting::Passive);
   int threads = 1;
   bool sweep = false;
   std::vector<char*> args;
@@ -215,15 +221,19 @@ int main(int argc, char** argv) {
       sweep = true;
     } else if (std::strcmp(argv[i], "--cold") == 0) {
       g_cold = true;
+    } else if (std::strcmp(argv[i], "--spin") == 0) {
     } else {
       args.push_back(argv[i]);
     }
   }
   at::set_num_threads(threads);
   const char* openblas = std::getenv("OPENBLAS_NUM_THREADS");
-  std::printf("threads %d (at::get_num_threads() = %d), OPENBLAS_NUM_THREADS = %s, kernels: %s, caches: %s\n",
+  std::printf("threads %d (at::get_num_threads() = %d), OPENBLAS_NUM_THREADS = %s, kernels: %s, caches: %s, "
+              "OpenMP workers between calls: %s (min_work_per_thread %lld)\n",
               threads, at::get_num_threads(), openblas ? openblas : "(unset: OpenBLAS uses every core)",
-              qnoise::to_string(qnoise::kernel_path()), g_cold ? "evicted before each call" : "warm");
+              qnoise::to_string(qnoise::kernel_path()), g_cold ? "evicted before each call" : "warm",
+              qnoise::openmp_workers_spin() ? "spin" : "sleep",
+              static_cast<long long>(qnoise::runtime::linear_tuning().min_work_per_thread));
   for (int64_t n : {4096, 1024}) layers(n);  // build outside the timed runs
   register_benchmarks(sweep);
   qnoise::bench::RatioReporter reporter;

@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 
 #include <iostream>
+#include <string>
 #include <thread>
 
 #include "cli/command.h"
@@ -21,7 +22,12 @@ int default_threads() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  qnoise::tune_process(argv);
+  // `generate` runs small layers back to back at batch 1: workers that spin briefly between them
+  // split even 1024-wide layers profitably (process_tuning.h). Decided before parsing, since the
+  // environment must be set before libgomp loads.
+  bool generating = false;
+  for (int i = 1; i < argc; ++i) generating = generating || std::string(argv[i]) == "generate";
+  qnoise::tune_process(argv, generating ? qnoise::ThreadWaiting::BriefSpin : qnoise::ThreadWaiting::Passive);
   CLI::App app{"qnoise " + qnoise::version() +
                ": extreme model compression with Quant-Noise (int8, int4, iterative PQ)"};
   app.set_version_flag("--version", "qnoise " + qnoise::version());

@@ -5,6 +5,7 @@
 
 #include "qnoise/error.h"
 #include "qnoise/packed_linear.h"
+#include "qnoise/process_tuning.h"
 #include "quant/cpu_features.h"
 #include "runtime/linear_tuning.h"
 
@@ -76,7 +77,11 @@ const char* to_string(KernelPath path) {
 
 namespace runtime {
 LinearTuning& linear_tuning() {
-  static LinearTuning tuning;
+  static LinearTuning tuning = [] {
+    LinearTuning t;
+    if (openmp_workers_spin()) t.use_spinning_workers();
+    return t;
+  }();
   return tuning;
 }
 }  // namespace runtime

@@ -29,6 +29,17 @@ struct LinearTuning {
   // threads against 37 on 1 (PQ d = 8: 0.4 M units of work; int8: 1 M), while 4096x4096 gained
   // (439 -> 292 us; 3.1 M and 16.8 M). 2^20 keeps the first on one thread and splits the second.
   int64_t min_work_per_thread = 1 << 20;
+
+  // The defaults when OpenMP's workers spin briefly between calls (ThreadWaiting::BriefSpin, as in
+  // `qnoise generate`; measured on 2 threads): waking costs little, so 2^17 units of work per
+  // thread (1024x1024 int8 with int8 activations 13.2 -> 7.3 us); and no decoded-tile GEMM, whose
+  // OpenBLAS threads then lose their core to our spinning worker after each tile's decoding
+  // (4096x4096 int8 at batch 64: 0.65x float's time against 0.80x per batch row; PQ with few rows
+  // 0.57x against the tables' 2.4x).
+  void use_spinning_workers() {
+    min_work_per_thread = int64_t{1} << 17;
+    scalar_gemm_min_batch = pq_small_out_gemm_min_batch = int64_t{1} << 40;
+  }
 };
 
 LinearTuning& linear_tuning();
