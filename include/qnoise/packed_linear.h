@@ -24,9 +24,10 @@
 
 namespace qnoise {
 
-// Which kernels the packed layers run. Avx512 is the AVX2+FMA kernels plus AVX-512 VNNI for the
-// integer products of int8 activations (one vpdpbusd where AVX2 needs three instructions); every
-// path gives the reference's integer products exactly. Auto = the widest the CPU has.
+// Which kernels the packed layers run. Avx512 is the AVX2+FMA kernels plus AVX-512 ones for int8
+// activations (VNNI integer products: one vpdpbusd where AVX2 needs three instructions; VBMI byte
+// lookups in PQ layers' int8 tables); every path gives the reference's integer sums exactly.
+// Auto = the widest the CPU has.
 // The environment variable QNOISE_KERNELS=reference|avx2|avx512|auto sets the initial choice;
 // asking for a path the CPU lacks throws qnoise::Error.
 enum class KernelPath { Auto, Reference, Avx2, Avx512 };

@@ -11,7 +11,7 @@ namespace qnoise {
 //    ThreadWaiting::BriefSpin (generating text from a compressed model: small layers back to back,
 //    each split over threads, little OpenBLAS) also sets GOMP_SPINCOUNT so that the workers spin
 //    briefly before sleeping: waking a sleeping worker costs more than a 1024-wide layer's work
-//    (docs/performance.md, "Threads"). The packed layers then split smaller layers
+//    (docs/performance.md, "Workers that spin"). The packed layers then split smaller layers
 //    (runtime::linear_tuning()).
 // 2. glibc hands large freed blocks back to the kernel and faults fresh pages in on the next
 //    allocation; a training step allocates the same large tensors every time (measured: 13,000
@@ -20,8 +20,8 @@ namespace qnoise {
 enum class ThreadWaiting { Passive, BriefSpin };
 void tune_process(char** argv, ThreadWaiting waiting = ThreadWaiting::Passive);
 
-// Whether libgomp's workers spin after a parallel region (GOMP_SPINCOUNT above 0, or
-// OMP_WAIT_POLICY=active), read from the environment.
+// Whether libgomp's workers spin after a parallel region, read from the environment as libgomp
+// does: GOMP_SPINCOUNT other than 0 whatever the policy; without it, any policy but passive.
 bool openmp_workers_spin();
 
 }  // namespace qnoise
