@@ -34,8 +34,8 @@ struct LinearTuning {
   // `qnoise generate`; measured on 2 threads): waking costs little, so 2^17 units of work per
   // thread (1024x1024 int8 with int8 activations 13.2 -> 7.3 us); and no decoded-tile GEMM, whose
   // OpenBLAS threads then lose their core to our spinning worker after each tile's decoding
-  // (4096x4096 int8 at batch 64: 0.65x float's time against 0.80x per batch row; PQ with few rows
-  // 0.57x against the tables' 2.4x).
+  // (float time / ours, 4096x4096 int8 at batch 64: 0.65 with the GEMM against 0.80 per batch row;
+  // PQ through the GEMM 0.57 against 2.4 with its tables).
   void use_spinning_workers() {
     min_work_per_thread = int64_t{1} << 17;
     scalar_gemm_min_batch = pq_small_out_gemm_min_batch = int64_t{1} << 40;

@@ -144,6 +144,11 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
       path == KernelPath::Avx512 ? kernels::pq_int8_lut_group_avx512 : kernels::pq_int8_lut_group_reference;
   const int64_t n_groups = w.group_count(), row_groups = out_padded_ / kernels::kPqRowGroup;
   const int64_t threads = at::get_num_threads();
+  // Output o of a batch row from its summed lookups: the row scale, then the bias.
+  auto finish = [&](int64_t o, float sum) {
+    if (row_scale) sum *= row_scale[o];
+    return bias ? sum + bias[o] : sum;
+  };
   if (int8_tables && batch > 1) {
     // Threads split the batch rows; each row's groups are summed in order by one thread.
     const int64_t float_table_floats = kernels::pq_table_floats(w, 1);
@@ -157,10 +162,7 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
         std::fill(partial, partial + out_padded_, 0.0f);
         for (int64_t group = 0; group < n_groups; ++group)
           int8_kernel(w, group, 0, out_padded_, x + b * in_, scratch.data(), int8_table, partial);
-        for (int64_t o = 0; o < out_; ++o) {
-          const float sum = row_scale ? partial[o] * row_scale[o] : partial[o];
-          y[b * out_ + o] = bias ? sum + bias[o] : sum;
-        }
+        for (int64_t o = 0; o < out_; ++o) y[b * out_ + o] = finish(o, partial[o]);
       }
     });
     return;
@@ -210,8 +212,7 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
       for (int64_t o = 0; o < out_; ++o) {
         float sum = partials[o * lanes + b];
         for (int64_t p = 1; p < parts; ++p) sum += partials[p * partial_floats + o * lanes + b];
-        if (row_scale) sum *= row_scale[o];
-        yb[o] = bias ? sum + bias[o] : sum;
+        yb[o] = finish(o, sum);
       }
     }
   }

@@ -148,48 +148,26 @@ void int8_activation_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t
   }
 }
 
-template <int kBits>
-void int8_activation_all_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
-                              int64_t row_begin, int64_t row_end, float* y) {
-  int64_t row = row_begin;
-  for (; row + kRowsPerStep <= row_end; row += kRowsPerStep)
-    int8_activation_rows<kBits, kRowsPerStep>(w, xq, xq_sum, x_scale, row, y);
-  for (; row < row_end; ++row) int8_activation_rows<kBits, 1>(w, xq, xq_sum, x_scale, row, y);
-}
-
-template <template <int> class Rows>
-void all_rows(const ScalarLinearWeight& w, const float* x, float x_sum, int64_t row_begin, int64_t row_end,
-              float* y) {
-  int64_t row = row_begin;
-  for (; row + kRowsPerStep <= row_end; row += kRowsPerStep) Rows<kRowsPerStep>::run(w, x, x_sum, row, y);
-  for (; row < row_end; ++row) Rows<1>::run(w, x, x_sum, row, y);
-}
-
-template <int kRows>
-struct Int8Rows {
-  static void run(const ScalarLinearWeight& w, const float* x, float s, int64_t row, float* y) { int8_rows<kRows>(w, x, s, row, y); }
-};
-template <int kRows>
-struct Int4Rows {
-  static void run(const ScalarLinearWeight& w, const float* x, float s, int64_t row, float* y) { int4_rows<kRows>(w, x, s, row, y); }
-};
-
 }  // namespace
 
 void scalar_matvec_avx2(const ScalarLinearWeight& w, const float* x, float x_sum, int64_t row_begin,
                         int64_t row_end, float* y) {
-  if (w.bits == 8)
-    all_rows<Int8Rows>(w, x, x_sum, row_begin, row_end, y);
-  else
-    all_rows<Int4Rows>(w, x, x_sum, row_begin, row_end, y);
+  for_row_steps(row_begin, row_end, [&](auto rows, int64_t row) {
+    if (w.bits == 8)
+      int8_rows<decltype(rows)::value>(w, x, x_sum, row, y);
+    else
+      int4_rows<decltype(rows)::value>(w, x, x_sum, row, y);
+  });
 }
 
 void int8_activation_matvec_avx2(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
                                  int64_t row_begin, int64_t row_end, float* y) {
-  if (w.bits == 8)
-    int8_activation_all_rows<8>(w, xq, xq_sum, x_scale, row_begin, row_end, y);
-  else
-    int8_activation_all_rows<4>(w, xq, xq_sum, x_scale, row_begin, row_end, y);
+  for_row_steps(row_begin, row_end, [&](auto rows, int64_t row) {
+    if (w.bits == 8)
+      int8_activation_rows<8, decltype(rows)::value>(w, xq, xq_sum, x_scale, row, y);
+    else
+      int8_activation_rows<4, decltype(rows)::value>(w, xq, xq_sum, x_scale, row, y);
+  });
 }
 
 int32_t quantize_activations_avx2(const float* x, int64_t n, int8_t* xq, float* x_scale) {

@@ -92,22 +92,16 @@ void rows_vnni(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, fl
   }
 }
 
-template <int kBits>
-void all_rows_vnni(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale, int64_t row_begin,
-                   int64_t row_end, float* y) {
-  int64_t row = row_begin;
-  for (; row + kRowsPerStep <= row_end; row += kRowsPerStep) rows_vnni<kBits, kRowsPerStep>(w, xq, xq_sum, x_scale, row, y);
-  for (; row < row_end; ++row) rows_vnni<kBits, 1>(w, xq, xq_sum, x_scale, row, y);
-}
-
 }  // namespace
 
 void int8_activation_matvec_avx512_vnni(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, float x_scale,
                                         int64_t row_begin, int64_t row_end, float* y) {
-  if (w.bits == 8)
-    all_rows_vnni<8>(w, xq, xq_sum, x_scale, row_begin, row_end, y);
-  else
-    all_rows_vnni<4>(w, xq, xq_sum, x_scale, row_begin, row_end, y);
+  for_row_steps(row_begin, row_end, [&](auto rows, int64_t row) {
+    if (w.bits == 8)
+      rows_vnni<8, decltype(rows)::value>(w, xq, xq_sum, x_scale, row, y);
+    else
+      rows_vnni<4, decltype(rows)::value>(w, xq, xq_sum, x_scale, row, y);
+  });
 }
 
 }  // namespace qnoise::kernels

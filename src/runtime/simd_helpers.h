@@ -19,6 +19,22 @@ namespace {
 constexpr int kRowsPerStep = 4;
 constexpr int kLineBytes = 64;
 
+// A row count as a type (decltype(count)::value), for the generic lambdas of for_row_steps; our
+// own rather than std::integral_constant, so that no standard-library template is built here.
+template <int kRows>
+struct RowCount {
+  static constexpr int value = kRows;
+};
+
+// Runs rows(RowCount<kRowsPerStep>{}, row) over [row_begin, row_end) in steps of kRowsPerStep
+// rows, then rows(RowCount<1>{}, row) for the rest.
+template <typename Rows>
+inline void for_row_steps(int64_t row_begin, int64_t row_end, const Rows& rows) {
+  int64_t row = row_begin;
+  for (; row + kRowsPerStep <= row_end; row += kRowsPerStep) rows(RowCount<kRowsPerStep>{}, row);
+  for (; row < row_end; ++row) rows(RowCount<1>{}, row);
+}
+
 inline void prefetch(const uint8_t* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
 
 inline float horizontal_sum(__m256 v) {
