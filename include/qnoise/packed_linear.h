@@ -24,6 +24,10 @@
 
 namespace qnoise {
 
+namespace kernels {
+struct PqLutWeight;
+}
+
 // Which kernels the packed layers run. Avx512 is the AVX2+FMA kernels plus AVX-512 ones for int8
 // activations (VNNI integer products: one vpdpbusd where AVX2 needs three instructions; VBMI byte
 // lookups in PQ layers' int8 tables); every path gives the reference's integer sums exactly.
@@ -105,6 +109,8 @@ class PackedPqLinear : public PackedLinearBase {
   void decode_row(int64_t row, float* out) const override;
 
  private:
+  kernels::PqLutWeight lut_view() const;  // the kernels' view of the members below
+
   int64_t block_size_;
   int64_t n_blocks_;      // per row
   int64_t n_centroids_;   // K
@@ -113,6 +119,8 @@ class PackedPqLinear : public PackedLinearBase {
   std::vector<uint8_t> codes_;        // interleaved, see pq_lut_kernels.h
   std::vector<float> centroids_;      // [K][d]
   std::vector<float> centroids_t_;    // [d][K rounded up to 8], zero padded
+  std::vector<uint8_t> centroids_q_;  // int8-table form, see pq_lut_kernels.h
+  float centroid_scale_ = 0.0f;
 };
 
 // int8 (bits 8) and int4 (bits 4) per-output-row affine weights.

@@ -10,6 +10,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "qnoise/error.h"
@@ -26,22 +27,26 @@ namespace {
 // Batch-1 tables of one block group fill about half of a 32 KB L1 data cache.
 constexpr int64_t kGroupTableBytes = 16 * 1024;
 
-kernels::PqLutWeight lut_view(const std::vector<uint8_t>& codes, const std::vector<float>& centroids,
-                              const std::vector<float>& centroids_t, int64_t out_padded, int64_t in, int64_t d,
-                              int64_t k, int64_t group_blocks) {
+}  // namespace
+
+kernels::PqLutWeight PackedPqLinear::lut_view() const {
   kernels::PqLutWeight w;
-  w.codes = codes.data();
-  w.centroids = centroids.data();
-  w.centroids_t = centroids_t.data();
-  w.out_padded = out_padded;
-  w.in = in;
-  w.block_size = d;
-  w.n_blocks = in / d;
-  w.n_centroids = k;
-  w.k_padded = (k + 7) / 8 * 8;
-  w.group_blocks = group_blocks;
+  w.codes = codes_.data();
+  w.centroids = centroids_.data();
+  w.centroids_t = centroids_t_.data();
+  w.centroids_q = centroids_q_.data();
+  w.centroid_scale = centroid_scale_;
+  w.out_padded = out_padded_;
+  w.in = in_;
+  w.block_size = block_size_;
+  w.n_blocks = n_blocks_;
+  w.n_centroids = n_centroids_;
+  w.k_padded = (n_centroids_ + 7) / 8 * 8;
+  w.group_blocks = group_blocks_;
   return w;
 }
+
+namespace {
 
 // Batch columns per kernel call: 1 (scalar table values) or a multiple of 8 the AVX2 kernel has a path for.
 int64_t lanes_for(int64_t n) {
@@ -75,16 +80,29 @@ PackedPqLinear::PackedPqLinear(const CompressedWeight& weight)
   for (int64_t k = 0; k < n_centroids_; ++k)
     for (int64_t i = 0; i < block_size_; ++i) centroids_t_[i * k_padded + k] = centroids_[k * block_size_ + i];
 
+  // Int8-table form: one scale for the codebook, levels offset by 128 in 4-byte words (pq_lut_kernels.h).
+  float largest = 0.0f;
+  for (float v : centroids_) largest = std::max(largest, std::abs(v));
+  centroid_scale_ = largest / kernels::kPqCentroidLevels;
+  const int64_t block_bytes = kernels::pq_int8_block_bytes(block_size_);
+  centroids_q_.assign(static_cast<size_t>(block_bytes * kernels::kPqInt8TableBytes), 128);
+  for (int64_t k = 0; k < n_centroids_; ++k)
+    for (int64_t i = 0; i < block_size_; ++i) {
+      const float level = largest > 0.0f ? std::nearbyint(centroids_[k * block_size_ + i] / centroid_scale_) : 0.0f;
+      centroids_q_[((i / 4) * kernels::kPqInt8TableBytes + k) * 4 + i % 4] =
+          static_cast<uint8_t>(128 + std::clamp<int>(static_cast<int>(level), -kernels::kPqCentroidLevels, kernels::kPqCentroidLevels));
+    }
+
   codes_.assign(static_cast<size_t>(out_padded_ * n_blocks_), 0);
   const at::Tensor src = weight.codes.contiguous();
   const uint8_t* from = src.data_ptr<uint8_t>();
-  const auto w = lut_view(codes_, centroids_, centroids_t_, out_padded_, in_, block_size_, n_centroids_, group_blocks_);
+  const auto w = lut_view();
   for (int64_t o = 0; o < out_; ++o)
     for (int64_t j = 0; j < n_blocks_; ++j) codes_[w.code_index(o, j)] = from[o * n_blocks_ + j];
 }
 
 int64_t PackedPqLinear::bytes() const {
-  return static_cast<int64_t>(codes_.size() + 4 * (centroids_.size() + centroids_t_.size()));
+  return static_cast<int64_t>(codes_.size() + centroids_q_.size() + 4 * (centroids_.size() + centroids_t_.size()));
 }
 
 at::Tensor PackedPqLinear::decode() const {
@@ -94,7 +112,7 @@ at::Tensor PackedPqLinear::decode() const {
 }
 
 void PackedPqLinear::decode_row(int64_t row, float* out) const {
-  const auto w = lut_view(codes_, centroids_, centroids_t_, out_padded_, in_, block_size_, n_centroids_, group_blocks_);
+  const auto w = lut_view();
   for (int64_t j = 0; j < n_blocks_; ++j)
     std::copy_n(centroids_.data() + codes_[w.code_index(row, j)] * block_size_, block_size_, out + j * block_size_);
 }
@@ -114,7 +132,7 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
                              const float* row_scale) const {
   QNOISE_CHECK(batch >= 0, "PackedPqLinear: negative batch ", batch);
   if (batch == 0) return;
-  const auto w = lut_view(codes_, centroids_, centroids_t_, out_padded_, in_, block_size_, n_centroids_, group_blocks_);
+  const auto w = lut_view();
   const auto& tuning = runtime::linear_tuning();
   const KernelPath path = kernel_path();
   const bool few_rows = out_ < 2 * n_centroids_;
@@ -151,17 +169,15 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
   };
   if (int8_tables && batch > 1) {
     // Threads split the batch rows; each row's groups are summed in order by one thread.
-    const int64_t float_table_floats = kernels::pq_table_floats(w, 1);
-    const int64_t scratch_floats = float_table_floats + w.group_blocks * kernels::kPqInt8TableBytes / 4 + out_padded_;
+    const int64_t scratch_floats = kernels::pq_int8_scratch_bytes(w) / 4 + out_padded_;
     const int64_t work_per_row = out_padded_ * n_blocks_ + n_centroids_ * in_;
     at::parallel_for(0, batch, std::max<int64_t>(1, tuning.min_work_per_thread / work_per_row), [&](int64_t b0, int64_t b1) {
       std::vector<float> scratch(static_cast<size_t>(scratch_floats));
       float* partial = scratch.data() + scratch_floats - out_padded_;
-      auto* int8_table = reinterpret_cast<uint8_t*>(scratch.data() + float_table_floats);
       for (int64_t b = b0; b < b1; ++b) {
         std::fill(partial, partial + out_padded_, 0.0f);
         for (int64_t group = 0; group < n_groups; ++group)
-          int8_kernel(w, group, 0, out_padded_, x + b * in_, scratch.data(), int8_table, partial);
+          int8_kernel(w, group, 0, out_padded_, x + b * in_, reinterpret_cast<uint8_t*>(scratch.data()), partial);
         for (int64_t o = 0; o < out_; ++o) y[b * out_ + o] = finish(o, partial[o]);
       }
     });
@@ -177,9 +193,9 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
     const int64_t work = out_padded_ * n_blocks_ * lanes + n_centroids_ * in_ * lanes;
     const int64_t parts = std::max<int64_t>(1, std::min({threads, n_tasks, work / tuning.min_work_per_thread}));
     const int64_t xt_floats = lanes == 1 ? 0 : in_ * lanes, partial_floats = out_padded_ * lanes;
-    // Per part: float tables, then (int8 tables) the byte tables.
-    const int64_t float_table_floats = kernels::pq_table_floats(w, lanes);
-    const int64_t table_floats = float_table_floats + (int8_tables ? w.group_blocks * kernels::kPqInt8TableBytes / 4 : 0);
+    // Per part: the tables (int8 tables: their scratch).
+    const int64_t table_floats =
+        int8_tables ? kernels::pq_int8_scratch_bytes(w) / 4 : kernels::pq_table_floats(w, lanes);
     workspace.resize(static_cast<size_t>(xt_floats + parts * (partial_floats + table_floats)));
     float* xt = workspace.data();
     float* partials = xt + xt_floats;
@@ -199,8 +215,8 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
           float* part_tables = tables + p * table_floats;
           float* partial = partials + p * partial_floats;
           if (int8_tables)
-            int8_kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations, part_tables,
-                        reinterpret_cast<uint8_t*>(part_tables + float_table_floats), partial);
+            int8_kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations,
+                        reinterpret_cast<uint8_t*>(part_tables), partial);
           else
             float_kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations, lanes,
                          part_tables, partial);

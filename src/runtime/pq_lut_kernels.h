@@ -20,6 +20,10 @@ struct PqLutWeight {
   const uint8_t* codes = nullptr;
   const float* centroids = nullptr;    // [K][d]
   const float* centroids_t = nullptr;  // [d][k_padded], zero beyond K
+  // For int8 tables: the centroids as cq_k[i] + 128 (unsigned bytes, for vpdpbusd) in words of 4
+  // bytes, [block_bytes / 4][256][4]: 128 (zero) in the padding and beyond K.
+  const uint8_t* centroids_q = nullptr;
+  float centroid_scale = 0.0f;  // c_k[i] ~ centroid_scale * cq_k[i]
   int64_t out_padded = 0;
   int64_t in = 0;
   int64_t block_size = 0;  // d
@@ -35,6 +39,9 @@ struct PqLutWeight {
   __attribute__((always_inline)) int64_t group_size(int64_t group) const {
     const int64_t rest = n_blocks - group * group_blocks;
     return rest < group_blocks ? rest : group_blocks;
+  }
+  __attribute__((always_inline)) int centroid_level(int64_t k, int64_t i) const {
+    return static_cast<int>(centroids_q[((i / 4) * 256 + k) * 4 + i % 4]) - 128;
   }
   __attribute__((always_inline)) int64_t code_index(int64_t row, int64_t block) const {
     const int64_t group = block / group_blocks, j0 = group * group_blocks;
@@ -59,23 +66,34 @@ void pq_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_beg
 void pq_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                        const float* xt, int64_t lanes, float* tables, float* y);
 
-// Int8 tables (with int8 activations; one batch column per call, x is [in]). For the blocks of
-// `group`, in block order:
-//   T_j[k]  = c_k . x_j, an fma chain over i = 0..d-1 from 0          (float_tables [s][k_padded])
-//   m_j     = min_{k<K} T_j[k],   range = max_j (max_{k<K} T_j[k] - m_j),   step = range / 255
-//   q_j[k]  = min(nearbyint((T_j[k] - m_j) * (255 / range)), 255), 0 when range is 0 or k >= K
-//                                                                         (tables [s][256])
-//   y[o]   += fma(step, sum_j q_j[code(o, j)], sum_j m_j)
-// The code sums are exact integers, so each output is off the float tables' by at most step / 2
-// per block. A non-finite table makes every y NaN. Groups hold at most kPqInt8MaxGroupBlocks
-// blocks, so a row's sum fits 16 bits. Reference and AVX-512 kernels agree bit for bit; rows as
-// for the float kernels.
+// Int8 tables (with int8 activations; one batch column per call, x is [in]). The tables are
+// integer products: each block of x is quantized on its own, the centroids once per layer, and
+// the products are rounded to bytes with one step per group of blocks. For the blocks j of `group`:
+//   a_j = max_i |x_j[i]|,  s_j = a_j / 127,  xq_j[i] = nearbyint(x_j[i] * (127 / a_j))  (0 if a_j = 0)
+//   cq_k[i] = the layer's centroids in [-127, 127], c_k ~ centroid_scale * cq_k          (PqLutWeight)
+//   D_j[k]  = sum_i cq_k[i] xq_j[i], an exact int32;  lo_j, hi_j = min, max over k < K
+//   u_j     = s_j * centroid_scale,  range = max_j (float(hi_j - lo_j) * u_j),  step = range / 255
+//   q_j[k]  = min(nearbyint(float(D_j[k] - lo_j) * (u_j * (255 / range))), 255), 0 when range is
+//             0 or k >= K                                                    (byte tables [s][256])
+//   y[o]   += fma(step, sum_j q_j[code(o, j)], sum_j float(lo_j) * u_j)
+// The code sums are exact integers; each output is off the float tables' by the activation and
+// centroid rounding plus at most step / 2 per block. A non-finite activation makes every y NaN.
+// Groups hold at most kPqInt8MaxGroupBlocks blocks, so a row's sum fits 16 bits. Reference and
+// AVX-512 kernels agree bit for bit; rows as for the float kernels.
 constexpr int64_t kPqInt8TableBytes = 256;
 constexpr int64_t kPqInt8MaxGroupBlocks = 256;
+constexpr int kPqCentroidLevels = 127;
+// Bytes of one block of quantized activations or centroid: d rounded up to whole 4-byte words
+// (the AVX-512 kernel multiplies 4 bytes at a time; the padding is zero).
+inline int64_t pq_int8_block_bytes(int64_t block_size) { return (block_size + 3) / 4 * 4; }
+// Scratch bytes of one int8-table group call: int32 products, quantized activations, byte tables.
+inline int64_t pq_int8_scratch_bytes(const PqLutWeight& w) {
+  return w.group_blocks * (4 * kPqInt8TableBytes + pq_int8_block_bytes(w.block_size) + kPqInt8TableBytes);
+}
 void pq_int8_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
-                                 const float* x, float* float_tables, uint8_t* tables, float* y);
+                                 const float* x, uint8_t* scratch, float* y);
 // Only call when cpu_has_avx512_vnni_vbmi().
 void pq_int8_lut_group_avx512(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
-                              const float* x, float* float_tables, uint8_t* tables, float* y);
+                              const float* x, uint8_t* scratch, float* y);
 
 }  // namespace qnoise::kernels

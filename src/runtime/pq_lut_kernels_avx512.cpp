@@ -32,69 +32,104 @@ struct Quantized {
   float offset_sum = 0.0f;
 };
 
-// The reference's tables and quantization. T_j[k] for k < k_padded is the same fma chain, eight
-// chains of sixteen centroids side by side, and each block's min and max over k < K are taken
-// while its values are in registers.
-Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int64_t s, float* float_tables,
-                          uint8_t* tables) {
-  constexpr int kChains = 8;
-  const int64_t d = w.block_size, kp = w.k_padded, n = w.n_centroids;
-  float offsets[kPqInt8MaxGroupBlocks];
+// Block j's activations as the reference quantizes them: xq gets block_bytes bytes (zero padded).
+// Returns a_j; clears `finite` on a NaN or infinity (whose levels are 0).
+inline float quantize_block(const float* xj, int64_t d, int64_t block_bytes, int8_t* xq, int32_t* level_sum,
+                            bool* finite) {
+  __m512 largest = _mm512_setzero_ps();
+  for (int64_t i = 0; i < d; i += 16) {
+    const __mmask16 lanes = first_lanes(d - i);
+    const __m512 v = _mm512_maskz_loadu_ps(lanes, xj + i);
+    // x - x is 0 exactly when x is finite
+    if (_mm512_mask_cmp_ps_mask(lanes, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0) *finite = false;
+    largest = _mm512_max_ps(largest, _mm512_abs_ps(v));
+  }
+  const float a = _mm512_reduce_max_ps(largest);  // NaN lanes may drop out: the outputs are NaN anyway
+  const __m512 inverse = _mm512_set1_ps(a > 0.0f ? kPqCentroidLevels / a : 0.0f);
+  __m512i sum = _mm512_setzero_si512();
+  for (int64_t i = 0; i < d; i += 16) {
+    const __mmask16 lanes = first_lanes(d - i);
+    const __m512 v = _mm512_maskz_loadu_ps(lanes, xj + i);
+    const __mmask16 real = _mm512_mask_cmp_ps_mask(lanes, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_EQ_OQ);
+    const __m512i levels =
+        _mm512_maskz_cvt_roundps_epi32(real, _mm512_mul_ps(v, inverse), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    sum = _mm512_add_epi32(sum, levels);
+    _mm_mask_storeu_epi8(xq + i, lanes, _mm512_cvtsepi32_epi8(levels));
+  }
+  for (int64_t i = d; i < block_bytes; ++i) xq[i] = 0;
+  *level_sum = _mm512_reduce_add_epi32(sum);
+  return a;
+}
+
+// The reference's tables. The products of 16 centroids with a block are one vector: vpdpbusd
+// multiplies 4 bytes of the centroids (offset by 128 to be unsigned) with 4 activation bytes per
+// lane, and the offset's share, 128 * sum_i xq_j[i], comes off the block's minimum. Each block's
+// min and max are taken while its products are in registers; the rounding to bytes waits for the
+// group's range.
+Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int64_t s, uint8_t* scratch) {
+  constexpr int kChunks = kPqInt8TableBytes / 16;
+  const int64_t d = w.block_size, block_bytes = pq_int8_block_bytes(d), n = w.n_centroids;
+  const int64_t chunks = (n + 15) / 16;
+  auto* products = reinterpret_cast<int32_t*>(scratch);
+  uint8_t* tables = scratch + 4 * kPqInt8TableBytes * w.group_blocks;
+  auto* xq = reinterpret_cast<int8_t*>(tables + kPqInt8TableBytes * w.group_blocks);
+  float units[kPqInt8MaxGroupBlocks];
+  int32_t lows[kPqInt8MaxGroupBlocks];
   float range = 0.0f, offset_sum = 0.0f;
   bool finite = true;
   for (int64_t jj = 0; jj < s; ++jj) {
-    const float* xj = x + (j0 + jj) * d;
-    __m512 low = _mm512_set1_ps(__builtin_inff()), high = _mm512_set1_ps(-__builtin_inff());
-    __mmask16 nan = 0;
-    for (int64_t k0 = 0; k0 < kp; k0 += 16 * kChains) {
-      __m512 t[kChains];
-      __mmask16 lanes[kChains];
+    int8_t* xq_j = xq + jj * block_bytes;
+    int32_t level_sum = 0;
+    const float a = quantize_block(x + (j0 + jj) * d, d, block_bytes, xq_j, &level_sum, &finite);
+    __m512i acc[kChunks];
+    QNOISE_UNROLL
+    for (int c = 0; c < kChunks; ++c) acc[c] = _mm512_setzero_si512();
+    for (int64_t word = 0; word < block_bytes / 4; ++word) {
+      int32_t four;
+      __builtin_memcpy(&four, xq_j + 4 * word, 4);
+      const __m512i activations = _mm512_set1_epi32(four);
+      const uint8_t* centroid_words = w.centroids_q + word * 4 * kPqInt8TableBytes;
       QNOISE_UNROLL
-      for (int c = 0; c < kChains; ++c) {
-        t[c] = _mm512_setzero_ps();
-        lanes[c] = first_lanes(kp - k0 - 16 * c);
-      }
-      for (int64_t i = 0; i < d; ++i) {
-        const __m512 xi = _mm512_set1_ps(xj[i]);
-        const float* row = w.centroids_t + i * kp + k0;
-        QNOISE_UNROLL
-        for (int c = 0; c < kChains; ++c) t[c] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(lanes[c], row + 16 * c), xi, t[c]);
-      }
-      QNOISE_UNROLL
-      for (int c = 0; c < kChains; ++c) {
-        const int64_t k = k0 + 16 * c;
-        _mm512_mask_storeu_ps(float_tables + jj * kp + k, lanes[c], t[c]);
-        const __mmask16 real = first_lanes(n - k);
-        low = _mm512_mask_min_ps(low, real, low, t[c]);
-        high = _mm512_mask_max_ps(high, real, high, t[c]);
-        nan |= _mm512_mask_cmp_ps_mask(real, t[c], t[c], _CMP_UNORD_Q);
-      }
+      for (int c = 0; c < kChunks; ++c)
+        if (c < chunks) acc[c] = _mm512_dpbusd_epi32(acc[c], _mm512_loadu_si512(centroid_words + 64 * c), activations);
     }
-    const float lo = _mm512_reduce_min_ps(low), hi = _mm512_reduce_max_ps(high);  // exact in any order
-    finite = finite && nan == 0 && lo > -__builtin_inff() && hi < __builtin_inff();
-    offsets[jj] = lo;
-    range = hi - lo > range ? hi - lo : range;
-    offset_sum += lo;
+    __m512i low = _mm512_set1_epi32(INT32_MAX), high = _mm512_set1_epi32(INT32_MIN);
+    QNOISE_UNROLL
+    for (int c = 0; c < kChunks; ++c)
+      if (c < chunks) {
+        const __mmask16 real = first_lanes(n - 16 * c);
+        low = _mm512_mask_min_epi32(low, real, low, acc[c]);
+        high = _mm512_mask_max_epi32(high, real, high, acc[c]);
+        _mm512_storeu_si512(products + jj * kPqInt8TableBytes + 16 * c, acc[c]);
+      }
+    const int32_t lo = _mm512_reduce_min_epi32(low), hi = _mm512_reduce_max_epi32(high);
+    units[jj] = a / kPqCentroidLevels * w.centroid_scale;
+    lows[jj] = lo;
+    const float span = static_cast<float>(hi - lo) * units[jj];
+    range = span > range ? span : range;
+    offset_sum += static_cast<float>(lo - 128 * level_sum) * units[jj];
   }
   Quantized q;
   q.offset_sum = finite ? offset_sum : __builtin_nanf("");
   q.step = range / 255.0f;
-  const __m512 inverse = _mm512_set1_ps(finite && range > 0.0f ? 255.0f / range : 0.0f);
+  const float inverse = finite && range > 0.0f ? 255.0f / range : 0.0f;
   // Bytes come out of the two packs in 4-byte runs of the four vectors, lane by lane; this puts
   // them back in order.
   const __m512i byte_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   for (int64_t jj = 0; jj < s; ++jj) {
-    const float* t = float_tables + jj * kp;
-    const __m512 offset = _mm512_set1_ps(offsets[jj]);
+    const int32_t* products_j = products + jj * kPqInt8TableBytes;
+    const __m512i low = _mm512_set1_epi32(lows[jj]);
+    const __m512 multiplier = _mm512_set1_ps(units[jj] * inverse);
     for (int64_t k0 = 0; k0 < kPqInt8TableBytes; k0 += 64) {
       __m512i levels[4];
       QNOISE_UNROLL
       for (int v = 0; v < 4; ++v) {
         const int64_t k = k0 + 16 * v;
         const __mmask16 lanes = finite ? first_lanes(n - k) : __mmask16(0);  // 0 past K
-        const __m512 level = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(lanes, t + k), offset), inverse);
+        const __m512 above = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_maskz_loadu_epi32(lanes, products_j + k), low));
         // Rounds to nearest even while converting (nearbyint); the packs saturate at 255.
-        levels[v] = _mm512_maskz_cvt_roundps_epi32(lanes, level, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        levels[v] = _mm512_maskz_cvt_roundps_epi32(lanes, _mm512_mul_ps(above, multiplier),
+                                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       }
       const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(levels[0], levels[1]),
                                                 _mm512_packus_epi32(levels[2], levels[3]));
@@ -132,9 +167,10 @@ inline void transpose_8x8_lanes(__m512i z[8]) {
 }  // namespace
 
 void pq_int8_lut_group_avx512(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
-                              const float* x, float* float_tables, uint8_t* tables, float* y) {
+                              const float* x, uint8_t* scratch, float* y) {
   const int64_t j0 = w.group_first_block(group), s = w.group_size(group);
-  const Quantized q = quantize_tables(w, x, j0, s, float_tables, tables);
+  const Quantized q = quantize_tables(w, x, j0, s, scratch);
+  const uint8_t* tables = scratch + 4 * kPqInt8TableBytes * w.group_blocks;
   const __m512 step = _mm512_set1_ps(q.step), offset_sum = _mm512_set1_ps(q.offset_sum);
   // Output order of the even / odd row sums: rows 0..15 of 32 are even 0, odd 0, even 1, ...
   const __m512i interleave_low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -152,7 +188,9 @@ void pq_int8_lut_group_avx512(const PqLutWeight& w, int64_t group, int64_t row_b
         z[g] = g < row_groups ? _mm512_maskz_loadu_epi64(block_lanes, group_codes + ((r0 / kPqRowGroup + g) * s + jj) * kPqRowGroup)
                               : _mm512_setzero_si512();
       transpose_8x8_lanes(z);
-      for (int64_t b = 0; b < blocks; ++b) {
+      QNOISE_UNROLL  // z stays in registers
+      for (int b = 0; b < 8; ++b) {
+        if (b >= blocks) break;
         const uint8_t* t = tables + (jj + b) * kPqInt8TableBytes;
         const __m512i low = _mm512_permutex2var_epi8(_mm512_loadu_si512(t), z[b], _mm512_loadu_si512(t + 64));
         const __m512i high = _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), z[b], _mm512_loadu_si512(t + 192));
