@@ -4,15 +4,18 @@
 //
 // Code layout (PackedPqLinear builds it): output rows are padded to a multiple of 8 with code 0
 // (their outputs are dropped); blocks are cut into groups of `group_blocks` (the last may be
-// shorter). Group G holds blocks [j0, j0 + s) with j0 = G * group_blocks and stores, for each row
-// group g of 8 rows and each block j of the group, the 8 rows' codes contiguously:
-//   code(o, j0 + jj) = codes[out_padded * j0 + ((o / 8) * s + jj) * 8 + o % 8]
-// so one 8-byte load gives 8 rows' codes for one block, and a group is one sequential stream.
+// shorter), and rows into chunks of 64 (the last may be shorter, a multiple of 8). Group G holds
+// blocks [j0, j0 + s) with j0 = G * group_blocks and stores, chunk after chunk, each block's codes
+// for the chunk's rows contiguously:
+//   code(o, j0 + jj) = codes[out_padded * j0 + (o / 64) * 64 * s + jj * rows(o / 64) + o % 64]
+// so one 64-byte load gives 64 rows' codes for one block (the int8-table kernel), an 8-byte load
+// the 8 rows of a row group (the float kernels), and a group is one sequential stream.
 #include <cstdint>
 
 namespace qnoise::kernels {
 
 constexpr int64_t kPqRowGroup = 8;
+constexpr int64_t kPqRowChunk = 64;
 // Batch columns handled per call of the group kernel (tables hold one float per column).
 constexpr int64_t kPqMaxLanes = 64;
 
@@ -43,10 +46,20 @@ struct PqLutWeight {
   __attribute__((always_inline)) int centroid_level(int64_t k, int64_t i) const {
     return static_cast<int>(centroids_q[((i / 4) * 256 + k) * 4 + i % 4]) - 128;
   }
+  // Rows of row chunk c (64, or fewer in the last).
+  __attribute__((always_inline)) int64_t chunk_rows(int64_t chunk) const {
+    const int64_t rest = out_padded - chunk * kPqRowChunk;
+    return rest < kPqRowChunk ? rest : kPqRowChunk;
+  }
+  // Index of the codes of `row`'s chunk for the group's first block: code(row, j0 + jj) is at
+  // row_codes(group, row) + jj * chunk_rows(row / 64).
+  __attribute__((always_inline)) int64_t row_codes(int64_t group, int64_t row) const {
+    const int64_t chunk = row / kPqRowChunk;
+    return out_padded * group_first_block(group) + chunk * kPqRowChunk * group_size(group) + row % kPqRowChunk;
+  }
   __attribute__((always_inline)) int64_t code_index(int64_t row, int64_t block) const {
-    const int64_t group = block / group_blocks, j0 = group * group_blocks;
-    return out_padded * j0 + ((row / kPqRowGroup) * group_size(group) + (block - j0)) * kPqRowGroup +
-           row % kPqRowGroup;
+    const int64_t group = block / group_blocks;
+    return row_codes(group, row) + (block - group_first_block(group)) * chunk_rows(row / kPqRowChunk);
   }
 };
 

@@ -5,9 +5,8 @@
 // A table of K <= 256 one-byte entries is four 64-byte registers, and vpermi2b looks up 64 codes
 // in 128 of its bytes at once: two lookups and a blend on each code's top bit give 64 table values,
 // where the float kernel needs a scalar load and add per value (bounded by the load ports). The
-// codes are stored for the float kernel (8 rows x the group's blocks, pq_lut_kernels.h): eight
-// 64-byte loads hold 8 row groups x 8 blocks and an 8 x 8 transpose of 8-byte lanes turns them into
-// 8 vectors of one block x 64 rows. The 64 byte values go into 16-bit sums two rows to a lane
+// codes of one block for a chunk of 64 rows are one 64-byte load (pq_lut_kernels.h). The 64 byte
+// values go into 16-bit sums two rows to a lane
 // (all bytes as words, and the odd bytes again shifted down), which a group of <= 256 blocks
 // cannot overflow.
 #include <immintrin.h>
@@ -20,8 +19,6 @@
 namespace qnoise::kernels {
 
 namespace {
-
-constexpr int64_t kChunkRows = 64;
 
 inline __mmask16 first_lanes(int64_t count) {
   return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
@@ -139,84 +136,88 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
   return q;
 }
 
-// z[g] holds row group g's codes for 8 blocks (8 bytes each); afterwards z[b] holds block b's
-// codes for the 8 row groups, i.e. 64 rows in order.
-inline void transpose_8x8_lanes(__m512i z[8]) {
-  __m512i t[8], u[8];
+// The rows of one chunk a call looks up: codes of the group's first block, bytes between blocks,
+// which of the 64 rows to store, and where the chunk's outputs go.
+struct ChunkRows {
+  const uint8_t* codes;
+  int64_t stride;
+  __mmask64 lanes;
+  float* y;
+};
+
+// Adds step * sums + offset_sum to the chunk's stored rows. Word t of all_bytes is sum(even byte)
+// + 256 sum(odd byte) mod 2^16, both sums below 2^16.
+inline void add_chunk_sums(const ChunkRows& chunk, __m512i all_bytes, __m512i odd_bytes, __m512 step, __m512 offset_sum) {
+  // Output order of the even / odd row sums: rows 0..15 of 32 are even 0, odd 0, even 1, ...
+  const __m512i interleave_low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i interleave_high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512i even_rows = _mm512_sub_epi16(all_bytes, _mm512_slli_epi16(odd_bytes, 8));
   QNOISE_UNROLL
-  for (int g = 0; g < 8; g += 2) {
-    t[g] = _mm512_unpacklo_epi64(z[g], z[g + 1]);      // blocks 0 2 4 6 of g, g+1
-    t[g + 1] = _mm512_unpackhi_epi64(z[g], z[g + 1]);  // blocks 1 3 5 7
-  }
-  QNOISE_UNROLL
-  for (int h = 0; h < 2; ++h) {    // row groups 0-3, then 4-7
+  for (int h = 0; h < 2; ++h) {  // chunk rows 32h .. 32h + 31
+    const __m512 even = _mm512_fmadd_ps(
+        step, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(even_rows, h))), offset_sum);
+    const __m512 odd = _mm512_fmadd_ps(
+        step, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(odd_bytes, h))), offset_sum);
     QNOISE_UNROLL
-    for (int p = 0; p < 2; ++p) {  // even blocks, then odd
-      const __m512i a = t[4 * h + p], b = t[4 * h + 2 + p];
-      u[4 * h + p] = _mm512_shuffle_i64x2(a, b, 0x88);      // blocks 0 4 (or 1 5)
-      u[4 * h + 2 + p] = _mm512_shuffle_i64x2(a, b, 0xDD);  // blocks 2 6 (or 3 7)
+    for (int half = 0; half < 2; ++half) {
+      const int first = 32 * h + 16 * half;
+      const __mmask16 lanes = __mmask16(chunk.lanes >> first);
+      if (lanes == 0) continue;
+      const __m512 sums = _mm512_permutex2var_ps(even, half ? interleave_high : interleave_low, odd);
+      _mm512_mask_storeu_ps(chunk.y + first, lanes, _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, chunk.y + first), sums));
+    }
+  }
+}
+
+// kChunks chunks side by side, so each block's table is loaded into registers once for all of
+// them (four 64-byte loads per lookup of 64 codes otherwise bound the loop).
+template <int kChunks>
+void look_up_chunks(const ChunkRows* chunks, int64_t s, const uint8_t* tables, __m512 step, __m512 offset_sum) {
+  __m512i all_bytes[kChunks], odd_bytes[kChunks];
+  QNOISE_UNROLL
+  for (int c = 0; c < kChunks; ++c) all_bytes[c] = odd_bytes[c] = _mm512_setzero_si512();
+  for (int64_t jj = 0; jj < s; ++jj) {
+    const uint8_t* t = tables + jj * kPqInt8TableBytes;
+    const __m512i t0 = _mm512_loadu_si512(t), t1 = _mm512_loadu_si512(t + 64);
+    const __m512i t2 = _mm512_loadu_si512(t + 128), t3 = _mm512_loadu_si512(t + 192);
+    QNOISE_UNROLL
+    for (int c = 0; c < kChunks; ++c) {
+      const __m512i z = _mm512_maskz_loadu_epi8(chunks[c].lanes, chunks[c].codes + jj * chunks[c].stride);
+      const __m512i low = _mm512_permutex2var_epi8(t0, z, t1), high = _mm512_permutex2var_epi8(t2, z, t3);
+      const __m512i values = _mm512_mask_blend_epi8(_mm512_movepi8_mask(z), low, high);
+      all_bytes[c] = _mm512_add_epi16(all_bytes[c], values);
+      odd_bytes[c] = _mm512_add_epi16(odd_bytes[c], _mm512_srli_epi16(values, 8));
     }
   }
   QNOISE_UNROLL
-  for (int c = 0; c < 4; ++c) {  // u[c]: blocks c and c + 4
-    z[c] = _mm512_shuffle_i64x2(u[c], u[4 + c], 0x88);
-    z[c + 4] = _mm512_shuffle_i64x2(u[c], u[4 + c], 0xDD);
-  }
+  for (int c = 0; c < kChunks; ++c) add_chunk_sums(chunks[c], all_bytes[c], odd_bytes[c], step, offset_sum);
 }
 
 }  // namespace
 
 void pq_int8_lut_group_avx512(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                               const float* x, uint8_t* scratch, float* y) {
+  constexpr int kChunksAtOnce = 4;
   const int64_t j0 = w.group_first_block(group), s = w.group_size(group);
   const Quantized q = quantize_tables(w, x, j0, s, scratch);
   const uint8_t* tables = scratch + 4 * kPqInt8TableBytes * w.group_blocks;
   const __m512 step = _mm512_set1_ps(q.step), offset_sum = _mm512_set1_ps(q.offset_sum);
-  // Output order of the even / odd row sums: rows 0..15 of 32 are even 0, odd 0, even 1, ...
-  const __m512i interleave_low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i interleave_high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  const uint8_t* group_codes = w.codes + w.out_padded * j0;
-  for (int64_t r0 = row_begin; r0 < row_end; r0 += kChunkRows) {
-    const int64_t row_groups = (row_end - r0 < kChunkRows ? row_end - r0 : kChunkRows) / kPqRowGroup;
-    __m512i all_bytes = _mm512_setzero_si512(), odd_bytes = _mm512_setzero_si512();
-    for (int64_t jj = 0; jj < s; jj += 8) {
-      const int64_t blocks = s - jj < 8 ? s - jj : 8;
-      const __mmask8 block_lanes = __mmask8((1u << blocks) - 1);
-      __m512i z[8];
-      QNOISE_UNROLL
-      for (int g = 0; g < 8; ++g)
-        z[g] = g < row_groups ? _mm512_maskz_loadu_epi64(block_lanes, group_codes + ((r0 / kPqRowGroup + g) * s + jj) * kPqRowGroup)
-                              : _mm512_setzero_si512();
-      transpose_8x8_lanes(z);
-      QNOISE_UNROLL  // z stays in registers
-      for (int b = 0; b < 8; ++b) {
-        if (b >= blocks) break;
-        const uint8_t* t = tables + (jj + b) * kPqInt8TableBytes;
-        const __m512i low = _mm512_permutex2var_epi8(_mm512_loadu_si512(t), z[b], _mm512_loadu_si512(t + 64));
-        const __m512i high = _mm512_permutex2var_epi8(_mm512_loadu_si512(t + 128), z[b], _mm512_loadu_si512(t + 192));
-        const __m512i values = _mm512_mask_blend_epi8(_mm512_movepi8_mask(z[b]), low, high);
-        all_bytes = _mm512_add_epi16(all_bytes, values);
-        odd_bytes = _mm512_add_epi16(odd_bytes, _mm512_srli_epi16(values, 8));
-      }
+  ChunkRows chunks[kChunksAtOnce];
+  int n = 0;
+  for (int64_t r0 = row_begin; r0 < row_end;) {
+    const int64_t chunk = r0 / kPqRowChunk, chunk_first = chunk * kPqRowChunk, rows = w.chunk_rows(chunk);
+    const int64_t r1 = row_end < chunk_first + rows ? row_end : chunk_first + rows;
+    // Rows [r0, r1) of the chunk; the others look up code 0 and are not stored.
+    const __mmask64 lanes = (r1 - chunk_first == 64 ? ~__mmask64(0) : (__mmask64(1) << (r1 - chunk_first)) - 1) &
+                            ~((__mmask64(1) << (r0 - chunk_first)) - 1);
+    chunks[n++] = ChunkRows{w.codes + w.row_codes(group, chunk_first), rows, lanes, y + chunk_first};
+    if (n == kChunksAtOnce) {
+      look_up_chunks<kChunksAtOnce>(chunks, s, tables, step, offset_sum);
+      n = 0;
     }
-    // Word t of all_bytes is sum(even byte) + 256 sum(odd byte) mod 2^16, both sums below 2^16.
-    const __m512i even_rows = _mm512_sub_epi16(all_bytes, _mm512_slli_epi16(odd_bytes, 8));
-    QNOISE_UNROLL
-    for (int h = 0; h < 2; ++h) {  // rows r0 + 32h .. r0 + 32h + 31
-      const __m512 even = _mm512_fmadd_ps(
-          step, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(even_rows, h))), offset_sum);
-      const __m512 odd = _mm512_fmadd_ps(
-          step, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(odd_bytes, h))), offset_sum);
-      QNOISE_UNROLL
-      for (int half = 0; half < 2; ++half) {
-        const int64_t first = r0 + 32 * h + 16 * half;
-        if (first >= row_end) break;
-        const __mmask16 lanes = first_lanes(row_end - first);
-        const __m512 sums = _mm512_permutex2var_ps(even, half ? interleave_high : interleave_low, odd);
-        _mm512_mask_storeu_ps(y + first, lanes, _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, y + first), sums));
-      }
-    }
+    r0 = r1;
   }
+  for (int c = 0; c < n; ++c) look_up_chunks<1>(chunks + c, s, tables, step, offset_sum);
 }
 
 }  // namespace qnoise::kernels
