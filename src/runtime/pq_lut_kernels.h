@@ -80,22 +80,55 @@ void pq_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_begin, i
                        const float* xt, int64_t lanes, float* tables, float* y);
 
 // Int8 tables (with int8 activations; one batch column per call, x is [in]). The tables are
-// integer products: each block of x is quantized on its own, the centroids once per layer, and
-// the products are rounded to bytes with one step per group of blocks. For the blocks j of `group`:
-//   a_j = max_i |x_j[i]|,  s_j = a_j / 127,  xq_j[i] = nearbyint(x_j[i] * (127 / a_j))  (0 if a_j = 0)
-//   cq_k[i] = the layer's centroids in [-127, 127], c_k ~ centroid_scale * cq_k          (PqLutWeight)
+// integer products: each block of x is quantized on its own with a power-of-two scale, the
+// centroids once per layer, and the products are rounded to bytes with one power-of-two step per
+// group of blocks, so the rounding is integer shifts. For the blocks j of `group`:
+//   a_j     = max_i |x_j[i]|,  e_j = the least e with a_j <= 127 * 2^e     (0 if a_j < 2^-100)
+//   xq_j[i] = nearbyint(x_j[i] * 2^-e_j) in [-127, 127]                       (0 if a_j < 2^-100)
+//   cq_k[i] = the layer's centroids in [-127, 127], c_k ~ centroid_scale * cq_k         (PqLutWeight)
 //   D_j[k]  = sum_i cq_k[i] xq_j[i], an exact int32;  lo_j, hi_j = min, max over k < K
-//   u_j     = s_j * centroid_scale,  range = max_j (float(hi_j - lo_j) * u_j),  step = range / 255
-//   q_j[k]  = min(nearbyint(float(D_j[k] - lo_j) * (u_j * (255 / range))), 255), 0 when range is
-//             0 or k >= K                                                    (byte tables [s][256])
-//   y[o]   += fma(step, sum_j q_j[code(o, j)], sum_j float(lo_j) * u_j)
+//   t_j     = the least t with hi_j - lo_j <= 255 * 2^t;  sh = max_j (e_j + t_j) over hi_j > lo_j
+//   q_j[k]  = (D_j[k] - lo_j) shifted left by e_j - sh, or right by r = sh - e_j rounding half up
+//             (0 when |e_j - sh| > 31), in [0, 255]; 0 for k >= K          (byte tables [s][256])
+//   y[o]   += fma(ldexp(centroid_scale, sh), sum_j q_j[code(o, j)], sum_j float(lo_j) * u_j)
+//             with u_j = centroid_scale * 2^e_j (step 0 when every table is flat)
 // The code sums are exact integers; each output is off the float tables' by the activation and
-// centroid rounding plus at most step / 2 per block. A non-finite activation makes every y NaN.
-// Groups hold at most kPqInt8MaxGroupBlocks blocks, so a row's sum fits 16 bits. Reference and
-// AVX-512 kernels agree bit for bit; rows as for the float kernels.
+// centroid rounding plus at most half a step per block, the step below twice the widest table's
+// range / 255. A non-finite activation makes every y NaN. Groups hold at most
+// kPqInt8MaxGroupBlocks blocks, so a row's sum fits 16 bits. Reference and AVX-512 kernels agree
+// bit for bit; rows as for the float kernels.
 constexpr int64_t kPqInt8TableBytes = 256;
 constexpr int64_t kPqInt8MaxGroupBlocks = 256;
 constexpr int kPqCentroidLevels = 127;
+
+// 2^e as a float, for e in [-126, 127].
+__attribute__((always_inline)) inline float pq_power_of_two(int e) {
+  const uint32_t bits = static_cast<uint32_t>(e + 127) << 23;
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+}
+// e_j of a block whose largest |x| is a (finite, >= kPqSmallestBlock): from a's exponent E and
+// mantissa m in [1, 2), a <= 127 * 2^(E - 6) exactly when m <= 127 / 64.
+constexpr float kPqSmallestBlock = 0x1p-100f;
+__attribute__((always_inline)) inline int pq_block_exponent(float a) {
+  uint32_t bits;
+  __builtin_memcpy(&bits, &a, 4);
+  return static_cast<int>(bits >> 23) - 127 - 6 + ((bits & 0x7FFFFF) > 0x7E0000 ? 1 : 0);
+}
+// t_j of a block's table range (hi - lo >= 1).
+__attribute__((always_inline)) inline int pq_table_shift(uint32_t range) {
+  const int t = 32 - __builtin_clz(range) - 8;
+  const bool above = t >= 0 ? range > (255u << t) : (range << -t) > 255u;
+  return above ? t + 1 : t;
+}
+// q_j[k] from D_j[k] - lo_j and r = sh - e_j.
+__attribute__((always_inline)) inline uint32_t pq_table_level(uint32_t above_low, int right_shift) {
+  if (right_shift < -31 || right_shift > 31) return 0;  // (left: only blocks whose tables are flat)
+  if (right_shift <= 0) return above_low << -right_shift;
+  return (above_low + (1u << (right_shift - 1))) >> right_shift;
+}
+
 // Bytes of one block of quantized activations or centroid: d rounded up to whole 4-byte words
 // (the AVX-512 kernel multiplies 4 bytes at a time; the padding is zero).
 inline int64_t pq_int8_block_bytes(int64_t block_size) { return (block_size + 3) / 4 * 4; }

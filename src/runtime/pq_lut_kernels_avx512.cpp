@@ -29,40 +29,89 @@ struct Quantized {
   float offset_sum = 0.0f;
 };
 
-// Block j's activations as the reference quantizes them: xq gets block_bytes bytes (zero padded).
-// Returns a_j; clears `finite` on a NaN or infinity (whose levels are 0).
-inline float quantize_block(const float* xj, int64_t d, int64_t block_bytes, int8_t* xq, int32_t* level_sum,
-                            bool* finite) {
-  __m512 largest = _mm512_setzero_ps();
-  for (int64_t i = 0; i < d; i += 16) {
-    const __mmask16 lanes = first_lanes(d - i);
-    const __m512 v = _mm512_maskz_loadu_ps(lanes, xj + i);
-    // x - x is 0 exactly when x is finite
-    if (_mm512_mask_cmp_ps_mask(lanes, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0) *finite = false;
-    largest = _mm512_max_ps(largest, _mm512_abs_ps(v));
+// Block exponents e_j (pq_lut_kernels.h) of 16 lanes of largest |x| values, and whether to
+// quantize the lane's block at all (a >= 2^-100 and finite: non-finite lanes were set to +inf).
+inline __m512i block_exponents(__m512 largest, __mmask16* quantized) {
+  const __m512i bits = _mm512_castps_si512(largest);
+  *quantized = _mm512_cmp_ps_mask(largest, _mm512_set1_ps(kPqSmallestBlock), _CMP_GE_OQ) &
+               _mm512_cmp_ps_mask(largest, _mm512_set1_ps(__builtin_inff()), _CMP_LT_OQ);
+  const __m512i exponents = _mm512_sub_epi32(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(127 + 6));
+  const __mmask16 round_up =
+      _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFF)), _mm512_set1_epi32(0x7E0000));
+  return _mm512_maskz_mov_epi32(*quantized, _mm512_mask_add_epi32(exponents, round_up, exponents, _mm512_set1_epi32(1)));
+}
+
+// The group's activations quantized as the reference does: xq[jj * block_bytes ...] (zero padded),
+// exponents[jj] = e_j and level_sums[jj] = sum_i xq_j[i]. Clears `finite` on a NaN or infinity
+// (whose block is then 0). Blocks of 4, 8 or 16 go 16 / d to a vector, the max and sum over each
+// block taken by exchanging lanes within it; other sizes one block at a time.
+void quantize_blocks(const float* x, int64_t d, int64_t s, int8_t* xq, int* exponents, int32_t* level_sums,
+                     bool* finite) {
+  const __m512 infinity = _mm512_set1_ps(__builtin_inff());
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  if (d == 4 || d == 8 || d == 16) {
+    for (int64_t i = 0; i < s * d; i += 16) {
+      const __mmask16 lanes = first_lanes(s * d - i);
+      const __m512 v = _mm512_maskz_loadu_ps(lanes, x + i);
+      // x - x is 0 exactly when x is finite
+      const __mmask16 bad = _mm512_mask_cmp_ps_mask(lanes, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      if (bad) *finite = false;
+      __m512 largest = _mm512_mask_mov_ps(_mm512_abs_ps(v), bad, infinity);
+      for (int width = 1; width < d; width *= 2)
+        largest = _mm512_max_ps(largest, _mm512_permutexvar_ps(_mm512_xor_si512(lane, _mm512_set1_epi32(width)), largest));
+      __mmask16 quantized;
+      const __m512i e = block_exponents(largest, &quantized);
+      // 2^-e: exact, so the product rounds only in the conversion, as the reference's
+      const __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(127), e), 23));
+      __m512i levels = _mm512_maskz_cvt_roundps_epi32(quantized & lanes, _mm512_mul_ps(v, scale),
+                                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm_mask_storeu_epi8(xq + i, lanes, _mm512_cvtsepi32_epi8(levels));
+      for (int width = 1; width < d; width *= 2)
+        levels = _mm512_add_epi32(levels, _mm512_permutexvar_epi32(_mm512_xor_si512(lane, _mm512_set1_epi32(width)), levels));
+      alignas(64) int32_t e_lanes[16], sum_lanes[16];
+      _mm512_store_si512(e_lanes, e);
+      _mm512_store_si512(sum_lanes, levels);
+      for (int64_t b = 0; b < 16 / d && i / d + b < s; ++b) {
+        exponents[i / d + b] = e_lanes[b * d];
+        level_sums[i / d + b] = sum_lanes[b * d];
+      }
+    }
+    return;
   }
-  const float a = _mm512_reduce_max_ps(largest);  // NaN lanes may drop out: the outputs are NaN anyway
-  const __m512 inverse = _mm512_set1_ps(a > 0.0f ? kPqCentroidLevels / a : 0.0f);
-  __m512i sum = _mm512_setzero_si512();
-  for (int64_t i = 0; i < d; i += 16) {
-    const __mmask16 lanes = first_lanes(d - i);
-    const __m512 v = _mm512_maskz_loadu_ps(lanes, xj + i);
-    const __mmask16 real = _mm512_mask_cmp_ps_mask(lanes, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_EQ_OQ);
-    const __m512i levels =
-        _mm512_maskz_cvt_roundps_epi32(real, _mm512_mul_ps(v, inverse), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    sum = _mm512_add_epi32(sum, levels);
-    _mm_mask_storeu_epi8(xq + i, lanes, _mm512_cvtsepi32_epi8(levels));
+  const int64_t block_bytes = pq_int8_block_bytes(d);
+  for (int64_t jj = 0; jj < s; ++jj) {
+    const float* xj = x + jj * d;
+    __m512 largest = _mm512_setzero_ps();
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 lanes = first_lanes(d - i);
+      const __m512 v = _mm512_maskz_loadu_ps(lanes, xj + i);
+      const __mmask16 bad = _mm512_mask_cmp_ps_mask(lanes, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      if (bad) *finite = false;
+      largest = _mm512_max_ps(largest, _mm512_mask_mov_ps(_mm512_abs_ps(v), bad, infinity));
+    }
+    __mmask16 quantized;
+    const __m512i e = block_exponents(_mm512_set1_ps(_mm512_reduce_max_ps(largest)), &quantized);
+    const __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(127), e), 23));
+    __m512i sum = _mm512_setzero_si512();
+    for (int64_t i = 0; i < d; i += 16) {
+      const __mmask16 lanes = first_lanes(d - i);
+      const __m512i levels = _mm512_maskz_cvt_roundps_epi32(quantized & lanes, _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, xj + i), scale),
+                                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      sum = _mm512_add_epi32(sum, levels);
+      _mm_mask_storeu_epi8(xq + jj * block_bytes + i, lanes, _mm512_cvtsepi32_epi8(levels));
+    }
+    for (int64_t i = d; i < block_bytes; ++i) xq[jj * block_bytes + i] = 0;
+    exponents[jj] = _mm_cvtsi128_si32(_mm512_castsi512_si128(e));
+    level_sums[jj] = _mm512_reduce_add_epi32(sum);
   }
-  for (int64_t i = d; i < block_bytes; ++i) xq[i] = 0;
-  *level_sum = _mm512_reduce_add_epi32(sum);
-  return a;
 }
 
 // The reference's tables. The products of 16 centroids with a block are one vector: vpdpbusd
 // multiplies 4 bytes of the centroids (offset by 128 to be unsigned) with 4 activation bytes per
 // lane, and the offset's share, 128 * sum_i xq_j[i], comes off the block's minimum. Each block's
-// min and max are taken while its products are in registers; the rounding to bytes waits for the
-// group's range.
+// min and max are taken while its products are in registers; the shifts to bytes wait for the
+// group's step. (The rounding is shifts because a float multiply and two conversions per value
+// took a third of the table time: converts are slow on this Zen 4.)
 Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int64_t s, uint8_t* scratch) {
   constexpr int kChunks = kPqInt8TableBytes / 16;
   const int64_t d = w.block_size, block_bytes = pq_int8_block_bytes(d), n = w.n_centroids;
@@ -70,14 +119,14 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
   auto* products = reinterpret_cast<int32_t*>(scratch);
   uint8_t* tables = scratch + 4 * kPqInt8TableBytes * w.group_blocks;
   auto* xq = reinterpret_cast<int8_t*>(tables + kPqInt8TableBytes * w.group_blocks);
-  float units[kPqInt8MaxGroupBlocks];
-  int32_t lows[kPqInt8MaxGroupBlocks];
-  float range = 0.0f, offset_sum = 0.0f;
+  int exponents[kPqInt8MaxGroupBlocks];
+  int32_t level_sums[kPqInt8MaxGroupBlocks], lows[kPqInt8MaxGroupBlocks];
   bool finite = true;
+  quantize_blocks(x + j0 * d, d, s, xq, exponents, level_sums, &finite);
+  int shift = INT32_MIN;
+  float offset_sum = 0.0f;
   for (int64_t jj = 0; jj < s; ++jj) {
-    int8_t* xq_j = xq + jj * block_bytes;
-    int32_t level_sum = 0;
-    const float a = quantize_block(x + (j0 + jj) * d, d, block_bytes, xq_j, &level_sum, &finite);
+    const int8_t* xq_j = xq + jj * block_bytes;
     __m512i acc[kChunks];
     QNOISE_UNROLL
     for (int c = 0; c < kChunks; ++c) acc[c] = _mm512_setzero_si512();
@@ -100,33 +149,37 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
         _mm512_storeu_si512(products + jj * kPqInt8TableBytes + 16 * c, acc[c]);
       }
     const int32_t lo = _mm512_reduce_min_epi32(low), hi = _mm512_reduce_max_epi32(high);
-    units[jj] = a / kPqCentroidLevels * w.centroid_scale;
+    const int e = exponents[jj];
     lows[jj] = lo;
-    const float span = static_cast<float>(hi - lo) * units[jj];
-    range = span > range ? span : range;
-    offset_sum += static_cast<float>(lo - 128 * level_sum) * units[jj];
+    if (hi > lo) {
+      const int block_shift = e + pq_table_shift(static_cast<uint32_t>(hi - lo));
+      shift = block_shift > shift ? block_shift : shift;
+    }
+    offset_sum += static_cast<float>(lo - 128 * level_sums[jj]) * (w.centroid_scale * pq_power_of_two(e));
   }
   Quantized q;
   q.offset_sum = finite ? offset_sum : __builtin_nanf("");
-  q.step = range / 255.0f;
-  const float inverse = finite && range > 0.0f ? 255.0f / range : 0.0f;
+  q.step = shift == INT32_MIN ? 0.0f : __builtin_ldexpf(w.centroid_scale, shift);
   // Bytes come out of the two packs in 4-byte runs of the four vectors, lane by lane; this puts
   // them back in order.
   const __m512i byte_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   for (int64_t jj = 0; jj < s; ++jj) {
     const int32_t* products_j = products + jj * kPqInt8TableBytes;
-    const __m512i low = _mm512_set1_epi32(lows[jj]);
-    const __m512 multiplier = _mm512_set1_ps(units[jj] * inverse);
+    const int right = shift == INT32_MIN ? 32 : shift - exponents[jj];
+    const bool none = right > 31 || right < -31;
+    // (D - lo + half) >> right, or (D - lo) << -right, as pq_table_level
+    const __m512i low =
+        _mm512_set1_epi32(right > 0 && !none ? lows[jj] - static_cast<int32_t>(1u << (right - 1)) : lows[jj]);
+    const __m128i right_count = _mm_cvtsi32_si128(right > 0 ? right : 0);  // one of them is 0
+    const __m128i left_count = _mm_cvtsi32_si128(right < 0 ? -right : 0);
     for (int64_t k0 = 0; k0 < kPqInt8TableBytes; k0 += 64) {
       __m512i levels[4];
       QNOISE_UNROLL
       for (int v = 0; v < 4; ++v) {
         const int64_t k = k0 + 16 * v;
-        const __mmask16 lanes = finite ? first_lanes(n - k) : __mmask16(0);  // 0 past K
-        const __m512 above = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_maskz_loadu_epi32(lanes, products_j + k), low));
-        // Rounds to nearest even while converting (nearbyint); the packs saturate at 255.
-        levels[v] = _mm512_maskz_cvt_roundps_epi32(lanes, _mm512_mul_ps(above, multiplier),
-                                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __mmask16 lanes = none ? __mmask16(0) : first_lanes(n - k);  // 0 past K
+        const __m512i above = _mm512_maskz_sub_epi32(lanes, _mm512_maskz_loadu_epi32(lanes, products_j + k), low);
+        levels[v] = right >= 0 ? _mm512_srl_epi32(above, right_count) : _mm512_sll_epi32(above, left_count);
       }
       const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(levels[0], levels[1]),
                                                 _mm512_packus_epi32(levels[2], levels[3]));

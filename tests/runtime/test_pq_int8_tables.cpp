@@ -29,9 +29,9 @@ qnoise::PackedPqLinear pq_layer(int64_t out, int64_t in, int64_t d, int64_t k, c
 }  // namespace
 
 TEST_F(PqInt8TablesTest, ExactOnASmallCaseOfWholeSteps) {
-  // Centroids {0, (127, 127, 1, 0)} (scale 1) and blocks whose largest |x| is 127 (scale 1): the
-  // integer tables are {0, 16320} and {0, -16192}, the step 16320 / 255 = 64 and the second
-  // table's levels {253, 0}, so all four code pairs give the float product exactly.
+  // Centroids {0, (127, 127, 1, 0)} (scale 1) and blocks whose largest |x| is 127 (scale 2^0):
+  // the integer tables are {0, 16320} and {0, -16192}, the step 2^6 (16320 = 255 * 64) and the
+  // second table's levels {253, 0}, so all four code pairs give the float product exactly.
   const auto centroids = torch::tensor({{0.0f, 0.0f, 0.0f, 0.0f}, {127.0f, 127.0f, 1.0f, 0.0f}});
   const auto codes = torch::tensor({0, 0, 1, 0, 0, 1, 1, 1}, torch::kByte);  // row o: (o & 1, o >> 1)
   const qnoise::PackedPqLinear layer(qnoise::compress_pq(qnoise::BlockLayout::linear({4, 8}, 4), centroids, codes));
@@ -53,17 +53,18 @@ TEST_F(PqInt8TablesTest, WithinTheRoundingBoundsOfTheFloatProduct) {
   qnoise::set_kernel_path(qnoise::KernelPath::Reference);
   const auto y = layer.forward(x).to(torch::kDouble);
   const auto exact = torch::mv(layer.decode().to(torch::kDouble), x.to(torch::kDouble));
-  // Per block: activations off by at most s_j / 2 and centroids by s_c / 2 in each of d products,
-  // then the table rounding, at most half a step, the step being the widest table's range / 255
-  // (the integer tables' range is at most twice the product error wider than the float one).
+  // Per block: activations off by at most s_j / 2 (s_j a power of two below 2 a_j / 127) and
+  // centroids by s_c / 2 in each of d products, then the table rounding, at most half a step, the
+  // step a power of two below twice the widest table's range / 255 (the integer tables' range is
+  // at most twice the product error wider than the float one).
   const auto xd = x.to(torch::kDouble).view({in / d, d});
   const auto cd = centroids.to(torch::kDouble);
   const double c_max = cd.abs().max().item<double>(), s_c = c_max / 127;
-  const auto s_x = std::get<0>(xd.abs().max(1)) / 127;
+  const auto s_x = 2 * std::get<0>(xd.abs().max(1)) / 127;
   const auto product_error = d * (c_max * s_x / 2 + std::get<0>(xd.abs().max(1)) * s_c / 2 + s_c * s_x / 4);
   const auto tables = torch::mm(xd, cd.t());
   const double widest = (std::get<0>(tables.max(1)) - std::get<0>(tables.min(1)) + 2 * product_error).max().item<double>();
-  const double bound = product_error.sum().item<double>() + (in / d) * widest / 255 / 2 + 1e-3;
+  const double bound = product_error.sum().item<double>() + (in / d) * 2 * widest / 255 / 2 + 1e-3;
   EXPECT_LE((y - exact).abs().max().item<double>(), bound);
   EXPECT_GT((y - exact).abs().max().item<double>(), 1e-4);  // it does round
   // and much less than the bound on average: rounding errors of 64 blocks mostly cancel
@@ -76,19 +77,22 @@ TEST_F(PqInt8TablesTest, Avx512GivesTheReferenceBitForBitOnRaggedShapes) {
   // rows below, at and past the 64-row chunk and not whole row groups of 8 (at least 2K rows, or
   // the layer keeps float tables); groups of blocks not a multiple of 8 (K = 256, d = 8: 16 blocks
   // a group, in = 264: 16 + 16 + 1; K = 100: 40; K = 16 or less: 256, several groups at in = 2056,
-  // d = 4); K <= 128 (one table half) and K > 128.
+  // d = 4); K <= 128 (one table half) and K > 128; blocks quantized 16 / d to a vector (d = 4, 8,
+  // 16) and one at a time (d = 2, 3, 20).
   struct Shape {
     int64_t out, in, d, k;
   };
   const std::vector<Shape> shapes = {{8, 64, 8, 4},    {9, 48, 2, 4},      {70, 200, 8, 32}, {130, 1032, 8, 64},
                                      {200, 96, 4, 100}, {65, 2056, 4, 3},  {64, 1000, 8, 16}, {520, 264, 8, 256},
-                                     {600, 96, 4, 200}};
+                                     {600, 96, 4, 200}, {96, 48, 16, 40},  {48, 60, 3, 20},   {66, 80, 20, 30}};
   uint64_t seed = 30;
   for (const auto& shape : shapes) {
     torch::manual_seed(++seed);
     const auto layer = pq_layer(shape.out, shape.in, shape.d, shape.k, torch::randn({shape.k, shape.d}));
     for (int64_t batch : {1, 3}) {
-      const auto x = torch::randn({batch, shape.in}) * 2;
+      // magnitudes from 2^-30 to 2^30 (each block its own power-of-two scale) and a zero block
+      auto x = torch::randn({batch, shape.in}) * torch::exp2(torch::randint(-30, 31, {batch, shape.in}).to(torch::kFloat));
+      x.narrow(1, 0, shape.d).zero_();
       const auto bias = torch::randn({shape.out});
       const auto row_scale = torch::rand({shape.out}) + 0.5;
       const std::string what = std::to_string(shape.out) + "x" + std::to_string(shape.in) + " d " +
