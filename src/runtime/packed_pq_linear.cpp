@@ -196,15 +196,21 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
     // Per part: the tables (int8 tables: their scratch).
     const int64_t table_floats =
         int8_tables ? kernels::pq_int8_scratch_bytes(w) / 4 : kernels::pq_table_floats(w, lanes);
-    // One part at batch 1 sums straight into y (when it has the padded rows too): a separate
-    // partial read back while y is written cost ~1 us at 1024x1024 (perf: the copy loop stalled
-    // on its loads, 7% of the samples).
-    const bool into_y = lanes == 1 && parts == 1 && out_padded_ == out_;
-    workspace.resize(static_cast<size_t>(xt_floats + parts * ((into_y ? 0 : partial_floats) + table_floats)));
+    // At batch 1 part 0 sums straight into y (when it has the padded rows too) and the other
+    // parts' partials are added to it after: a partial read back while y is written cost ~1 us at
+    // 1024x1024 (perf: the copy loop stalled on its loads, 7% of the samples).
+    const bool into_y = lanes == 1 && out_padded_ == out_;
+    const int64_t own_partials = into_y ? parts - 1 : parts;
+    workspace.resize(static_cast<size_t>(xt_floats + own_partials * partial_floats + parts * table_floats));
     float* xt = workspace.data();
-    float* partials = into_y ? y + b0 * out_ : xt + xt_floats;
-    float* tables = xt + xt_floats + (into_y ? 0 : parts * partial_floats);
-    std::fill(partials, partials + parts * partial_floats, 0.0f);
+    float* partials = xt + xt_floats;
+    float* tables = partials + own_partials * partial_floats;
+    float* y_chunk = y + b0 * out_;
+    auto partial_of = [&](int64_t p) {
+      return into_y ? (p == 0 ? y_chunk : partials + (p - 1) * partial_floats) : partials + p * partial_floats;
+    };
+    std::fill(partials, partials + own_partials * partial_floats, 0.0f);
+    if (into_y) std::fill(y_chunk, y_chunk + out_, 0.0f);
     const float* x_chunk = x + b0 * in_;
     if (lanes > 1) {  // transpose to [in][lanes], padding columns zero
       for (int64_t i = 0; i < in_; ++i)
@@ -217,7 +223,7 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
           const int64_t group = t / row_parts, slice = t % row_parts;
           const int64_t g0 = slice * row_groups / row_parts, g1 = (slice + 1) * row_groups / row_parts;
           float* part_tables = tables + p * table_floats;
-          float* partial = partials + p * partial_floats;
+          float* partial = partial_of(p);
           if (int8_tables)
             int8_kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations,
                         reinterpret_cast<uint8_t*>(part_tables), partial);
@@ -228,8 +234,12 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
       }
     });
     if (into_y) {
+      for (int64_t p = 1; p < parts; ++p) {
+        const float* part = partial_of(p);
+        for (int64_t o = 0; o < out_; ++o) y_chunk[o] += part[o];
+      }
       if (row_scale || bias)
-        for (int64_t o = 0; o < out_; ++o) partials[o] = finish(o, partials[o]);
+        for (int64_t o = 0; o < out_; ++o) y_chunk[o] = finish(o, y_chunk[o]);
       continue;
     }
     for (int64_t b = 0; b < n; ++b) {
