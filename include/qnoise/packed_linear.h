@@ -29,8 +29,9 @@ struct PqLutWeight;
 }
 
 // Which kernels the packed layers run. Avx512 is the AVX2+FMA kernels plus AVX-512 ones for int8
-// activations (VNNI integer products: one vpdpbusd where AVX2 needs three instructions; VBMI byte
-// lookups in PQ layers' int8 tables); every path gives the reference's integer sums exactly.
+// activations (VNNI integer products: one vpdpbusd where AVX2 needs three instructions, also for
+// PQ layers' tables; VBMI byte lookups in those tables); every path gives the reference's integer
+// sums exactly.
 // Auto = the widest the CPU has.
 // The environment variable QNOISE_KERNELS=reference|avx2|avx512|auto sets the initial choice;
 // asking for a path the CPU lacks throws qnoise::Error.
