@@ -123,21 +123,32 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
     });
   };
   if (integer_products) {
-    std::vector<int8_t> xq(static_cast<size_t>(batch * in_));
-    std::vector<float> x_scale(static_cast<size_t>(batch));
-    std::vector<int32_t> xq_sum(static_cast<size_t>(batch));
+    // This thread's buffers, kept between calls (a token's layers would otherwise allocate them
+    // each time). The worker threads see them through the pointers: a thread_local named in the
+    // lambda would be the worker's own.
+    thread_local std::vector<int8_t> xq_buffer;
+    thread_local std::vector<float> scale_buffer;
+    thread_local std::vector<int32_t> sum_buffer;
+    xq_buffer.resize(static_cast<size_t>(batch * in_));
+    scale_buffer.resize(static_cast<size_t>(batch));
+    sum_buffer.resize(static_cast<size_t>(batch));
+    int8_t* xq = xq_buffer.data();
+    float* x_scale = scale_buffer.data();
+    int32_t* xq_sum = sum_buffer.data();
     const auto quantize = avx2 ? kernels::quantize_activations_avx2 : kernels::quantize_activations;
-    for (int64_t b = 0; b < batch; ++b) xq_sum[b] = quantize(x + b * in_, in_, xq.data() + b * in_, &x_scale[b]);
+    for (int64_t b = 0; b < batch; ++b) xq_sum[b] = quantize(x + b * in_, in_, xq + b * in_, &x_scale[b]);
     const auto matvec = path == KernelPath::Avx512 ? kernels::int8_activation_matvec_avx512_vnni
                         : avx2                     ? kernels::int8_activation_matvec_avx2
                                                    : kernels::int8_activation_matvec_reference;
     run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) {
-      matvec(w, xq.data() + b * in_, xq_sum[b], x_scale[b], r0, r1, yb);
+      matvec(w, xq + b * in_, xq_sum[b], x_scale[b], r0, r1, yb);
     });
     return;
   }
   const auto matvec = avx2 ? kernels::scalar_matvec_avx2 : kernels::scalar_matvec_reference;
-  std::vector<float> x_sum(static_cast<size_t>(batch), 0.0f);
+  thread_local std::vector<float> sum_buffer;
+  sum_buffer.assign(static_cast<size_t>(batch), 0.0f);
+  float* x_sum = sum_buffer.data();
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t i = 0; i < in_; ++i) x_sum[b] += x[b * in_ + i];
   run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) { matvec(w, x + b * in_, x_sum[b], r0, r1, yb); });

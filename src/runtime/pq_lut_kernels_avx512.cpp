@@ -41,6 +41,16 @@ inline __m512i block_exponents(__m512 largest, __mmask16* quantized) {
   return _mm512_maskz_mov_epi32(*quantized, _mm512_mask_add_epi32(exponents, round_up, exponents, _mm512_set1_epi32(1)));
 }
 
+// 2^-e per lane (exact: the product with x rounds only in the conversion, as the reference's).
+inline __m512 inverse_scales(__m512i e) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(127), e), 23));
+}
+
+// Lanes of v that are NaN or infinite (x - x is 0 exactly when x is finite).
+inline __mmask16 non_finite(__mmask16 lanes, __m512 v) {
+  return _mm512_mask_cmp_ps_mask(lanes, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+}
+
 // The group's activations quantized as the reference does: xq[jj * block_bytes ...] (zero padded),
 // exponents[jj] = e_j and level_sums[jj] = sum_i xq_j[i]. Clears `finite` on a NaN or infinity
 // (whose block is then 0). Blocks of 4, 8 or 16 go 16 / d to a vector, the max and sum over each
@@ -53,17 +63,14 @@ void quantize_blocks(const float* x, int64_t d, int64_t s, int8_t* xq, int* expo
     for (int64_t i = 0; i < s * d; i += 16) {
       const __mmask16 lanes = first_lanes(s * d - i);
       const __m512 v = _mm512_maskz_loadu_ps(lanes, x + i);
-      // x - x is 0 exactly when x is finite
-      const __mmask16 bad = _mm512_mask_cmp_ps_mask(lanes, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      const __mmask16 bad = non_finite(lanes, v);
       if (bad) *finite = false;
       __m512 largest = _mm512_mask_mov_ps(_mm512_abs_ps(v), bad, infinity);
       for (int width = 1; width < d; width *= 2)
         largest = _mm512_max_ps(largest, _mm512_permutexvar_ps(_mm512_xor_si512(lane, _mm512_set1_epi32(width)), largest));
       __mmask16 quantized;
       const __m512i e = block_exponents(largest, &quantized);
-      // 2^-e: exact, so the product rounds only in the conversion, as the reference's
-      const __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(127), e), 23));
-      __m512i levels = _mm512_maskz_cvt_roundps_epi32(quantized & lanes, _mm512_mul_ps(v, scale),
+      __m512i levels = _mm512_maskz_cvt_roundps_epi32(quantized & lanes, _mm512_mul_ps(v, inverse_scales(e)),
                                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       _mm_mask_storeu_epi8(xq + i, lanes, _mm512_cvtsepi32_epi8(levels));
       for (int width = 1; width < d; width *= 2)
@@ -85,13 +92,13 @@ void quantize_blocks(const float* x, int64_t d, int64_t s, int8_t* xq, int* expo
     for (int64_t i = 0; i < d; i += 16) {
       const __mmask16 lanes = first_lanes(d - i);
       const __m512 v = _mm512_maskz_loadu_ps(lanes, xj + i);
-      const __mmask16 bad = _mm512_mask_cmp_ps_mask(lanes, _mm512_sub_ps(v, v), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      const __mmask16 bad = non_finite(lanes, v);
       if (bad) *finite = false;
       largest = _mm512_max_ps(largest, _mm512_mask_mov_ps(_mm512_abs_ps(v), bad, infinity));
     }
     __mmask16 quantized;
     const __m512i e = block_exponents(_mm512_set1_ps(_mm512_reduce_max_ps(largest)), &quantized);
-    const __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(127), e), 23));
+    const __m512 scale = inverse_scales(e);
     __m512i sum = _mm512_setzero_si512();
     for (int64_t i = 0; i < d; i += 16) {
       const __mmask16 lanes = first_lanes(d - i);
