@@ -118,8 +118,7 @@ class PackedPqLinear : public PackedLinearBase {
   int64_t group_blocks_;  // blocks per group (see pq_lut_kernels.h)
   int64_t out_padded_;
   std::vector<uint8_t> codes_;        // interleaved, see pq_lut_kernels.h
-  std::vector<float> centroids_;      // [K][d]
-  std::vector<float> centroids_t_;    // [d][K rounded up to 8], zero padded
+  std::vector<float> centroids_t_;    // the codebook transposed, [d][K rounded up to 8], zero padded
   std::vector<uint8_t> centroids_q_;  // int8-table form, see pq_lut_kernels.h
   float centroid_scale_ = 0.0f;
 };

@@ -32,7 +32,6 @@ constexpr int64_t kGroupTableBytes = 16 * 1024;
 kernels::PqLutWeight PackedPqLinear::lut_view() const {
   kernels::PqLutWeight w;
   w.codes = codes_.data();
-  w.centroids = centroids_.data();
   w.centroids_t = centroids_t_.data();
   w.centroids_q = centroids_q_.data();
   w.centroid_scale = centroid_scale_;
@@ -74,21 +73,23 @@ PackedPqLinear::PackedPqLinear(const CompressedWeight& weight)
                                       std::min(n_blocks_, kernels::kPqInt8MaxGroupBlocks));
   out_padded_ = (out_ + kernels::kPqRowGroup - 1) / kernels::kPqRowGroup * kernels::kPqRowGroup;
 
+  // One float copy of the codebook, transposed (the kernels and decoding read it so; a second,
+  // untransposed copy was 8 KB per layer at K = 256, d = 8: a fifth of a small model's memory).
   const at::Tensor c = weight.decoded_centroids().contiguous();  // float16, 8- or 4-bit codebooks alike
-  centroids_.assign(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  const float* centroids = c.data_ptr<float>();
   centroids_t_.assign(static_cast<size_t>(block_size_ * k_padded), 0.0f);
   for (int64_t k = 0; k < n_centroids_; ++k)
-    for (int64_t i = 0; i < block_size_; ++i) centroids_t_[i * k_padded + k] = centroids_[k * block_size_ + i];
+    for (int64_t i = 0; i < block_size_; ++i) centroids_t_[i * k_padded + k] = centroids[k * block_size_ + i];
 
   // Int8-table form: one scale for the codebook, levels offset by 128 in 4-byte words (pq_lut_kernels.h).
   float largest = 0.0f;
-  for (float v : centroids_) largest = std::max(largest, std::abs(v));
+  for (float v : centroids_t_) largest = std::max(largest, std::abs(v));
   centroid_scale_ = largest / kernels::kPqCentroidLevels;
   const int64_t block_bytes = kernels::pq_int8_block_bytes(block_size_);
   centroids_q_.assign(static_cast<size_t>(block_bytes * kernels::kPqInt8TableBytes), 128);
   for (int64_t k = 0; k < n_centroids_; ++k)
     for (int64_t i = 0; i < block_size_; ++i) {
-      const float level = largest > 0.0f ? std::nearbyint(centroids_[k * block_size_ + i] / centroid_scale_) : 0.0f;
+      const float level = largest > 0.0f ? std::nearbyint(centroids[k * block_size_ + i] / centroid_scale_) : 0.0f;
       centroids_q_[((i / 4) * kernels::kPqInt8TableBytes + k) * 4 + i % 4] =
           static_cast<uint8_t>(128 + std::clamp<int>(static_cast<int>(level), -kernels::kPqCentroidLevels, kernels::kPqCentroidLevels));
     }
@@ -102,7 +103,7 @@ PackedPqLinear::PackedPqLinear(const CompressedWeight& weight)
 }
 
 int64_t PackedPqLinear::bytes() const {
-  return static_cast<int64_t>(codes_.size() + centroids_q_.size() + 4 * (centroids_.size() + centroids_t_.size()));
+  return static_cast<int64_t>(codes_.size() + centroids_q_.size() + 4 * centroids_t_.size());
 }
 
 at::Tensor PackedPqLinear::decode() const {
@@ -113,8 +114,11 @@ at::Tensor PackedPqLinear::decode() const {
 
 void PackedPqLinear::decode_row(int64_t row, float* out) const {
   const auto w = lut_view();
-  for (int64_t j = 0; j < n_blocks_; ++j)
-    std::copy_n(centroids_.data() + codes_[w.code_index(row, j)] * block_size_, block_size_, out + j * block_size_);
+  const int64_t k_padded = w.k_padded;
+  for (int64_t j = 0; j < n_blocks_; ++j) {
+    const float* c = centroids_t_.data() + codes_[w.code_index(row, j)];  // value i at i * k_padded
+    for (int64_t i = 0; i < block_size_; ++i) out[j * block_size_ + i] = c[i * k_padded];
+  }
 }
 
 at::Tensor PackedPqLinear::forward(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& row_scale) const {
@@ -146,10 +150,10 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
     runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) {
       for (int64_t o = r0; o < r1; ++o)
         for (int64_t j = 0; j < n_blocks_; ++j) {
-          const float* c = centroids_.data() + codes_[w.code_index(o, j)] * block_size_;
+          const float* c = centroids_t_.data() + codes_[w.code_index(o, j)];  // value i at i * k_padded
           float* to = dst + (o - r0) * in_ + j * block_size_;
           const float s = row_scale ? row_scale[o] : 1.0f;
-          for (int64_t i = 0; i < block_size_; ++i) to[i] = c[i] * s;
+          for (int64_t i = 0; i < block_size_; ++i) to[i] = c[i * w.k_padded] * s;
         }
     }, y);
     if (bias)

@@ -17,7 +17,7 @@ void pq_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_beg
       float* entry = tables + (jj * w.k_padded + k) * lanes;
       for (int64_t b = 0; b < lanes; ++b) {
         float sum = 0.0f;
-        for (int64_t i = 0; i < d; ++i) sum += w.centroids[k * d + i] * xj[i * lanes + b];
+        for (int64_t i = 0; i < d; ++i) sum += w.centroids_t[i * w.k_padded + k] * xj[i * lanes + b];
         entry[b] = sum;
       }
     }

@@ -21,8 +21,7 @@ constexpr int64_t kPqMaxLanes = 64;
 
 struct PqLutWeight {
   const uint8_t* codes = nullptr;
-  const float* centroids = nullptr;    // [K][d]
-  const float* centroids_t = nullptr;  // [d][k_padded], zero beyond K
+  const float* centroids_t = nullptr;  // the codebook transposed, [d][k_padded], zero beyond K
   // For int8 tables: the centroids as cq_k[i] + 128 (unsigned bytes, for vpdpbusd) in words of 4
   // bytes, [block_bytes / 4][256][4]: 128 (zero) in the padding and beyond K.
   const uint8_t* centroids_q = nullptr;

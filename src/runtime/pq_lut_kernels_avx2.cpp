@@ -42,13 +42,13 @@ void build_tables_batched(const PqLutWeight& w, const float* xt, int64_t j0, int
     const float* xj = xt + (j0 + jj) * d * lanes;
     float* table = tables + jj * w.k_padded * lanes;
     for (int64_t k = 0; k < w.n_centroids; ++k) {
-      const float* centroid = w.centroids + k * d;
+      const float* centroid = w.centroids_t + k;  // its i-th value at i * k_padded
       QNOISE_UNROLL
       for (int v = 0; v < kVectors; ++v) {
         __m256 acc = _mm256_setzero_ps();
         QNOISE_UNROLL
         for (int64_t i = 0; i < d; ++i)
-          acc = _mm256_fmadd_ps(_mm256_broadcast_ss(centroid + i), _mm256_loadu_ps(xj + i * lanes + 8 * v), acc);
+          acc = _mm256_fmadd_ps(_mm256_broadcast_ss(centroid + i * w.k_padded), _mm256_loadu_ps(xj + i * lanes + 8 * v), acc);
         _mm256_storeu_ps(table + k * lanes + 8 * v, acc);
       }
     }

@@ -148,8 +148,8 @@ TEST_F(PackedLinearTest, OneByOneConvWeightsAreLinear) {
 
 TEST_F(PackedLinearTest, BytesCountTheResidentWeight) {
   const qnoise::PackedPqLinear pq(random_pq(16, 64, 8, 256, 1));
-  // codes, centroids and their transpose, and their int8-table form
-  EXPECT_EQ(pq.bytes(), 16 * 8 + 2 * 256 * 8 * 4 + 256 * 8);
+  // codes, the centroids (transposed) and their int8-table form
+  EXPECT_EQ(pq.bytes(), 16 * 8 + 256 * 8 * 4 + 256 * 8);
   const qnoise::PackedInt4Linear int4(qnoise::compress_scalar(torch::randn({16, 64}), 4));
   EXPECT_EQ(int4.bytes(), 16 * 32 + 16 * 8);
 }
