@@ -47,11 +47,12 @@ const char* to_string(KernelPath path);
 //    PyTorch's fbgemm with reduce_range) and multiplied with the codes in integers (vpmaddubsw, or
 //    one vpdpbusd per 32 codes with AVX-512 VNNI), at the cost of the activations' rounding (half a
 //    step of max|x| / 63 per input);
-//  * PQ weights: the lookup tables of each group of blocks are rounded to one byte (a step per
-//    group, an offset per block) and looked up 64 codes at a time (AVX-512 VBMI), at the cost of
-//    half a step per block. On the AVX2 path, which has no fast byte lookups, and in layers with
-//    fewer than 2K output rows, where the tables cost more than the lookups, PQ layers keep float
-//    tables.
+//  * PQ weights: each block of d inputs is quantized to 8 bits with a power-of-two scale, the
+//    lookup tables are integer products with the codebook's 8-bit form (AVX-512 VNNI), rounded to
+//    one byte per entry with a power-of-two step per group of blocks, and looked up 64 codes at a
+//    time (AVX-512 VBMI); exact definition in src/runtime/pq_lut_kernels.h. On the AVX2 path,
+//    which has no fast byte lookups, and in layers with fewer than 2K output rows, where the
+//    tables cost more than the lookups, PQ layers keep float tables.
 // The environment variable QNOISE_ACTIVATIONS=int8|float sets the initial choice.
 void set_int8_activations(bool enabled);
 bool int8_activations();
@@ -117,7 +118,7 @@ class PackedPqLinear : public PackedLinearBase {
   int64_t n_centroids_;   // K
   int64_t group_blocks_;  // blocks per group (see pq_lut_kernels.h)
   int64_t out_padded_;
-  std::vector<uint8_t> codes_;        // interleaved, see pq_lut_kernels.h
+  std::vector<uint8_t> codes_;        // in groups of blocks and chunks of 64 rows, see pq_lut_kernels.h
   std::vector<float> centroids_t_;    // the codebook transposed, [d][K rounded up to 8], zero padded
   std::vector<uint8_t> centroids_q_;  // int8-table form, see pq_lut_kernels.h
   float centroid_scale_ = 0.0f;

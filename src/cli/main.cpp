@@ -38,8 +38,7 @@ int main(int argc, char** argv) {
   app.add_option("--activations", activations,
                  "float, or int8: int8 and int4 layers quantize their activations to 7-bit integers and multiply "
                  "in integers, PQ layers build integer tables rounded to bytes (with AVX-512; faster, rounds "
-                 "activations; default "
-                 "float, or $QNOISE_ACTIVATIONS)")
+                 "activations; default float, or $QNOISE_ACTIVATIONS)")
       ->check(CLI::IsMember({"float", "int8"}));
   app.require_subcommand(1);
   std::vector<qnoise::cli::Command> commands = {qnoise::cli::add_demo_command(app),

@@ -108,12 +108,14 @@ __attribute__((always_inline)) inline float pq_power_of_two(int e) {
   return f;
 }
 // e_j of a block whose largest |x| is a (finite, >= kPqSmallestBlock): from a's exponent E and
-// mantissa m in [1, 2), a <= 127 * 2^(E - 6) exactly when m <= 127 / 64.
+// mantissa m in [1, 2), a <= 127 * 2^(E - 6) exactly when m <= 127 / 64, i.e. when m's 23 stored
+// bits are at most kPqMantissa127Over64. (The AVX-512 kernel does the same on 16 lanes.)
 constexpr float kPqSmallestBlock = 0x1p-100f;
+constexpr uint32_t kPqMantissa127Over64 = 0x7E0000;  // (127 / 64 - 1) * 2^23
 __attribute__((always_inline)) inline int pq_block_exponent(float a) {
   uint32_t bits;
   __builtin_memcpy(&bits, &a, 4);
-  return static_cast<int>(bits >> 23) - 127 - 6 + ((bits & 0x7FFFFF) > 0x7E0000 ? 1 : 0);
+  return static_cast<int>(bits >> 23) - 127 - 6 + ((bits & 0x7FFFFF) > kPqMantissa127Over64 ? 1 : 0);
 }
 // t_j of a block's table range (hi - lo >= 1).
 __attribute__((always_inline)) inline int pq_table_shift(uint32_t range) {

@@ -37,7 +37,7 @@ inline __m512i block_exponents(__m512 largest, __mmask16* quantized) {
                _mm512_cmp_ps_mask(largest, _mm512_set1_ps(__builtin_inff()), _CMP_LT_OQ);
   const __m512i exponents = _mm512_sub_epi32(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(127 + 6));
   const __mmask16 round_up =
-      _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFF)), _mm512_set1_epi32(0x7E0000));
+      _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, _mm512_set1_epi32(0x7FFFFF)), _mm512_set1_epi32(kPqMantissa127Over64));
   return _mm512_maskz_mov_epi32(*quantized, _mm512_mask_add_epi32(exponents, round_up, exponents, _mm512_set1_epi32(1)));
 }
 

@@ -7,7 +7,6 @@
 #include <cstdint>
 
 #define QNOISE_UNROLL _Pragma("GCC unroll 16")
-#define QNOISE_UNROLL_4 _Pragma("GCC unroll 4")
 
 namespace qnoise::kernels {
 namespace {

@@ -83,10 +83,11 @@ TEST_F(PackedLinearTest, PqHandWorkedExample) {
 
 TEST_F(PackedLinearTest, PqMatchesReferenceOnRaggedShapes) {
   // (out, in, d, K): d = 4/8/16 fast paths and 5/9 generic; out not a multiple of 8; several and
-  // ragged block groups (16 blocks per group at K = 256); K < 256.
+  // ragged block groups (16 blocks per group at K = 256); K < 256; out a multiple of 8 with several
+  // groups (at batch 1 the first thread's part sums into y and the others are added to it).
   const std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t>> shapes = {
       {1, 8, 4, 3}, {13, 36, 9, 17}, {8, 64, 8, 256}, {17, 48, 16, 200}, {100, 96, 4, 256},
-      {37, 296, 8, 256}, {9, 40, 5, 7}, {70, 512, 4, 64}, {3, 144, 16, 256}};
+      {37, 296, 8, 256}, {9, 40, 5, 7}, {70, 512, 4, 64}, {3, 144, 16, 256}, {72, 520, 8, 256}};
   uint64_t seed = 0;
   for (const auto& [out, in, d, k] : shapes) {
     const qnoise::PackedPqLinear layer(random_pq(out, in, d, k, ++seed));
