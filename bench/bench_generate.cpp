@@ -174,7 +174,7 @@ void run_side(const Options& options) {
                                               (layers ? layers->resident_bytes() : 0)) / 1e6},
                               {"float_weights_mb", float_bytes / 1e6},
                               {"checksum", context.sum().item<int64_t>()},
-                              {"openmp_workers", qnoise::openmp_workers_spin() ? "spin" : "sleep"},
+                              {"packed_workers", qnoise::packed_workers_spin() ? "spin" : "sleep"},
                               {"generated", std::vector<int64_t>(context.data_ptr<int64_t>() + options.prompt,
                                                                  context.data_ptr<int64_t>() + context.numel())}}
                    .dump()
@@ -240,7 +240,7 @@ int main(int argc, char** argv) {
                   (*side)["model_rss_mb"].get<double>(), (*side)["model_anon_mb"].get<double>(),
                   (*side)["end_rss_mb"].get<double>(), (*side)["peak_model_rss_mb"].get<double>(),
                   (*side)["peak_rss_mb"].get<double>(), (*side)["kernel_mb"].get<double>(),
-                  (*side)["weights_mb"].get<double>(), (*side)["openmp_workers"].get<std::string>().c_str());
+                  (*side)["weights_mb"].get<double>(), (*side)["packed_workers"].get<std::string>().c_str());
     auto ratio = [&](const char* key) { return c[key].get<double>() / f[key].get<double>(); };
     std::printf("tokens/s ratio (compressed / float): %.2f; against float-mv: %.2f\n", ratio("tokens_per_second"),
                 c["tokens_per_second"].get<double>() / m["tokens_per_second"].get<double>());

@@ -14,7 +14,7 @@
 // One thread count per run; OpenBLAS ignores at::set_num_threads, so pin it with the environment:
 //   OPENBLAS_NUM_THREADS=1 build/bench/bench_linear_kernels --threads 1
 //   OPENBLAS_NUM_THREADS=2 build/bench/bench_linear_kernels --threads 2 [--spin]
-// --spin: OpenMP workers spin briefly between calls instead of sleeping, as in `qnoise generate`
+// --spin: the packed layers' workers spin briefly between calls instead of sleeping, as in `qnoise generate`
 // (process_tuning.h), and the packed layers split smaller layers over threads.
 // --sweep adds the paths the drivers do not choose (PQ via decoded-tile GEMM, int8/int4 matvec per
 // batch row instead of the GEMM) so the switch points in src/runtime/linear_tuning.h can be checked.
@@ -30,6 +30,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "qnoise/compressed_weight.h"
@@ -44,6 +45,14 @@ constexpr int kRepetitions = 7;
 constexpr int kColdIterations = 20;
 
 bool g_cold = false;
+
+// OpenBLAS's threads busy-wait for work after each call, about 2^28 cycles (OPENBLAS_THREAD_TIMEOUT,
+// ~0.1 s here), before they sleep: measured at 2 threads, 1024x1024 PQ d = 8 with int8 tables took
+// 10.6 us right after torch::mv against 7.4 with them asleep. A process running only the compressed
+// model has them asleep (its layers do not call the BLAS at batch 1), so a packed kernel timed right
+// after a float one first waits them out.
+bool g_blas_threads_may_spin = false;
+constexpr auto kBlasSpinWait = std::chrono::milliseconds(250);
 
 // Runs `call` once per benchmark iteration; with --cold, after evicting the caches and timing
 // only the call.
@@ -103,6 +112,7 @@ void float_layer(benchmark::State& state, int64_t n, int64_t batch) {
     else
       benchmark::DoNotOptimize(torch::mm(x, l.weight.t()).data_ptr());
   });
+  g_blas_threads_may_spin = true;
 }
 
 enum class Variant { Chosen, Gemm, NoGemm };
@@ -120,10 +130,15 @@ void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::
   qnoise::set_int8_activations(kind.find("_a8") != std::string::npos);
   const auto x = torch::randn({batch, n});
   auto y = torch::empty({batch, n});
+  if (g_blas_threads_may_spin) std::this_thread::sleep_for(kBlasSpinWait);
+  g_blas_threads_may_spin = false;
   timed_loop(state, [&] {
     layer->forward(x.data_ptr<float>(), batch, y.data_ptr<float>());
     benchmark::DoNotOptimize(y.data_ptr());
   });
+  // int8/int4 at large batches decode tiles for the BLAS GEMM (PQ never does on these shapes).
+  const bool scalar = kind.rfind("int", 0) == 0 && kind.find("_a8") == std::string::npos;
+  g_blas_threads_may_spin = variant == Variant::Gemm || (scalar && batch >= tuning.scalar_gemm_min_batch);
   qnoise::set_int8_activations(false);
   tuning = saved;
 }
@@ -229,10 +244,10 @@ int main(int argc, char** argv) {
   at::set_num_threads(threads);
   const char* openblas = std::getenv("OPENBLAS_NUM_THREADS");
   std::printf("threads %d (at::get_num_threads() = %d), OPENBLAS_NUM_THREADS = %s, kernels: %s, caches: %s, "
-              "OpenMP workers between calls: %s (min_work_per_thread %lld)\n",
+              "packed-layer workers between calls: %s (min_work_per_thread %lld)\n",
               threads, at::get_num_threads(), openblas ? openblas : "(unset: OpenBLAS uses every core)",
               qnoise::to_string(qnoise::kernel_path()), g_cold ? "evicted before each call" : "warm",
-              qnoise::openmp_workers_spin() ? "spin" : "sleep",
+              qnoise::packed_workers_spin() ? "spin" : "sleep",
               static_cast<long long>(qnoise::runtime::linear_tuning().min_work_per_thread));
   for (int64_t n : {4096, 1024}) layers(n);  // build outside the timed runs
   register_benchmarks(sweep);

@@ -8,11 +8,13 @@ namespace qnoise {
 //    tick (measured on 2 cores: a 16 MB tensor copy took 8 ms instead of 1.4 ms). libgomp reads
 //    OMP_WAIT_POLICY only when it loads, so this sets it to "passive" and restarts the program
 //    once (execv of /proc/self/exe). A value the user set is left alone.
-//    ThreadWaiting::BriefSpin (generating text from a compressed model: small layers back to back,
-//    each split over threads, little OpenBLAS) also sets GOMP_SPINCOUNT so that the workers spin
-//    briefly before sleeping: waking a sleeping worker costs more than a 1024-wide layer's work
-//    (docs/performance.md, "Workers that spin"). The packed layers then split smaller layers
-//    (runtime::linear_tuning()).
+//    ThreadWaiting::BriefSpin (generating text from a compressed model: small layers back to back)
+//    also sets QNOISE_WORKER_WAIT=spin (unless set): the packed layers' own worker threads
+//    (src/runtime/worker_pool.h) then spin for a moment after each call instead of sleeping, since
+//    waking a sleeping thread costs more than a 1024-wide layer's work, and the packed layers split
+//    smaller layers over threads (runtime::linear_tuning()). OpenMP's workers stay passive: at
+//    batch 1 libtorch's own operations between the layers rarely use them, and spinning they
+//    would take the cores from ours (docs/performance.md, "Workers that spin").
 // 2. glibc hands large freed blocks back to the kernel and faults fresh pages in on the next
 //    allocation; a training step allocates the same large tensors every time (measured: 13,000
 //    page faults and +50% backward time per step of a 1024-4096-1024 MLP). Raise the mmap and
@@ -20,8 +22,8 @@ namespace qnoise {
 enum class ThreadWaiting { Passive, BriefSpin };
 void tune_process(char** argv, ThreadWaiting waiting = ThreadWaiting::Passive);
 
-// Whether libgomp's workers spin after a parallel region, read from the environment as libgomp
-// does: GOMP_SPINCOUNT other than 0 whatever the policy; without it, any policy but passive.
-bool openmp_workers_spin();
+// Whether the packed layers' workers spin between calls: QNOISE_WORKER_WAIT is "spin" (or "sleep",
+// the default when unset). Throws qnoise::Error naming any other value.
+bool packed_workers_spin();
 
 }  // namespace qnoise

@@ -79,7 +79,7 @@ namespace runtime {
 LinearTuning& linear_tuning() {
   static LinearTuning tuning = [] {
     LinearTuning t;
-    if (openmp_workers_spin()) t.use_spinning_workers();
+    if (packed_workers_spin()) t.use_spinning_workers();
     return t;
   }();
   return tuning;

@@ -24,22 +24,16 @@ struct LinearTuning {
   // Floats of one decoded tile of W (rows * in): a slice of the L3 cache.
   int64_t gemm_tile_floats = 1 << 20;
   // Below this many multiply-adds (or table lookups) per thread a call stays on fewer threads:
-  // waking a sleeping OpenMP thread (OMP_WAIT_POLICY=passive, process_tuning.h) costs tens of
-  // microseconds. Measured on an idle machine at 2^17: 1024x1024 at batch 1 took 65 us on 2
+  // waking a sleeping worker (the default, worker_pool.h) costs tens of microseconds. Measured on
+  // an idle machine at 2^17 with OpenMP's sleeping workers: 1024x1024 at batch 1 took 65 us on 2
   // threads against 37 on 1 (PQ d = 8: 0.4 M units of work; int8: 1 M), while 4096x4096 gained
   // (439 -> 292 us; 3.1 M and 16.8 M). 2^20 keeps the first on one thread and splits the second.
   int64_t min_work_per_thread = 1 << 20;
 
-  // The defaults when OpenMP's workers spin briefly between calls (ThreadWaiting::BriefSpin, as in
-  // `qnoise generate`; measured on 2 threads): waking costs little, so 2^17 units of work per
-  // thread (1024x1024 int8 with int8 activations 13.2 -> 7.3 us); and no decoded-tile GEMM, whose
-  // OpenBLAS threads then lose their core to our spinning worker after each tile's decoding
-  // (float time / ours, 4096x4096 int8 at batch 64: 0.65 with the GEMM against 0.80 per batch row;
-  // PQ through the GEMM 0.57 against 2.4 with its tables).
-  void use_spinning_workers() {
-    min_work_per_thread = int64_t{1} << 17;
-    scalar_gemm_min_batch = pq_small_out_gemm_min_batch = int64_t{1} << 40;
-  }
+  // With workers that spin briefly between calls (QNOISE_WORKER_WAIT=spin, as in `qnoise
+  // generate`) handing out work costs little, so 2^17 units of work per thread (1024x1024 int8
+  // with int8 activations 13.2 -> 7.3 us on 2 threads, measured with OpenMP's spinning workers).
+  void use_spinning_workers() { min_work_per_thread = int64_t{1} << 17; }
 };
 
 LinearTuning& linear_tuning();

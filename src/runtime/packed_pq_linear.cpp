@@ -7,7 +7,7 @@
 // when there are fewer block groups than threads. Int8 tables (int8 activations) are built one
 // batch row at a time, so for more than one row the threads split the batch rows instead.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
+#include <ATen/Parallel.h>  // at::get_num_threads
 
 #include <algorithm>
 #include <cmath>
@@ -19,6 +19,7 @@
 #include "runtime/linear_tuning.h"
 #include "runtime/pq_lut_kernels.h"
 #include "runtime/tiled_gemm.h"
+#include "runtime/worker_pool.h"
 
 namespace qnoise {
 
@@ -175,10 +176,13 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
     // Threads split the batch rows; each row's groups are summed in order by one thread.
     const int64_t scratch_floats = kernels::pq_int8_scratch_bytes(w) / 4 + out_padded_;
     const int64_t work_per_row = out_padded_ * n_blocks_ + n_centroids_ * in_;
-    at::parallel_for(0, batch, std::max<int64_t>(1, tuning.min_work_per_thread / work_per_row), [&](int64_t b0, int64_t b1) {
-      std::vector<float> scratch(static_cast<size_t>(scratch_floats));
+    const int64_t parts = std::max<int64_t>(
+        1, std::min<int64_t>(threads, batch * work_per_row / std::max<int64_t>(1, tuning.min_work_per_thread)));
+    runtime::run_parts(parts, [&](int64_t p) {
+      thread_local std::vector<float> scratch;
+      scratch.resize(static_cast<size_t>(scratch_floats));
       float* partial = scratch.data() + scratch_floats - out_padded_;
-      for (int64_t b = b0; b < b1; ++b) {
+      for (int64_t b = p * batch / parts; b < (p + 1) * batch / parts; ++b) {
         std::fill(partial, partial + out_padded_, 0.0f);
         for (int64_t group = 0; group < n_groups; ++group)
           int8_kernel(w, group, 0, out_padded_, x + b * in_, reinterpret_cast<uint8_t*>(scratch.data()), partial);
@@ -221,20 +225,18 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
         for (int64_t b = 0; b < lanes; ++b) xt[i * lanes + b] = b < n ? x_chunk[b * in_ + i] : 0.0f;
     }
     const float* activations = lanes == 1 ? x_chunk : xt;
-    at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        for (int64_t t = p * n_tasks / parts; t < (p + 1) * n_tasks / parts; ++t) {
-          const int64_t group = t / row_parts, slice = t % row_parts;
-          const int64_t g0 = slice * row_groups / row_parts, g1 = (slice + 1) * row_groups / row_parts;
-          float* part_tables = tables + p * table_floats;
-          float* partial = partial_of(p);
-          if (int8_tables)
-            int8_kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations,
-                        reinterpret_cast<uint8_t*>(part_tables), partial);
-          else
-            float_kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations, lanes,
-                         part_tables, partial);
-        }
+    runtime::run_parts(parts, [&](int64_t p) {
+      for (int64_t t = p * n_tasks / parts; t < (p + 1) * n_tasks / parts; ++t) {
+        const int64_t group = t / row_parts, slice = t % row_parts;
+        const int64_t g0 = slice * row_groups / row_parts, g1 = (slice + 1) * row_groups / row_parts;
+        float* part_tables = tables + p * table_floats;
+        float* partial = partial_of(p);
+        if (int8_tables)
+          int8_kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations,
+                      reinterpret_cast<uint8_t*>(part_tables), partial);
+        else
+          float_kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations, lanes,
+                       part_tables, partial);
       }
     });
     if (into_y) {

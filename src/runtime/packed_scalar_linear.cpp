@@ -1,7 +1,7 @@
 // int8 / int4 Linear layers: repacking, work split over output rows, and the switch to the
 // decoded-tile GEMM for large batches.
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
+#include <ATen/Parallel.h>  // at::get_num_threads
 
 #include <algorithm>
 #include <vector>
@@ -12,6 +12,7 @@
 #include "runtime/linear_tuning.h"
 #include "runtime/scalar_linear_kernels.h"
 #include "runtime/tiled_gemm.h"
+#include "runtime/worker_pool.h"
 
 namespace qnoise {
 
@@ -106,11 +107,11 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
   }
   const int64_t parts = std::max<int64_t>(
       1, std::min<int64_t>(at::get_num_threads(), out_ * in_ * batch / tuning.min_work_per_thread));
-  const int64_t grain = (out_ + parts - 1) / parts;
   const int64_t chunk_rows = std::max<int64_t>(4, kChunkBytes / row_bytes_ / 4 * 4);
   // row_product(b, r0, r1, y_b) computes outputs [r0, r1) of batch row b; threads split the rows.
   auto run_rows = [&](const auto& row_product) {
-    at::parallel_for(0, out_, grain, [&](int64_t r0, int64_t r1) {
+    runtime::run_parts(parts, [&](int64_t p) {
+      const int64_t r0 = p * out_ / parts, r1 = (p + 1) * out_ / parts;
       for (int64_t c0 = r0; c0 < r1; c0 += chunk_rows) {
         const int64_t c1 = std::min(r1, c0 + chunk_rows);
         for (int64_t b = 0; b < batch; ++b) {

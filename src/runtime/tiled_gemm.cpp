@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "runtime/linear_tuning.h"
+#include "runtime/worker_pool.h"
 
 namespace qnoise::runtime {
 
@@ -20,9 +21,13 @@ void tiled_gemm(const float* x, int64_t batch, int64_t in, int64_t out, const De
   float* buffer = tile.data();
   for (int64_t r0 = 0; r0 < out; r0 += tile_rows) {
     const int64_t rows = std::min(tile_rows, out - r0);
-    at::parallel_for(r0, r0 + rows, 16, [&](int64_t begin, int64_t end) {
+    // The workers sleep as soon as the tile is decoded: spinning, they would take the cores the
+    // BLAS threads need for the product.
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / 16));
+    run_parts(parts, [&](int64_t p) {
+      const int64_t begin = r0 + p * rows / parts, end = r0 + (p + 1) * rows / parts;
       decode(begin, end, buffer + (begin - r0) * in);
-    });
+    }, IdleWorkers::Sleep);
     const at::Tensor w_tile = at::from_blob(buffer, {rows, in}, float_options);
     // y[:, r0:r0+rows] is a row-major view with leading dimension `out`: BLAS writes it in place.
     at::Tensor y_view = at::from_blob(y + r0, {batch, rows}, {out, 1}, float_options);

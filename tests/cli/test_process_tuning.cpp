@@ -1,11 +1,12 @@
-// openmp_workers_spin() reads libgomp's waiting from the environment as libgomp does: a spin count
-// other than 0 spins whatever the policy; without one, only the passive policy sleeps at once.
+// packed_workers_spin() reads QNOISE_WORKER_WAIT: spin or sleep (the default), anything else named
+// in an error; tune_process(BriefSpin) sets it to spin unless the user chose.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <optional>
 #include <string>
 
+#include "qnoise/error.h"
 #include "qnoise/process_tuning.h"
 
 namespace {
@@ -28,21 +29,43 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
-bool spins(std::optional<std::string> policy, std::optional<std::string> count) {
-  ScopedEnv p("OMP_WAIT_POLICY", std::move(policy));
-  ScopedEnv c("GOMP_SPINCOUNT", std::move(count));
-  return qnoise::openmp_workers_spin();
+bool spins(std::optional<std::string> wait) {
+  ScopedEnv w("QNOISE_WORKER_WAIT", std::move(wait));
+  return qnoise::packed_workers_spin();
 }
 
 }  // namespace
 
-TEST(ProcessTuning, OpenMpWorkersSpinUnlessPassiveWithoutASpinCount) {
-  EXPECT_FALSE(spins("passive", std::nullopt));
-  EXPECT_FALSE(spins("PASSIVE", "0"));
-  EXPECT_TRUE(spins("passive", "20000"));  // BriefSpin: the count overrides the policy
-  EXPECT_TRUE(spins("passive", "10k"));
-  EXPECT_TRUE(spins("active", std::nullopt));
-  EXPECT_TRUE(spins("Active", std::nullopt));
-  EXPECT_TRUE(spins(std::nullopt, std::nullopt));  // libgomp's default spins 300,000 times
-  EXPECT_FALSE(spins(std::nullopt, "0"));
+TEST(ProcessTuning, PackedWorkersSpinOnlyWhenAskedTo) {
+  EXPECT_TRUE(spins("spin"));
+  EXPECT_FALSE(spins("sleep"));
+  EXPECT_FALSE(spins(std::nullopt));
+  EXPECT_FALSE(spins(""));
+  try {
+    spins("active");
+    FAIL() << "an unknown value was accepted";
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("QNOISE_WORKER_WAIT='active'"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ProcessTuning, BriefSpinAsksForSpinningWorkersUnlessTheUserChose) {
+  // OMP_WAIT_POLICY set: tune_process does not restart the program.
+  ScopedEnv policy("OMP_WAIT_POLICY", "passive");
+  char* argv[] = {nullptr};
+  {
+    ScopedEnv wait("QNOISE_WORKER_WAIT", std::nullopt);
+    qnoise::tune_process(argv, qnoise::ThreadWaiting::BriefSpin);
+    EXPECT_TRUE(qnoise::packed_workers_spin());
+  }
+  {
+    ScopedEnv wait("QNOISE_WORKER_WAIT", "sleep");
+    qnoise::tune_process(argv, qnoise::ThreadWaiting::BriefSpin);
+    EXPECT_FALSE(qnoise::packed_workers_spin());
+  }
+  {
+    ScopedEnv wait("QNOISE_WORKER_WAIT", std::nullopt);
+    qnoise::tune_process(argv, qnoise::ThreadWaiting::Passive);
+    EXPECT_FALSE(qnoise::packed_workers_spin());
+  }
 }
