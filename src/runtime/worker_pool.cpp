@@ -24,9 +24,12 @@ constexpr auto kSpinTime = std::chrono::microseconds(300);
 
 thread_local bool t_inside_part = false;
 
+constexpr uint64_t kClosed = 0xffffffffu;  // a claim's part index while its call is being set up
+
 // One call at a time. A call is published by bumping `generation_`; its parts are claimed through
 // `claim_`, which holds the generation in its high half and the next part index in its low half,
-// so a worker that wakes late cannot claim a part of a call that has already finished.
+// so a worker that wakes late cannot claim a part of a call that has already finished. Parts <
+// 2^32 - 1 (kClosed).
 class WorkerPool {
  public:
   ~WorkerPool() {
@@ -44,13 +47,17 @@ class WorkerPool {
       const int index = static_cast<int>(threads_.size());
       threads_.emplace_back([this, index] { work(index); });
     }
+    // Close the previous call's claims before changing what they refer to: a worker that read
+    // the old claim and then this call's part count must fail its compare-exchange, not run a
+    // part of this call under the old generation (the first version did: a part ran twice).
+    const uint32_t generation = generation_.load() + 1;
+    claim_.store(uint64_t{generation} << 32 | kClosed);
     part_ = &part;
     parts_.store(parts);
     done_.store(0);
     participants_.store(static_cast<int>(threads - 1));
     spin_after_.store(idle == IdleWorkers::AsConfigured && spin_configured_);
     error_ = nullptr;
-    const uint32_t generation = generation_.load() + 1;
     claim_.store(uint64_t{generation} << 32);
     generation_.store(generation);
     if (sleepers_.load() > 0) {
