@@ -7,11 +7,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include "qnoise/error.h"
 #include "qnoise/process_tuning.h"
 
 namespace qnoise::runtime {
@@ -19,7 +19,8 @@ namespace qnoise::runtime {
 namespace {
 
 // How long an idle worker spins for the next call before it sleeps, when workers spin: longer than
-// the gap between two layers of a token (attention and norms in between: tens of microseconds).
+// the gap between two layers of a token (attention and norms in between: tens of microseconds);
+// chosen, not tuned (2-thread timings on this machine vary more than a tuning run could resolve).
 constexpr auto kSpinTime = std::chrono::microseconds(300);
 
 thread_local bool t_inside_part = false;
@@ -138,6 +139,7 @@ class WorkerPool {
 }  // namespace
 
 void run_parts(int64_t parts, PartFunction part, IdleWorkers idle) {
+  QNOISE_CHECK(parts >= 0 && static_cast<uint64_t>(parts) < kClosed, "run_parts: ", parts, " parts");
   const int64_t threads = std::min<int64_t>(parts, at::get_num_threads());
   static std::mutex caller;
   std::unique_lock<std::mutex> only_caller(caller, std::try_to_lock);

@@ -23,9 +23,9 @@ class PackedLinearTest : public ::testing::Test {
   void SetUp() override {
     saved_tuning_ = qnoise::runtime::linear_tuning();
     saved_threads_ = at::get_num_threads();
-    // The defaults with sleeping OpenMP workers whatever this process's environment (a test
-    // binary does not call tune_process, and libgomp's own default spins), then split even the
-    // small test shapes over threads, so both code paths of the driver run.
+    // The defaults with sleeping workers whatever this process's environment (ctest runs these
+    // tests again with QNOISE_WORKER_WAIT=spin), then split even the small test shapes over
+    // threads, so both code paths of the driver run.
     qnoise::runtime::linear_tuning() = qnoise::runtime::LinearTuning{};
     qnoise::runtime::linear_tuning().min_work_per_thread = 1;
   }
