@@ -45,8 +45,10 @@ class WorkerPool {
 
   void run(int64_t parts, PartFunction part, IdleWorkers idle, int64_t threads) {
     while (static_cast<int64_t>(threads_.size()) < threads - 1) {
+      // The worker starts from the generation before this call's, so it takes part in this call
+      // however late it starts.
       const int index = static_cast<int>(threads_.size());
-      threads_.emplace_back([this, index] { work(index); });
+      threads_.emplace_back([this, index, seen = generation_.load()] { work(index, seen); });
     }
     // Close the previous call's claims before changing what they refer to: a worker that read
     // the old claim and then this call's part count must fail its compare-exchange, not run a
@@ -93,8 +95,7 @@ class WorkerPool {
     }
   }
 
-  void work(int index) {
-    uint32_t seen = generation_.load();
+  void work(int index, uint32_t seen) {
     bool spin = false;
     for (;;) {
       if (spin) {
