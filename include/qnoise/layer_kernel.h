@@ -22,7 +22,10 @@ class LayerKernel {
   virtual at::Tensor forward(const at::Tensor& input) const = 0;
   // x W^T without bias, for an embedding table used as a (tied) output layer.
   virtual at::Tensor linear(const at::Tensor& input) const = 0;
-  // The float weight, decoded (for the rare uses that need it whole, e.g. a transposed product).
+  // x W without bias (x [..., out] -> [..., in]): a Linear weight used transposed, as a tied
+  // output projection. This default decodes the weight whole.
+  virtual at::Tensor transposed_linear(const at::Tensor& input) const;
+  // The float weight, decoded (for the rare uses that need it whole).
   virtual at::Tensor weight() const = 0;
   // Bytes the kernel keeps in memory.
   virtual int64_t resident_bytes() const = 0;
@@ -44,6 +47,8 @@ at::Tensor run_layer(ModuleHolder&& layer, const at::Tensor& x) {
 
 // x W^T for the layer's weight W, without bias (tied output layers).
 at::Tensor tied_linear(const torch::nn::Module& layer, const at::Tensor& weight, const at::Tensor& x);
+// x W for the layer's weight W [out, in] (a Linear weight used transposed).
+at::Tensor transposed_linear(const torch::nn::Module& layer, const at::Tensor& weight, const at::Tensor& x);
 
 // The layer's float weight: `weight` itself, or decoded by its kernel.
 at::Tensor layer_weight(const torch::nn::Module& layer, const at::Tensor& weight);

@@ -75,11 +75,16 @@ class PackedLinearBase {
   // Rows `indices` (an integer tensor of any shape, values in [0, out)) of that weight, [n, in]:
   // lookups in an embedding table kept only in its packed form. Throws qnoise::Error on bad indices.
   at::Tensor decode_rows(const at::Tensor& indices) const;
+  // x W for x float32 [batch, out] or [out]: the product with the transposed weight, [batch, in]
+  // or [in] (a tied output projection), without decoding the whole weight.
+  at::Tensor transposed_forward(const at::Tensor& x) const;
 
  protected:
   PackedLinearBase(int64_t out, int64_t in) : out_(out), in_(in) {}
   // Row `row` of the float weight into out[0, in).
   virtual void decode_row(int64_t row, float* out) const = 0;
+  // y[batch, in] += x[batch, out] W. This default decodes one row of W at a time.
+  virtual void transposed_product(const float* x, int64_t batch, float* y) const;
   using RawForward = std::function<void(const float* x, int64_t batch, float* y, const float* bias)>;
   // Checks x and bias, then runs `run` on contiguous float buffers.
   at::Tensor forward_tensor(const at::Tensor& x, const at::Tensor& bias, const RawForward& run) const;
@@ -109,6 +114,8 @@ class PackedPqLinear : public PackedLinearBase {
 
  protected:
   void decode_row(int64_t row, float* out) const override;
+  // Per block: the inputs summed by code (out adds), then K * d multiply-adds with the codebook.
+  void transposed_product(const float* x, int64_t batch, float* y) const override;
 
  private:
   kernels::PqLutWeight lut_view() const;  // the kernels' view of the members below

@@ -121,7 +121,7 @@ at::Tensor AdaptiveSoftmaxImpl::tail_logits(size_t j, const at::Tensor& hidden) 
     return run_layer(tail_out[j], reduced);
   }
   // projections.(j+1).weight is [d_model, d_i]: hidden @ it is the transposed (tied) projection.
-  auto reduced = torch::matmul(hidden, layer_weight(*input_->projections[j + 1], input_->projections[j + 1]->weight));
+  auto reduced = transposed_linear(*input_->projections[j + 1], input_->projections[j + 1]->weight, hidden);
   return tied_linear(*input_->embeddings[j + 1], input_->embeddings[j + 1]->weight, reduced);
 }
 

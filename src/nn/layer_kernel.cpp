@@ -43,6 +43,13 @@ at::Tensor tied_linear(const torch::nn::Module& layer, const at::Tensor& weight,
   return at::linear(x, weight);
 }
 
+at::Tensor LayerKernel::transposed_linear(const at::Tensor& input) const { return at::matmul(input, weight()); }
+
+at::Tensor transposed_linear(const torch::nn::Module& layer, const at::Tensor& weight, const at::Tensor& x) {
+  if (const LayerKernel* kernel = layer_kernel(layer)) return kernel->transposed_linear(x);
+  return at::matmul(x, weight);
+}
+
 at::Tensor layer_weight(const torch::nn::Module& layer, const at::Tensor& weight) {
   if (const LayerKernel* kernel = layer_kernel(layer)) return kernel->weight();
   return weight;

@@ -50,6 +50,16 @@ at::Tensor PackedLinearKernel::forward(const at::Tensor& input) const { return a
 
 at::Tensor PackedLinearKernel::linear(const at::Tensor& input) const { return apply(input, at::Tensor()); }
 
+at::Tensor PackedLinearKernel::transposed_linear(const at::Tensor& input) const {
+  if (conv_) return LayerKernel::transposed_linear(input);
+  const int64_t out = packed_->out_features();
+  QNOISE_CHECK(input.dim() >= 1 && input.size(-1) == out, "Linear with ", out, " outputs used transposed: input ",
+               input.sizes(), " does not end in ", out);
+  std::vector<int64_t> shape = input.sizes().vec();
+  shape.back() = packed_->in_features();
+  return packed_->transposed_forward(input.reshape({-1, out})).view(shape);
+}
+
 at::Tensor PackedLinearKernel::weight() const { return packed_->decode().reshape(weight_shape_); }
 
 int64_t PackedLinearKernel::resident_bytes() const {

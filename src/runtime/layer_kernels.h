@@ -25,6 +25,7 @@ class PackedLinearKernel : public LayerKernel {
                      bool conv);
   at::Tensor forward(const at::Tensor& input) const override;
   at::Tensor linear(const at::Tensor& input) const override;
+  at::Tensor transposed_linear(const at::Tensor& input) const override;
   at::Tensor weight() const override;
   int64_t resident_bytes() const override;
 

@@ -1,6 +1,8 @@
 // The at::Tensor forward shared by the packed Linear types.
 #include <ATen/ATen.h>
 
+#include <vector>
+
 #include "qnoise/error.h"
 #include "qnoise/packed_linear.h"
 #include "runtime/linear_shape.h"
@@ -41,6 +43,29 @@ at::Tensor PackedLinearBase::decode_rows(const at::Tensor& indices) const {
   float* dst = out.data_ptr<float>();
   for (int64_t r = 0; r < n; ++r) decode_row(rows[r], dst + r * in_);
   return out;
+}
+
+at::Tensor PackedLinearBase::transposed_forward(const at::Tensor& x) const {
+  QNOISE_CHECK(x.defined() && (x.dim() == 1 || x.dim() == 2) && x.size(-1) == out_,
+               "packed Linear [", out_, ", ", in_, "]: transposed input must be [batch, ", out_, "] or [", out_,
+               "], got ", x.defined() ? shape_to_string(x.sizes().vec()) : "none");
+  QNOISE_CHECK(x.scalar_type() == at::kFloat && x.device().is_cpu(), "packed Linear: input must be float32 on the CPU");
+  const at::Tensor input = x.dim() == 1 ? x.unsqueeze(0).contiguous() : x.contiguous();
+  at::Tensor y = at::zeros({input.size(0), in_}, input.options());
+  transposed_product(input.data_ptr<float>(), input.size(0), y.data_ptr<float>());
+  return x.dim() == 1 ? y.squeeze(0) : y;
+}
+
+void PackedLinearBase::transposed_product(const float* x, int64_t batch, float* y) const {
+  std::vector<float> row(static_cast<size_t>(in_));
+  for (int64_t o = 0; o < out_; ++o) {
+    decode_row(o, row.data());
+    for (int64_t b = 0; b < batch; ++b) {
+      const float scale = x[b * out_ + o];
+      float* yb = y + b * in_;
+      for (int64_t i = 0; i < in_; ++i) yb[i] += scale * row[static_cast<size_t>(i)];
+    }
+  }
 }
 
 }  // namespace qnoise

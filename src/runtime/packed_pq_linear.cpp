@@ -122,6 +122,34 @@ void PackedPqLinear::decode_row(int64_t row, float* out) const {
   }
 }
 
+void PackedPqLinear::transposed_product(const float* x, int64_t batch, float* y) const {
+  const auto w = lut_view();
+  std::vector<float> sums(static_cast<size_t>(n_centroids_));
+  for (int64_t b = 0; b < batch; ++b) {
+    const float* xb = x + b * out_;
+    for (int64_t j = 0; j < n_blocks_; ++j) {
+      // Column block j of W is c_{code(o, j)} for every row o, so x W's block j is sum_k s_k c_k,
+      // s_k the sum of the x_o whose row has code k there.
+      std::fill(sums.begin(), sums.end(), 0.0f);
+      const int64_t group = j / group_blocks_, in_group = j - w.group_first_block(group);
+      for (int64_t row0 = 0; row0 < out_; row0 += kernels::kPqRowChunk) {
+        const int64_t chunk = row0 / kernels::kPqRowChunk;
+        // The chunk's codes for block j: one per row, contiguous (pq_lut_kernels.h).
+        const uint8_t* code = codes_.data() + w.row_codes(group, row0) + in_group * w.chunk_rows(chunk);
+        const int64_t rows = std::min(kernels::kPqRowChunk, out_ - row0);
+        for (int64_t r = 0; r < rows; ++r) sums[code[r]] += xb[row0 + r];
+      }
+      float* yj = y + b * in_ + j * block_size_;
+      for (int64_t i = 0; i < block_size_; ++i) {
+        const float* c = centroids_t_.data() + i * w.k_padded;  // value i of every centroid
+        float sum = 0.0f;
+        for (int64_t k = 0; k < n_centroids_; ++k) sum += sums[static_cast<size_t>(k)] * c[k];
+        yj[i] += sum;
+      }
+    }
+  }
+}
+
 at::Tensor PackedPqLinear::forward(const at::Tensor& x, const at::Tensor& bias, const at::Tensor& row_scale) const {
   QNOISE_CHECK(!row_scale.defined() ||
                    (row_scale.dim() == 1 && row_scale.size(0) == out_ && row_scale.scalar_type() == at::kFloat),

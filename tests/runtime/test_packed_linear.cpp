@@ -222,3 +222,35 @@ TEST_F(PackedLinearTest, DecodeRowsGivesTheStoredTablesRows) {
     EXPECT_THROW(packed->decode_rows(torch::tensor({1.0f})), qnoise::Error) << what;
   }
 }
+
+TEST_F(PackedLinearTest, TransposedForwardIsXTimesTheDecodedWeight) {
+  // Tied output projections multiply by W (not W^T). PQ sums the inputs by code per block; its
+  // rows cross chunks of 64 and groups of blocks here (out 130, in 96 at d 3: 32 blocks), K < 256.
+  torch::manual_seed(43);
+  const auto values = torch::randn({130, 96});
+  const std::vector<std::pair<std::string, std::shared_ptr<qnoise::PackedLinearBase>>> layers = {
+      {"pq d3 K200", std::make_shared<qnoise::PackedPqLinear>(random_pq(130, 96, 3, 200, 44))},
+      {"pq d8 K256", std::make_shared<qnoise::PackedPqLinear>(random_pq(72, 520, 8, 256, 45))},
+      {"int8", std::make_shared<qnoise::PackedInt8Linear>(qnoise::compress_scalar(values, 8))},
+      {"int4", std::make_shared<qnoise::PackedInt4Linear>(qnoise::compress_scalar(values, 4))}};
+  for (const auto& [what, layer] : layers) {
+    const int64_t out = layer->out_features(), in = layer->in_features();
+    const auto weight = layer->decode().to(torch::kDouble);
+    for (int64_t batch : {1, 3}) {
+      const auto x = torch::randn({batch, out});
+      const auto y = layer->transposed_forward(x);
+      ASSERT_EQ(y.sizes(), (std::vector<int64_t>{batch, in})) << what;
+      expect_close(y, torch::mm(x.to(torch::kDouble), weight), 1e-5, what + " batch " + std::to_string(batch));
+    }
+    const auto x1 = torch::randn({out});
+    expect_close(layer->transposed_forward(x1), torch::mv(weight.t(), x1.to(torch::kDouble)), 1e-5, what + " 1-D");
+    try {
+      layer->transposed_forward(torch::randn({2, in + 1}));
+      ADD_FAILURE() << what << ": a wrong width was accepted";
+    } catch (const qnoise::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("transposed input must be [batch, " + std::to_string(out) + "]"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
