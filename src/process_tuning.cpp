@@ -17,7 +17,7 @@ constexpr int kTrimThreshold = 1 << 30;
 }  // namespace
 
 void tune_process(char** argv, ThreadWaiting waiting) {
-  if (waiting == ThreadWaiting::BriefSpin) setenv("QNOISE_WORKER_WAIT", "spin", 0);
+  if (waiting == ThreadWaiting::BriefSpin) ask_for_spinning_workers();
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     setenv("OMP_WAIT_POLICY", "passive", 1);
     execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
@@ -25,6 +25,8 @@ void tune_process(char** argv, ThreadWaiting waiting) {
   mallopt(M_MMAP_THRESHOLD, kMmapThreshold);
   mallopt(M_TRIM_THRESHOLD, kTrimThreshold);
 }
+
+void ask_for_spinning_workers() { setenv("QNOISE_WORKER_WAIT", "spin", 0); }
 
 bool packed_workers_spin() {
   const char* wait = std::getenv("QNOISE_WORKER_WAIT");

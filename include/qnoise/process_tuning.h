@@ -22,6 +22,11 @@ namespace qnoise {
 enum class ThreadWaiting { Passive, BriefSpin };
 void tune_process(char** argv, ThreadWaiting waiting = ThreadWaiting::Passive);
 
+// What BriefSpin adds, for a program that knows only after parsing its command line: sets
+// QNOISE_WORKER_WAIT=spin unless the user set it. Call it before the first packed layer runs (the
+// setting is read once).
+void ask_for_spinning_workers();
+
 // Whether the packed layers' workers spin between calls: QNOISE_WORKER_WAIT is "spin" (or "sleep",
 // the default when unset). Throws qnoise::Error naming any other value.
 bool packed_workers_spin();

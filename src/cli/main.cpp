@@ -22,12 +22,7 @@ int default_threads() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // `generate` runs small layers back to back at batch 1: workers that spin briefly between them
-  // split even 1024-wide layers profitably (process_tuning.h). Decided before parsing, since the
-  // environment must be set before libgomp loads.
-  bool generating = false;
-  for (int i = 1; i < argc; ++i) generating = generating || std::string(argv[i]) == "generate";
-  qnoise::tune_process(argv, generating ? qnoise::ThreadWaiting::BriefSpin : qnoise::ThreadWaiting::Passive);
+  qnoise::tune_process(argv);
   CLI::App app{"qnoise " + qnoise::version() +
                ": extreme model compression with Quant-Noise (int8, int4, iterative PQ)"};
   app.set_version_flag("--version", "qnoise " + qnoise::version());
@@ -56,6 +51,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   at::set_num_threads(threads);
+  // `generate` runs small layers back to back at batch 1: workers that spin briefly between them
+  // split even 1024-wide layers profitably (process_tuning.h).
+  if (app.got_subcommand("generate")) qnoise::ask_for_spinning_workers();
   try {
     if (!activations.empty()) qnoise::set_int8_activations(activations == "int8");
     for (const auto& command : commands)

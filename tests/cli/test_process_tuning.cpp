@@ -67,5 +67,7 @@ TEST(ProcessTuning, BriefSpinAsksForSpinningWorkersUnlessTheUserChose) {
     ScopedEnv wait("QNOISE_WORKER_WAIT", std::nullopt);
     qnoise::tune_process(argv, qnoise::ThreadWaiting::Passive);
     EXPECT_FALSE(qnoise::packed_workers_spin());
+    qnoise::ask_for_spinning_workers();  // what `qnoise generate` adds after parsing
+    EXPECT_TRUE(qnoise::packed_workers_spin());
   }
 }
