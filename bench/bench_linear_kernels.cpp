@@ -46,8 +46,8 @@ constexpr int kColdIterations = 20;
 
 bool g_cold = false;
 
-// OpenBLAS's threads busy-wait for work after each call, about 2^28 cycles (OPENBLAS_THREAD_TIMEOUT,
-// ~0.1 s here), before they sleep: measured at 2 threads, 1024x1024 PQ d = 8 with int8 tables took
+// OpenBLAS's threads busy-wait for work after each call before they sleep (2^28 cycles, ~0.1 s, by
+// its default OPENBLAS_THREAD_TIMEOUT): measured at 2 threads, 1024x1024 PQ d = 8 with int8 tables took
 // 10.6 us right after torch::mv against 7.4 with them asleep. A process running only the compressed
 // model has them asleep (its layers do not call the BLAS at batch 1), so a packed kernel timed right
 // after a float one first waits them out.

@@ -85,6 +85,9 @@ class PackedLinearBase {
   virtual void decode_row(int64_t row, float* out) const = 0;
   // y[batch, in] += x[batch, out] W. This default decodes one row of W at a time.
   virtual void transposed_product(const float* x, int64_t batch, float* y) const;
+  // x checked to be float32 [batch, width] or [width] (named `what` in the error), as contiguous
+  // [batch, width].
+  at::Tensor input_rows(const at::Tensor& x, int64_t width, const char* what) const;
   using RawForward = std::function<void(const float* x, int64_t batch, float* y, const float* bias)>;
   // Checks x and bias, then runs `run` on contiguous float buffers.
   at::Tensor forward_tensor(const at::Tensor& x, const at::Tensor& bias, const RawForward& run) const;

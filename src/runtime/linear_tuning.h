@@ -24,10 +24,12 @@ struct LinearTuning {
   // Floats of one decoded tile of W (rows * in): a slice of the L3 cache.
   int64_t gemm_tile_floats = 1 << 20;
   // Below this many multiply-adds (or table lookups) per thread a call stays on fewer threads:
-  // waking a sleeping worker (the default, worker_pool.h) costs tens of microseconds. Measured on
-  // an idle machine at 2^17 with OpenMP's sleeping workers: 1024x1024 at batch 1 took 65 us on 2
-  // threads against 37 on 1 (PQ d = 8: 0.4 M units of work; int8: 1 M), while 4096x4096 gained
-  // (439 -> 292 us; 3.1 M and 16.8 M). 2^20 keeps the first on one thread and splits the second.
+  // waking a sleeping worker (the default, worker_pool.h) costs more than small layers' work.
+  // Chosen with OpenMP's sleeping workers, on an idle machine at 2^17: 1024x1024 at batch 1 took
+  // 65 us on 2 threads against 37 on 1 (PQ d = 8: 0.4 M units of work; int8: 1 M), while 4096x4096
+  // gained (439 -> 292 us; 3.1 M and 16.8 M). 2^20 keeps the first on one thread and splits the
+  // second. Not measured again with worker_pool.h, whose sleeping workers cost less (two 5.3 us
+  // parts took 9.1 us, against 60-69 us through OpenMP).
   int64_t min_work_per_thread = 1 << 20;
 
   // With workers that spin briefly between calls (QNOISE_WORKER_WAIT=spin, as in `qnoise

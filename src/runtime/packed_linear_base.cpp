@@ -15,15 +15,19 @@ at::Tensor PackedLinearBase::forward(const at::Tensor& x, const at::Tensor& bias
   });
 }
 
-at::Tensor PackedLinearBase::forward_tensor(const at::Tensor& x, const at::Tensor& bias, const RawForward& run) const {
-  QNOISE_CHECK(x.defined() && (x.dim() == 1 || x.dim() == 2) && x.size(-1) == in_,
-               "packed Linear [", out_, ", ", in_, "]: input must be [batch, ", in_, "] or [", in_, "], got ",
+at::Tensor PackedLinearBase::input_rows(const at::Tensor& x, int64_t width, const char* what) const {
+  QNOISE_CHECK(x.defined() && (x.dim() == 1 || x.dim() == 2) && x.size(-1) == width, "packed Linear [", out_, ", ",
+               in_, "]: ", what, " must be [batch, ", width, "] or [", width, "], got ",
                x.defined() ? shape_to_string(x.sizes().vec()) : "none");
   QNOISE_CHECK(x.scalar_type() == at::kFloat && x.device().is_cpu(), "packed Linear: input must be float32 on the CPU");
+  return x.dim() == 1 ? x.unsqueeze(0).contiguous() : x.contiguous();
+}
+
+at::Tensor PackedLinearBase::forward_tensor(const at::Tensor& x, const at::Tensor& bias, const RawForward& run) const {
+  const at::Tensor input = input_rows(x, in_, "input");
   QNOISE_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == out_ && bias.scalar_type() == at::kFloat),
                "packed Linear [", out_, ", ", in_, "]: bias must be float32 [", out_, "], got ",
                bias.defined() ? shape_to_string(bias.sizes().vec()) : "none");
-  const at::Tensor input = x.dim() == 1 ? x.unsqueeze(0).contiguous() : x.contiguous();
   const at::Tensor b = bias.defined() ? bias.contiguous() : bias;
   at::Tensor y = at::empty({input.size(0), out_}, input.options());
   run(input.data_ptr<float>(), input.size(0), y.data_ptr<float>(), b.defined() ? b.data_ptr<float>() : nullptr);
@@ -46,11 +50,7 @@ at::Tensor PackedLinearBase::decode_rows(const at::Tensor& indices) const {
 }
 
 at::Tensor PackedLinearBase::transposed_forward(const at::Tensor& x) const {
-  QNOISE_CHECK(x.defined() && (x.dim() == 1 || x.dim() == 2) && x.size(-1) == out_,
-               "packed Linear [", out_, ", ", in_, "]: transposed input must be [batch, ", out_, "] or [", out_,
-               "], got ", x.defined() ? shape_to_string(x.sizes().vec()) : "none");
-  QNOISE_CHECK(x.scalar_type() == at::kFloat && x.device().is_cpu(), "packed Linear: input must be float32 on the CPU");
-  const at::Tensor input = x.dim() == 1 ? x.unsqueeze(0).contiguous() : x.contiguous();
+  const at::Tensor input = input_rows(x, out_, "transposed input");
   at::Tensor y = at::zeros({input.size(0), in_}, input.options());
   transposed_product(input.data_ptr<float>(), input.size(0), y.data_ptr<float>());
   return x.dim() == 1 ? y.squeeze(0) : y;

@@ -177,13 +177,12 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
   if (!int8_tables &&
       (batch >= tuning.pq_gemm_min_batch || (few_rows && batch >= tuning.pq_small_out_gemm_min_batch))) {
     runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) {
-      for (int64_t o = r0; o < r1; ++o)
-        for (int64_t j = 0; j < n_blocks_; ++j) {
-          const float* c = centroids_t_.data() + codes_[w.code_index(o, j)];  // value i at i * k_padded
-          float* to = dst + (o - r0) * in_ + j * block_size_;
-          const float s = row_scale ? row_scale[o] : 1.0f;
-          for (int64_t i = 0; i < block_size_; ++i) to[i] = c[i * w.k_padded] * s;
-        }
+      for (int64_t o = r0; o < r1; ++o) {
+        float* row = dst + (o - r0) * in_;
+        decode_row(o, row);
+        if (row_scale)
+          for (int64_t i = 0; i < in_; ++i) row[i] *= row_scale[o];
+      }
     }, y);
     if (bias)
       for (int64_t b = 0; b < batch; ++b)
