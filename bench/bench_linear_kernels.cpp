@@ -16,8 +16,9 @@
 //   OPENBLAS_NUM_THREADS=2 build/bench/bench_linear_kernels --threads 2 [--spin]
 // --spin: the packed layers' workers spin briefly between calls instead of sleeping, as in `qnoise generate`
 // (process_tuning.h), and the packed layers split smaller layers over threads.
-// --sweep adds the paths the drivers do not choose (PQ via decoded-tile GEMM, int8/int4 matvec per
-// batch row instead of the GEMM) so the switch points in src/runtime/linear_tuning.h can be checked.
+// --sweep adds batches 4, 8 and 32 and, at every batch > 1, both paths of each float-activation layer whichever
+// the driver chooses ("_gemm": the panel GEMM; "_rows": PQ lookups, or int8/int4 matvec per batch
+// row), so the switch points in src/runtime/linear_tuning.h can be checked.
 // --cold evicts the caches (writes 96 MB) before every timed call, as when a model's layers run
 // one after another and none stays in cache; times are then of single calls (manual timing).
 // Google Benchmark flags work as usual (e.g. --benchmark_filter=1024).
@@ -126,7 +127,8 @@ void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::
   auto& tuning = qnoise::runtime::linear_tuning();
   const auto saved = tuning;
   if (variant == Variant::Gemm) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = 1;
-  if (variant == Variant::NoGemm) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = int64_t{1} << 30;
+  if (variant == Variant::NoGemm)
+    tuning.pq_gemm_min_batch = tuning.pq_medium_out_gemm_min_batch = tuning.scalar_gemm_min_batch = int64_t{1} << 30;
   qnoise::set_int8_activations(kind.find("_a8") != std::string::npos);
   const auto x = torch::randn({batch, n});
   auto y = torch::empty({batch, n});
@@ -136,9 +138,11 @@ void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::
     layer->forward(x.data_ptr<float>(), batch, y.data_ptr<float>());
     benchmark::DoNotOptimize(y.data_ptr());
   });
-  // int8/int4 at large batches decode tiles for the BLAS GEMM (PQ never does on these shapes).
+  // Only the reference kernels' large-batch path calls the BLAS (decoded tiles); the SIMD paths
+  // run their own panel GEMM (PQ takes it on these shapes only in the --sweep variant).
   const bool scalar = kind.rfind("int", 0) == 0 && kind.find("_a8") == std::string::npos;
-  g_blas_threads_may_spin = variant == Variant::Gemm || (scalar && batch >= tuning.scalar_gemm_min_batch);
+  g_blas_threads_may_spin = qnoise::kernel_path() == qnoise::KernelPath::Reference &&
+                            (variant == Variant::Gemm || (scalar && batch >= tuning.scalar_gemm_min_batch));
   qnoise::set_int8_activations(false);
   tuning = saved;
 }
@@ -149,9 +153,14 @@ std::string name(int64_t n, int64_t batch, const std::string& kind) {
 
 std::vector<std::string> kinds() { return {"pq_d8", "pq_d8_a8", "pq_d4", "pq_d4_a8", "int8", "int8_a8", "int4", "int4_a8"}; }
 
+std::vector<int64_t> batches(bool sweep) {
+  if (sweep) return {1, 4, 8, 16, 32, 64};
+  return {1, 16, 64};
+}
+
 void register_benchmarks(bool sweep) {
   for (int64_t n : {4096, 1024}) {
-    for (int64_t batch : {1, 16, 64}) {
+    for (int64_t batch : batches(sweep)) {
       auto setup = [](benchmark::internal::Benchmark* b) {
         b->Unit(benchmark::kMicrosecond);
         if (g_cold)
@@ -163,12 +172,12 @@ void register_benchmarks(bool sweep) {
       for (const auto& kind : kinds())
         setup(benchmark::RegisterBenchmark(name(n, batch, kind).c_str(), packed_layer, n, batch, kind, Variant::Chosen));
       if (sweep && batch > 1) {
-        for (const auto& kind : {"pq_d8", "pq_d4"})
+        for (const auto& kind : {"pq_d8", "pq_d4", "int8", "int4"}) {
           setup(benchmark::RegisterBenchmark(name(n, batch, std::string(kind) + "_gemm").c_str(), packed_layer, n,
                                              batch, kind, Variant::Gemm));
-        for (const auto& kind : {"int8", "int4"})
-          setup(benchmark::RegisterBenchmark(name(n, batch, std::string(kind) + "_matvec").c_str(), packed_layer, n,
+          setup(benchmark::RegisterBenchmark(name(n, batch, std::string(kind) + "_rows").c_str(), packed_layer, n,
                                              batch, kind, Variant::NoGemm));
+        }
       }
     }
   }
@@ -185,7 +194,7 @@ int64_t weight_bytes(int64_t n, const std::string& kind) {
 
 // Target on float time / ours, or 0 when the issue sets none.
 double target(int64_t batch, const std::string& kind) {
-  if (kind.find("_gemm") != std::string::npos || kind.find("_matvec") != std::string::npos) return 0.0;
+  if (kind.find("_gemm") != std::string::npos || kind.find("_rows") != std::string::npos) return 0.0;
   if (batch > 1) return 1 / 1.2;
   if (kind.rfind("pq_d8", 0) == 0) return 5.0;
   if (kind.rfind("int8", 0) == 0) return 3.0;
@@ -197,12 +206,14 @@ void print_table(const qnoise::bench::RatioReporter& reporter, bool sweep) {
   std::printf("\n%-10s %5s %-12s %10s %9s %9s %10s  %s\n", "shape", "batch", "kernel", "median us", "float/us",
               "GB/s", "Gweight/s", "target");
   for (int64_t n : {4096, 1024}) {
-    for (int64_t batch : {1, 16, 64}) {
+    for (int64_t batch : batches(sweep)) {
       const double base = reporter.median(name(n, batch, "float"));
       std::vector<std::string> rows = {"float"};
       for (const auto& kind : kinds()) rows.push_back(kind);
       if (sweep && batch > 1)
-        for (const char* extra : {"pq_d8_gemm", "pq_d4_gemm", "int8_matvec", "int4_matvec"}) rows.push_back(extra);
+        for (const char* extra : {"pq_d8_gemm", "pq_d8_rows", "pq_d4_gemm", "pq_d4_rows", "int8_gemm", "int8_rows",
+                                  "int4_gemm", "int4_rows"})
+          rows.push_back(extra);
       for (const auto& kind : rows) {
         const double us = reporter.median(name(n, batch, kind));
         if (us <= 0) continue;

@@ -7,21 +7,26 @@
 namespace qnoise::runtime {
 
 struct LinearTuning {
-  // int8/int4: batches at least this large decode tiles of W and call the BLAS GEMM; smaller
-  // ones run the matrix-vector kernel once per batch row over row chunks that stay in L2
-  // (measured, 1 thread: matvec 1.6x faster than the GEMM path at batch 16, 15% slower at 64).
-  int64_t scalar_gemm_min_batch = 32;
-  // PQ: the same switch. The lookup-table kernel does d times fewer operations than a GEMM and
-  // measured 1.6-11x faster than the decoded-tile GEMM at batch 16 and 64 (d = 4 and 8, out >=
-  // 1024), so it is never chosen by default; a layer with few output rows and many centroids
-  // (out < K) would be the case for it.
+  // The large-batch product is the panel GEMM (panel_gemm.h; with the reference kernels, decoded
+  // tiles and the BLAS GEMM). Switch points measured with `bench_linear_kernels --sweep` (AMD EPYC
+  // Zen 3, AVX2, 1 thread; docs/performance.md).
+  // int8/int4: batches at least this large take the GEMM, smaller ones the matrix-vector kernel once
+  // per batch row over row chunks that stay in L2 (1024x1024: matvec 1.2x faster at batch 4, level
+  // at 8, the GEMM 1.5x faster at 16).
+  int64_t scalar_gemm_min_batch = 8;
+  // PQ, any layer: never by default. The lookup-table kernel does d times fewer operations than a
+  // GEMM; its tables cost K * in multiply-adds per batch row against the GEMM's out * in, so it
+  // stays ahead while out is large against K (4096x4096, K = 256, d = 8: 2.05x float's speed at
+  // batch 64 against the GEMM's 1.15x; d = 4 level).
   int64_t pq_gemm_min_batch = int64_t{1} << 40;
+  // PQ layers with fewer than 8 K output rows: the GEMM from this batch (1024x1024, K = 256 at
+  // batch 64: d = 8 1.02x float against the lookups' 0.83x, d = 4 0.93 against 0.59; level at 32).
+  int64_t pq_medium_out_gemm_min_batch = 48;
   // PQ layers with fewer than 2 K output rows (small convolutions, attention projections): the
-  // tables (K * in multiply-adds per batch row) cost more than the product itself (out * in), so
-  // batches at least this large take the decoded-tile GEMM (Fashion-MNIST EfficientNet eval,
-  // batches of thousands of pixels: see docs/performance.md).
+  // tables cost more than the product itself, so the GEMM from this batch (Fashion-MNIST
+  // EfficientNet eval, batches of thousands of pixels: see docs/performance.md).
   int64_t pq_small_out_gemm_min_batch = 16;
-  // Floats of one decoded tile of W (rows * in): a slice of the L3 cache.
+  // The reference kernels' decoded-tile GEMM: floats of one tile of W (rows * in), a slice of L3.
   int64_t gemm_tile_floats = 1 << 20;
   // Below this many multiply-adds (or table lookups) per thread a call stays on fewer threads:
   // waking a sleeping worker (the default, worker_pool.h) costs more than small layers' work.

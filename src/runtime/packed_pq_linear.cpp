@@ -18,6 +18,7 @@
 #include "runtime/linear_shape.h"
 #include "runtime/linear_tuning.h"
 #include "runtime/pq_lut_kernels.h"
+#include "runtime/panel_gemm.h"
 #include "runtime/tiled_gemm.h"
 #include "runtime/worker_pool.h"
 
@@ -168,14 +169,27 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
   const auto w = lut_view();
   const auto& tuning = runtime::linear_tuning();
   const KernelPath path = kernel_path();
-  const bool few_rows = out_ < 2 * n_centroids_;
+  const bool few_rows = out_ < 2 * n_centroids_, medium_rows = out_ < 8 * n_centroids_;
   // With int8 activations every batch row looks up int8 tables (so the layer computes the same
   // function at any batch size), except on the AVX2 path, which has no fast byte lookups, and in
   // layers of few rows, where building and rounding the tables costs more than the lookups save:
   // those keep float tables.
   const bool int8_tables = int8_activations() && path != KernelPath::Avx2 && !few_rows;
   if (!int8_tables &&
-      (batch >= tuning.pq_gemm_min_batch || (few_rows && batch >= tuning.pq_small_out_gemm_min_batch))) {
+      (batch >= tuning.pq_gemm_min_batch || (medium_rows && batch >= tuning.pq_medium_out_gemm_min_batch) ||
+       (few_rows && batch >= tuning.pq_small_out_gemm_min_batch))) {
+    if (path != KernelPath::Reference) {
+      // The panels take each row's centroid whole: the codebook untransposed, rebuilt per call
+      // (K * d values against the batch * out * in multiply-adds) rather than kept twice.
+      thread_local std::vector<float> centroids;
+      centroids.resize(static_cast<size_t>(n_centroids_ * block_size_));
+      for (int64_t k = 0; k < n_centroids_; ++k)
+        for (int64_t i = 0; i < block_size_; ++i) centroids[k * block_size_ + i] = centroids_t_[i * w.k_padded + k];
+      kernels::PqPanelWeight panel_weight;
+      panel_weight.lut = w;
+      panel_weight.centroids = centroids.data();
+      return runtime::panel_gemm(kernels::pq_panel_source_avx2(panel_weight, row_scale), x, batch, in_, out_, bias, y);
+    }
     runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) {
       for (int64_t o = r0; o < r1; ++o) {
         float* row = dst + (o - r0) * in_;
