@@ -18,7 +18,8 @@
 // (process_tuning.h), and the packed layers split smaller layers over threads.
 // --sweep adds batches 4, 8 and 32 and, at every batch > 1, both paths of each float-activation layer whichever
 // the driver chooses ("_gemm": the panel GEMM; "_rows": PQ lookups, or int8/int4 matvec per batch
-// row), so the switch points in src/runtime/linear_tuning.h can be checked.
+// row; "_tiles": decoded tiles and the BLAS GEMM, the panel GEMM's predecessor), so the switch
+// points in src/runtime/linear_tuning.h can be checked.
 // --cold evicts the caches (writes 96 MB) before every timed call, as when a model's layers run
 // one after another and none stays in cache; times are then of single calls (manual timing).
 // Google Benchmark flags work as usual (e.g. --benchmark_filter=1024).
@@ -116,7 +117,7 @@ void float_layer(benchmark::State& state, int64_t n, int64_t batch) {
   g_blas_threads_may_spin = true;
 }
 
-enum class Variant { Chosen, Gemm, NoGemm };
+enum class Variant { Chosen, Gemm, NoGemm, Tiles };
 
 void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::string& kind, Variant variant) {
   const Layers& l = layers(n);
@@ -126,7 +127,8 @@ void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::
                                                             : l.int4.get();
   auto& tuning = qnoise::runtime::linear_tuning();
   const auto saved = tuning;
-  if (variant == Variant::Gemm) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = 1;
+  if (variant == Variant::Gemm || variant == Variant::Tiles) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = 1;
+  if (variant == Variant::Tiles) tuning.panel_gemm = false;
   if (variant == Variant::NoGemm)
     tuning.pq_gemm_min_batch = tuning.pq_medium_out_gemm_min_batch = tuning.scalar_gemm_min_batch = int64_t{1} << 30;
   qnoise::set_int8_activations(kind.find("_a8") != std::string::npos);
@@ -141,8 +143,9 @@ void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::
   // Only the reference kernels' large-batch path calls the BLAS (decoded tiles); the SIMD paths
   // run their own panel GEMM (PQ takes it on these shapes only in the --sweep variant).
   const bool scalar = kind.rfind("int", 0) == 0 && kind.find("_a8") == std::string::npos;
-  g_blas_threads_may_spin = qnoise::kernel_path() == qnoise::KernelPath::Reference &&
-                            (variant == Variant::Gemm || (scalar && batch >= tuning.scalar_gemm_min_batch));
+  g_blas_threads_may_spin = variant == Variant::Tiles || (qnoise::kernel_path() == qnoise::KernelPath::Reference &&
+                                                           (variant == Variant::Gemm ||
+                                                            (scalar && batch >= tuning.scalar_gemm_min_batch)));
   qnoise::set_int8_activations(false);
   tuning = saved;
 }
@@ -177,6 +180,8 @@ void register_benchmarks(bool sweep) {
                                              batch, kind, Variant::Gemm));
           setup(benchmark::RegisterBenchmark(name(n, batch, std::string(kind) + "_rows").c_str(), packed_layer, n,
                                              batch, kind, Variant::NoGemm));
+          setup(benchmark::RegisterBenchmark(name(n, batch, std::string(kind) + "_tiles").c_str(), packed_layer, n,
+                                             batch, kind, Variant::Tiles));
         }
       }
     }
@@ -194,7 +199,9 @@ int64_t weight_bytes(int64_t n, const std::string& kind) {
 
 // Target on float time / ours, or 0 when the issue sets none.
 double target(int64_t batch, const std::string& kind) {
-  if (kind.find("_gemm") != std::string::npos || kind.find("_rows") != std::string::npos) return 0.0;
+  if (kind.find("_gemm") != std::string::npos || kind.find("_rows") != std::string::npos ||
+      kind.find("_tiles") != std::string::npos)
+    return 0.0;
   if (batch > 1) return 1 / 1.2;
   if (kind.rfind("pq_d8", 0) == 0) return 5.0;
   if (kind.rfind("int8", 0) == 0) return 3.0;
@@ -211,9 +218,8 @@ void print_table(const qnoise::bench::RatioReporter& reporter, bool sweep) {
       std::vector<std::string> rows = {"float"};
       for (const auto& kind : kinds()) rows.push_back(kind);
       if (sweep && batch > 1)
-        for (const char* extra : {"pq_d8_gemm", "pq_d8_rows", "pq_d4_gemm", "pq_d4_rows", "int8_gemm", "int8_rows",
-                                  "int4_gemm", "int4_rows"})
-          rows.push_back(extra);
+        for (const char* kind : {"pq_d8", "pq_d4", "int8", "int4"})
+          for (const char* variant : {"_gemm", "_rows", "_tiles"}) rows.push_back(std::string(kind) + variant);
       for (const auto& kind : rows) {
         const double us = reporter.median(name(n, batch, kind));
         if (us <= 0) continue;

@@ -26,7 +26,10 @@ struct LinearTuning {
   // tables cost more than the product itself, so the GEMM from this batch (Fashion-MNIST
   // EfficientNet eval, batches of thousands of pixels: see docs/performance.md).
   int64_t pq_small_out_gemm_min_batch = 16;
-  // The reference kernels' decoded-tile GEMM: floats of one tile of W (rows * in), a slice of L3.
+  // The SIMD paths' large-batch product: the panel GEMM, or (false; for comparison in
+  // bench_linear_kernels --sweep) decoded tiles and the BLAS GEMM, the reference kernels' path.
+  bool panel_gemm = true;
+  // The decoded-tile GEMM: floats of one tile of W (rows * in), a slice of L3.
   int64_t gemm_tile_floats = 1 << 20;
   // Below this many multiply-adds (or table lookups) per thread a call stays on fewer threads:
   // waking a sleeping worker (the default, worker_pool.h) costs more than small layers' work.

@@ -178,7 +178,7 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
   if (!int8_tables &&
       (batch >= tuning.pq_gemm_min_batch || (medium_rows && batch >= tuning.pq_medium_out_gemm_min_batch) ||
        (few_rows && batch >= tuning.pq_small_out_gemm_min_batch))) {
-    if (path != KernelPath::Reference) {
+    if (path != KernelPath::Reference && tuning.panel_gemm) {
       // The panels take each row's centroid whole: the codebook untransposed, rebuilt per call
       // (K * d values against the batch * out * in multiply-adds) rather than kept twice.
       thread_local std::vector<float> centroids;

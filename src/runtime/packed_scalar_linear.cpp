@@ -98,10 +98,11 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
   // batch size), however large the batch.
   const bool integer_products = int8_activations() && in_ <= kernels::kMaxInt8ActivationInputs;
   if (!integer_products && batch >= tuning.scalar_gemm_min_batch) {
-    if (avx2) return runtime::panel_gemm(kernels::scalar_panel_source_avx2(w), x, batch, in_, out_, bias, y);
-    runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) {
-      kernels::scalar_decode_rows_reference(w, r0, r1, dst);
-    }, y);
+    if (avx2 && tuning.panel_gemm)
+      return runtime::panel_gemm(kernels::scalar_panel_source_avx2(w), x, batch, in_, out_, bias, y);
+    const auto decode_rows = avx2 ? kernels::scalar_decode_rows_avx2 : kernels::scalar_decode_rows_reference;
+    runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) { decode_rows(w, r0, r1, dst); },
+                        y);
     if (bias)
       for (int64_t b = 0; b < batch; ++b)
         for (int64_t o = 0; o < out_; ++o) y[b * out_ + o] += bias[o];

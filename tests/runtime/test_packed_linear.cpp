@@ -138,20 +138,23 @@ TEST_F(PackedLinearTest, PanelGemmSplitsPanelsOrBatchRowsOverThreads) {
   // The large-batch product for every batch size: 200 outputs are 13 panels of 16 rows, the last
   // one of 8 (enough panels to split them over 2 threads); 300 inputs are a 256-input run and a
   // ragged one of 44 (PQ blocks of 12 straddle the two); batches of 1, 7 and 40 leave partial
-  // tiles of 6 rows. 20 outputs (2 panels) split the batch rows instead.
+  // tiles of 6 rows. 20 outputs (2 panels) split the batch rows instead. Also the decoded tiles
+  // for the BLAS GEMM that the SIMD paths can still be switched to.
   auto& tuning = qnoise::runtime::linear_tuning();
   tuning.scalar_gemm_min_batch = 1;
   tuning.pq_gemm_min_batch = 1;
-  for (int64_t out : {200, 20}) {
+  for (const auto& [out, panels] : std::vector<std::pair<int64_t, bool>>{{200, true}, {20, true}, {200, false}}) {
+    tuning.panel_gemm = panels;
     torch::manual_seed(out);
     const auto weight = torch::randn({out, 300});
     const qnoise::PackedInt8Linear int8(qnoise::compress_scalar(weight, 8));
     const qnoise::PackedInt4Linear int4(qnoise::compress_scalar(weight, 4));
     const qnoise::PackedPqLinear pq(random_pq(out, 300, 12, 64, static_cast<uint64_t>(out)));
     for (int64_t batch : {1, 7, 40}) {
-      check_layer(int8, batch, true, false, "int8 " + describe(out, 300, batch));
-      check_layer(int4, batch, false, false, "int4 " + describe(out, 300, batch));
-      check_layer(pq, batch, batch != 7, batch != 1, "pq " + describe(out, 300, batch));
+      const char* path = panels ? "" : " (tiles)";
+      check_layer(int8, batch, true, false, "int8 " + describe(out, 300, batch, path));
+      check_layer(int4, batch, false, false, "int4 " + describe(out, 300, batch, path));
+      check_layer(pq, batch, batch != 7, batch != 1, "pq " + describe(out, 300, batch, path));
     }
   }
 }
