@@ -20,8 +20,9 @@ struct LinearTuning {
   // batch 64 against the GEMM's 1.15x; d = 4 level).
   int64_t pq_gemm_min_batch = int64_t{1} << 40;
   // PQ layers with fewer than 8 K output rows: the GEMM from this batch (1024x1024, K = 256 at
-  // batch 64: d = 8 1.02x float against the lookups' 0.83x, d = 4 0.93 against 0.59; level at 32).
-  int64_t pq_medium_out_gemm_min_batch = 48;
+  // batch 64: d = 8 1.02x float against the lookups' 0.83x, d = 4 0.93 against 0.59; at 32 level
+  // on 1 thread, ahead on 2: d = 8 1.22 against 1.06, d = 4 1.00 against 0.84; behind at 16).
+  int64_t pq_medium_out_gemm_min_batch = 32;
   // PQ layers with fewer than 2 K output rows (small convolutions, attention projections): the
   // tables cost more than the product itself, so the GEMM from this batch (Fashion-MNIST
   // EfficientNet eval, batches of thousands of pixels: see docs/performance.md).
