@@ -1,5 +1,5 @@
 // int8 / int4 Linear layers: repacking, work split over output rows, and the switch to the
-// decoded-tile GEMM for large batches.
+// panel GEMM (panel_gemm.h; decoded tiles and the BLAS GEMM on the reference path) for large batches.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>  // at::get_num_threads
 

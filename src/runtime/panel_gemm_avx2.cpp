@@ -40,6 +40,22 @@ inline __m256 lane_mask(int rows) {
   return _mm256_loadu_ps(reinterpret_cast<const float*>(kOnes + 8 - std::clamp(rows, 0, 8)));
 }
 
+// Runs pack(first, count, mask, out) for the two groups of 8 panel rows: rows [first, first +
+// count) of the panel exist (count >= 1), mask clears the lanes past them, out is the group's
+// first column. A group past the weight's last row is zeroed here.
+template <typename Pack>
+inline void for_row_groups(int rows, int64_t depth, float* panel, const Pack& pack) {
+  for (int first = 0; first < kPanelRows; first += 8) {
+    const int count = std::clamp(rows - first, 0, 8);
+    float* out = panel + first;
+    if (count == 0) {
+      for (int64_t i = 0; i < depth; ++i) _mm256_store_ps(out + i * kPanelRows, _mm256_setzero_ps());
+      continue;
+    }
+    pack(first, count, lane_mask(count), out);
+  }
+}
+
 // ---- int8 / int4 codes: panel = q - zero_point, transposed 8 rows x 8 inputs at a time.
 
 // 8 codes of one row as int32 lanes: int8 inputs [i, i + 8); int4 the same run, taken from the
@@ -58,13 +74,7 @@ inline __m256i codes8(const uint8_t* row, int64_t i) {
 
 template <int kBits>
 void pack_scalar(const ScalarLinearWeight& w, int64_t row0, int rows, int64_t k0, int64_t depth, float* panel) {
-  for (int group = 0; group < 2; ++group) {
-    const int first = group * 8, count = std::clamp(rows - first, 0, 8);
-    float* out = panel + first;
-    if (count == 0) {
-      for (int64_t i = 0; i < depth; ++i) _mm256_store_ps(out + i * kPanelRows, _mm256_setzero_ps());
-      continue;
-    }
+  for_row_groups(rows, depth, panel, [&](int first, int count, __m256 mask, float* out) {
     const uint8_t* code_rows[8];
     alignas(32) float zero_point[8] = {};
     for (int r = 0; r < 8; ++r) {
@@ -72,7 +82,7 @@ void pack_scalar(const ScalarLinearWeight& w, int64_t row0, int rows, int64_t k0
       code_rows[r] = w.codes + o * w.row_bytes;
       if (r < count) zero_point[r] = w.zero_point[o];
     }
-    const __m256 zp = _mm256_load_ps(zero_point), mask = lane_mask(count);
+    const __m256 zp = _mm256_load_ps(zero_point);
     int64_t i = 0;
     for (; i + 8 <= depth && (kBits == 8 || (k0 + i) % 8 == 0); i += 8) {
       __m256 r[8];
@@ -89,7 +99,7 @@ void pack_scalar(const ScalarLinearWeight& w, int64_t row0, int rows, int64_t k0
       for (int r = 0; r < 8; ++r)
         out[i * kPanelRows + r] =
             r < count ? static_cast<float>(w.code(row0 + first + r, k0 + i)) - zero_point[r] : 0.0f;
-  }
+  });
 }
 
 void pack_scalar_panel(const void* context, int64_t row0, int rows, int64_t k0, int64_t depth, float* panel) {
@@ -146,23 +156,16 @@ void pack_pq_block(const PqPanelWeight& w, int64_t row, int64_t block, __m256 ma
 void pack_pq_panel(const void* context, int64_t row0, int rows, int64_t k0, int64_t depth, float* panel) {
   const auto& w = *static_cast<const PqPanelWeight*>(context);
   const int64_t d = w.lut.block_size;
-  for (int group = 0; group < 2; ++group) {
-    const int first = group * 8, count = std::clamp(rows - first, 0, 8);
-    float* out = panel + first;
-    if (count == 0) {
-      for (int64_t i = 0; i < depth; ++i) _mm256_store_ps(out + i * kPanelRows, _mm256_setzero_ps());
-      continue;
-    }
+  for_row_groups(rows, depth, panel, [&](int first, int, __m256 mask, float* out) {
     // Rows [row, row + 8) are a row group: their codes for a block are 8 consecutive bytes (rows
     // past `rows` are padding rows or the next panel's, cleared by the mask).
     const int64_t row = row0 + first;
-    const __m256 mask = lane_mask(count);
     for (int64_t i = 0; i < depth;) {
       const int64_t block = (k0 + i) / d, offset = (k0 + i) % d, end = std::min(depth, i + d - offset);
       pack_pq_block(w, row, block, mask, offset, i, end, out);
       i = end;
     }
-  }
+  });
 }
 
 // ---- the product: kB (<= 6) batch rows x 16 outputs over one packed panel.
@@ -211,60 +214,29 @@ inline void store_pair(const OutputTile& t, int b, __m256 c0, __m256 c1) {
 }
 
 // Named accumulators, not an array: GCC kept an array of vectors in memory, storing every
-// accumulator on every step (2.2x slower, measured).
+// accumulator on every step (2.2x slower, measured). `each(b, c0, c1)` runs for rows b < kB.
 template <int kB>
 void product_tile(const float* panel, int64_t depth, const float* x, int64_t ldx, const OutputTile& t) {
   __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-  load_pair(t, 0, c00, c01);
-  if constexpr (kB > 1) load_pair(t, 1, c10, c11);
-  if constexpr (kB > 2) load_pair(t, 2, c20, c21);
-  if constexpr (kB > 3) load_pair(t, 3, c30, c31);
-  if constexpr (kB > 4) load_pair(t, 4, c40, c41);
-  if constexpr (kB > 5) load_pair(t, 5, c50, c51);
-  const float* x0 = x;
-  const float* x1 = x + ldx * (kB > 1 ? 1 : 0);
-  const float* x2 = x + ldx * (kB > 2 ? 2 : 0);
-  const float* x3 = x + ldx * (kB > 3 ? 3 : 0);
-  const float* x4 = x + ldx * (kB > 4 ? 4 : 0);
-  const float* x5 = x + ldx * (kB > 5 ? 5 : 0);
+  const auto each = [&](const auto& f) __attribute__((always_inline)) {
+    f(0, c00, c01);
+    if constexpr (kB > 1) f(1, c10, c11);
+    if constexpr (kB > 2) f(2, c20, c21);
+    if constexpr (kB > 3) f(3, c30, c31);
+    if constexpr (kB > 4) f(4, c40, c41);
+    if constexpr (kB > 5) f(5, c50, c51);
+  };
+  each([&](int b, __m256& c0, __m256& c1) __attribute__((always_inline)) { load_pair(t, b, c0, c1); });
 #pragma GCC unroll 4
   for (int64_t i = 0; i < depth; ++i) {
     const __m256 w0 = _mm256_load_ps(panel + i * kPanelRows), w1 = _mm256_load_ps(panel + i * kPanelRows + 8);
-    __m256 xb = _mm256_broadcast_ss(x0 + i);
-    c00 = _mm256_fmadd_ps(w0, xb, c00);
-    c01 = _mm256_fmadd_ps(w1, xb, c01);
-    if constexpr (kB > 1) {
-      xb = _mm256_broadcast_ss(x1 + i);
-      c10 = _mm256_fmadd_ps(w0, xb, c10);
-      c11 = _mm256_fmadd_ps(w1, xb, c11);
-    }
-    if constexpr (kB > 2) {
-      xb = _mm256_broadcast_ss(x2 + i);
-      c20 = _mm256_fmadd_ps(w0, xb, c20);
-      c21 = _mm256_fmadd_ps(w1, xb, c21);
-    }
-    if constexpr (kB > 3) {
-      xb = _mm256_broadcast_ss(x3 + i);
-      c30 = _mm256_fmadd_ps(w0, xb, c30);
-      c31 = _mm256_fmadd_ps(w1, xb, c31);
-    }
-    if constexpr (kB > 4) {
-      xb = _mm256_broadcast_ss(x4 + i);
-      c40 = _mm256_fmadd_ps(w0, xb, c40);
-      c41 = _mm256_fmadd_ps(w1, xb, c41);
-    }
-    if constexpr (kB > 5) {
-      xb = _mm256_broadcast_ss(x5 + i);
-      c50 = _mm256_fmadd_ps(w0, xb, c50);
-      c51 = _mm256_fmadd_ps(w1, xb, c51);
-    }
+    each([&](int b, __m256& c0, __m256& c1) __attribute__((always_inline)) {
+      const __m256 xb = _mm256_broadcast_ss(x + b * ldx + i);
+      c0 = _mm256_fmadd_ps(w0, xb, c0);
+      c1 = _mm256_fmadd_ps(w1, xb, c1);
+    });
   }
-  store_pair(t, 0, c00, c01);
-  if constexpr (kB > 1) store_pair(t, 1, c10, c11);
-  if constexpr (kB > 2) store_pair(t, 2, c20, c21);
-  if constexpr (kB > 3) store_pair(t, 3, c30, c31);
-  if constexpr (kB > 4) store_pair(t, 4, c40, c41);
-  if constexpr (kB > 5) store_pair(t, 5, c50, c51);
+  each([&](int b, __m256& c0, __m256& c1) __attribute__((always_inline)) { store_pair(t, b, c0, c1); });
 }
 
 constexpr int kTileBatch = 6;
