@@ -1,11 +1,11 @@
 #pragma once
 // y = x W^T for large batches, on a weight that exists only in compressed form. W is taken 16 rows
 // at a time ("a panel"); 256 of its inputs at a time are written, transposed, into a 16 KB float
-// buffer that stays in L1 (straight from the int8/int4 or PQ codes),
-// and a register-blocked kernel (6 batch rows x 16 outputs, 12 accumulators) runs every batch row
-// over it. Unlike decoding tiles for the BLAS GEMM (tiled_gemm.h), nothing is written beyond the
-// panel, the packing reads 1 or 0.5 bytes per weight instead of re-reading 4, and the product runs
-// on the packed layers' own threads. No torch here: the AVX2 file is compiled with its own flags.
+// buffer that stays in L1 (straight from the int8/int4 or PQ codes), and a register-blocked kernel
+// (6 batch rows x 16 outputs, 12 accumulators) runs every batch row over it. Unlike decoding tiles
+// for the BLAS GEMM (tiled_gemm.h), nothing is written beyond the panel, the packing reads 1, 0.5
+// or 1/d bytes of codes per weight instead of writing and re-reading 4, and the product runs on
+// the packed layers' own threads. No torch here: the AVX2 file is compiled with its own flags.
 #include <cstdint>
 
 #include "runtime/pq_lut_kernels.h"
@@ -14,8 +14,8 @@
 namespace qnoise::kernels {
 
 constexpr int kPanelRows = 16;
-// Inputs per packed panel: 16 KB of panel and 6 KB of the batch rows' inputs fit Zen 3's 32 KB L1
-// (measured on 1024x1024 at batch 64: see docs/performance.md).
+// Inputs per packed panel: 16 KB of panel and 6 KB of the six batch rows' inputs fit a 32 KB L1
+// (chosen so, not swept).
 constexpr int64_t kPanelDepth = 256;
 
 // Where a panel's values come from. pack() writes panel[i * kPanelRows + r] for i < depth, r < 16:
