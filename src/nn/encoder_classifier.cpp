@@ -56,7 +56,8 @@ at::Tensor EncoderClassifierImpl::encode(const at::Tensor& ids, const at::Tensor
   const int64_t length = ids.size(1);
   QNOISE_CHECK(length <= options.max_positions(), "encoder classifier: length ", length,
                " exceeds max_positions ", options.max_positions());
-  auto x = run_layer(tokens, ids) + layer_weight(*positions, positions->weight).narrow(0, 0, length).unsqueeze(0);
+  // Positions through the layer: only the rows asked for are decoded when it runs compressed.
+  auto x = run_layer(tokens, ids) + run_layer(positions, at::arange(length, ids.options().dtype(at::kLong))).unsqueeze(0);
   if (segment_ids.defined()) {
     QNOISE_CHECK(segments, "encoder classifier: segment ids given but the model has no segment embeddings");
     QNOISE_CHECK(segment_ids.sizes() == ids.sizes(), "encoder classifier: segments ", segment_ids.sizes(),

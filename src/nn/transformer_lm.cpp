@@ -87,7 +87,8 @@ at::Tensor TransformerLmImpl::embed_positions(const at::Tensor& tokens, int64_t 
                offset + length, " outside [1, max_positions=", options.max_positions(), "]");
   auto x = adaptive_input ? adaptive_input->forward(tokens) : run_layer(embed, tokens);
   if (options.scale_embedding()) x = x * std::sqrt(static_cast<double>(options.d_model()));
-  auto pos = positions ? layer_weight(*positions, positions->weight).narrow(0, offset, length)
+  // Learned positions through the layer (only the rows asked for, when it runs compressed).
+  auto pos = positions ? run_layer(positions, at::arange(offset, offset + length, tokens.options().dtype(at::kLong)))
          : is_weight_placeholder(sinusoids_) ? sinusoidal_positions(length, options.d_model(), offset)
                                              : sinusoids_.narrow(0, offset, length);
   return torch::dropout(x + pos.unsqueeze(0), options.dropout(), is_training());

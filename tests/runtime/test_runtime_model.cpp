@@ -74,6 +74,7 @@ TEST(RuntimeModel, LanguageModelsMatchTheDecodedModelForEveryScheme) {
       torch::manual_seed(3);
       nlohmann::json model_config = {{"d_model", 64}, {"heads", 2}, {"ffn_dim", 64}, {"layers", 2}};  // bands 64, 16, 4
       if (adaptive) model_config.update({{"adaptive_input", true}, {"adaptive_softmax", true}, {"cutoffs", {8, 16}}});
+      else model_config["learned_positions"] = true;  // compressed too, looked up by row
       auto task = qnoise::make_training_task(
           {{"task", "lm"}, {"data", dir}, {"batch_size", 4}, {"seq_len", 16}, {"model", model_config}});
       const auto model = compress_and_reload(*task, scheme, "runtime_lm");
