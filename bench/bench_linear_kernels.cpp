@@ -16,10 +16,10 @@
 //   OPENBLAS_NUM_THREADS=2 build/bench/bench_linear_kernels --threads 2 [--spin]
 // --spin: the packed layers' workers spin briefly between calls instead of sleeping, as in `qnoise generate`
 // (process_tuning.h), and the packed layers split smaller layers over threads.
-// --sweep adds batches 4, 8 and 32 and, at every batch > 1, both paths of each float-activation layer whichever
-// the driver chooses ("_gemm": the panel GEMM; "_rows": PQ lookups, or int8/int4 matvec per batch
-// row; "_tiles": decoded tiles and the BLAS GEMM, the panel GEMM's predecessor), so the switch
-// points in src/runtime/linear_tuning.h can be checked.
+// --sweep adds batches 4, 8 and 32 and, at every batch > 1, each float-activation layer on all three
+// paths whichever the driver chooses ("_gemm": the panel GEMM; "_rows": PQ lookups, or int8/int4
+// matvec per batch row; "_tiles": decoded tiles and the BLAS GEMM, the panel GEMM's predecessor),
+// so the switch points in src/runtime/linear_tuning.h can be checked.
 // --cold evicts the caches (writes 96 MB) before every timed call, as when a model's layers run
 // one after another and none stays in cache; times are then of single calls (manual timing).
 // Google Benchmark flags work as usual (e.g. --benchmark_filter=1024).
@@ -140,12 +140,10 @@ void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::
     layer->forward(x.data_ptr<float>(), batch, y.data_ptr<float>());
     benchmark::DoNotOptimize(y.data_ptr());
   });
-  // Only the reference kernels' large-batch path calls the BLAS (decoded tiles); the SIMD paths
-  // run their own panel GEMM (PQ takes it on these shapes only in the --sweep variant).
-  const bool scalar = kind.rfind("int", 0) == 0 && kind.find("_a8") == std::string::npos;
-  g_blas_threads_may_spin = variant == Variant::Tiles || (qnoise::kernel_path() == qnoise::KernelPath::Reference &&
-                                                           (variant == Variant::Gemm ||
-                                                            (scalar && batch >= tuning.scalar_gemm_min_batch)));
+  // Only decoded tiles call the BLAS: the _tiles variant, and the reference kernels' large-batch
+  // path (taken at some batch > 1); the SIMD paths run their own panel GEMM.
+  g_blas_threads_may_spin =
+      variant == Variant::Tiles || (qnoise::kernel_path() == qnoise::KernelPath::Reference && batch > 1);
   qnoise::set_int8_activations(false);
   tuning = saved;
 }

@@ -18,16 +18,17 @@ void panel_gemm(const kernels::PanelSource& w, const float* x, int64_t batch, in
     kernels::panel_gemm_avx2(w, x + b0 * in, b1 - b0, in, out, p0, p1, bias, y + b0 * out);
   };
   // Threads split the panels when there are enough to share evenly; otherwise the batch rows, in
-  // whole tiles of 6, so that layers of few outputs (convolutions over many pixels) use them all.
+  // whole register tiles, so that layers of few outputs (convolutions over many pixels) use them all.
   if (parts == 1) return compute(0, batch, 0, panels);
   if (panels >= 4 * parts) {
     run_parts(parts, [&](int64_t p) { compute(0, batch, p * panels / parts, (p + 1) * panels / parts); });
     return;
   }
-  const int64_t tiles = (batch + 5) / 6, batch_parts = std::min(parts, tiles);
+  constexpr int64_t tile = kernels::kPanelTileBatch;
+  const int64_t tiles = (batch + tile - 1) / tile, batch_parts = std::min(parts, tiles);
   run_parts(batch_parts, [&](int64_t p) {
-    compute(std::min(batch, p * tiles / batch_parts * 6), std::min(batch, (p + 1) * tiles / batch_parts * 6), 0,
-            panels);
+    compute(std::min(batch, p * tiles / batch_parts * tile), std::min(batch, (p + 1) * tiles / batch_parts * tile),
+            0, panels);
   });
 }
 

@@ -168,7 +168,7 @@ void pack_pq_panel(const void* context, int64_t row0, int rows, int64_t k0, int6
   });
 }
 
-// ---- the product: kB (<= 6) batch rows x 16 outputs over one packed panel.
+// ---- the product: kB (<= kPanelTileBatch) batch rows x 16 outputs over one packed panel.
 
 // Where a tile's outputs go: y rows (leading dimension ld), all 16 columns or the first `columns`.
 struct OutputTile {
@@ -239,7 +239,7 @@ void product_tile(const float* panel, int64_t depth, const float* x, int64_t ldx
   each([&](int b, __m256& c0, __m256& c1) __attribute__((always_inline)) { store_pair(t, b, c0, c1); });
 }
 
-constexpr int kTileBatch = 6;
+static_assert(kPanelTileBatch == 6, "product_tile names 6 rows of accumulators");
 
 void product_rows(int rows, const float* panel, int64_t depth, const float* x, int64_t ldx, const OutputTile& t) {
   switch (rows) {
@@ -285,11 +285,11 @@ void panel_gemm_avx2(const PanelSource& w, const float* x, int64_t batch, int64_
       const int64_t depth = std::min(kPanelDepth, in - k0);
       w.pack(w.context, row0, rows, k0, depth, panel);
       const bool last = k0 + depth == in;
-      for (int64_t b0 = 0; b0 < batch; b0 += kTileBatch) {
+      for (int64_t b0 = 0; b0 < batch; b0 += kPanelTileBatch) {
         const OutputTile tile{y + b0 * out + row0, out, rows, k0 > 0, last ? scale : nullptr,
                               last && bias ? panel_bias : nullptr};
-        product_rows(static_cast<int>(std::min<int64_t>(kTileBatch, batch - b0)), panel, depth, x + b0 * in + k0, in,
-                     tile);
+        const int tile_rows = static_cast<int>(std::min<int64_t>(kPanelTileBatch, batch - b0));
+        product_rows(tile_rows, panel, depth, x + b0 * in + k0, in, tile);
       }
     }
   }

@@ -14,6 +14,8 @@
 namespace qnoise::kernels {
 
 constexpr int kPanelRows = 16;
+// Batch rows per register tile of the kernel (6 rows x 16 outputs: 12 accumulators).
+constexpr int kPanelTileBatch = 6;
 // Inputs per packed panel: 16 KB of panel and 6 KB of the six batch rows' inputs fit a 32 KB L1
 // (chosen so, not swept).
 constexpr int64_t kPanelDepth = 256;

@@ -2,9 +2,10 @@
 // The packed layers' own threads. A batch-1 layer is a few microseconds of work, so handing half of
 // it to another thread must cost far less than that: at::parallel_for through OpenMP took 0.9 us
 // for an empty call with spinning workers (and two 5.3 us parts 60-69 us with sleeping ones), this
-// pool 0.12 us (0.06 with sleeping workers, whose call does not wait for them to wake). Having our own threads also lets each call say whether its workers should wait for
-// the next call spinning (batch-1 layers back to back) or go to sleep at once (a BLAS call follows
-// and needs the cores), which one OpenMP setting for the whole process cannot.
+// pool 0.12 us (0.06 with sleeping workers, whose call does not wait for them to wake). Having our
+// own threads also lets each call say whether its workers should wait for the next call spinning
+// (batch-1 layers back to back) or go to sleep at once (a BLAS call follows and needs the cores),
+// which one OpenMP setting for the whole process cannot.
 #include <cstdint>
 
 namespace qnoise::runtime {
