@@ -166,15 +166,14 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
                              const float* row_scale) const {
   QNOISE_CHECK(batch >= 0, "PackedPqLinear: negative batch ", batch);
   if (batch == 0) return;
-  const auto w = lut_view();
+  auto w = lut_view();
   const auto& tuning = runtime::linear_tuning();
   const KernelPath path = kernel_path();
   const bool few_rows = out_ < 2 * n_centroids_, medium_rows = out_ < 8 * n_centroids_;
   // With int8 activations every batch row looks up int8 tables (so the layer computes the same
-  // function at any batch size), except on the AVX2 path, which has no fast byte lookups, and in
-  // layers of few rows, where building and rounding the tables costs more than the lookups save:
-  // those keep float tables.
-  const bool int8_tables = int8_activations() && path != KernelPath::Avx2 && !few_rows;
+  // function at any batch size), except in layers of few rows, where building and rounding the
+  // tables costs more than the lookups save: those keep float tables.
+  const bool int8_tables = int8_activations() && !few_rows;
   if (!int8_tables &&
       (batch >= tuning.pq_gemm_min_batch || (medium_rows && batch >= tuning.pq_medium_out_gemm_min_batch) ||
        (few_rows && batch >= tuning.pq_small_out_gemm_min_batch))) {
@@ -204,8 +203,18 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
     return;
   }
   const auto float_kernel = path != KernelPath::Reference ? kernels::pq_lut_group_avx2 : kernels::pq_lut_group_reference;
-  const auto int8_kernel =
-      path == KernelPath::Avx512 ? kernels::pq_int8_lut_group_avx512 : kernels::pq_int8_lut_group_reference;
+  const auto int8_kernel = path == KernelPath::Avx512 ? kernels::pq_int8_lut_group_avx512
+                           : path == KernelPath::Avx2 ? kernels::pq_int8_lut_group_avx2
+                                                      : kernels::pq_int8_lut_group_reference;
+  if (int8_tables && path == KernelPath::Avx2) {
+    // The AVX2 kernel's integer products are float FMAs on the levels: built per call (K * d
+    // values) rather than kept beside the byte levels.
+    thread_local std::vector<float> levels;
+    levels.assign(static_cast<size_t>(block_size_ * w.k_padded), 0.0f);
+    for (int64_t i = 0; i < block_size_; ++i)
+      for (int64_t k = 0; k < n_centroids_; ++k) levels[i * w.k_padded + k] = static_cast<float>(w.centroid_level(k, i));
+    w.centroid_levels_t = levels.data();
+  }
   const int64_t n_groups = w.group_count(), row_groups = out_padded_ / kernels::kPqRowGroup;
   const int64_t threads = at::get_num_threads();
   // Output o of a batch row from its summed lookups: the row scale, then the bias.

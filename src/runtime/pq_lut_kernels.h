@@ -26,6 +26,9 @@ struct PqLutWeight {
   // bytes, [block_bytes / 4][256][4]: 128 (zero) in the padding and beyond K.
   const uint8_t* centroids_q = nullptr;
   float centroid_scale = 0.0f;  // c_k[i] ~ centroid_scale * cq_k[i]
+  // For the AVX2 int8-table kernel: the levels cq_k[i] as floats, transposed like centroids_t
+  // ([d][k_padded], zero beyond K). The caller builds them per call; other kernels ignore them.
+  const float* centroid_levels_t = nullptr;
   int64_t out_padded = 0;
   int64_t in = 0;
   int64_t block_size = 0;  // d
@@ -94,8 +97,8 @@ void pq_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_begin, i
 // The code sums are exact integers; each output is off the float tables' by the activation and
 // centroid rounding plus at most half a step per block, the step below twice the widest table's
 // range / 255. A non-finite activation makes every y NaN. Groups hold at most
-// kPqInt8MaxGroupBlocks blocks, so a row's sum fits 16 bits. Reference and AVX-512 kernels agree
-// bit for bit; rows as for the float kernels.
+// kPqInt8MaxGroupBlocks blocks, so a row's sum fits 16 bits. The reference, AVX2 and AVX-512
+// kernels agree bit for bit; rows as for the float kernels.
 constexpr int64_t kPqInt8TableBytes = 256;
 constexpr int64_t kPqInt8MaxGroupBlocks = 256;
 constexpr int kPqCentroidLevels = 127;
@@ -139,6 +142,12 @@ inline int64_t pq_int8_scratch_bytes(const PqLutWeight& w) {
 }
 void pq_int8_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                                  const float* x, uint8_t* scratch, float* y);
+// Only call when cpu_has_avx2_fma(), with w.centroid_levels_t set. It takes the integer products
+// from float FMAs on the levels, exact while every partial sum stays below 2^24 (127 * 127 * d <
+// 2^24); larger blocks go to the reference.
+constexpr int64_t kPqMaxExactFloatBlock = 1040;
+void pq_int8_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
+                            const float* x, uint8_t* scratch, float* y);
 // Only call when cpu_has_avx512_vnni_vbmi().
 void pq_int8_lut_group_avx512(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                               const float* x, uint8_t* scratch, float* y);

@@ -11,53 +11,17 @@
 #include <cstdint>
 
 #include "runtime/pq_lut_kernels.h"
+#include "runtime/pq_table_build_avx2.h"
 #include "runtime/simd_helpers.h"
 
 namespace qnoise::kernels {
 
 namespace {
 
-// T_j[k] for lanes = 1 over inputs [i0, i0 + kSlice) of block j (xj: those inputs), added to
-// the table unless it is the block's first slice: the slice's activations stay broadcast in
-// registers while four table vectors at a time take their products, in the same order as one
-// chain over the whole block. Broadcasting per product (one chain per table vector) spilled the
-// codebook pointers and ran 1.4-1.8x slower (scratch program, d = 4, 8, 16, 4096 inputs).
-template <int kSlice>
-void build_table_slice(const PqLutWeight& w, int64_t i0, const float* xj, bool first, float* table) {
-  const int64_t kp = w.k_padded;
-  const float* centroids = w.centroids_t + i0 * kp;  // value i0 + i of centroid k at i * kp + k
-  __m256 xb[kSlice];
-  QNOISE_UNROLL
-  for (int i = 0; i < kSlice; ++i) xb[i] = _mm256_broadcast_ss(xj + i);
-  auto vectors = [&](auto count, int64_t k) {
-    constexpr int kVectors = decltype(count)::value;
-    __m256 acc[kVectors];
-    QNOISE_UNROLL
-    for (int v = 0; v < kVectors; ++v) acc[v] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(table + k + 8 * v);
-    QNOISE_UNROLL
-    for (int i = 0; i < kSlice; ++i)
-      QNOISE_UNROLL
-      for (int v = 0; v < kVectors; ++v)
-        acc[v] = _mm256_fmadd_ps(_mm256_loadu_ps(centroids + i * kp + k + 8 * v), xb[i], acc[v]);
-    QNOISE_UNROLL
-    for (int v = 0; v < kVectors; ++v) _mm256_storeu_ps(table + k + 8 * v, acc[v]);
-  };
-  int64_t k = 0;
-  for (; k + 32 <= kp; k += 32) vectors(RowCount<4>{}, k);
-  for (; k < kp; k += 8) vectors(RowCount<1>{}, k);
-}
-
-template <int kDim>
+// T_j[k] for lanes = 1, block after block.
 void build_tables_single(const PqLutWeight& w, const float* xt, int64_t j0, int64_t s, float* tables) {
-  const int64_t d = kDim > 0 ? kDim : w.block_size;
-  for (int64_t jj = 0; jj < s; ++jj) {
-    const float* xj = xt + (j0 + jj) * d;
-    float* table = tables + jj * w.k_padded;
-    int64_t i = 0;
-    for (; i + 8 <= d; i += 8) build_table_slice<8>(w, i, xj + i, i == 0, table);
-    for (; i + 4 <= d; i += 4) build_table_slice<4>(w, i, xj + i, i == 0, table);
-    for (; i < d; ++i) build_table_slice<1>(w, i, xj + i, i == 0, table);
-  }
+  const int64_t d = w.block_size;
+  for (int64_t jj = 0; jj < s; ++jj) build_block_table(w.centroids_t, w.k_padded, xt + (j0 + jj) * d, d, tables + jj * w.k_padded);
 }
 
 // T_j[k][b] for lanes = 8 * kVectors batch columns; xt is [in][lanes].
@@ -178,12 +142,7 @@ void pq_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_begin, i
   const int64_t j0 = w.group_first_block(group), s = w.group_size(group);
   const int64_t g_begin = row_begin / kPqRowGroup, g_end = row_end / kPqRowGroup;
   if (lanes == 1) {
-    switch (w.block_size) {
-      case 4: build_tables_single<4>(w, xt, j0, s, tables); break;
-      case 8: build_tables_single<8>(w, xt, j0, s, tables); break;
-      case 16: build_tables_single<16>(w, xt, j0, s, tables); break;
-      default: build_tables_single<0>(w, xt, j0, s, tables); break;
-    }
+    build_tables_single(w, xt, j0, s, tables);
     lookup_single(w, group, s, g_begin, g_end, tables, y);
     return;
   }
