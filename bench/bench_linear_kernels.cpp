@@ -2,7 +2,7 @@
 // for 4096x4096 and 1024x1024 weights at batch 1, 16 and 64, torch::mv / torch::mm on the float
 // weight against PackedPqLinear (d = 8 and d = 4, K = 256), PackedInt8Linear and PackedInt4Linear
 // (also with int8 activations, "*_a8": integer products for int8 and int4, int8 lookup tables for
-// PQ, one batch row at a time).
+// PQ, one batch row at a time; AVX2 at batch 1 only).
 // Prints medians, float time / ours, GB/s of compressed weight bytes read (bytes() per call) and
 // weights per second (out * in per call, whatever the batch), with the targets of issue 5:
 //   batch 1: PQ d = 8 >= 5x, int8 >= 3x, int4 >= 5x faster than float; batch 16 and 64: none
