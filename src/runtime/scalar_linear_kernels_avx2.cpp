@@ -130,13 +130,45 @@ void int8_activation_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t
     for (int r = 0; r < kRows; ++r)
       acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(_mm256_maddubs_epi16(codes32<kBits>(codes[r], i), x), ones));
   };
+  // int4, a line at a time: one 32-byte load holds two chunks, inputs 0..15 and 32..47 in its low
+  // nibbles and 16..31 and 48..63 in its high ones, so the activations are regrouped to match (two
+  // lane permutes shared by the rows) instead of each row's codes; and 4-bit codes times 7-bit
+  // activations leave room to add a line's products in int16 (4 * 2 * 15 * 63 < 2^15; tested at that bound) before
+  // widening them. 16 operations per row for 128 inputs where 32-input steps took 32.
+  static_assert(4 * 2 * 15 * kActivationLevels < 32768, "a line's int4 products must fit int16");
+  auto int4_line = [&](int64_t i) {
+    const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+    __m256i sums[kRows];
+    QNOISE_UNROLL
+    for (int r = 0; r < kRows; ++r) sums[r] = _mm256_setzero_si256();
+    QNOISE_UNROLL
+    for (int u = 0; u < 128; u += 64) {
+      const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + i + u));
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + i + u + 32));
+      const __m256i x_low = _mm256_permute2x128_si256(a, b, 0x20), x_high = _mm256_permute2x128_si256(a, b, 0x31);
+      QNOISE_UNROLL
+      for (int r = 0; r < kRows; ++r) {
+        const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[r] + (i + u) / 2));
+        const __m256i low = _mm256_and_si256(packed, low_nibbles);
+        const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
+        sums[r] = _mm256_add_epi16(sums[r], _mm256_maddubs_epi16(low, x_low));
+        sums[r] = _mm256_add_epi16(sums[r], _mm256_maddubs_epi16(high, x_high));
+      }
+    }
+    QNOISE_UNROLL
+    for (int r = 0; r < kRows; ++r) acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(sums[r], ones));
+  };
   constexpr int64_t kLineInputs = kLineBytes * 8 / kBits;  // inputs per 64-byte line of codes
   int64_t i = 0;
   for (; i + kLineInputs <= w.in; i += kLineInputs) {
     QNOISE_UNROLL
     for (int r = 0; r < kRows; ++r) prefetch(codes[r] + ahead + i * kBits / 8);
-    QNOISE_UNROLL
-    for (int u = 0; u < kLineInputs; u += 32) step(i + u);
+    if constexpr (kBits == 4) {
+      int4_line(i);
+    } else {
+      QNOISE_UNROLL
+      for (int u = 0; u < kLineInputs; u += 32) step(i + u);
+    }
   }
   for (; i + 32 <= w.in; i += 32) step(i);
   QNOISE_UNROLL

@@ -53,6 +53,29 @@ TEST_F(Int8ActivationsTest, HandWorkedExample) {
   }
 }
 
+TEST_F(Int8ActivationsTest, Int4AtItsLargestCodesAndActivationsIsExact) {
+  // Every code 15 and every activation at level +-63: the largest partial sums the int4 kernels
+  // keep in int16 (a line of 128 inputs in AVX2's) before widening. x = +-63 (scale 1): y = 15 * 63
+  // * 1024 * sign exactly.
+  qnoise::CompressedWeight weight;
+  weight.scheme = qnoise::WeightScheme::Int4;
+  weight.shape = {2, 1024};
+  auto codes = torch::zeros({1024}, torch::kByte);
+  codes.narrow(0, 0, 512).fill_(0xFF);  // row 0: every code 15; row 1: 0
+  weight.codes = codes;
+  weight.scale = torch::ones({2});
+  weight.zero_point = torch::zeros({2}, torch::kByte);
+  const qnoise::PackedInt4Linear layer(weight);
+  for (auto path : available_kernel_paths()) {
+    qnoise::set_kernel_path(path);
+    for (float sign : {1.0f, -1.0f}) {
+      const auto y = layer.forward(torch::full({1024}, 63 * sign));
+      EXPECT_EQ(y[0].item<float>(), sign * 967680.0f) << qnoise::to_string(path);
+      EXPECT_EQ(y[1].item<float>(), 0.0f) << qnoise::to_string(path);
+    }
+  }
+}
+
 // The layer of int<bits> codes for `values`.
 std::unique_ptr<qnoise::PackedLinearBase> scalar_layer(const torch::Tensor& values, int bits) {
   const auto weight = qnoise::compress_scalar(values, bits);
