@@ -141,7 +141,8 @@ void int8_activation_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t
     __m256i sums[kRows];
     QNOISE_UNROLL
     for (int r = 0; r < kRows; ++r) sums[r] = _mm256_setzero_si256();
-    QNOISE_UNROLL
+    // Not unrolled: both steps' activations live at once made GCC spill the sums (perf).
+#pragma GCC unroll 1
     for (int u = 0; u < 128; u += 64) {
       const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + i + u));
       const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + i + u + 32));
