@@ -216,7 +216,8 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
     thread_local std::vector<float> levels;
     levels.assign(static_cast<size_t>(block_size_ * w.k_padded), 0.0f);
     for (int64_t i = 0; i < block_size_; ++i)
-      for (int64_t k = 0; k < n_centroids_; ++k) levels[i * w.k_padded + k] = static_cast<float>(w.centroid_level(k, i));
+      for (int64_t k = 0; k < n_centroids_; ++k)
+        levels[i * w.k_padded + k] = static_cast<float>(w.centroid_level(k, i));
     w.centroid_levels_t = levels.data();
   }
   const int64_t n_groups = w.group_count(), row_groups = out_padded_ / kernels::kPqRowGroup;

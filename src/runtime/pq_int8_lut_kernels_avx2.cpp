@@ -25,18 +25,6 @@ namespace qnoise::kernels {
 
 namespace {
 
-inline float horizontal_max(__m256 v) {
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-}
-
-inline float horizontal_min(__m256 v) {
-  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
-  return _mm_cvtss_f32(_mm_min_ss(m, _mm_movehdup_ps(m)));
-}
-
 // nearbyint in the current rounding mode, as the reference's std::nearbyint.
 inline float round_scalar(float v) {
   return _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(v), _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC));
@@ -142,24 +130,22 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
   const __m256i byte_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t jj = 0; jj < s; ++jj) {
     const float* products_j = products + jj * kPqInt8TableBytes;
-    const int right = shift == INT32_MIN ? 32 : shift - exponents[jj];
-    const bool none = right > 31 || right < -31;
-    // (D - lo + half) >> right, or (D - lo) << -right, as pq_table_level
-    const __m256i low =
-        _mm256_set1_epi32(right > 0 && !none ? lows[jj] - static_cast<int32_t>(1u << (right - 1)) : lows[jj]);
-    const __m128i right_count = _mm_cvtsi32_si128(right > 0 ? right : 0);  // one of them is 0
-    const __m128i left_count = _mm_cvtsi32_si128(right < 0 ? -right : 0);
-    const __m256i entries = _mm256_set1_epi32(none ? 0 : static_cast<int32_t>(n));  // 0 past K
+    const PqTableRounding rounding = pq_table_rounding(shift == INT32_MIN ? 32 : shift - exponents[jj], lows[jj]);
+    const __m256i low = _mm256_set1_epi32(rounding.low);
+    const __m128i right_count = _mm_cvtsi32_si128(rounding.right_count);
+    const __m128i left_count = _mm_cvtsi32_si128(rounding.left_count);
+    const __m256i entries = _mm256_set1_epi32(rounding.none ? 0 : static_cast<int32_t>(n));  // 0 past K
     for (int64_t k0 = 0; k0 < kPqInt8TableBytes; k0 += 32) {
       __m256i levels[4];
       QNOISE_UNROLL
       for (int v = 0; v < 4; ++v) {
         const int64_t k = k0 + 8 * v;
-        const __m256i real = _mm256_cmpgt_epi32(entries, _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int32_t>(k))));
+        const __m256i index = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int32_t>(k)));
+        const __m256i real = _mm256_cmpgt_epi32(entries, index);
         // Products past k_padded were never written: masked before use.
         const __m256 values = k < kp ? _mm256_loadu_ps(products_j + k) : _mm256_setzero_ps();
         const __m256i above = _mm256_and_si256(real, _mm256_sub_epi32(_mm256_cvtps_epi32(values), low));
-        levels[v] = right >= 0 ? _mm256_srl_epi32(above, right_count) : _mm256_sll_epi32(above, left_count);
+        levels[v] = _mm256_sll_epi32(_mm256_srl_epi32(above, right_count), left_count);
       }
       const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(levels[0], levels[1]),
                                                 _mm256_packus_epi32(levels[2], levels[3]));

@@ -133,6 +133,21 @@ __attribute__((always_inline)) inline uint32_t pq_table_level(uint32_t above_low
   return (above_low + (1u << (right_shift - 1))) >> right_shift;
 }
 
+// q_j[k] for every k of a block as the SIMD kernels compute it, from r = sh - e_j (`right`, 32 when
+// every table is flat): (D_j[k] - low) shifted right by right_count or left by left_count (one of
+// them 0), with low = lo_j less the rounding half when shifting right; every q_j[k] is 0 when `none`.
+struct PqTableRounding {
+  int32_t low;
+  int right_count;
+  int left_count;
+  bool none;
+};
+__attribute__((always_inline)) inline PqTableRounding pq_table_rounding(int right, int32_t lo) {
+  const bool none = right > 31 || right < -31;
+  return {right > 0 && !none ? lo - static_cast<int32_t>(1u << (right - 1)) : lo, right > 0 ? right : 0,
+          right < 0 ? -right : 0, none};
+}
+
 // Bytes of one block of quantized activations or centroid: d rounded up to whole 4-byte words
 // (the AVX-512 kernel multiplies 4 bytes at a time; the padding is zero).
 inline int64_t pq_int8_block_bytes(int64_t block_size) { return (block_size + 3) / 4 * 4; }

@@ -21,7 +21,8 @@ namespace {
 // T_j[k] for lanes = 1, block after block.
 void build_tables_single(const PqLutWeight& w, const float* xt, int64_t j0, int64_t s, float* tables) {
   const int64_t d = w.block_size;
-  for (int64_t jj = 0; jj < s; ++jj) build_block_table(w.centroids_t, w.k_padded, xt + (j0 + jj) * d, d, tables + jj * w.k_padded);
+  for (int64_t jj = 0; jj < s; ++jj)
+    build_block_table(w.centroids_t, w.k_padded, xt + (j0 + jj) * d, d, tables + jj * w.k_padded);
 }
 
 // T_j[k][b] for lanes = 8 * kVectors batch columns; xt is [in][lanes].

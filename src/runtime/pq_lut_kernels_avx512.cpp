@@ -172,21 +172,19 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
   const __m512i byte_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   for (int64_t jj = 0; jj < s; ++jj) {
     const int32_t* products_j = products + jj * kPqInt8TableBytes;
-    const int right = shift == INT32_MIN ? 32 : shift - exponents[jj];
-    const bool none = right > 31 || right < -31;
-    // (D - lo + half) >> right, or (D - lo) << -right, as pq_table_level
-    const __m512i low =
-        _mm512_set1_epi32(right > 0 && !none ? lows[jj] - static_cast<int32_t>(1u << (right - 1)) : lows[jj]);
-    const __m128i right_count = _mm_cvtsi32_si128(right > 0 ? right : 0);  // one of them is 0
-    const __m128i left_count = _mm_cvtsi32_si128(right < 0 ? -right : 0);
+    const PqTableRounding rounding = pq_table_rounding(shift == INT32_MIN ? 32 : shift - exponents[jj], lows[jj]);
+    const __m512i low = _mm512_set1_epi32(rounding.low);
+    const __m128i right_count = _mm_cvtsi32_si128(rounding.right_count);
+    const __m128i left_count = _mm_cvtsi32_si128(rounding.left_count);
     for (int64_t k0 = 0; k0 < kPqInt8TableBytes; k0 += 64) {
       __m512i levels[4];
       QNOISE_UNROLL
       for (int v = 0; v < 4; ++v) {
         const int64_t k = k0 + 16 * v;
-        const __mmask16 lanes = none ? __mmask16(0) : first_lanes(n - k);  // 0 past K
+        const __mmask16 lanes = rounding.none ? __mmask16(0) : first_lanes(n - k);  // 0 past K
         const __m512i above = _mm512_maskz_sub_epi32(lanes, _mm512_maskz_loadu_epi32(lanes, products_j + k), low);
-        levels[v] = right >= 0 ? _mm512_srl_epi32(above, right_count) : _mm512_sll_epi32(above, left_count);
+        levels[v] = rounding.left_count == 0 ? _mm512_srl_epi32(above, right_count)
+                                             : _mm512_sll_epi32(above, left_count);
       }
       const __m512i bytes = _mm512_packus_epi16(_mm512_packus_epi32(levels[0], levels[1]),
                                                 _mm512_packus_epi32(levels[2], levels[3]));

@@ -214,10 +214,7 @@ int32_t quantize_activations_avx2(const float* x, int64_t n, int8_t* xq, float* 
     largest8 = _mm256_max_ps(largest8, magnitude);
     not_finite = _mm256_or_ps(not_finite, _mm256_cmp_ps(magnitude, infinity, _CMP_NLT_UQ));
   }
-  __m128 m = _mm_max_ps(_mm256_castps256_ps128(largest8), _mm256_extractf128_ps(largest8, 1));
-  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-  m = _mm_max_ss(m, _mm_movehdup_ps(m));
-  float largest = _mm_cvtss_f32(m);
+  float largest = horizontal_max(largest8);
   bool finite = _mm256_movemask_ps(not_finite) == 0;
   for (int64_t t = i; t < n; ++t) {
     const float magnitude = __builtin_fabsf(x[t]);
