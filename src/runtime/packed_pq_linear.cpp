@@ -143,8 +143,14 @@ void PackedPqLinear::transposed_product(const float* x, int64_t batch, float* y)
       float* yj = y + b * in_ + j * block_size_;
       for (int64_t i = 0; i < block_size_; ++i) {
         const float* c = centroids_t_.data() + i * w.k_padded;  // value i of every centroid
-        float sum = 0.0f;
-        for (int64_t k = 0; k < n_centroids_; ++k) sum += sums[static_cast<size_t>(k)] * c[k];
+        // Eight partial sums, each a lane the compiler can vectorize (one running sum was a chain
+        // of K dependent adds per input: 2.3% of a tied LM's generation, perf).
+        float part[8] = {};
+        int64_t k = 0;
+        for (; k + 8 <= n_centroids_; k += 8)
+          for (int l = 0; l < 8; ++l) part[l] += sums[static_cast<size_t>(k + l)] * c[k + l];
+        float sum = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+        for (; k < n_centroids_; ++k) sum += sums[static_cast<size_t>(k)] * c[k];
         yj[i] += sum;
       }
     }

@@ -250,11 +250,12 @@ TEST_F(PackedLinearTest, DecodeRowsGivesTheStoredTablesRows) {
 
 TEST_F(PackedLinearTest, TransposedForwardIsXTimesTheDecodedWeight) {
   // Tied output projections multiply by W (not W^T). PQ sums the inputs by code per block; its
-  // rows cross chunks of 64 and groups of blocks here (out 130, in 96 at d 3: 32 blocks), K < 256.
+  // rows cross chunks of 64 and groups of blocks here (out 130, in 96 at d 3: 32 blocks), K < 256
+  // and not a multiple of 8 (the eight partial sums over the centroids and their tail).
   torch::manual_seed(43);
   const auto values = torch::randn({130, 96});
   const std::vector<std::pair<std::string, std::shared_ptr<qnoise::PackedLinearBase>>> layers = {
-      {"pq d3 K200", std::make_shared<qnoise::PackedPqLinear>(random_pq(130, 96, 3, 200, 44))},
+      {"pq d3 K203", std::make_shared<qnoise::PackedPqLinear>(random_pq(130, 96, 3, 203, 44))},
       {"pq d8 K256", std::make_shared<qnoise::PackedPqLinear>(random_pq(72, 520, 8, 256, 45))},
       {"int8", std::make_shared<qnoise::PackedInt8Linear>(qnoise::compress_scalar(values, 8))},
       {"int4", std::make_shared<qnoise::PackedInt4Linear>(qnoise::compress_scalar(values, 4))}};
