@@ -7,8 +7,9 @@
 // nibble, and a tree of 15 byte blends on the high nibble's bits (bit 4 first) keeps each code's
 // own value: 31 vector operations for 32 lookups, where float tables take a scalar load and add
 // per lookup (two per cycle at best on Zen 3's two FP adders). In a scratch program on Zen 3 the
-// blend tree looked up 4096x4096 codes 1.2-1.7x faster than the float kernel's loop; compares
-// against each high nibble instead of the tree were slower than the float loop.
+// blend tree looked up 4096x4096 codes about 1.25x faster than the float kernel's loop (5.4-5.8
+// against 4.4-4.6 per ns in the quieter runs); a compare against each high nibble, or XOR-ing the
+// lookups of pre-XORed tables, instead of the tree was slower (3.1-5.0).
 //
 // The tables are the reference's bit for bit. The integer products come from the float table
 // builder on the levels (exact integers while d <= kPqMaxExactFloatBlock), the activations are
@@ -79,15 +80,14 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
   bool finite = true;
   int shift = INT32_MIN;
   float offset_sum = 0.0f;
-  // Every block's products first: a block's min and max read them right after their FMA chains
-  // end, which stalled when done block by block (perf: 12% of the kernel's samples on one vmaxps).
+  // Every block's products, then each block's min and max in four chains each (a single min and
+  // max chain over the 32 vectors took 12-18% of the kernel's samples on its vmaxps, perf).
   for (int64_t jj = 0; jj < s; ++jj) {
     finite = quantize_block(x + (j0 + jj) * d, d, xq, &exponents[jj]) && finite;
     build_block_table(w.centroid_levels_t, kp, xq, d, products + jj * kPqInt8TableBytes);
   }
   for (int64_t jj = 0; jj < s; ++jj) {
     const float* products_j = products + jj * kPqInt8TableBytes;
-    // Four chains each: one min and one max chain over 32 vectors bounded the whole table build.
     __m256 low[4], high[4];
     QNOISE_UNROLL
     for (int c = 0; c < 4; ++c) {
