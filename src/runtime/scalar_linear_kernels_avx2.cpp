@@ -133,8 +133,9 @@ void int8_activation_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t
   // int4, a line at a time: one 32-byte load holds two chunks, inputs 0..15 and 32..47 in its low
   // nibbles and 16..31 and 48..63 in its high ones, so the activations are regrouped to match (two
   // lane permutes shared by the rows) instead of each row's codes; and 4-bit codes times 7-bit
-  // activations leave room to add a line's products in int16 (4 * 2 * 15 * 63 < 2^15; tested at that bound) before
-  // widening them. 16 operations per row for 128 inputs where 32-input steps took 32.
+  // activations leave room to add a line's products in int16 (4 * 2 * 15 * 63 < 2^15; tested at
+  // that bound) before widening them. 16 operations per row for 128 inputs where 32-input steps
+  // took 32.
   static_assert(4 * 2 * 15 * kActivationLevels < 32768, "a line's int4 products must fit int16");
   auto int4_line = [&](int64_t i) {
     const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
