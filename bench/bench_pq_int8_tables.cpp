@@ -5,7 +5,7 @@
 //   build/bench/bench_pq_int8_tables [--out N] [--in N] [--d N] [--reps N]
 //
 // Random codes, codebook and activations (speed does not depend on their values). The kernel is the
-// AVX-512 one where the CPU has it (the reference otherwise, said so). 1 thread, no driver: the
+// widest the CPU has: AVX-512, else AVX2, else the reference (said so). 1 thread, no driver: the
 // layer-level figures are bench_linear_kernels'.
 #include <algorithm>
 #include <chrono>
@@ -65,10 +65,15 @@ int main(int argc, char** argv) {
   w.n_centroids = kCentroids;
   w.k_padded = kCentroids;
   w.group_blocks = std::min<int64_t>(16, w.n_blocks);  // PackedPqLinear's choice at K = 256
+  // The AVX2 kernel's levels as floats, transposed (PackedPqLinear builds them per call).
+  std::vector<float> levels(static_cast<size_t>(d * kCentroids));
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t k = 0; k < kCentroids; ++k) levels[i * kCentroids + k] = static_cast<float>(w.centroid_level(k, i));
+  w.centroid_levels_t = levels.data();
   std::vector<uint8_t> scratch(static_cast<size_t>(pq_int8_scratch_bytes(w)));
   std::vector<float> y(static_cast<size_t>(out));
-  const bool avx512 = cpu_has_avx512_vnni_vbmi();
-  const auto kernel = avx512 ? pq_int8_lut_group_avx512 : pq_int8_lut_group_reference;
+  const bool avx512 = cpu_has_avx512_vnni_vbmi(), avx2 = cpu_has_avx2_fma();
+  const auto kernel = avx512 ? pq_int8_lut_group_avx512 : avx2 ? pq_int8_lut_group_avx2 : pq_int8_lut_group_reference;
 
   std::vector<double> full, tables_only;
   for (int64_t rep = 0; rep < 2 * reps; ++rep) {
@@ -82,7 +87,7 @@ int main(int argc, char** argv) {
   const double all = median(full), tables = median(tables_only);
   std::printf("%lldx%lld d %lld K %lld, %s kernel, medians of %lld calls each\n", static_cast<long long>(out),
               static_cast<long long>(in), static_cast<long long>(d), static_cast<long long>(kCentroids),
-              avx512 ? "AVX-512" : "reference (no AVX-512 VNNI/VBMI on this CPU)", static_cast<long long>(reps));
+              avx512 ? "AVX-512" : avx2 ? "AVX2" : "reference (no AVX2 on this CPU)", static_cast<long long>(reps));
   std::printf("layer %.2f us: tables %.2f us, lookups %.2f us (the difference)\n", all, tables, all - tables);
   return 0;
 }
