@@ -217,14 +217,14 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
                            : path == KernelPath::Avx2 ? kernels::pq_int8_lut_group_avx2
                                                       : kernels::pq_int8_lut_group_reference;
   if (int8_tables && path == KernelPath::Avx2) {
-    // The AVX2 kernel's integer products are float FMAs on the levels: built per call (K * d
+    // The AVX2 kernel multiplies 16-bit levels in input pairs (vpmaddwd): built per call (K * d
     // values) rather than kept beside the byte levels.
-    thread_local std::vector<float> levels;
-    levels.assign(static_cast<size_t>(block_size_ * w.k_padded), 0.0f);
+    thread_local std::vector<int16_t> levels;
+    levels.assign(static_cast<size_t>(kernels::pq_level_pairs_size(w)), 0);
     for (int64_t i = 0; i < block_size_; ++i)
       for (int64_t k = 0; k < n_centroids_; ++k)
-        levels[i * w.k_padded + k] = static_cast<float>(w.centroid_level(k, i));
-    w.centroid_levels_t = levels.data();
+        levels[kernels::pq_level_pair_index(w, k, i)] = static_cast<int16_t>(w.centroid_level(k, i));
+    w.centroid_level_pairs = levels.data();
   }
   const int64_t n_groups = w.group_count(), row_groups = out_padded_ / kernels::kPqRowGroup;
   const int64_t threads = at::get_num_threads();

@@ -11,15 +11,14 @@
 // against 4.4-4.6 per ns in the quieter runs); a compare against each high nibble, or XOR-ing the
 // lookups of pre-XORed tables, instead of the tree was slower (3.1-5.0).
 //
-// The tables are the reference's bit for bit. The integer products come from the float table
-// builder on the levels (exact integers while d <= kPqMaxExactFloatBlock), the activations are
-// rounded as the reference rounds them, and the bytes follow pq_table_level with vector shifts.
+// The tables are the reference's bit for bit: the activations are rounded as the reference rounds
+// them, the integer products D_j[k] are exact in int32 (vpmaddwd on 16-bit level pairs), and the
+// bytes follow pq_table_level with vector shifts.
 #include <immintrin.h>
 
 #include <cstdint>
 
 #include "runtime/pq_lut_kernels.h"
-#include "runtime/pq_table_build_avx2.h"
 #include "runtime/simd_helpers.h"
 
 namespace qnoise::kernels {
@@ -31,10 +30,10 @@ inline float round_scalar(float v) {
   return _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(v), _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC));
 }
 
-// Quantizes one block as the reference does: xq[i] = nearbyint(x[i] * 2^-e) as floats (all 0 when
-// the block's largest |x| is below 2^-100 or it holds a NaN or infinity) and its exponent e.
-// Returns whether the block is finite.
-bool quantize_block(const float* x, int64_t d, float* xq, int* exponent) {
+// Quantizes one block as the reference does: xq[i] = nearbyint(x[i] * 2^-e) (all 0 when the
+// block's largest |x| is below 2^-100 or it holds a NaN or infinity), zero up to block_bytes, and
+// its exponent e. Returns whether the block is finite.
+bool quantize_block(const float* x, int64_t d, int64_t block_bytes, int8_t* xq, int* exponent) {
   const __m256 magnitude_bits = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   __m256 largest = _mm256_setzero_ps(), non_finite = _mm256_setzero_ps();
   int64_t i = 0;
@@ -56,12 +55,110 @@ bool quantize_block(const float* x, int64_t d, float* xq, int* exponent) {
   const float scale = pq_power_of_two(-e);
   const __m256 scales = _mm256_set1_ps(scale);
   for (i = 0; i + 8 <= d; i += 8) {
-    const __m256 levels = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), scales),
-                                          _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
-    _mm256_storeu_ps(xq + i, zero ? _mm256_setzero_ps() : levels);
+    const __m256 rounded = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), scales),
+                                           _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
+    const __m256i levels = zero ? _mm256_setzero_si256() : _mm256_cvtps_epi32(rounded);
+    // Levels are within +-127: two signed packs leave lanes 0-3 in bytes 0-3 and 4-7 in 16-19.
+    const __m256i words = _mm256_packs_epi32(levels, levels);
+    const __m256i bytes = _mm256_packs_epi16(words, words);
+    const int32_t low = _mm_cvtsi128_si32(_mm256_castsi256_si128(bytes));
+    const int32_t high = _mm_cvtsi128_si32(_mm256_extracti128_si256(bytes, 1));
+    __builtin_memcpy(xq + i, &low, 4);
+    __builtin_memcpy(xq + i + 4, &high, 4);
   }
-  for (; i < d; ++i) xq[i] = zero ? 0.0f : round_scalar(x[i] * scale);
+  for (; i < d; ++i) xq[i] = zero ? 0 : static_cast<int8_t>(round_scalar(x[i] * scale));
+  for (; i < block_bytes; ++i) xq[i] = 0;
   return finite;
+}
+
+// Inputs [2 p0, 2 p0 + 2 kPairs) of a block (levels: their pairs' rows; xq: those inputs), added
+// to the products unless it is the block's first slice: each pair of activations broadcast as one
+// int32, and vpmaddwd multiplies it with 8 centroids' two levels and adds the two products, two
+// vectors of 8 centroids at a time (four spilled). (The float builder on the levels, exact below
+// 2^24, took half the table time; integer instructions issue on all four vector units.)
+template <int kPairs>
+void product_slice(const int16_t* levels, int64_t kp, const int8_t* xq, bool first, int32_t* products) {
+  __m256i pairs[kPairs];
+  QNOISE_UNROLL
+  for (int p = 0; p < kPairs; ++p)
+    pairs[p] = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint16_t>(xq[2 * p])) |
+                                 static_cast<int32_t>(static_cast<uint32_t>(static_cast<int32_t>(xq[2 * p + 1])) << 16));
+  auto vectors = [&](auto count, int64_t k) {
+    constexpr int kVectors = decltype(count)::value;
+    __m256i acc[kVectors];
+    QNOISE_UNROLL
+    for (int v = 0; v < kVectors; ++v)
+      acc[v] = first ? _mm256_setzero_si256() : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(products + k + 8 * v));
+    QNOISE_UNROLL
+    for (int p = 0; p < kPairs; ++p)
+      QNOISE_UNROLL
+      for (int v = 0; v < kVectors; ++v) {
+        const auto* level_pairs = reinterpret_cast<const __m256i*>(levels + (p * kp + k + 8 * v) * 2);
+        acc[v] = _mm256_add_epi32(acc[v], _mm256_madd_epi16(_mm256_loadu_si256(level_pairs), pairs[p]));
+      }
+    QNOISE_UNROLL
+    for (int v = 0; v < kVectors; ++v) _mm256_storeu_si256(reinterpret_cast<__m256i*>(products + k + 8 * v), acc[v]);
+  };
+  int64_t k = 0;
+  for (; k + 16 <= kp; k += 16) vectors(RowCount<2>{}, k);
+  for (; k < kp; k += 8) vectors(RowCount<1>{}, k);
+}
+
+// D_j[k] = sum_i cq_k[i] xq_j[i] for every k < kp, exact in int32.
+void build_products(const PqLutWeight& w, const int8_t* xq, int32_t* products) {
+  const int64_t pairs = (w.block_size + 1) / 2, kp = w.k_padded;
+  const int16_t* levels = w.centroid_level_pairs;
+  int64_t p = 0;
+  for (; p + 8 <= pairs; p += 8) product_slice<8>(levels + p * kp * 2, kp, xq + 2 * p, p == 0, products);
+  for (; p + 4 <= pairs; p += 4) product_slice<4>(levels + p * kp * 2, kp, xq + 2 * p, p == 0, products);
+  for (; p < pairs; ++p) product_slice<1>(levels + p * kp * 2, kp, xq + 2 * p, p == 0, products);
+}
+
+inline int32_t horizontal_min(__m256i v) {
+  __m128i m = _mm_min_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  m = _mm_min_epi32(m, _mm_shuffle_epi32(m, 0x4E));
+  return _mm_cvtsi128_si32(_mm_min_epi32(m, _mm_shuffle_epi32(m, 0xB1)));
+}
+
+inline int32_t horizontal_max(__m256i v) {
+  __m128i m = _mm_max_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  m = _mm_max_epi32(m, _mm_shuffle_epi32(m, 0x4E));
+  return _mm_cvtsi128_si32(_mm_max_epi32(m, _mm_shuffle_epi32(m, 0xB1)));
+}
+
+// q_j[k] for k < 256 as bytes into table (pq_table_rounding; 0 past K and for every k when
+// rounding.none). kMasked = false only for K = 256 tables shifted right.
+template <bool kMasked>
+void pack_table(const int32_t* products, const PqTableRounding& rounding, int64_t n, uint8_t* table) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  // Bytes come out of the two packs in 4-byte runs of the four vectors, lane by lane; this puts
+  // them back in order.
+  const __m256i byte_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  const __m256i low = _mm256_set1_epi32(rounding.low);
+  const __m128i right_count = _mm_cvtsi32_si128(rounding.right_count);
+  const __m128i left_count = _mm_cvtsi32_si128(rounding.left_count);
+  const __m256i entries = _mm256_set1_epi32(rounding.none ? 0 : static_cast<int32_t>(n));
+  const int64_t written = (n + 7) / 8 * 8;  // products past k_padded were never written
+  for (int64_t k0 = 0; k0 < kPqInt8TableBytes; k0 += 32) {
+    __m256i levels[4];
+    QNOISE_UNROLL
+    for (int v = 0; v < 4; ++v) {
+      const int64_t k = k0 + 8 * v;
+      if constexpr (kMasked) {
+        const __m256i real = _mm256_cmpgt_epi32(entries, _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int32_t>(k))));
+        const __m256i values =
+            k < written ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(products + k)) : _mm256_setzero_si256();
+        const __m256i above = _mm256_and_si256(real, _mm256_sub_epi32(values, low));
+        levels[v] = _mm256_sll_epi32(_mm256_srl_epi32(above, right_count), left_count);
+      } else {
+        const __m256i values = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(products + k));
+        levels[v] = _mm256_srl_epi32(_mm256_sub_epi32(values, low), right_count);
+      }
+    }
+    const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(levels[0], levels[1]),
+                                              _mm256_packus_epi32(levels[2], levels[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(table + k0), _mm256_permutevar8x32_epi32(bytes, byte_order));
+  }
 }
 
 struct Quantized {
@@ -71,87 +168,68 @@ struct Quantized {
 
 // The reference's byte tables of the group's blocks (tables[jj * 256 + k]), with its step and
 // offset. products: kPqInt8TableBytes floats per block, the integer products D_j[k].
-Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int64_t s, float* products,
-                          uint8_t* tables) {
-  const int64_t d = w.block_size, n = w.n_centroids, kp = w.k_padded;
+Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int64_t s, int32_t* products,
+                          uint8_t* tables, int8_t* xq) {
+  const int64_t d = w.block_size, n = w.n_centroids, block_bytes = pq_int8_block_bytes(d);
   int exponents[kPqInt8MaxGroupBlocks];
   int32_t lows[kPqInt8MaxGroupBlocks];
-  float xq[kPqMaxExactFloatBlock];
   bool finite = true;
   int shift = INT32_MIN;
   float offset_sum = 0.0f;
-  // Every block's products, then each block's min and max in four chains each (a single min and
-  // max chain over the 32 vectors took 12-18% of the kernel's samples on its vmaxps, perf).
   for (int64_t jj = 0; jj < s; ++jj) {
-    finite = quantize_block(x + (j0 + jj) * d, d, xq, &exponents[jj]) && finite;
-    build_block_table(w.centroid_levels_t, kp, xq, d, products + jj * kPqInt8TableBytes);
+    int8_t* xq_j = xq + jj * block_bytes;
+    finite = quantize_block(x + (j0 + jj) * d, d, block_bytes, xq_j, &exponents[jj]) && finite;
+    build_products(w, xq_j, products + jj * kPqInt8TableBytes);
   }
+  // Each block's min and max in four chains each (a single min and max chain over the 32 vectors
+  // took 12-18% of the kernel's samples on its vmaxps, perf).
   for (int64_t jj = 0; jj < s; ++jj) {
-    const float* products_j = products + jj * kPqInt8TableBytes;
-    __m256 low[4], high[4];
+    const int32_t* products_j = products + jj * kPqInt8TableBytes;
+    __m256i low[4], high[4];
     QNOISE_UNROLL
     for (int c = 0; c < 4; ++c) {
-      low[c] = _mm256_set1_ps(__builtin_inff());
-      high[c] = _mm256_set1_ps(-__builtin_inff());
+      low[c] = _mm256_set1_epi32(INT32_MAX);
+      high[c] = _mm256_set1_epi32(INT32_MIN);
     }
     int64_t k = 0;
     for (; k + 32 <= n; k += 32)
       QNOISE_UNROLL
       for (int c = 0; c < 4; ++c) {
-        const __m256 v = _mm256_loadu_ps(products_j + k + 8 * c);
-        low[c] = _mm256_min_ps(low[c], v);
-        high[c] = _mm256_max_ps(high[c], v);
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(products_j + k + 8 * c));
+        low[c] = _mm256_min_epi32(low[c], v);
+        high[c] = _mm256_max_epi32(high[c], v);
       }
     for (; k + 8 <= n; k += 8) {
-      const __m256 v = _mm256_loadu_ps(products_j + k);
-      low[0] = _mm256_min_ps(low[0], v);
-      high[0] = _mm256_max_ps(high[0], v);
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(products_j + k));
+      low[0] = _mm256_min_epi32(low[0], v);
+      high[0] = _mm256_max_epi32(high[0], v);
     }
-    float lo = horizontal_min(_mm256_min_ps(_mm256_min_ps(low[0], low[1]), _mm256_min_ps(low[2], low[3])));
-    float hi = horizontal_max(_mm256_max_ps(_mm256_max_ps(high[0], high[1]), _mm256_max_ps(high[2], high[3])));
+    int32_t lo = horizontal_min(_mm256_min_epi32(_mm256_min_epi32(low[0], low[1]), _mm256_min_epi32(low[2], low[3])));
+    int32_t hi = horizontal_max(_mm256_max_epi32(_mm256_max_epi32(high[0], high[1]), _mm256_max_epi32(high[2], high[3])));
     for (; k < n; ++k) {
       lo = products_j[k] < lo ? products_j[k] : lo;
       hi = products_j[k] > hi ? products_j[k] : hi;
     }
     const int e = exponents[jj];
-    lows[jj] = static_cast<int32_t>(lo);
+    lows[jj] = lo;
     if (hi > lo) {
-      const int block_shift = e + pq_table_shift(static_cast<uint32_t>(static_cast<int32_t>(hi) - lows[jj]));
+      const int block_shift = e + pq_table_shift(static_cast<uint32_t>(hi - lo));
       shift = block_shift > shift ? block_shift : shift;
     }
-    offset_sum += static_cast<float>(lows[jj]) * (w.centroid_scale * pq_power_of_two(e));
+    offset_sum += static_cast<float>(lo) * (w.centroid_scale * pq_power_of_two(e));
   }
   Quantized q;
   q.offset_sum = finite ? offset_sum : __builtin_nanf("");
   q.step = shift == INT32_MIN ? 0.0f : __builtin_ldexpf(w.centroid_scale, shift);
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  // Bytes come out of the two packs in 4-byte runs of the four vectors, lane by lane; this puts
-  // them back in order.
-  const __m256i byte_order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   for (int64_t jj = 0; jj < s; ++jj) {
-    const float* products_j = products + jj * kPqInt8TableBytes;
     const PqTableRounding rounding = pq_table_rounding(shift == INT32_MIN ? 32 : shift - exponents[jj], lows[jj]);
-    const __m256i low = _mm256_set1_epi32(rounding.low);
-    const __m128i right_count = _mm_cvtsi32_si128(rounding.right_count);
-    const __m128i left_count = _mm_cvtsi32_si128(rounding.left_count);
-    const __m256i entries = _mm256_set1_epi32(rounding.none ? 0 : static_cast<int32_t>(n));  // 0 past K
-    for (int64_t k0 = 0; k0 < kPqInt8TableBytes; k0 += 32) {
-      __m256i levels[4];
-      QNOISE_UNROLL
-      for (int v = 0; v < 4; ++v) {
-        const int64_t k = k0 + 8 * v;
-        const __m256i index = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int32_t>(k)));
-        const __m256i real = _mm256_cmpgt_epi32(entries, index);
-        // Products past k_padded were never written: masked before use.
-        const __m256 values = k < kp ? _mm256_loadu_ps(products_j + k) : _mm256_setzero_ps();
-        const __m256i above = _mm256_and_si256(real, _mm256_sub_epi32(_mm256_cvtps_epi32(values), low));
-        levels[v] = _mm256_sll_epi32(_mm256_srl_epi32(above, right_count), left_count);
-      }
-      const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(levels[0], levels[1]),
-                                                _mm256_packus_epi32(levels[2], levels[3]));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(tables + jj * kPqInt8TableBytes + k0),
-                          _mm256_permutevar8x32_epi32(bytes, byte_order));
-    }
+    uint8_t* table = tables + jj * kPqInt8TableBytes;
+    const int32_t* products_j = products + jj * kPqInt8TableBytes;
+    // Most blocks have K = 256 and shift right: no lanes to mask, one shift.
+    if (n == kPqInt8TableBytes && !rounding.none && rounding.left_count == 0)
+      pack_table<false>(products_j, rounding, n, table);
+    else
+      pack_table<true>(products_j, rounding, n, table);
   }
   return q;
 }
@@ -231,14 +309,12 @@ void look_up_rows(const uint8_t* codes, int64_t stride, int64_t available, int64
 
 void pq_int8_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                             const float* x, uint8_t* scratch, float* y) {
-  if (w.block_size > kPqMaxExactFloatBlock) {
-    pq_int8_lut_group_reference(w, group, row_begin, row_end, x, scratch, y);
-    return;
-  }
   const int64_t j0 = w.group_first_block(group), s = w.group_size(group);
-  auto* products = reinterpret_cast<float*>(scratch);
+  // Scratch as the reference lays it out: int32 products, byte tables, quantized activations.
+  auto* products = reinterpret_cast<int32_t*>(scratch);
   uint8_t* tables = scratch + 4 * kPqInt8TableBytes * w.group_blocks;
-  const Quantized q = quantize_tables(w, x, j0, s, products, tables);
+  auto* xq = reinterpret_cast<int8_t*>(tables + kPqInt8TableBytes * w.group_blocks);
+  const Quantized q = quantize_tables(w, x, j0, s, products, tables, xq);
   const __m256 step = _mm256_set1_ps(q.step), offset_sum = _mm256_set1_ps(q.offset_sum);
   for (int64_t r0 = row_begin; r0 < row_end;) {
     const int64_t chunk = r0 / kPqRowChunk, chunk_first = chunk * kPqRowChunk, rows = w.chunk_rows(chunk);

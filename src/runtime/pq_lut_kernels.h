@@ -26,9 +26,10 @@ struct PqLutWeight {
   // bytes, [block_bytes / 4][256][4]: 128 (zero) in the padding and beyond K.
   const uint8_t* centroids_q = nullptr;
   float centroid_scale = 0.0f;  // c_k[i] ~ centroid_scale * cq_k[i]
-  // For the AVX2 int8-table kernel: the levels cq_k[i] as floats, transposed like centroids_t
-  // ([d][k_padded], zero beyond K). The caller builds them per call; other kernels ignore them.
-  const float* centroid_levels_t = nullptr;
+  // For the AVX2 int8-table kernel: the levels cq_k[i] as int16, inputs in pairs,
+  // [(d + 1) / 2][k_padded][2] (pq_level_pair_index; zero beyond K and past d). The caller builds
+  // them (pq_level_pairs_size values) per call; other kernels ignore them.
+  const int16_t* centroid_level_pairs = nullptr;
   int64_t out_padded = 0;
   int64_t in = 0;
   int64_t block_size = 0;  // d
@@ -157,10 +158,12 @@ inline int64_t pq_int8_scratch_bytes(const PqLutWeight& w) {
 }
 void pq_int8_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                                  const float* x, uint8_t* scratch, float* y);
-// Only call when cpu_has_avx2_fma(), with w.centroid_levels_t set. It takes the integer products
-// from float FMAs on the levels, exact while every partial sum stays below 2^24 (127 * 127 * d <
-// 2^24); larger blocks go to the reference.
-constexpr int64_t kPqMaxExactFloatBlock = 1040;
+// Where cq_k[i] sits in centroid_level_pairs, and how many values they hold.
+inline int64_t pq_level_pair_index(const PqLutWeight& w, int64_t k, int64_t i) {
+  return ((i / 2) * w.k_padded + k) * 2 + i % 2;
+}
+inline int64_t pq_level_pairs_size(const PqLutWeight& w) { return (w.block_size + 1) / 2 * w.k_padded * 2; }
+// Only call when cpu_has_avx2_fma(), with w.centroid_level_pairs set.
 void pq_int8_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                             const float* x, uint8_t* scratch, float* y);
 // Only call when cpu_has_avx512_vnni_vbmi().
