@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
   // The AVX2 kernel's 16-bit level pairs (PackedPqLinear builds them per call).
   std::vector<int16_t> levels(static_cast<size_t>(pq_level_pairs_size(w)), 0);
   for (int64_t i = 0; i < d; ++i)
-    for (int64_t k = 0; k < kCentroids; ++k) levels[pq_level_pair_index(w, k, i)] = static_cast<int16_t>(w.centroid_level(k, i));
+    for (int64_t k = 0; k < kCentroids; ++k)
+      levels[pq_level_pair_index(w, k, i)] = static_cast<int16_t>(w.centroid_level(k, i));
   w.centroid_level_pairs = levels.data();
   std::vector<uint8_t> scratch(static_cast<size_t>(pq_int8_scratch_bytes(w)));
   std::vector<float> y(static_cast<size_t>(out));

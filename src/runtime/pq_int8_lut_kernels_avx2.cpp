@@ -80,15 +80,18 @@ template <int kPairs>
 void product_slice(const int16_t* levels, int64_t kp, const int8_t* xq, bool first, int32_t* products) {
   __m256i pairs[kPairs];
   QNOISE_UNROLL
-  for (int p = 0; p < kPairs; ++p)
-    pairs[p] = _mm256_set1_epi32(static_cast<int32_t>(static_cast<uint16_t>(xq[2 * p])) |
-                                 static_cast<int32_t>(static_cast<uint32_t>(static_cast<int32_t>(xq[2 * p + 1])) << 16));
+  for (int p = 0; p < kPairs; ++p) {
+    const uint32_t second = static_cast<uint16_t>(xq[2 * p + 1]);
+    const uint32_t pair = static_cast<uint16_t>(xq[2 * p]) | second << 16;
+    pairs[p] = _mm256_set1_epi32(static_cast<int32_t>(pair));
+  }
   auto vectors = [&](auto count, int64_t k) {
     constexpr int kVectors = decltype(count)::value;
     __m256i acc[kVectors];
     QNOISE_UNROLL
     for (int v = 0; v < kVectors; ++v)
-      acc[v] = first ? _mm256_setzero_si256() : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(products + k + 8 * v));
+      acc[v] = first ? _mm256_setzero_si256()
+                     : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(products + k + 8 * v));
     QNOISE_UNROLL
     for (int p = 0; p < kPairs; ++p)
       QNOISE_UNROLL
@@ -145,7 +148,8 @@ void pack_table(const int32_t* products, const PqTableRounding& rounding, int64_
     for (int v = 0; v < 4; ++v) {
       const int64_t k = k0 + 8 * v;
       if constexpr (kMasked) {
-        const __m256i real = _mm256_cmpgt_epi32(entries, _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int32_t>(k))));
+        const __m256i index = _mm256_add_epi32(lane, _mm256_set1_epi32(static_cast<int32_t>(k)));
+        const __m256i real = _mm256_cmpgt_epi32(entries, index);
         const __m256i values =
             k < written ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(products + k)) : _mm256_setzero_si256();
         const __m256i above = _mm256_and_si256(real, _mm256_sub_epi32(values, low));
@@ -205,7 +209,8 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
       high[0] = _mm256_max_epi32(high[0], v);
     }
     int32_t lo = horizontal_min(_mm256_min_epi32(_mm256_min_epi32(low[0], low[1]), _mm256_min_epi32(low[2], low[3])));
-    int32_t hi = horizontal_max(_mm256_max_epi32(_mm256_max_epi32(high[0], high[1]), _mm256_max_epi32(high[2], high[3])));
+    int32_t hi =
+        horizontal_max(_mm256_max_epi32(_mm256_max_epi32(high[0], high[1]), _mm256_max_epi32(high[2], high[3])));
     for (; k < n; ++k) {
       lo = products_j[k] < lo ? products_j[k] : lo;
       hi = products_j[k] > hi ? products_j[k] : hi;
