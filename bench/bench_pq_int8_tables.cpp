@@ -65,15 +65,13 @@ int main(int argc, char** argv) {
   w.n_centroids = kCentroids;
   w.k_padded = kCentroids;
   w.group_blocks = std::min<int64_t>(16, w.n_blocks);  // PackedPqLinear's choice at K = 256
-  // The AVX2 kernel's 16-bit level pairs (PackedPqLinear builds them per call).
-  std::vector<int16_t> levels(static_cast<size_t>(pq_level_pairs_size(w)), 0);
-  for (int64_t i = 0; i < d; ++i)
-    for (int64_t k = 0; k < kCentroids; ++k)
-      levels[pq_level_pair_index(w, k, i)] = static_cast<int16_t>(w.centroid_level(k, i));
-  w.centroid_level_pairs = levels.data();
   std::vector<uint8_t> scratch(static_cast<size_t>(pq_int8_scratch_bytes(w)));
   std::vector<float> y(static_cast<size_t>(out));
   const bool avx512 = cpu_has_avx512_vnni_vbmi(), avx2 = cpu_has_avx2_fma();
+  // The AVX2 kernel's 16-bit level pairs (PackedPqLinear derives them per call).
+  std::vector<int16_t> levels(static_cast<size_t>(pq_level_pairs_size(w)));
+  if (avx2) pq_level_pairs_avx2(w, levels.data());
+  w.centroid_level_pairs = levels.data();
   const auto kernel = avx512 ? pq_int8_lut_group_avx512 : avx2 ? pq_int8_lut_group_avx2 : pq_int8_lut_group_reference;
 
   std::vector<double> full, tables_only;

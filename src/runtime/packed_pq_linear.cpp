@@ -217,13 +217,11 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
                            : path == KernelPath::Avx2 ? kernels::pq_int8_lut_group_avx2
                                                       : kernels::pq_int8_lut_group_reference;
   if (int8_tables && path == KernelPath::Avx2) {
-    // The AVX2 kernel multiplies 16-bit levels in input pairs (vpmaddwd): built per call (K * d
-    // values) rather than kept beside the byte levels.
+    // The AVX2 kernel multiplies 16-bit levels in input pairs (vpmaddwd): derived from the byte
+    // levels per call (K * d values) rather than kept beside them.
     thread_local std::vector<int16_t> levels;
-    levels.assign(static_cast<size_t>(kernels::pq_level_pairs_size(w)), 0);
-    for (int64_t i = 0; i < block_size_; ++i)
-      for (int64_t k = 0; k < n_centroids_; ++k)
-        levels[kernels::pq_level_pair_index(w, k, i)] = static_cast<int16_t>(w.centroid_level(k, i));
+    levels.resize(static_cast<size_t>(kernels::pq_level_pairs_size(w)));
+    kernels::pq_level_pairs_avx2(w, levels.data());
     w.centroid_level_pairs = levels.data();
   }
   const int64_t n_groups = w.group_count(), row_groups = out_padded_ / kernels::kPqRowGroup;

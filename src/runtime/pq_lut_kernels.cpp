@@ -35,8 +35,9 @@ void pq_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_beg
 void pq_int8_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                                  const float* x, uint8_t* scratch, float* y) {
   const int64_t d = w.block_size, j0 = w.group_first_block(group), s = w.group_size(group);
-  auto* products = reinterpret_cast<int32_t*>(scratch);
-  auto* tables = scratch + 4 * kPqInt8TableBytes * w.group_blocks;
+  const PqInt8Scratch parts = pq_int8_scratch(w, scratch);
+  int32_t* products = parts.products;
+  uint8_t* tables = parts.tables;
   int exponents[kPqInt8MaxGroupBlocks];
   int32_t lows[kPqInt8MaxGroupBlocks];
   int shift = INT32_MIN;

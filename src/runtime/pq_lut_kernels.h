@@ -27,8 +27,8 @@ struct PqLutWeight {
   const uint8_t* centroids_q = nullptr;
   float centroid_scale = 0.0f;  // c_k[i] ~ centroid_scale * cq_k[i]
   // For the AVX2 int8-table kernel: the levels cq_k[i] as int16, inputs in pairs,
-  // [(d + 1) / 2][k_padded][2] (pq_level_pair_index; zero beyond K and past d). The caller builds
-  // them (pq_level_pairs_size values) per call; other kernels ignore them.
+  // [block_bytes / 2][k_padded][2] (zero beyond K and past d), derived from centroids_q per call
+  // by pq_level_pairs_avx2; other kernels ignore them.
   const int16_t* centroid_level_pairs = nullptr;
   int64_t out_padded = 0;
   int64_t in = 0;
@@ -156,13 +156,24 @@ inline int64_t pq_int8_block_bytes(int64_t block_size) { return (block_size + 3)
 inline int64_t pq_int8_scratch_bytes(const PqLutWeight& w) {
   return w.group_blocks * (4 * kPqInt8TableBytes + pq_int8_block_bytes(w.block_size) + kPqInt8TableBytes);
 }
+// The scratch's parts, per block of the group: kPqInt8TableBytes int32 products, then as many
+// table bytes, then pq_int8_block_bytes quantized activations.
+struct PqInt8Scratch {
+  int32_t* products;
+  uint8_t* tables;
+  int8_t* activations;
+};
+inline PqInt8Scratch pq_int8_scratch(const PqLutWeight& w, uint8_t* scratch) {
+  uint8_t* tables = scratch + 4 * kPqInt8TableBytes * w.group_blocks;
+  return {reinterpret_cast<int32_t*>(scratch), tables,
+          reinterpret_cast<int8_t*>(tables + kPqInt8TableBytes * w.group_blocks)};
+}
 void pq_int8_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                                  const float* x, uint8_t* scratch, float* y);
-// Where cq_k[i] sits in centroid_level_pairs, and how many values they hold.
-inline int64_t pq_level_pair_index(const PqLutWeight& w, int64_t k, int64_t i) {
-  return ((i / 2) * w.k_padded + k) * 2 + i % 2;
-}
-inline int64_t pq_level_pairs_size(const PqLutWeight& w) { return (w.block_size + 1) / 2 * w.k_padded * 2; }
+// centroid_level_pairs: how many values they hold, and writing them from w.centroids_q (only call
+// when cpu_has_avx2_fma()).
+inline int64_t pq_level_pairs_size(const PqLutWeight& w) { return pq_int8_block_bytes(w.block_size) * w.k_padded; }
+void pq_level_pairs_avx2(const PqLutWeight& w, int16_t* pairs);
 // Only call when cpu_has_avx2_fma(), with w.centroid_level_pairs set.
 void pq_int8_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_begin, int64_t row_end,
                             const float* x, uint8_t* scratch, float* y);

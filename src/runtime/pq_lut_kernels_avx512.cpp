@@ -123,9 +123,10 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
   constexpr int kChunks = kPqInt8TableBytes / 16;
   const int64_t d = w.block_size, block_bytes = pq_int8_block_bytes(d), n = w.n_centroids;
   const int64_t chunks = (n + 15) / 16;
-  auto* products = reinterpret_cast<int32_t*>(scratch);
-  uint8_t* tables = scratch + 4 * kPqInt8TableBytes * w.group_blocks;
-  auto* xq = reinterpret_cast<int8_t*>(tables + kPqInt8TableBytes * w.group_blocks);
+  const PqInt8Scratch parts = pq_int8_scratch(w, scratch);
+  int32_t* products = parts.products;
+  uint8_t* tables = parts.tables;
+  int8_t* xq = parts.activations;
   int exponents[kPqInt8MaxGroupBlocks];
   int32_t level_sums[kPqInt8MaxGroupBlocks], lows[kPqInt8MaxGroupBlocks];
   bool finite = true;
@@ -258,7 +259,7 @@ void pq_int8_lut_group_avx512(const PqLutWeight& w, int64_t group, int64_t row_b
   constexpr int kChunksAtOnce = 4;
   const int64_t j0 = w.group_first_block(group), s = w.group_size(group);
   const Quantized q = quantize_tables(w, x, j0, s, scratch);
-  const uint8_t* tables = scratch + 4 * kPqInt8TableBytes * w.group_blocks;
+  const uint8_t* tables = pq_int8_scratch(w, scratch).tables;
   const __m512 step = _mm512_set1_ps(q.step), offset_sum = _mm512_set1_ps(q.offset_sum);
   ChunkRows chunks[kChunksAtOnce];
   int n = 0;

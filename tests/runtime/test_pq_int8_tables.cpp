@@ -79,7 +79,7 @@ TEST_F(PqInt8TablesTest, SimdKernelsGiveTheReferenceBitForBitOnRaggedShapes) {
   // a group, in = 264: 16 + 16 + 1; K = 100: 40; K = 16 or less: 256, several groups at in = 2056,
   // d = 4); K <= 128 (one table half) and K > 128; blocks quantized 16 / d to a vector (d = 4, 8,
   // 16) and one at a time (d = 2, 3, 20); rows in the AVX2 kernel's steps of 32 and 8-row rests;
-  // blocks as long as its float products stay exact (d = 1040) and longer (reference there).
+  // long blocks (d = 1040, 1044: the AVX2 kernel's products in slices of 8 input pairs and rests).
   struct Shape {
     int64_t out, in, d, k;
   };
