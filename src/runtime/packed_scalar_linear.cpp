@@ -8,6 +8,7 @@
 
 #include "qnoise/error.h"
 #include "qnoise/packed_linear.h"
+#include "runtime/int4_fixed_point.h"
 #include "runtime/linear_shape.h"
 #include "runtime/linear_tuning.h"
 #include "runtime/panel_gemm.h"
@@ -155,6 +156,37 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
   float* x_sum = sum_buffer.data();
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t i = 0; i < in_; ++i) x_sum[b] += x[b * in_ + i];
+  if (avx2 && bits_ == 4 && in_ <= kernels::kMaxFixedPointInputs) {
+    // int4 with SIMD: integer products on fixed-point activations (int4_fixed_point.h); a row with
+    // a NaN or infinite activation takes the float kernel, which propagates it.
+    thread_local std::vector<int32_t> level_buffer;
+    thread_local std::vector<int8_t> digit_buffer;
+    thread_local std::vector<float> step_buffer;
+    thread_local std::vector<int64_t> level_sum_buffer;
+    thread_local std::vector<uint8_t> fixed_buffer;
+    const int64_t digit_bytes = kernels::fixed_point_digit_bytes(in_);
+    level_buffer.resize(static_cast<size_t>(batch * in_));
+    digit_buffer.resize(static_cast<size_t>(batch * digit_bytes));
+    step_buffer.resize(static_cast<size_t>(batch));
+    level_sum_buffer.resize(static_cast<size_t>(batch));
+    fixed_buffer.resize(static_cast<size_t>(batch));
+    int32_t* levels = level_buffer.data();
+    int8_t* digits = digit_buffer.data();
+    float* step = step_buffer.data();
+    int64_t* level_sum = level_sum_buffer.data();
+    uint8_t* fixed = fixed_buffer.data();
+    for (int64_t b = 0; b < batch; ++b)
+      fixed[b] = kernels::fixed_point_activations_avx2(x + b * in_, in_, levels + b * in_, digits + b * digit_bytes,
+                                                       &step[b], &level_sum[b]);
+    run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) {
+      if (fixed[b])
+        kernels::int4_fixed_point_matvec_avx2(w, digits + b * digit_bytes, levels + b * in_, level_sum[b], step[b],
+                                              r0, r1, yb);
+      else
+        matvec(w, x + b * in_, x_sum[b], r0, r1, yb);
+    });
+    return;
+  }
   run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) { matvec(w, x + b * in_, x_sum[b], r0, r1, yb); });
 }
 

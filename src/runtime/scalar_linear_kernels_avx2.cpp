@@ -207,21 +207,8 @@ void int8_activation_matvec_avx2(const ScalarLinearWeight& w, const int8_t* xq, 
 int32_t quantize_activations_avx2(const float* x, int64_t n, int8_t* xq, float* x_scale) {
   // The reference's arithmetic, eight at a time: max |x|, one float multiply by 63 / max and
   // round-to-nearest-even (vroundps in the default rounding mode is nearbyint), so the levels match.
-  const __m256 sign_bit = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(__builtin_inff());
-  __m256 largest8 = _mm256_setzero_ps(), not_finite = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 magnitude = _mm256_andnot_ps(sign_bit, _mm256_loadu_ps(x + i));
-    largest8 = _mm256_max_ps(largest8, magnitude);
-    not_finite = _mm256_or_ps(not_finite, _mm256_cmp_ps(magnitude, infinity, _CMP_NLT_UQ));
-  }
-  float largest = horizontal_max(largest8);
-  bool finite = _mm256_movemask_ps(not_finite) == 0;
-  for (int64_t t = i; t < n; ++t) {
-    const float magnitude = __builtin_fabsf(x[t]);
-    largest = magnitude > largest ? magnitude : largest;
-    finite = finite && magnitude < __builtin_inff();
-  }
+  float largest = 0.0f;
+  const bool finite = largest_magnitude(x, n, &largest);
   if (!finite) {
     *x_scale = __builtin_nanf("");
     for (int64_t t = 0; t < n; ++t) xq[t] = 0;
@@ -232,7 +219,8 @@ int32_t quantize_activations_avx2(const float* x, int64_t n, int8_t* xq, float* 
   const __m256 inverse8 = _mm256_set1_ps(inverse);
   const __m256 top = _mm256_set1_ps(kActivationLevels), bottom = _mm256_set1_ps(-kActivationLevels);
   __m256i sum8 = _mm256_setzero_si256();
-  for (i = 0; i + 8 <= n; i += 8) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
     __m256 level = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), inverse8),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     level = _mm256_min_ps(_mm256_max_ps(level, bottom), top);

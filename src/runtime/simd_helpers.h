@@ -50,6 +50,27 @@ inline float horizontal_max(__m256 v) {
   return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
 }
 
+// max |x_i| over x[0..n) into *largest; false when an x is NaN or infinite.
+inline bool largest_magnitude(const float* x, int64_t n, float* largest) {
+  const __m256 sign_bit = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(__builtin_inff());
+  __m256 largest8 = _mm256_setzero_ps(), not_finite = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 magnitude = _mm256_andnot_ps(sign_bit, _mm256_loadu_ps(x + i));
+    largest8 = _mm256_max_ps(largest8, magnitude);
+    not_finite = _mm256_or_ps(not_finite, _mm256_cmp_ps(magnitude, infinity, _CMP_NLT_UQ));
+  }
+  float result = horizontal_max(largest8);
+  bool finite = _mm256_movemask_ps(not_finite) == 0;
+  for (; i < n; ++i) {
+    const float magnitude = __builtin_fabsf(x[i]);
+    result = magnitude > result ? magnitude : result;
+    finite = finite && magnitude < __builtin_inff();
+  }
+  *largest = result;
+  return finite;
+}
+
 inline int32_t horizontal_sum(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
