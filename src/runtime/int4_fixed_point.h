@@ -45,8 +45,10 @@ void int4_fixed_point_matvec_reference(const ScalarLinearWeight& w, const int32_
 inline int64_t fixed_point_digit_bytes(int64_t n) { return 3 * (n / kInt4Chunk * kInt4Chunk); }
 bool fixed_point_activations_avx2(const float* x, int64_t n, int32_t* levels, int8_t* digits, float* step,
                                   int64_t* level_sum);
-// The reference's outputs bit for bit.
+// The reference's outputs bit for bit; the second only after cpu_has_avx512_vnni_vbmi().
 void int4_fixed_point_matvec_avx2(const ScalarLinearWeight& w, const int8_t* digits, const int32_t* levels,
                                   int64_t level_sum, float step, int64_t row_begin, int64_t row_end, float* y);
+void int4_fixed_point_matvec_avx512_vnni(const ScalarLinearWeight& w, const int8_t* digits, const int32_t* levels,
+                                         int64_t level_sum, float step, int64_t row_begin, int64_t row_end, float* y);
 
 }  // namespace qnoise::kernels

@@ -178,10 +178,11 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
     for (int64_t b = 0; b < batch; ++b)
       fixed[b] = kernels::fixed_point_activations_avx2(x + b * in_, in_, levels + b * in_, digits + b * digit_bytes,
                                                        &step[b], &level_sum[b]);
+    const auto fixed_matvec = path == KernelPath::Avx512 ? kernels::int4_fixed_point_matvec_avx512_vnni
+                                                         : kernels::int4_fixed_point_matvec_avx2;
     run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) {
       if (fixed[b])
-        kernels::int4_fixed_point_matvec_avx2(w, digits + b * digit_bytes, levels + b * in_, level_sum[b], step[b],
-                                              r0, r1, yb);
+        fixed_matvec(w, digits + b * digit_bytes, levels + b * in_, level_sum[b], step[b], r0, r1, yb);
       else
         matvec(w, x + b * in_, x_sum[b], r0, r1, yb);
     });

@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "qnoise/compressed_weight.h"
@@ -135,7 +137,15 @@ TEST(Int4FixedPoint, Avx2LevelsMatchTheReferenceAndItsDigitsRebuildThem) {
   }
 }
 
-TEST(Int4FixedPoint, Avx2KernelIsTheReferenceBitForBitOnRaggedShapes) {
+// The SIMD kernels this CPU runs.
+std::vector<std::pair<std::string, decltype(&k::int4_fixed_point_matvec_avx2)>> simd_kernels() {
+  std::vector<std::pair<std::string, decltype(&k::int4_fixed_point_matvec_avx2)>> kernels;
+  if (k::cpu_has_avx2_fma()) kernels.emplace_back("avx2", k::int4_fixed_point_matvec_avx2);
+  if (k::cpu_has_avx512_vnni_vbmi()) kernels.emplace_back("avx512", k::int4_fixed_point_matvec_avx512_vnni);
+  return kernels;
+}
+
+TEST(Int4FixedPoint, SimdKernelsAreTheReferenceBitForBitOnRaggedShapes) {
   if (!k::cpu_has_avx2_fma()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
   // in below, at and above the 32-input step, the 64-input half line and the 128-input line, and
   // past the int32 flush at 4096 inputs; rows not a multiple of the 2-row step or the 4-row group.
@@ -150,17 +160,20 @@ TEST(Int4FixedPoint, Avx2KernelIsTheReferenceBitForBitOnRaggedShapes) {
     const std::vector<int32_t> levels(drawn.data_ptr<int32_t>(), drawn.data_ptr<int32_t>() + in);
     const auto digits = digits_of(levels);
     const float step = 3.0f / k::kFixedLevels;
-    std::vector<float> expected(out, NAN), got(out, NAN);
+    std::vector<float> expected(out, NAN);
     k::int4_fixed_point_matvec_reference(weight.view, levels.data(), sum_of(levels), step, 0, out, expected.data());
-    k::int4_fixed_point_matvec_avx2(weight.view, digits.data(), levels.data(), sum_of(levels), step, 0, out,
-                                    got.data());
-    EXPECT_EQ(got, expected) << out << "x" << in;
-    // And a row range starting past 0, as the threads split them.
-    if (out > 2) {
-      std::vector<float> part(out, NAN);
-      k::int4_fixed_point_matvec_avx2(weight.view, digits.data(), levels.data(), sum_of(levels), step, 1, out, part.data());
-      EXPECT_TRUE(std::isnan(part[0]));
-      EXPECT_TRUE(std::equal(part.begin() + 1, part.end(), expected.begin() + 1)) << out << "x" << in << " from row 1";
+    for (const auto& [name, kernel] : simd_kernels()) {
+      std::vector<float> got(out, NAN);
+      kernel(weight.view, digits.data(), levels.data(), sum_of(levels), step, 0, out, got.data());
+      EXPECT_EQ(got, expected) << name << " " << out << "x" << in;
+      // And a row range starting past 0, as the threads split them.
+      if (out > 2) {
+        std::vector<float> part(out, NAN);
+        kernel(weight.view, digits.data(), levels.data(), sum_of(levels), step, 1, out, part.data());
+        EXPECT_TRUE(std::isnan(part[0]));
+        EXPECT_TRUE(std::equal(part.begin() + 1, part.end(), expected.begin() + 1))
+            << name << " " << out << "x" << in << " from row 1";
+      }
     }
   }
 }
@@ -178,12 +191,13 @@ TEST(Int4FixedPoint, LargestCodesAndDigitsAreExact) {
   for (int sign : {1, -1}) {
     const std::vector<int32_t> levels(in, sign * top);
     const auto digits = digits_of(levels);
-    std::vector<float> y(out);
-    const float step = 1.0f;
-    k::int4_fixed_point_matvec_avx2(weight.view, digits.data(), levels.data(), sum_of(levels), step, 0, out, y.data());
-    EXPECT_EQ(y[0], static_cast<float>(15.0 * sign * top * in));
-    EXPECT_EQ(y[1], 0.0f);  // (15 - zero point 15) * level
-    EXPECT_EQ(y[2], 0.0f);
+    for (const auto& [name, kernel] : simd_kernels()) {
+      std::vector<float> y(out);
+      kernel(weight.view, digits.data(), levels.data(), sum_of(levels), 1.0f, 0, out, y.data());
+      EXPECT_EQ(y[0], static_cast<float>(15.0 * sign * top * in)) << name;
+      EXPECT_EQ(y[1], 0.0f) << name;  // (15 - zero point 15) * level
+      EXPECT_EQ(y[2], 0.0f) << name;
+    }
   }
 }
 
