@@ -90,7 +90,8 @@ void fixed_point_rows(const ScalarLinearWeight& w, const int8_t* digits, const i
   // Widens a digit's int16 sums into the row's accumulators.
   auto widen = [&](int r, __m256i s1, __m256i s2, __m256i s3) {
     acc_d1[r] = _mm256_add_epi32(acc_d1[r], _mm256_madd_epi16(s1, ones));
-    acc_d23[r] = _mm256_add_epi32(acc_d23[r], _mm256_add_epi32(_mm256_madd_epi16(s2, base), _mm256_madd_epi16(s3, ones)));
+    const __m256i d23 = _mm256_add_epi32(_mm256_madd_epi16(s2, base), _mm256_madd_epi16(s3, ones));
+    acc_d23[r] = _mm256_add_epi32(acc_d23[r], d23);
   };
   const int64_t ahead = kRowsPerStep * w.row_bytes;
   const int64_t lines_end = w.in / kLineInputs * kLineInputs;
@@ -134,14 +135,11 @@ void fixed_point_rows(const ScalarLinearWeight& w, const int8_t* digits, const i
     if (i < lines_end) flush();
   }
   // 32-input steps: a 16-byte load gives the codes in input order, as are these digits.
-  const __m128i low_nibbles16 = _mm_set1_epi8(0x0F);
   for (; i + kInt4Chunk <= w.in; i += kInt4Chunk) {
     const int8_t* d = digits + 3 * i;
     QNOISE_UNROLL
     for (int r = 0; r < kRows; ++r) {
-      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes[r] + i / 2));
-      const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles16),
-                                         _mm_and_si128(packed, low_nibbles16));
+      const __m256i q = int4_chunk_codes(codes[r] + i / 2);
       widen(r, _mm256_maddubs_epi16(q, load(d)), _mm256_maddubs_epi16(q, load(d + 32)),
             _mm256_maddubs_epi16(q, load(d + 64)));
     }
@@ -179,10 +177,7 @@ bool fixed_point_activations_avx2(const float* x, int64_t n, int32_t* levels, in
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), sum4);
   int64_t sum = lanes[0] + lanes[1] + lanes[2] + lanes[3];
   for (; i < n; ++i) {
-    float level = _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(x[i] * inverse),
-                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    level = level < -kFixedLevels ? -kFixedLevels : level > kFixedLevels ? kFixedLevels : level;
-    levels[i] = static_cast<int32_t>(level);
+    levels[i] = static_cast<int32_t>(clamped_level(x[i] * inverse, kFixedLevels));
     sum += levels[i];
   }
   *level_sum = sum;

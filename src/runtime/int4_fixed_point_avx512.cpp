@@ -60,14 +60,11 @@ void fixed_point_rows_vnni(const ScalarLinearWeight& w, const int8_t* digits, co
     }
   }
   // 32-input steps: a 16-byte load gives the codes in input order, as are these digits.
-  const __m128i low_nibbles16 = _mm_set1_epi8(0x0F);
   for (; i + kInt4Chunk <= w.in; i += kInt4Chunk) {
     const int8_t* d = digits + 3 * i;
     QNOISE_UNROLL
     for (int r = 0; r < kRows; ++r) {
-      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes[r] + i / 2));
-      const __m256i q = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles16),
-                                         _mm_and_si128(packed, low_nibbles16));
+      const __m256i q = int4_chunk_codes(codes[r] + i / 2);
       QNOISE_UNROLL
       for (int k = 0; k < 3; ++k) acc[r][k] = _mm256_dpbusd_epi32(acc[r][k], q, load256(d + 32 * k));
     }

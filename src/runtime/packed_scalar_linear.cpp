@@ -159,30 +159,29 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
   if (avx2 && bits_ == 4 && in_ <= kernels::kMaxFixedPointInputs) {
     // int4 with SIMD: integer products on fixed-point activations (int4_fixed_point.h); a row with
     // a NaN or infinite activation takes the float kernel, which propagates it.
+    struct RowScale {
+      float step = 0.0f;
+      int64_t level_sum = 0;
+      bool finite = false;
+    };
     thread_local std::vector<int32_t> level_buffer;
     thread_local std::vector<int8_t> digit_buffer;
-    thread_local std::vector<float> step_buffer;
-    thread_local std::vector<int64_t> level_sum_buffer;
-    thread_local std::vector<uint8_t> fixed_buffer;
+    thread_local std::vector<RowScale> row_buffer;
     const int64_t digit_bytes = kernels::fixed_point_digit_bytes(in_);
     level_buffer.resize(static_cast<size_t>(batch * in_));
     digit_buffer.resize(static_cast<size_t>(batch * digit_bytes));
-    step_buffer.resize(static_cast<size_t>(batch));
-    level_sum_buffer.resize(static_cast<size_t>(batch));
-    fixed_buffer.resize(static_cast<size_t>(batch));
+    row_buffer.resize(static_cast<size_t>(batch));
     int32_t* levels = level_buffer.data();
     int8_t* digits = digit_buffer.data();
-    float* step = step_buffer.data();
-    int64_t* level_sum = level_sum_buffer.data();
-    uint8_t* fixed = fixed_buffer.data();
+    RowScale* rows = row_buffer.data();
     for (int64_t b = 0; b < batch; ++b)
-      fixed[b] = kernels::fixed_point_activations_avx2(x + b * in_, in_, levels + b * in_, digits + b * digit_bytes,
-                                                       &step[b], &level_sum[b]);
+      rows[b].finite = kernels::fixed_point_activations_avx2(x + b * in_, in_, levels + b * in_,
+                                                             digits + b * digit_bytes, &rows[b].step, &rows[b].level_sum);
     const auto fixed_matvec = path == KernelPath::Avx512 ? kernels::int4_fixed_point_matvec_avx512_vnni
                                                          : kernels::int4_fixed_point_matvec_avx2;
     run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) {
-      if (fixed[b])
-        fixed_matvec(w, digits + b * digit_bytes, levels + b * in_, level_sum[b], step[b], r0, r1, yb);
+      if (rows[b].finite)
+        fixed_matvec(w, digits + b * digit_bytes, levels + b * in_, rows[b].level_sum, rows[b].step, r0, r1, yb);
       else
         matvec(w, x + b * in_, x_sum[b], r0, r1, yb);
     });

@@ -25,11 +25,6 @@ namespace qnoise::kernels {
 
 namespace {
 
-// nearbyint in the current rounding mode, as the reference's std::nearbyint.
-inline float round_scalar(float v) {
-  return _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(v), _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC));
-}
-
 // Quantizes one block as the reference does: xq[i] = nearbyint(x[i] * 2^-e) (all 0 when the
 // block's largest |x| is below 2^-100 or it holds a NaN or infinity), zero up to block_bytes, and
 // its exponent e. Returns whether the block is finite.

@@ -106,9 +106,7 @@ inline __m256i codes32(const uint8_t* row, int64_t i) {
   if constexpr (kBits == 8) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + i));
   } else {
-    const __m128i low_nibbles = _mm_set1_epi8(0x0F);
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i / 2));
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles), _mm_and_si128(packed, low_nibbles));
+    return int4_chunk_codes(row + i / 2);
   }
 }
 
@@ -231,10 +229,7 @@ int32_t quantize_activations_avx2(const float* x, int64_t n, int8_t* xq, float* 
   }
   int32_t sum = horizontal_sum(sum8);
   for (; i < n; ++i) {
-    float level = _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(x[i] * inverse),
-                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    level = level < -kActivationLevels ? -kActivationLevels : level > kActivationLevels ? kActivationLevels : level;
-    xq[i] = static_cast<int8_t>(level);
+    xq[i] = static_cast<int8_t>(clamped_level(x[i] * inverse, kActivationLevels));
     sum += xq[i];
   }
   return sum;

@@ -28,9 +28,7 @@ inline __m256i codes32(const uint8_t* row, int64_t i, __mmask32 lanes) {
   if constexpr (kBits == 8) {
     return _mm256_maskz_loadu_epi8(lanes, row + i);
   } else {
-    const __m128i low_nibbles = _mm_set1_epi8(0x0F);
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i / 2));
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles), _mm_and_si128(packed, low_nibbles));
+    return int4_chunk_codes(row + i / 2);
   }
 }
 

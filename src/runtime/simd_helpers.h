@@ -50,6 +50,25 @@ inline float horizontal_max(__m256 v) {
   return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
 }
 
+// nearbyint in the current rounding mode, as the references' std::nearbyint.
+inline float round_scalar(float v) {
+  return _mm_cvtss_f32(_mm_round_ss(_mm_setzero_ps(), _mm_set_ss(v), _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC));
+}
+
+// A scalar activation's level: round_scalar(scaled) clamped to [-top, top].
+inline float clamped_level(float scaled, float top) {
+  const float level = round_scalar(scaled);
+  return level < -top ? -top : level > top ? top : level;
+}
+
+// The 32 codes of one int4 chunk (16 bytes: low nibbles inputs 0..15, high nibbles 16..31), in
+// input order.
+inline __m256i int4_chunk_codes(const uint8_t* chunk) {
+  const __m128i low_nibbles = _mm_set1_epi8(0x0F);
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(chunk));
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles), _mm_and_si128(packed, low_nibbles));
+}
+
 // max |x_i| over x[0..n) into *largest; false when an x is NaN or infinite.
 inline bool largest_magnitude(const float* x, int64_t n, float* largest) {
   const __m256 sign_bit = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(__builtin_inff());

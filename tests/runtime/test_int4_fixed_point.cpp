@@ -224,10 +224,12 @@ TEST_F(Int4FixedPointLayerTest, StaysWithinTheActivationRoundingOfTheFloatProduc
       qnoise::set_kernel_path(path);
       const auto y = layer.forward(x).to(torch::kDouble);
       EXPECT_TRUE(((y - float_product).abs() <= bound).all().item<bool>())
-          << qnoise::to_string(path) << " in " << in << ": " << ((y - float_product).abs() / bound).max().item<double>();
+          << qnoise::to_string(path) << " in " << in << ": "
+          << ((y - float_product).abs() / bound).max().item<double>();
       // Each batch row alone gives what it gives in the batch.
       for (int64_t b = 0; b < x.size(0); ++b)
-        EXPECT_TRUE(torch::equal(layer.forward(x[b]), y[b].to(torch::kFloat))) << qnoise::to_string(path) << " row " << b;
+        EXPECT_TRUE(torch::equal(layer.forward(x[b]), y[b].to(torch::kFloat)))
+            << qnoise::to_string(path) << " row " << b;
     }
   }
 }
