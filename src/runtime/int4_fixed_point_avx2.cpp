@@ -62,9 +62,10 @@ inline Digits digits_of(__m256i level) {
 
 // kRows rows (1 or 2): per row three int16 sums, two int32 accumulators and the step's low and
 // high nibbles, 14 of the 16 registers at two rows; each digit vector is loaded once for both.
-// Zen 3, 4096x4096 at batch 1 on 1 thread (bench_linear_kernels, builds alternated): 528-599 us;
-// with the sums widened every line 552-772; one row at a time, the digits memory operands (seven
-// loads per row per 64 inputs against four), 826-907; the float kernel 788-901.
+// Zen 3, 4096x4096 at batch 1 on 1 thread (bench_linear_kernels, the builds alternated in four
+// rounds): 528-599 us; with the sums widened every line 552-772; the float kernel 788-901. One row
+// at a time with the digits as memory operands (seven loads per row per 64 inputs against four)
+// took 826-907 in other runs.
 template <int kRows>
 void fixed_point_rows(const ScalarLinearWeight& w, const int8_t* digits, const int32_t* levels, int64_t level_sum,
                       float step, int64_t row, float* y) {
