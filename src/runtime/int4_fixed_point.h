@@ -17,8 +17,8 @@ namespace qnoise::kernels {
 
 constexpr int32_t kFixedDigitBase = 254;
 constexpr int32_t kFixedLevels = 127 * kFixedDigitBase * kFixedDigitBase;  // 8,193,532 < 2^23
-// The row sums are exact in int64 far beyond this; the bound keeps the AVX2 kernel's int32 lanes
-// (flushed every 4096 inputs) and the levels' sum well inside their types.
+// The row sums are exact in int64 far beyond this; the bound keeps the int32 sums of one digit
+// over a whole row (the AVX-512 kernel's; AVX2's are flushed every 4096 inputs) inside int32.
 constexpr int64_t kMaxFixedPointInputs = int64_t{1} << 20;
 
 // Row o's output from its exact integer product; double, so both sums keep every bit (< 2^53).

@@ -60,8 +60,9 @@ inline Digits digits_of(__m256i level) {
   return {d1, d2, d3};
 }
 
-// kRows rows (1 or 2): per row three int16 sums, two int32 accumulators and the step's low and
-// high nibbles, 14 of the 16 registers at two rows; each digit vector is loaded once for both.
+// kRows rows (1 or 2): per row three int16 sums, two int32 accumulators and the current 64
+// inputs' low and high nibbles, 14 of the 16 registers at two rows; each digit vector is loaded
+// once for both.
 // Zen 3, 4096x4096 at batch 1 on 1 thread (bench_linear_kernels, the builds alternated in four
 // rounds): 528-599 us; with the sums widened every line 552-772; the float kernel 788-901. One row
 // at a time with the digits as memory operands (seven loads per row per 64 inputs against four)
