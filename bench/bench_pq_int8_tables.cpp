@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "quant/cpu_features.h"
+#include "random_pq_weight.h"
 #include "runtime/pq_lut_kernels.h"
 
 namespace {
@@ -46,32 +47,14 @@ int main(int argc, char** argv) {
   }
   constexpr int64_t kCentroids = 256;
   std::mt19937 random(1);
-  std::vector<uint8_t> codes(static_cast<size_t>(out * (in / d)));
-  for (auto& c : codes) c = static_cast<uint8_t>(random() & 255);
-  std::vector<uint8_t> centroids_q(static_cast<size_t>(pq_int8_block_bytes(d) * kPqInt8TableBytes));
-  for (auto& c : centroids_q) c = static_cast<uint8_t>(1 + random() % 255);
+  const qnoise::bench::RandomPqInt8Weight weight(out, in, d, kCentroids, random);
+  const PqLutWeight& w = weight.view;
   std::vector<float> x(static_cast<size_t>(in));
   std::normal_distribution<float> normal;
   for (auto& v : x) v = normal(random);
-
-  PqLutWeight w;
-  w.codes = codes.data();
-  w.centroids_q = centroids_q.data();
-  w.centroid_scale = 0.01f;
-  w.out_padded = out;
-  w.in = in;
-  w.block_size = d;
-  w.n_blocks = in / d;
-  w.n_centroids = kCentroids;
-  w.k_padded = kCentroids;
-  w.group_blocks = std::min<int64_t>(16, w.n_blocks);  // PackedPqLinear's choice at K = 256
   std::vector<uint8_t> scratch(static_cast<size_t>(pq_int8_scratch_bytes(w)));
   std::vector<float> y(static_cast<size_t>(out));
   const bool avx512 = cpu_has_avx512_vnni_vbmi(), avx2 = cpu_has_avx2_fma();
-  // The AVX2 kernel's 16-bit level pairs (PackedPqLinear derives them per call).
-  std::vector<int16_t> levels(static_cast<size_t>(pq_level_pairs_size(w)));
-  if (avx2) pq_level_pairs_avx2(w, levels.data());
-  w.centroid_level_pairs = levels.data();
   const auto kernel = avx512 ? pq_int8_lut_group_avx512 : avx2 ? pq_int8_lut_group_avx2 : pq_int8_lut_group_reference;
 
   std::vector<double> full, tables_only;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "quant/cpu_features.h"
+#include "random_pq_weight.h"
 #include "runtime/int4_fixed_point.h"
 #include "runtime/pq_lut_kernels.h"
 #include "runtime/scalar_linear_kernels.h"
@@ -41,27 +42,9 @@ std::vector<float> normal_vector(int64_t n, float sigma) {
 
 // PQ with int8 tables: the AVX2 and AVX-512 group kernels against the reference over all groups.
 void check_pq_int8_tables(int64_t out, int64_t in, int64_t d, int64_t n_centroids) {
-  std::vector<uint8_t> codes(static_cast<size_t>(out * (in / d)));
-  for (auto& c : codes) c = static_cast<uint8_t>(random_bits() % n_centroids);
-  std::vector<uint8_t> centroids_q(static_cast<size_t>(pq_int8_block_bytes(d) * kPqInt8TableBytes), 128);
-  for (int64_t i = 0; i < d; ++i)
-    for (int64_t k = 0; k < n_centroids; ++k)
-      centroids_q[static_cast<size_t>(((i / 4) * 256 + k) * 4 + i % 4)] = static_cast<uint8_t>(1 + random_bits() % 255);
+  const qnoise::bench::RandomPqInt8Weight weight(out, in, d, n_centroids, random_bits);
+  const PqLutWeight& w = weight.view;
   const auto x = normal_vector(in, 1.0f);
-  PqLutWeight w;
-  w.codes = codes.data();
-  w.centroids_q = centroids_q.data();
-  w.centroid_scale = 0.01f;
-  w.out_padded = out;
-  w.in = in;
-  w.block_size = d;
-  w.n_blocks = in / d;
-  w.n_centroids = n_centroids;
-  w.k_padded = (n_centroids + 7) / 8 * 8;
-  w.group_blocks = std::min<int64_t>(16, w.n_blocks);
-  std::vector<int16_t> level_pairs(static_cast<size_t>(pq_level_pairs_size(w)));
-  pq_level_pairs_avx2(w, level_pairs.data());
-  w.centroid_level_pairs = level_pairs.data();
   auto run = [&](auto kernel) {
     std::vector<uint8_t> scratch(static_cast<size_t>(pq_int8_scratch_bytes(w)));
     std::vector<float> y(static_cast<size_t>(out), 0.0f);

@@ -80,7 +80,6 @@ void fixed_point_rows(const ScalarLinearWeight& w, const int8_t* digits, const i
     acc_d1[r] = acc_d23[r] = _mm256_setzero_si256();
   }
   const __m256i ones = _mm256_set1_epi16(1), base = _mm256_set1_epi16(kFixedDigitBase);
-  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
   auto load = [](const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); };
   auto flush = [&] {
     QNOISE_UNROLL
@@ -112,21 +111,17 @@ void fixed_point_rows(const ScalarLinearWeight& w, const int8_t* digits, const i
           for (int r = 0; r < kRows; ++r) prefetch(codes[r] + ahead + u / 2);
         }
         const int8_t* d = digits + 3 * u;
-        __m256i low[kRows], high[kRows];
+        Int4Nibbles q[kRows];
         QNOISE_UNROLL
-        for (int r = 0; r < kRows; ++r) {
-          const __m256i packed = load(codes[r] + u / 2);
-          low[r] = _mm256_and_si256(packed, low_nibbles);
-          high[r] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
-        }
+        for (int r = 0; r < kRows; ++r) q[r] = int4_line_nibbles(codes[r] + u / 2);
         // Each digit vector loaded once for the rows.
         QNOISE_UNROLL
         for (int k = 0; k < 3; ++k) {
           const __m256i d_low = load(d + 64 * k), d_high = load(d + 64 * k + 32);
           QNOISE_UNROLL
           for (int r = 0; r < kRows; ++r) {
-            sums[r][k] = _mm256_add_epi16(sums[r][k], _mm256_maddubs_epi16(low[r], d_low));
-            sums[r][k] = _mm256_add_epi16(sums[r][k], _mm256_maddubs_epi16(high[r], d_high));
+            sums[r][k] = _mm256_add_epi16(sums[r][k], _mm256_maddubs_epi16(q[r].low, d_low));
+            sums[r][k] = _mm256_add_epi16(sums[r][k], _mm256_maddubs_epi16(q[r].high, d_high));
           }
         }
       }

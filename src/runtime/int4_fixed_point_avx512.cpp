@@ -34,7 +34,6 @@ void fixed_point_rows_vnni(const ScalarLinearWeight& w, const int8_t* digits, co
     codes[r] = w.codes + (row + r) * w.row_bytes;
     acc[r][0] = acc[r][1] = acc[r][2] = _mm256_setzero_si256();
   }
-  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
   const int64_t ahead = kRowsPerStep * w.row_bytes;
   const int64_t lines_end = w.in / kLineInputs * kLineInputs;
   int64_t i = 0;
@@ -43,20 +42,16 @@ void fixed_point_rows_vnni(const ScalarLinearWeight& w, const int8_t* digits, co
       QNOISE_UNROLL
       for (int r = 0; r < kRows; ++r) prefetch(codes[r] + ahead + i / 2);
     }
-    __m256i low[kRows], high[kRows];
+    Int4Nibbles q[kRows];
     QNOISE_UNROLL
-    for (int r = 0; r < kRows; ++r) {
-      const __m256i packed = load256(codes[r] + i / 2);
-      low[r] = _mm256_and_si256(packed, low_nibbles);
-      high[r] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
-    }
+    for (int r = 0; r < kRows; ++r) q[r] = int4_line_nibbles(codes[r] + i / 2);
     const int8_t* d = digits + 3 * i;
     QNOISE_UNROLL
     for (int k = 0; k < 3; ++k) {
       const __m256i d_low = load256(d + 64 * k), d_high = load256(d + 64 * k + 32);
       QNOISE_UNROLL
       for (int r = 0; r < kRows; ++r)
-        acc[r][k] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(acc[r][k], low[r], d_low), high[r], d_high);
+        acc[r][k] = _mm256_dpbusd_epi32(_mm256_dpbusd_epi32(acc[r][k], q[r].low, d_low), q[r].high, d_high);
     }
   }
   // 32-input steps: a 16-byte load gives the codes in input order, as are these digits.

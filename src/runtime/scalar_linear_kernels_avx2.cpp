@@ -136,7 +136,6 @@ void int8_activation_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t
   // took 32.
   static_assert(4 * 2 * 15 * kActivationLevels < 32768, "a line's int4 products must fit int16");
   auto int4_line = [&](int64_t i) {
-    const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
     __m256i sums[kRows];
     QNOISE_UNROLL
     for (int r = 0; r < kRows; ++r) sums[r] = _mm256_setzero_si256();
@@ -148,11 +147,9 @@ void int8_activation_rows(const ScalarLinearWeight& w, const int8_t* xq, int32_t
       const __m256i x_low = _mm256_permute2x128_si256(a, b, 0x20), x_high = _mm256_permute2x128_si256(a, b, 0x31);
       QNOISE_UNROLL
       for (int r = 0; r < kRows; ++r) {
-        const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[r] + (i + u) / 2));
-        const __m256i low = _mm256_and_si256(packed, low_nibbles);
-        const __m256i high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles);
-        sums[r] = _mm256_add_epi16(sums[r], _mm256_maddubs_epi16(low, x_low));
-        sums[r] = _mm256_add_epi16(sums[r], _mm256_maddubs_epi16(high, x_high));
+        const Int4Nibbles q = int4_line_nibbles(codes[r] + (i + u) / 2);
+        sums[r] = _mm256_add_epi16(sums[r], _mm256_maddubs_epi16(q.low, x_low));
+        sums[r] = _mm256_add_epi16(sums[r], _mm256_maddubs_epi16(q.high, x_high));
       }
     }
     QNOISE_UNROLL

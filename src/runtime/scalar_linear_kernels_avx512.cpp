@@ -41,7 +41,6 @@ void rows_vnni(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, fl
     codes[r] = w.codes + (row + r) * w.row_bytes;
     acc[r][0] = acc[r][1] = _mm256_setzero_si256();
   }
-  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
   // Inputs [i, i + 64). int4: 32 bytes are two chunks; their low nibbles hold inputs i + 0..15 and
   // i + 32..47, their high nibbles i + 16..31 and i + 48..63, so the activations are regrouped to
   // match (once per step for all rows) instead of the codes.
@@ -58,9 +57,9 @@ void rows_vnni(const ScalarLinearWeight& w, const int8_t* xq, int32_t xq_sum, fl
       const __m256i x_high = _mm256_permute2x128_si256(x0, x1, 0x31);
       QNOISE_UNROLL
       for (int r = 0; r < kRows; ++r) {
-        const __m256i packed = load256(codes[r] + i / 2);
-        acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], _mm256_and_si256(packed, low_nibbles), x_low);
-        acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles), x_high);
+        const Int4Nibbles q = int4_line_nibbles(codes[r] + i / 2);
+        acc[r][0] = _mm256_dpbusd_epi32(acc[r][0], q.low, x_low);
+        acc[r][1] = _mm256_dpbusd_epi32(acc[r][1], q.high, x_high);
       }
     }
   };

@@ -69,6 +69,17 @@ inline __m256i int4_chunk_codes(const uint8_t* chunk) {
   return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low_nibbles), _mm_and_si128(packed, low_nibbles));
 }
 
+// A 32-byte load of int4 codes, two chunks, as bytes: `low` the low nibbles (inputs 0..15 and
+// 32..47 of the 64 it holds), `high` the high ones (16..31 and 48..63).
+struct Int4Nibbles {
+  __m256i low, high;
+};
+inline Int4Nibbles int4_line_nibbles(const uint8_t* p) {
+  const __m256i low_nibbles = _mm256_set1_epi8(0x0F);
+  const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return {_mm256_and_si256(packed, low_nibbles), _mm256_and_si256(_mm256_srli_epi16(packed, 4), low_nibbles)};
+}
+
 // max |x_i| over x[0..n) into *largest; false when an x is NaN or infinite.
 inline bool largest_magnitude(const float* x, int64_t n, float* largest) {
   const __m256 sign_bit = _mm256_set1_ps(-0.0f), infinity = _mm256_set1_ps(__builtin_inff());
