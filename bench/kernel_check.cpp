@@ -10,8 +10,8 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "quant/cpu_features.h"
@@ -28,10 +28,13 @@ std::mt19937 random_bits(7);
 bool avx512 = false;
 int failures = 0;
 
-void report(const char* what, bool same) {
+// One line per check: what was compared, on which instruction set.
+void report(const std::string& what, const char* isa, bool same) {
   if (!same) ++failures;
-  std::printf("%-58s %s\n", what, same ? "bit-equal" : "DIFFERS from the reference");
+  std::printf("%-58s %s\n", (what + ", " + isa).c_str(), same ? "bit-equal" : "DIFFERS from the reference");
 }
+
+std::string shape(int64_t out, int64_t in) { return std::to_string(out) + "x" + std::to_string(in); }
 
 std::vector<float> normal_vector(int64_t n, float sigma) {
   std::normal_distribution<float> normal(0.0f, sigma);
@@ -53,14 +56,10 @@ void check_pq_int8_tables(int64_t out, int64_t in, int64_t d, int64_t n_centroid
     return y;
   };
   const auto expected = run(pq_int8_lut_group_reference);
-  char what[96];
-  std::snprintf(what, sizeof what, "PQ int8 tables %lldx%lld d=%lld K=%lld, avx2", static_cast<long long>(out),
-                static_cast<long long>(in), static_cast<long long>(d), static_cast<long long>(n_centroids));
-  report(what, run(pq_int8_lut_group_avx2) == expected);
-  if (avx512) {
-    std::strcpy(what + std::strlen(what) - 4, "avx512");
-    report(what, run(pq_int8_lut_group_avx512) == expected);
-  }
+  const std::string what =
+      "PQ int8 tables " + shape(out, in) + " d=" + std::to_string(d) + " K=" + std::to_string(n_centroids);
+  report(what, "avx2", run(pq_int8_lut_group_avx2) == expected);
+  if (avx512) report(what, "avx512", run(pq_int8_lut_group_avx512) == expected);
 }
 
 // An int8/int4 weight in the kernels' layout with random codes and affine parameters.
@@ -97,20 +96,17 @@ void check_scalar(int bits, int64_t out, int64_t in) {
   const ScalarWeight weight(bits, out, in);
   const auto& w = weight.view;
   const auto x = normal_vector(in, 3.0f);
-  char what[96];
   std::vector<int8_t> xq(static_cast<size_t>(in));
   float x_scale = 0.0f;
   const int32_t xq_sum = quantize_activations(x.data(), in, xq.data(), &x_scale);
   std::vector<float> expected(static_cast<size_t>(out)), got(static_cast<size_t>(out));
   int8_activation_matvec_reference(w, xq.data(), xq_sum, x_scale, 0, out, expected.data());
   int8_activation_matvec_avx2(w, xq.data(), xq_sum, x_scale, 0, out, got.data());
-  std::snprintf(what, sizeof what, "int%d %lldx%lld int8 activations, avx2", bits, static_cast<long long>(out),
-                static_cast<long long>(in));
-  report(what, got == expected);
+  const std::string what = "int" + std::to_string(bits) + " " + shape(out, in);
+  report(what + " int8 activations", "avx2", got == expected);
   if (avx512) {
     int8_activation_matvec_avx512_vnni(w, xq.data(), xq_sum, x_scale, 0, out, got.data());
-    std::strcpy(what + std::strlen(what) - 4, "avx512");
-    report(what, got == expected);
+    report(what + " int8 activations", "avx512", got == expected);
   }
   if (bits != 4) return;
   std::vector<int32_t> levels(static_cast<size_t>(in)), simd_levels(static_cast<size_t>(in));
@@ -119,18 +115,13 @@ void check_scalar(int bits, int64_t out, int64_t in) {
   int64_t level_sum = 0, simd_level_sum = 0;
   fixed_point_activations(x.data(), in, levels.data(), &step, &level_sum);
   fixed_point_activations_avx2(x.data(), in, simd_levels.data(), digits.data(), &simd_step, &simd_level_sum);
-  std::snprintf(what, sizeof what, "int4 %lldx%lld fixed-point levels, avx2", static_cast<long long>(out),
-                static_cast<long long>(in));
-  report(what, simd_levels == levels && simd_step == step && simd_level_sum == level_sum);
+  report(what + " fixed-point levels", "avx2", simd_levels == levels && simd_step == step && simd_level_sum == level_sum);
   int4_fixed_point_matvec_reference(w, levels.data(), level_sum, step, 0, out, expected.data());
   int4_fixed_point_matvec_avx2(w, digits.data(), levels.data(), level_sum, step, 0, out, got.data());
-  std::snprintf(what, sizeof what, "int4 %lldx%lld fixed point, avx2", static_cast<long long>(out),
-                static_cast<long long>(in));
-  report(what, got == expected);
+  report(what + " fixed point", "avx2", got == expected);
   if (avx512) {
     int4_fixed_point_matvec_avx512_vnni(w, digits.data(), levels.data(), level_sum, step, 0, out, got.data());
-    std::strcpy(what + std::strlen(what) - 4, "avx512");
-    report(what, got == expected);
+    report(what + " fixed point", "avx512", got == expected);
   }
 }
 

@@ -66,7 +66,7 @@ inline Digits digits_of(__m256i level) {
 // Zen 3, 4096x4096 at batch 1 on 1 thread (bench_linear_kernels, the builds alternated in four
 // rounds): 528-599 us; with the sums widened every line 552-772; the float kernel 788-901. One row
 // at a time with the digits as memory operands (seven loads per row per 64 inputs against four)
-// took 826-907 in other runs.
+// took 888-908 in other runs.
 template <int kRows>
 void fixed_point_rows(const ScalarLinearWeight& w, const int8_t* digits, const int32_t* levels, int64_t level_sum,
                       float step, int64_t row, float* y) {

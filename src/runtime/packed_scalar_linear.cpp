@@ -151,43 +151,42 @@ void PackedScalarLinear::forward(const float* x, int64_t batch, float* y, const 
     return;
   }
   const auto matvec = avx2 ? kernels::scalar_matvec_avx2 : kernels::scalar_matvec_reference;
+  // int4 with SIMD: integer products on fixed-point activations (int4_fixed_point.h); a batch row
+  // with a NaN or infinite activation takes the float kernel, which propagates it.
+  struct FixedRow {
+    float step = 0.0f;
+    int64_t level_sum = 0;
+    bool finite = false;
+  };
+  thread_local std::vector<int32_t> level_buffer;
+  thread_local std::vector<int8_t> digit_buffer;
+  thread_local std::vector<FixedRow> fixed_buffer;
+  const bool fixed_point = avx2 && bits_ == 4 && in_ <= kernels::kMaxFixedPointInputs;
+  const int64_t digit_bytes = fixed_point ? kernels::fixed_point_digit_bytes(in_) : 0;
+  level_buffer.resize(static_cast<size_t>(fixed_point ? batch * in_ : 0));
+  digit_buffer.resize(static_cast<size_t>(batch * digit_bytes));
+  fixed_buffer.assign(static_cast<size_t>(batch), FixedRow{});
+  int32_t* levels = level_buffer.data();
+  int8_t* digits = digit_buffer.data();
+  FixedRow* fixed = fixed_buffer.data();
+  for (int64_t b = 0; fixed_point && b < batch; ++b)
+    fixed[b].finite = kernels::fixed_point_activations_avx2(x + b * in_, in_, levels + b * in_,
+                                                            digits + b * digit_bytes, &fixed[b].step,
+                                                            &fixed[b].level_sum);
+  // The float kernel's x_sum, for the rows that take it.
   thread_local std::vector<float> sum_buffer;
   sum_buffer.assign(static_cast<size_t>(batch), 0.0f);
   float* x_sum = sum_buffer.data();
   for (int64_t b = 0; b < batch; ++b)
-    for (int64_t i = 0; i < in_; ++i) x_sum[b] += x[b * in_ + i];
-  if (avx2 && bits_ == 4 && in_ <= kernels::kMaxFixedPointInputs) {
-    // int4 with SIMD: integer products on fixed-point activations (int4_fixed_point.h); a row with
-    // a NaN or infinite activation takes the float kernel, which propagates it.
-    struct RowScale {
-      float step = 0.0f;
-      int64_t level_sum = 0;
-      bool finite = false;
-    };
-    thread_local std::vector<int32_t> level_buffer;
-    thread_local std::vector<int8_t> digit_buffer;
-    thread_local std::vector<RowScale> row_buffer;
-    const int64_t digit_bytes = kernels::fixed_point_digit_bytes(in_);
-    level_buffer.resize(static_cast<size_t>(batch * in_));
-    digit_buffer.resize(static_cast<size_t>(batch * digit_bytes));
-    row_buffer.resize(static_cast<size_t>(batch));
-    int32_t* levels = level_buffer.data();
-    int8_t* digits = digit_buffer.data();
-    RowScale* rows = row_buffer.data();
-    for (int64_t b = 0; b < batch; ++b)
-      rows[b].finite = kernels::fixed_point_activations_avx2(x + b * in_, in_, levels + b * in_,
-                                                             digits + b * digit_bytes, &rows[b].step, &rows[b].level_sum);
-    const auto fixed_matvec = path == KernelPath::Avx512 ? kernels::int4_fixed_point_matvec_avx512_vnni
-                                                         : kernels::int4_fixed_point_matvec_avx2;
-    run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) {
-      if (rows[b].finite)
-        fixed_matvec(w, digits + b * digit_bytes, levels + b * in_, rows[b].level_sum, rows[b].step, r0, r1, yb);
-      else
-        matvec(w, x + b * in_, x_sum[b], r0, r1, yb);
-    });
-    return;
-  }
-  run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) { matvec(w, x + b * in_, x_sum[b], r0, r1, yb); });
+    for (int64_t i = 0; !fixed[b].finite && i < in_; ++i) x_sum[b] += x[b * in_ + i];
+  const auto fixed_matvec = path == KernelPath::Avx512 ? kernels::int4_fixed_point_matvec_avx512_vnni
+                                                       : kernels::int4_fixed_point_matvec_avx2;
+  run_rows([&](int64_t b, int64_t r0, int64_t r1, float* yb) {
+    if (fixed[b].finite)
+      fixed_matvec(w, digits + b * digit_bytes, levels + b * in_, fixed[b].level_sum, fixed[b].step, r0, r1, yb);
+    else
+      matvec(w, x + b * in_, x_sum[b], r0, r1, yb);
+  });
 }
 
 }  // namespace qnoise

@@ -29,27 +29,15 @@ namespace {
 // block's largest |x| is below 2^-100 or it holds a NaN or infinity), zero up to block_bytes, and
 // its exponent e. Returns whether the block is finite.
 bool quantize_block(const float* x, int64_t d, int64_t block_bytes, int8_t* xq, int* exponent) {
-  const __m256 magnitude_bits = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  __m256 largest = _mm256_setzero_ps(), non_finite = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= d; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    largest = _mm256_max_ps(largest, _mm256_and_ps(v, magnitude_bits));
-    non_finite = _mm256_or_ps(non_finite, _mm256_sub_ps(v, v));  // x - x is 0 exactly when x is finite
-  }
-  float a = horizontal_max(largest);
-  bool finite = _mm256_movemask_ps(_mm256_cmp_ps(non_finite, _mm256_setzero_ps(), _CMP_NEQ_UQ)) == 0;
-  for (; i < d; ++i) {
-    const float v = x[i], m = __builtin_fabsf(v);
-    a = m > a ? m : a;
-    finite = finite && v - v == 0.0f;
-  }
+  float a = 0.0f;
+  const bool finite = largest_magnitude(x, d, &a);
   const bool zero = !(a >= kPqSmallestBlock) || !finite;
   const int e = zero ? 0 : pq_block_exponent(a);
   *exponent = e;
   const float scale = pq_power_of_two(-e);
   const __m256 scales = _mm256_set1_ps(scale);
-  for (i = 0; i + 8 <= d; i += 8) {
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8) {
     const __m256 rounded = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), scales),
                                            _MM_FROUND_CUR_DIRECTION | _MM_FROUND_NO_EXC);
     const __m256i levels = zero ? _mm256_setzero_si256() : _mm256_cvtps_epi32(rounded);
@@ -160,26 +148,21 @@ void pack_table(const int32_t* products, const PqTableRounding& rounding, int64_
   }
 }
 
-struct Quantized {
-  float step = 0.0f;
-  float offset_sum = 0.0f;
-};
-
 // The reference's byte tables of the group's blocks (tables[jj * 256 + k]), with its step and
 // offset, in the scratch's parts (pq_int8_scratch).
-Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int64_t s, const PqInt8Scratch& parts) {
+PqInt8GroupScale quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int64_t s,
+                                 const PqInt8Scratch& parts) {
   int32_t* products = parts.products;
   uint8_t* tables = parts.tables;
   int8_t* xq = parts.activations;
   const int64_t d = w.block_size, n = w.n_centroids, block_bytes = pq_int8_block_bytes(d);
   int exponents[kPqInt8MaxGroupBlocks];
   int32_t lows[kPqInt8MaxGroupBlocks];
-  bool finite = true;
-  int shift = INT32_MIN;
-  float offset_sum = 0.0f;
+  bool finite[kPqInt8MaxGroupBlocks];
+  PqInt8GroupScale scale;
   for (int64_t jj = 0; jj < s; ++jj) {
     int8_t* xq_j = xq + jj * block_bytes;
-    finite = quantize_block(x + (j0 + jj) * d, d, block_bytes, xq_j, &exponents[jj]) && finite;
+    finite[jj] = quantize_block(x + (j0 + jj) * d, d, block_bytes, xq_j, &exponents[jj]);
     build_products(w, xq_j, products + jj * kPqInt8TableBytes);
   }
   // Each block's min and max in four chains each (a single min and max chain over the 32 vectors
@@ -212,19 +195,11 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
       lo = products_j[k] < lo ? products_j[k] : lo;
       hi = products_j[k] > hi ? products_j[k] : hi;
     }
-    const int e = exponents[jj];
     lows[jj] = lo;
-    if (hi > lo) {
-      const int block_shift = e + pq_table_shift(static_cast<uint32_t>(hi - lo));
-      shift = block_shift > shift ? block_shift : shift;
-    }
-    offset_sum += static_cast<float>(lo) * (w.centroid_scale * pq_power_of_two(e));
+    scale.add_block(exponents[jj], lo, hi, finite[jj], w.centroid_scale);
   }
-  Quantized q;
-  q.offset_sum = finite ? offset_sum : __builtin_nanf("");
-  q.step = shift == INT32_MIN ? 0.0f : __builtin_ldexpf(w.centroid_scale, shift);
   for (int64_t jj = 0; jj < s; ++jj) {
-    const PqTableRounding rounding = pq_table_rounding(shift == INT32_MIN ? 32 : shift - exponents[jj], lows[jj]);
+    const PqTableRounding rounding = pq_table_rounding(scale.right_shift(exponents[jj]), lows[jj]);
     uint8_t* table = tables + jj * kPqInt8TableBytes;
     const int32_t* products_j = products + jj * kPqInt8TableBytes;
     // Most blocks have K = 256 and shift right: no lanes to mask, one shift.
@@ -233,7 +208,7 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
     else
       pack_table<true>(products_j, rounding, n, table);
   }
-  return q;
+  return scale;
 }
 
 // The table values of 32 codes: the 16 sixteen-byte tables looked up by the low nibble, then
@@ -340,8 +315,8 @@ void pq_int8_lut_group_avx2(const PqLutWeight& w, int64_t group, int64_t row_beg
   const int64_t j0 = w.group_first_block(group), s = w.group_size(group);
   const PqInt8Scratch parts = pq_int8_scratch(w, scratch);
   const uint8_t* tables = parts.tables;
-  const Quantized q = quantize_tables(w, x, j0, s, parts);
-  const __m256 step = _mm256_set1_ps(q.step), offset_sum = _mm256_set1_ps(q.offset_sum);
+  const PqInt8GroupScale scale = quantize_tables(w, x, j0, s, parts);
+  const __m256 step = _mm256_set1_ps(scale.step(w.centroid_scale)), offset_sum = _mm256_set1_ps(scale.offset_sum);
   for (int64_t r0 = row_begin; r0 < row_end;) {
     const int64_t chunk = r0 / kPqRowChunk, chunk_first = chunk * kPqRowChunk, rows = w.chunk_rows(chunk);
     const int64_t r1 = row_end < chunk_first + rows ? row_end : chunk_first + rows;

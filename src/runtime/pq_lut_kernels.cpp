@@ -40,9 +40,7 @@ void pq_int8_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t ro
   uint8_t* tables = parts.tables;
   int exponents[kPqInt8MaxGroupBlocks];
   int32_t lows[kPqInt8MaxGroupBlocks];
-  int shift = INT32_MIN;
-  float offset_sum = 0.0f;
-  bool finite = true;
+  PqInt8GroupScale scale;
   std::vector<int> xq(static_cast<size_t>(d));
   for (int64_t jj = 0; jj < s; ++jj) {
     const float* xj = x + (j0 + jj) * d;
@@ -52,7 +50,6 @@ void pq_int8_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t ro
       block_finite = block_finite && std::isfinite(xj[i]);
       largest = std::max(largest, std::abs(xj[i]));
     }
-    finite = finite && block_finite;
     const bool zero = !(largest >= kPqSmallestBlock) || !block_finite;
     const int e = zero ? 0 : pq_block_exponent(largest);
     for (int64_t i = 0; i < d; ++i)
@@ -67,18 +64,16 @@ void pq_int8_lut_group_reference(const PqLutWeight& w, int64_t group, int64_t ro
     }
     exponents[jj] = e;
     lows[jj] = low;
-    if (high > low) shift = std::max(shift, e + pq_table_shift(static_cast<uint32_t>(high - low)));
-    offset_sum += static_cast<float>(low) * (w.centroid_scale * pq_power_of_two(e));
+    scale.add_block(e, low, high, block_finite, w.centroid_scale);
   }
-  if (!finite) offset_sum = std::nanf("");
-  const float step = shift == INT32_MIN ? 0.0f : std::ldexp(w.centroid_scale, shift);
+  const float step = scale.step(w.centroid_scale), offset_sum = scale.offset_sum;
   for (int64_t jj = 0; jj < s; ++jj)
     for (int64_t k = 0; k < kPqInt8TableBytes; ++k)
       tables[jj * kPqInt8TableBytes + k] =
-          k < w.n_centroids && shift != INT32_MIN
-              ? static_cast<uint8_t>(pq_table_level(
-                    static_cast<uint32_t>(products[jj * kPqInt8TableBytes + k] - lows[jj]), shift - exponents[jj]))
-              : 0;
+          k < w.n_centroids ? static_cast<uint8_t>(pq_table_level(
+                                  static_cast<uint32_t>(products[jj * kPqInt8TableBytes + k] - lows[jj]),
+                                  scale.right_shift(exponents[jj])))
+                            : 0;
   for (int64_t o = row_begin; o < row_end; ++o) {
     uint32_t sum = 0;
     for (int64_t jj = 0; jj < s; ++jj) sum += tables[jj * kPqInt8TableBytes + w.codes[w.code_index(o, j0 + jj)]];

@@ -134,6 +134,32 @@ __attribute__((always_inline)) inline uint32_t pq_table_level(uint32_t above_low
   return (above_low + (1u << (right_shift - 1))) >> right_shift;
 }
 
+// What a group's int8 tables share, gathered block by block in every kernel (so their steps and
+// offsets agree bit for bit): sh = the largest e_j + t_j over the blocks whose tables are not flat,
+// and the offsets sum_j float(lo_j) * u_j; offset_sum is NaN once a block was not finite.
+struct PqInt8GroupScale {
+  int shift = INT32_MIN;  // while every table is flat
+  float offset_sum = 0.0f;
+  // Block j's exponent e_j and the min and max of its products D_j[k] (less any offset the kernel
+  // added to every one of them: only their difference sets t_j).
+  __attribute__((always_inline)) void add_block(int exponent, int32_t low, int32_t high, bool finite,
+                                                float centroid_scale) {
+    if (high > low) {
+      const int block_shift = exponent + pq_table_shift(static_cast<uint32_t>(high - low));
+      shift = block_shift > shift ? block_shift : shift;
+    }
+    offset_sum = finite ? offset_sum + static_cast<float>(low) * (centroid_scale * pq_power_of_two(exponent))
+                        : __builtin_nanf("");
+  }
+  // r = sh - e_j for pq_table_level and pq_table_rounding (32, no level, while every table is flat).
+  __attribute__((always_inline)) int right_shift(int exponent) const {
+    return shift == INT32_MIN ? 32 : shift - exponent;
+  }
+  __attribute__((always_inline)) float step(float centroid_scale) const {
+    return shift == INT32_MIN ? 0.0f : __builtin_ldexpf(centroid_scale, shift);
+  }
+};
+
 // q_j[k] for every k of a block as the SIMD kernels compute it, from r = sh - e_j (`right`, 32 when
 // every table is flat): (D_j[k] - low) shifted right by right_count or left by left_count (one of
 // them 0), with low = lo_j less the rounding half when shifting right; every q_j[k] is 0 when `none`.

@@ -24,11 +24,6 @@ inline __mmask16 first_lanes(int64_t count) {
   return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
 }
 
-struct Quantized {
-  float step = 0.0f;
-  float offset_sum = 0.0f;
-};
-
 // Block exponents e_j (pq_lut_kernels.h) of 16 lanes of largest |x| values, and whether to
 // quantize the lane's block at all (a >= 2^-100 and finite: non-finite lanes were set to +inf).
 inline __m512i block_exponents(__m512 largest, __mmask16* quantized) {
@@ -119,7 +114,7 @@ void quantize_blocks(const float* x, int64_t d, int64_t s, int8_t* xq, int* expo
 // min and max are taken while its products are in registers; the shifts to bytes wait for the
 // group's step. (The rounding is shifts because a float multiply and two conversions per value
 // took a third of the table time: converts are slow on this Zen 4.)
-Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int64_t s, uint8_t* scratch) {
+PqInt8GroupScale quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int64_t s, uint8_t* scratch) {
   constexpr int kChunks = kPqInt8TableBytes / 16;
   const int64_t d = w.block_size, block_bytes = pq_int8_block_bytes(d), n = w.n_centroids;
   const int64_t chunks = (n + 15) / 16;
@@ -131,8 +126,7 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
   int32_t level_sums[kPqInt8MaxGroupBlocks], lows[kPqInt8MaxGroupBlocks];
   bool finite = true;
   quantize_blocks(x + j0 * d, d, s, xq, exponents, level_sums, &finite);
-  int shift = INT32_MIN;
-  float offset_sum = 0.0f;
+  PqInt8GroupScale scale;
   for (int64_t jj = 0; jj < s; ++jj) {
     const int8_t* xq_j = xq + jj * block_bytes;
     __m512i acc[kChunks];
@@ -157,23 +151,16 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
         _mm512_storeu_si512(products + jj * kPqInt8TableBytes + 16 * c, acc[c]);
       }
     const int32_t lo = _mm512_reduce_min_epi32(low), hi = _mm512_reduce_max_epi32(high);
-    const int e = exponents[jj];
     lows[jj] = lo;
-    if (hi > lo) {
-      const int block_shift = e + pq_table_shift(static_cast<uint32_t>(hi - lo));
-      shift = block_shift > shift ? block_shift : shift;
-    }
-    offset_sum += static_cast<float>(lo - 128 * level_sums[jj]) * (w.centroid_scale * pq_power_of_two(e));
+    const int32_t offset = 128 * level_sums[jj];  // the products' share of the centroids' +128
+    scale.add_block(exponents[jj], lo - offset, hi - offset, finite, w.centroid_scale);
   }
-  Quantized q;
-  q.offset_sum = finite ? offset_sum : __builtin_nanf("");
-  q.step = shift == INT32_MIN ? 0.0f : __builtin_ldexpf(w.centroid_scale, shift);
   // Bytes come out of the two packs in 4-byte runs of the four vectors, lane by lane; this puts
   // them back in order.
   const __m512i byte_order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   for (int64_t jj = 0; jj < s; ++jj) {
     const int32_t* products_j = products + jj * kPqInt8TableBytes;
-    const PqTableRounding rounding = pq_table_rounding(shift == INT32_MIN ? 32 : shift - exponents[jj], lows[jj]);
+    const PqTableRounding rounding = pq_table_rounding(scale.right_shift(exponents[jj]), lows[jj]);
     const __m512i low = _mm512_set1_epi32(rounding.low);
     const __m128i right_count = _mm_cvtsi32_si128(rounding.right_count);
     const __m128i left_count = _mm_cvtsi32_si128(rounding.left_count);
@@ -192,7 +179,7 @@ Quantized quantize_tables(const PqLutWeight& w, const float* x, int64_t j0, int6
       _mm512_storeu_si512(tables + jj * kPqInt8TableBytes + k0, _mm512_permutexvar_epi32(byte_order, bytes));
     }
   }
-  return q;
+  return scale;
 }
 
 // The rows of one chunk a call looks up: codes of the group's first block, bytes between blocks,
@@ -258,9 +245,9 @@ void pq_int8_lut_group_avx512(const PqLutWeight& w, int64_t group, int64_t row_b
                               const float* x, uint8_t* scratch, float* y) {
   constexpr int kChunksAtOnce = 4;
   const int64_t j0 = w.group_first_block(group), s = w.group_size(group);
-  const Quantized q = quantize_tables(w, x, j0, s, scratch);
+  const PqInt8GroupScale scale = quantize_tables(w, x, j0, s, scratch);
   const uint8_t* tables = pq_int8_scratch(w, scratch).tables;
-  const __m512 step = _mm512_set1_ps(q.step), offset_sum = _mm512_set1_ps(q.offset_sum);
+  const __m512 step = _mm512_set1_ps(scale.step(w.centroid_scale)), offset_sum = _mm512_set1_ps(scale.offset_sum);
   ChunkRows chunks[kChunksAtOnce];
   int n = 0;
   for (int64_t r0 = row_begin; r0 < row_end;) {

@@ -104,10 +104,13 @@ TEST(Int4FixedPoint, Avx2LevelsMatchTheReferenceAndItsDigitsRebuildThem) {
   for (int64_t n : {0, 1, 7, 16, 31, 32, 33, 100, 128, 129, 192, 300, 1000}) {
     for (int variant = 0; variant < 5; ++variant) {
       auto x = torch::randn({n}) * 3;
-      if (n > 0 && variant == 1) {  // levels at exact halves of 254 and 254^2 (the digits' ties)
-        const auto pick = torch::randint(-127 * 2, 127 * 2 + 1, {n}).to(torch::kFloat);
-        x = (pick * (64516.0f / 2) + torch::randint(-1, 2, {n}).to(torch::kFloat) * 127.0f) / 8193532.0f;
-        x[0] = 1.0f;
+      if (n > 0 && variant == 1) {
+        // The digits' ties, exactly: with the top level as max|x| the step is 1, so each level is
+        // its x, here m * 254^2 / 2 (a tie of d1 for odd m) or, for even m, that plus or minus 127
+        // (a tie of d2).
+        const auto m = torch::randint(-253, 254, {n}).to(torch::kFloat);
+        x = m * 32258.0f + torch::randint(-1, 2, {n}).to(torch::kFloat) * 127.0f;
+        x[0] = static_cast<float>(k::kFixedLevels);
       }
       if (n > 0 && variant == 2) x[n - 1] = NAN;
       if (n > 0 && variant == 3) x[0] = INFINITY;
@@ -125,6 +128,8 @@ TEST(Int4FixedPoint, Avx2LevelsMatchTheReferenceAndItsDigitsRebuildThem) {
       EXPECT_EQ(expected_ok, !(n > 0 && (variant == 2 || variant == 3))) << what;
       if (!expected_ok) continue;
       EXPECT_EQ(got, expected) << what;
+      if (variant == 1)
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(expected[i], static_cast<int32_t>(data[i])) << what << " input " << i;
       EXPECT_EQ(got_sum, expected_sum) << what;
       EXPECT_EQ(got_step, expected_step) << what;
       for (int64_t i = 0; i < n / 32 * 32; ++i) {
