@@ -20,7 +20,7 @@
 // paths whichever the driver chooses ("_gemm": the panel GEMM; "_rows": PQ lookups, or int8/int4
 // matvec per batch row; "_tiles": decoded tiles and the BLAS GEMM, the panel GEMM's predecessor),
 // so the switch points in src/runtime/linear_tuning.h can be checked.
-// --cold evicts the caches (writes 96 MB) before every timed call, as when a model's layers run
+// --cold evicts the caches (reads 96 MB) before every timed call, as when a model's layers run
 // one after another and none stays in cache; times are then of single calls (manual timing).
 // Google Benchmark flags work as usual (e.g. --benchmark_filter=1024).
 #include <ATen/Parallel.h>
@@ -40,6 +40,7 @@
 #include "qnoise/process_tuning.h"
 #include "ratio_reporter.h"
 #include "runtime/linear_tuning.h"
+#include "runtime/worker_pool.h"
 
 namespace {
 
@@ -57,16 +58,31 @@ bool g_blas_threads_may_spin = false;
 constexpr auto kBlasSpinWait = std::chrono::milliseconds(250);
 
 // Runs `call` once per benchmark iteration; with --cold, after evicting the caches and timing
-// only the call.
+// only the call. `idle`: what the packed layers' workers do after the sweep (float's call passes
+// Sleep, so that they leave the cores to OpenBLAS's threads).
 template <typename Call>
-void timed_loop(benchmark::State& state, const Call& call) {
+void timed_loop(benchmark::State& state, const Call& call, qnoise::runtime::IdleWorkers idle) {
   static std::vector<char> sweep;
   for (auto _ : state) {
     if (!g_cold) {
       call();
       continue;
     }
-    sweep.assign(96u << 20, static_cast<char>(state.iterations()));
+    // Read, not written: a model's other layers evict a weight with clean lines. Writing the
+    // sweep left 32 MB of dirty lines whose write-backs fell in the timed call, a cost that grows
+    // with the call's own footprint up to the cache's size (so it charged int8's 16 MB more than
+    // float's 64 MB, relative to their reads). Read by the packed layers' threads, each a slice, so
+    // every core's own caches are evicted too and the workers have just run, as between a model's
+    // layers (read by this thread alone, the workers fell asleep during the sweep and their wake-up
+    // was timed: 2 threads, 1024x1024 PQ d = 8 took 190-236 us against 78-87 at 1 thread).
+    if (sweep.empty()) sweep.assign(96u << 20, 1);
+    const int64_t parts = at::get_num_threads();
+    qnoise::runtime::run_parts(parts, [&](int64_t p) {
+      uint64_t sum = 0;
+      for (size_t i = sweep.size() * p / parts / 64 * 64; i < sweep.size() * (p + 1) / parts; i += 64)
+        sum += static_cast<unsigned char>(sweep[i]);
+      benchmark::DoNotOptimize(sum);
+    }, idle);
     benchmark::ClobberMemory();
     const auto start = std::chrono::steady_clock::now();
     call();
@@ -113,7 +129,7 @@ void float_layer(benchmark::State& state, int64_t n, int64_t batch) {
       benchmark::DoNotOptimize(torch::mv(l.weight, x1).data_ptr());
     else
       benchmark::DoNotOptimize(torch::mm(x, l.weight.t()).data_ptr());
-  });
+  }, qnoise::runtime::IdleWorkers::Sleep);
   g_blas_threads_may_spin = true;
 }
 
@@ -139,7 +155,7 @@ void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::
   timed_loop(state, [&] {
     layer->forward(x.data_ptr<float>(), batch, y.data_ptr<float>());
     benchmark::DoNotOptimize(y.data_ptr());
-  });
+  }, qnoise::runtime::IdleWorkers::AsConfigured);
   // Only decoded tiles call the BLAS: the _tiles variant, and the reference kernels' large-batch
   // path (taken at some batch > 1); the SIMD paths run their own panel GEMM.
   g_blas_threads_may_spin =
