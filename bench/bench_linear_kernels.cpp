@@ -68,13 +68,13 @@ void timed_loop(benchmark::State& state, const Call& call, qnoise::runtime::Idle
       call();
       continue;
     }
-    // Read, not written: a model's other layers evict a weight with clean lines. Writing the
-    // sweep left 32 MB of dirty lines whose write-backs fell in the timed call, a cost that grows
-    // with the call's own footprint up to the cache's size (so it charged int8's 16 MB more than
-    // float's 64 MB, relative to their reads). Read by the packed layers' threads, each a slice, so
-    // every core's own caches are evicted too and the workers have just run, as between a model's
-    // layers (read by this thread alone, the workers fell asleep during the sweep and their wake-up
-    // was timed: 2 threads, 1024x1024 PQ d = 8 took 190-236 us against 78-87 at 1 thread).
+    // Read, not written: a model's other layers evict a weight with clean lines. A written sweep
+    // left 32 MB of dirty lines to write back during the timed call (batch 1, 1 thread, two
+    // alternated runs each: 14 of the 16 ratios higher read, by 1-12% on their means). Read by
+    // the packed layers' threads, each a slice, so every core's own caches are evicted too and
+    // the workers have just run, as between a model's layers (read by this thread alone, the
+    // workers fell asleep during the sweep and their wake-up was timed: 2 threads, 1024x1024 PQ
+    // d = 8 took 190-236 us against 78-87 at 1 thread).
     if (sweep.empty()) sweep.assign(96u << 20, 1);
     const int64_t parts = at::get_num_threads();
     qnoise::runtime::run_parts(parts, [&](int64_t p) {
