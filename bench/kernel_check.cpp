@@ -80,7 +80,7 @@ struct ScalarWeight {
         if (bits == 8)
           row[i] = q;
         else
-          row[i / kInt4Chunk * (kInt4Chunk / 2) + i % (kInt4Chunk / 2)] |= i % kInt4Chunk < kInt4Chunk / 2 ? q : q << 4;
+          set_int4_code(row, i, q);
       }
       scale.push_back(0.01f + static_cast<float>(random_bits() % 100) * 1e-4f);
       zero_point.push_back(static_cast<float>(random_bits() % levels));

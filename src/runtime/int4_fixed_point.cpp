@@ -7,10 +7,7 @@ namespace qnoise::kernels {
 
 bool fixed_point_activations(const float* x, int64_t n, int32_t* levels, float* step, int64_t* level_sum) {
   float largest = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(x[i])) return false;
-    largest = std::max(largest, std::abs(x[i]));
-  }
+  if (!largest_magnitude_reference(x, n, &largest)) return false;
   *step = largest / kFixedLevels;
   const float inverse = largest > 0.0f ? kFixedLevels / largest : 0.0f;
   const float top = static_cast<float>(kFixedLevels);

@@ -35,9 +35,14 @@ bool fixed_point_activations(const float* x, int64_t n, int32_t* levels, float* 
 void int4_fixed_point_matvec_reference(const ScalarLinearWeight& w, const int32_t* levels, int64_t level_sum,
                                        float step, int64_t row_begin, int64_t row_end, float* y);
 
+// The digits' layout goes by lines of 128 inputs, one 64-byte line of int4 codes; the SIMD kernels
+// step through the same lines (fixed_point_lines_end(n) inputs, then 32-input steps).
+constexpr int64_t kFixedPointLineInputs = 128;
+__attribute__((always_inline)) inline int64_t fixed_point_lines_end(int64_t n) { return n / kFixedPointLineInputs * kFixedPointLineInputs; }
+
 // AVX2 (only call when cpu_has_avx2_fma()): the same levels, step and sum bit for bit, and the
 // digits in the kernel's order, fixed_point_digit_bytes(n) bytes:
-//  - inputs below n / 128 * 128, per 64 inputs: for d1, d2, d3 in turn, 32 bytes for inputs
+//  - inputs below fixed_point_lines_end(n), per 64 inputs: for d1, d2, d3 in turn, 32 bytes for inputs
 //    0..15 and 32..47 (the low nibbles of a 32-byte load of int4 codes), then 32 for 16..31 and
 //    48..63 (the high nibbles);
 //  - then per 32 inputs up to n / 32 * 32: d1, d2, d3 of the 32 inputs in order;

@@ -13,7 +13,6 @@ namespace qnoise::kernels {
 namespace {
 
 constexpr int32_t kBaseSquared = kFixedDigitBase * kFixedDigitBase;
-constexpr int64_t kLineInputs = 128;  // a 64-byte line of int4 codes
 // Inputs between flushes of the int32 accumulators: d1's sums need no flush below
 // kMaxFixedPointInputs, the 254 d2 + d3 sums grow by at most 15 * (127 * 254 + 127) = 485,775 per
 // input, and 4096 + 96 (the 32-input tail) inputs' worth fit int32, all lanes added.
@@ -21,7 +20,7 @@ constexpr int64_t kFlushInputs = 4096;
 static_assert((kFlushInputs + 96) * 15 * (127 * kFixedDigitBase + 127) < (int64_t{1} << 31), "int32 flush");
 // Inputs summed in int16 before widening: two lines, eight vpmaddubsw results of at most
 // 2 * 15 * 127 in each int16 lane.
-constexpr int64_t kSumInputs = 2 * kLineInputs;
+constexpr int64_t kSumInputs = 2 * kFixedPointLineInputs;
 static_assert(8 * 2 * 15 * 127 < 32768, "two lines' int4 x digit products must fit int16");
 static_assert(kFlushInputs % kSumInputs == 0, "the flush ends a run of int16 sums");
 
@@ -95,7 +94,7 @@ void fixed_point_rows(const ScalarLinearWeight& w, const int8_t* digits, const i
     acc_d23[r] = _mm256_add_epi32(acc_d23[r], d23);
   };
   const int64_t ahead = kRowsPerStep * w.row_bytes;
-  const int64_t lines_end = w.in / kLineInputs * kLineInputs;
+  const int64_t lines_end = fixed_point_lines_end(w.in);
   int64_t i = 0;
   while (i < lines_end) {
     const int64_t block_end = i + kFlushInputs < lines_end ? i + kFlushInputs : lines_end;
@@ -106,7 +105,7 @@ void fixed_point_rows(const ScalarLinearWeight& w, const int8_t* digits, const i
       for (int r = 0; r < kRows; ++r) sums[r][0] = sums[r][1] = sums[r][2] = _mm256_setzero_si256();
 #pragma GCC unroll 1
       for (int64_t u = i; u < sums_end; u += 64) {
-        if (u % kLineInputs == 0) {
+        if (u % kFixedPointLineInputs == 0) {
           QNOISE_UNROLL
           for (int r = 0; r < kRows; ++r) prefetch(codes[r] + ahead + u / 2);
         }
@@ -178,7 +177,7 @@ bool fixed_point_activations_avx2(const float* x, int64_t n, int32_t* levels, in
     sum += levels[i];
   }
   *level_sum = sum;
-  const int64_t lines_end = n / kLineInputs * kLineInputs;
+  const int64_t lines_end = fixed_point_lines_end(n);
   for (i = 0; i + 16 <= n / kInt4Chunk * kInt4Chunk; i += 16) {
     const Digits a = digits_of(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(levels + i)));
     const Digits b = digits_of(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(levels + i + 8)));

@@ -19,7 +19,6 @@ namespace qnoise::kernels {
 
 namespace {
 
-constexpr int64_t kLineInputs = 128;  // a 64-byte line of int4 codes
 static_assert(kMaxFixedPointInputs * 15 * 127 < (int64_t{1} << 31), "a row's digit sums fit int32");
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
@@ -35,10 +34,10 @@ void fixed_point_rows_vnni(const ScalarLinearWeight& w, const int8_t* digits, co
     acc[r][0] = acc[r][1] = acc[r][2] = _mm256_setzero_si256();
   }
   const int64_t ahead = kRowsPerStep * w.row_bytes;
-  const int64_t lines_end = w.in / kLineInputs * kLineInputs;
+  const int64_t lines_end = fixed_point_lines_end(w.in);
   int64_t i = 0;
   for (; i < lines_end; i += 64) {
-    if (i % kLineInputs == 0) {
+    if (i % kFixedPointLineInputs == 0) {
       QNOISE_UNROLL
       for (int r = 0; r < kRows; ++r) prefetch(codes[r] + ahead + i / 2);
     }

@@ -44,12 +44,7 @@ PackedScalarLinear::PackedScalarLinear(const CompressedWeight& weight, int bits)
       std::copy_n(src, in_, row);
       continue;
     }
-    for (int64_t i = 0; i < in_; ++i) {
-      const int64_t chunk = i / kernels::kInt4Chunk, t = i % kernels::kInt4Chunk;
-      const int64_t half = kernels::kInt4Chunk / 2;
-      uint8_t& byte = row[chunk * half + t % half];
-      byte = static_cast<uint8_t>(t < half ? (byte & 0xF0) | src[i] : (byte & 0x0F) | (src[i] << 4));
-    }
+    for (int64_t i = 0; i < in_; ++i) kernels::set_int4_code(row, i, src[i]);
   }
   const at::Tensor scale = weight.scale.contiguous(), zero_point = weight.zero_point.to(at::kFloat).contiguous();
   scale_.assign(scale.data_ptr<float>(), scale.data_ptr<float>() + out_);

@@ -14,13 +14,20 @@ void scalar_matvec_reference(const ScalarLinearWeight& w, const float* x, float 
   }
 }
 
-int32_t quantize_activations(const float* x, int64_t n, int8_t* xq, float* x_scale) {
-  float largest = 0.0f;
+bool largest_magnitude_reference(const float* x, int64_t n, float* largest) {
+  float result = 0.0f;
   bool finite = true;
   for (int64_t i = 0; i < n; ++i) {
-    largest = std::max(largest, std::abs(x[i]));
+    result = std::max(result, std::abs(x[i]));
     finite = finite && std::isfinite(x[i]);
   }
+  *largest = result;
+  return finite;
+}
+
+int32_t quantize_activations(const float* x, int64_t n, int8_t* xq, float* x_scale) {
+  float largest = 0.0f;
+  const bool finite = largest_magnitude_reference(x, n, &largest);
   // A NaN or infinite activation makes the row's outputs NaN, as the float product would.
   *x_scale = finite ? largest / kActivationLevels : std::nanf("");
   const float inverse = finite && largest > 0.0f ? kActivationLevels / largest : 0.0f;

@@ -16,6 +16,19 @@ namespace qnoise::kernels {
 
 constexpr int64_t kInt4Chunk = 32;
 
+// Where input i's int4 code sits in its row (the layout above): the byte, and whether it is that
+// byte's high nibble. Always inlined, as code() below.
+__attribute__((always_inline)) inline int64_t int4_code_byte(int64_t i) {
+  return i / kInt4Chunk * (kInt4Chunk / 2) + i % (kInt4Chunk / 2);
+}
+__attribute__((always_inline)) inline bool int4_code_is_high(int64_t i) { return i % kInt4Chunk >= kInt4Chunk / 2; }
+
+// Writes input i's int4 code q (< 16) into its row, keeping the byte's other nibble.
+__attribute__((always_inline)) inline void set_int4_code(uint8_t* row, int64_t i, uint8_t q) {
+  uint8_t& byte = row[int4_code_byte(i)];
+  byte = static_cast<uint8_t>(int4_code_is_high(i) ? (byte & 0x0F) | (q << 4) : (byte & 0xF0) | q);
+}
+
 struct ScalarLinearWeight {
   const uint8_t* codes = nullptr;
   int bits = 8;
@@ -29,9 +42,8 @@ struct ScalarLinearWeight {
   __attribute__((always_inline)) uint8_t code(int64_t row, int64_t i) const {
     const uint8_t* r = codes + row * row_bytes;
     if (bits == 8) return r[i];
-    const int64_t chunk = i / kInt4Chunk, t = i % kInt4Chunk;
-    const uint8_t byte = r[chunk * (kInt4Chunk / 2) + t % (kInt4Chunk / 2)];
-    return t < kInt4Chunk / 2 ? byte & 0x0F : byte >> 4;
+    const uint8_t byte = r[int4_code_byte(i)];
+    return int4_code_is_high(i) ? byte >> 4 : byte & 0x0F;
   }
 };
 
@@ -58,6 +70,9 @@ static inline float int8_activation_output(const ScalarLinearWeight& w, int64_t 
                                     float x_scale) {
   return w.scale[o] * x_scale * (static_cast<float>(dot) - w.zero_point[o] * static_cast<float>(xq_sum));
 }
+// max |x_i| over x[0..n) into *largest; false when an x is NaN or infinite. The reference
+// quantizers' scan (the SIMD ones have largest_magnitude in simd_helpers.h).
+bool largest_magnitude_reference(const float* x, int64_t n, float* largest);
 // Writes xq[0..n) and *x_scale (0 for an all-zero row); returns sum_i xq_i.
 int32_t quantize_activations(const float* x, int64_t n, int8_t* xq, float* x_scale);
 // The same, bit for bit; only call when cpu_has_avx2_fma().

@@ -59,10 +59,7 @@ struct Int4Weight {
     codes.assign(out * row_bytes, 0);
     const auto q_access = q.accessor<uint8_t, 2>();
     for (int64_t o = 0; o < out; ++o)
-      for (int64_t i = 0; i < in; ++i) {
-        uint8_t& byte = codes[o * row_bytes + i / 32 * 16 + i % 16];
-        byte |= i % 32 < 16 ? q_access[o][i] : q_access[o][i] << 4;
-      }
+      for (int64_t i = 0; i < in; ++i) k::set_int4_code(codes.data() + o * row_bytes, i, q_access[o][i]);
     scale.assign(scales.data_ptr<float>(), scales.data_ptr<float>() + out);
     zero_point.assign(zero_points.data_ptr<float>(), zero_points.data_ptr<float>() + out);
     view.codes = codes.data();
