@@ -33,6 +33,8 @@
 #include "qnoise/process_tuning.h"
 #include "qnoise/qnz_file.h"
 #include "qnoise/runtime_model.h"
+#include "qnoise/runtime_options.h"
+#include "qnoise/runtime_task.h"
 
 namespace {
 
@@ -94,25 +96,21 @@ class FloatMatvecKernel : public qnoise::LayerKernel {
   bool embedding_;
 };
 
-// Attaches FloatMatvecKernel to every Linear and Embedding of `module`; returns the layers.
-std::vector<std::shared_ptr<torch::nn::Module>> attach_matvec(torch::nn::Module& module) {
-  std::vector<std::shared_ptr<torch::nn::Module>> layers;
+// Attaches FloatMatvecKernel to every Linear and Embedding of `module` (each layer owns its kernel).
+void attach_matvec(torch::nn::Module& module) {
   for (const auto& item : module.named_modules("", /*include_self=*/false)) {
-    const auto* linear = dynamic_cast<const torch::nn::LinearImpl*>(item.value().get());
-    const auto* embedding = dynamic_cast<const torch::nn::EmbeddingImpl*>(item.value().get());
+    auto* linear = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
+    auto* embedding = dynamic_cast<torch::nn::EmbeddingImpl*>(item.value().get());
     if (linear != nullptr)
       qnoise::set_layer_kernel(*linear, std::make_shared<FloatMatvecKernel>(linear->weight, linear->bias, false));
     else if (embedding != nullptr)
       qnoise::set_layer_kernel(*embedding, std::make_shared<FloatMatvecKernel>(embedding->weight, at::Tensor(), true));
-    else
-      continue;
-    layers.push_back(item.value());
   }
-  return layers;
 }
 
-// Runs one side and prints one JSON line.
-void run_side(const Options& options) {
+// Runs one side with the packed layers' options `runtime_options` (compressed sides) and prints one
+// JSON line.
+void run_side(const Options& options, qnoise::RuntimeOptions runtime_options) {
   at::set_num_threads(static_cast<int>(options.threads));
   (void)at::ones({8, 8}).mm(at::ones({8, 8}));  // libtorch's own start-up memory, before the model
   const double rss_before = status_kb("VmRSS"), anon_before = status_kb("RssAnon");
@@ -120,21 +118,20 @@ void run_side(const Options& options) {
   std::unique_ptr<qnoise::RuntimeLayers> layers;
   int64_t float_bytes = 0;
   const bool compressed = options.mode.rfind("compressed", 0) == 0;
-  qnoise::set_int8_activations(options.mode == "compressed-a8");
+  runtime_options.int8_activations = options.mode == "compressed-a8";
   {
     // The file's contents go once the model is loaded, as in `qnoise generate`.
     const qnoise::CompressedModel file = qnoise::read_qnz(options.file);
     float_bytes = float_weight_bytes(file);
     if (compressed) {
-      qnoise::RuntimeInferenceModel runtime = qnoise::load_runtime_inference_model(file);
+      qnoise::RuntimeInferenceModel runtime = qnoise::load_runtime_inference_model(file, runtime_options);
       model = std::move(runtime.model);
       layers = std::move(runtime.layers);
     } else {
       model = qnoise::load_inference_model(file);
     }
   }
-  std::vector<std::shared_ptr<torch::nn::Module>> matvec_layers;
-  if (options.mode == "float-mv") matvec_layers = attach_matvec(*model.module);
+  if (options.mode == "float-mv") attach_matvec(*model.module);
   qnoise::release_freed_memory();
   const double rss_loaded = status_kb("VmRSS"), peak_loading = status_kb("VmHWM");
   // Anonymous pages only: the resident growth also counts library code and data pages touched for
@@ -174,12 +171,11 @@ void run_side(const Options& options) {
                                               (layers ? layers->resident_bytes() : 0)) / 1e6},
                               {"float_weights_mb", float_bytes / 1e6},
                               {"checksum", context.sum().item<int64_t>()},
-                              {"packed_workers", qnoise::packed_workers_spin() ? "spin" : "sleep"},
+                              {"packed_workers", runtime_options.tuning.spinning_workers ? "spin" : "sleep"},
                               {"generated", std::vector<int64_t>(context.data_ptr<int64_t>() + options.prompt,
                                                                  context.data_ptr<int64_t>() + context.numel())}}
                    .dump()
             << std::endl;
-  for (const auto& layer : matvec_layers) qnoise::set_layer_kernel(*layer, nullptr);
 }
 
 nlohmann::json run_child(const Options& options, const std::string& mode) {
@@ -219,9 +215,10 @@ int main(int argc, char** argv) {
       // briefly between layers), float sides with sleeping workers, their faster setting (the
       // spinning workers take the core OpenBLAS's second thread needs). The parent process only
       // starts the sides, so each child starts from the user's environment.
-      qnoise::tune_process(argv, options.mode.rfind("compressed", 0) == 0 ? qnoise::ThreadWaiting::BriefSpin
-                                                                          : qnoise::ThreadWaiting::Passive);
-      run_side(options);
+      qnoise::tune_process(argv);
+      run_side(options, qnoise::runtime_options_from_environment(options.mode.rfind("compressed", 0) == 0
+                                                                     ? qnoise::ThreadWaiting::BriefSpin
+                                                                     : qnoise::ThreadWaiting::Passive));
       return 0;
     }
     const nlohmann::json f = run_child(options, "float");

@@ -15,11 +15,13 @@
 //   OPENBLAS_NUM_THREADS=1 build/bench/bench_linear_kernels --threads 1
 //   OPENBLAS_NUM_THREADS=2 build/bench/bench_linear_kernels --threads 2 [--spin]
 // --spin: the packed layers' workers spin briefly between calls instead of sleeping, as in `qnoise generate`
-// (process_tuning.h), and the packed layers split smaller layers over threads.
+// (process_tuning.h: the options from the environment with ThreadWaiting::BriefSpin), and the packed
+// layers split smaller layers over threads. The kernels and activations are QNOISE_KERNELS' and
+// QNOISE_ACTIVATIONS' (the "*_a8" rows always use int8 activations, the others float ones).
 // --sweep adds batches 4, 8 and 32 and, at every batch > 1, each float-activation layer on all three
 // paths whichever the driver chooses ("_gemm": the panel GEMM; "_rows": PQ lookups, or int8/int4
 // matvec per batch row; "_tiles": decoded tiles and the BLAS GEMM, the panel GEMM's predecessor),
-// so the switch points in src/runtime/linear_tuning.h can be checked.
+// so the switch points of LinearTuning (qnoise/runtime_options.h) can be checked.
 // --cold evicts the caches (reads 96 MB) before every timed call, as when a model's layers run
 // one after another and none stays in cache; times are then of single calls (manual timing).
 // Google Benchmark flags work as usual (e.g. --benchmark_filter=1024).
@@ -36,10 +38,12 @@
 #include <vector>
 
 #include "qnoise/compressed_weight.h"
+#include "qnoise/error.h"
+#include "qnoise/kernel_path.h"
 #include "qnoise/packed_linear.h"
 #include "qnoise/process_tuning.h"
+#include "qnoise/runtime_options.h"
 #include "ratio_reporter.h"
-#include "runtime/linear_tuning.h"
 #include "runtime/worker_pool.h"
 
 namespace {
@@ -48,6 +52,8 @@ constexpr int kRepetitions = 7;
 constexpr int kColdIterations = 20;
 
 bool g_cold = false;
+// The packed layers' options: the environment's (process_tuning.h), set in main().
+qnoise::RuntimeOptions g_options;
 
 // OpenBLAS's threads busy-wait for work after each call before they sleep (2^28 cycles, ~0.1 s, by
 // its default OPENBLAS_THREAD_TIMEOUT): measured at 2 threads, 1024x1024 PQ d = 8 with int8 tables took
@@ -94,11 +100,14 @@ struct Shape {
   int64_t size;  // square weight: size x size
 };
 
+enum class Variant { Chosen, Gemm, NoGemm, Tiles };
+
 struct Layers {
   torch::Tensor weight;  // float [n, n]
-  std::unique_ptr<qnoise::PackedPqLinear> pq8, pq4;
-  std::unique_ptr<qnoise::PackedInt8Linear> int8;
-  std::unique_ptr<qnoise::PackedInt4Linear> int4;
+  qnoise::CompressedWeight pq8, pq4, int8, int4;  // what the packed layers are built from
+  // The packed layers by kind ("pq_d8", "int4_a8", ...) and variant, each built once with its
+  // options (packed()).
+  std::map<std::string, std::unique_ptr<qnoise::PackedLinearBase>> built;
 };
 
 qnoise::CompressedWeight random_pq(int64_t n, int64_t d) {
@@ -106,18 +115,52 @@ qnoise::CompressedWeight random_pq(int64_t n, int64_t d) {
   return qnoise::compress_pq(qnoise::BlockLayout::linear({n, n}, d), torch::randn({256, d}), codes);
 }
 
-const Layers& layers(int64_t n) {
+Layers& layers(int64_t n) {
   static std::map<int64_t, Layers> all;
   auto found = all.find(n);
   if (found != all.end()) return found->second;
   torch::manual_seed(0);
   Layers l;
   l.weight = torch::randn({n, n});
-  l.pq8 = std::make_unique<qnoise::PackedPqLinear>(random_pq(n, 8));
-  l.pq4 = std::make_unique<qnoise::PackedPqLinear>(random_pq(n, 4));
-  l.int8 = std::make_unique<qnoise::PackedInt8Linear>(qnoise::compress_scalar(l.weight, 8));
-  l.int4 = std::make_unique<qnoise::PackedInt4Linear>(qnoise::compress_scalar(l.weight, 4));
+  l.pq8 = random_pq(n, 8);
+  l.pq4 = random_pq(n, 4);
+  l.int8 = qnoise::compress_scalar(l.weight, 8);
+  l.int4 = qnoise::compress_scalar(l.weight, 4);
   return all.emplace(n, std::move(l)).first->second;
+}
+
+// The weight a kind runs ("pq_d8_a8", "pq_d8_gemm" -> "pq_d8").
+std::string weight_kind(const std::string& kind) {
+  for (const char* weight : {"pq_d8", "pq_d4", "int8", "int4"})
+    if (kind.rfind(weight, 0) == 0) return weight;
+  return kind;
+}
+
+// The packed n x n layer of `kind` ("*_a8": int8 activations) built with the options of `variant`:
+// the environment's tuning (Chosen), or with its switch points moved so that every batch takes the
+// panel GEMM (Gemm), the per-row paths (NoGemm) or decoded tiles and the BLAS GEMM (Tiles). Built on
+// first use; main() builds every one it will time before the timed runs.
+const qnoise::PackedLinearBase& packed(int64_t n, const std::string& kind, Variant variant) {
+  Layers& l = layers(n);
+  auto& layer = l.built[kind + "/" + std::to_string(static_cast<int>(variant))];
+  if (layer) return *layer;
+  qnoise::RuntimeOptions options = g_options;
+  options.int8_activations = kind.find("_a8") != std::string::npos;
+  auto& tuning = options.tuning;
+  if (variant == Variant::Gemm || variant == Variant::Tiles) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = 1;
+  if (variant == Variant::Tiles) tuning.panel_gemm = false;
+  if (variant == Variant::NoGemm)
+    tuning.pq_gemm_min_batch = tuning.pq_medium_out_gemm_min_batch = tuning.scalar_gemm_min_batch = int64_t{1} << 30;
+  const std::string weight = weight_kind(kind);
+  if (weight == "pq_d8")
+    layer = std::make_unique<qnoise::PackedPqLinear>(l.pq8, options);
+  else if (weight == "pq_d4")
+    layer = std::make_unique<qnoise::PackedPqLinear>(l.pq4, options);
+  else if (weight == "int8")
+    layer = std::make_unique<qnoise::PackedInt8Linear>(l.int8, options);
+  else
+    layer = std::make_unique<qnoise::PackedInt4Linear>(l.int4, options);
+  return *layer;
 }
 
 void float_layer(benchmark::State& state, int64_t n, int64_t batch) {
@@ -133,35 +176,20 @@ void float_layer(benchmark::State& state, int64_t n, int64_t batch) {
   g_blas_threads_may_spin = true;
 }
 
-enum class Variant { Chosen, Gemm, NoGemm, Tiles };
-
 void packed_layer(benchmark::State& state, int64_t n, int64_t batch, const std::string& kind, Variant variant) {
-  const Layers& l = layers(n);
-  const qnoise::PackedLinearBase* layer = kind.rfind("pq_d8", 0) == 0 ? static_cast<const qnoise::PackedLinearBase*>(l.pq8.get())
-                                          : kind.rfind("pq_d4", 0) == 0 ? l.pq4.get()
-                                          : kind.rfind("int8", 0) == 0 ? static_cast<const qnoise::PackedLinearBase*>(l.int8.get())
-                                                            : l.int4.get();
-  auto& tuning = qnoise::runtime::linear_tuning();
-  const auto saved = tuning;
-  if (variant == Variant::Gemm || variant == Variant::Tiles) tuning.pq_gemm_min_batch = tuning.scalar_gemm_min_batch = 1;
-  if (variant == Variant::Tiles) tuning.panel_gemm = false;
-  if (variant == Variant::NoGemm)
-    tuning.pq_gemm_min_batch = tuning.pq_medium_out_gemm_min_batch = tuning.scalar_gemm_min_batch = int64_t{1} << 30;
-  qnoise::set_int8_activations(kind.find("_a8") != std::string::npos);
+  const qnoise::PackedLinearBase& layer = packed(n, kind, variant);
   const auto x = torch::randn({batch, n});
   auto y = torch::empty({batch, n});
   if (g_blas_threads_may_spin) std::this_thread::sleep_for(kBlasSpinWait);
   g_blas_threads_may_spin = false;
   timed_loop(state, [&] {
-    layer->forward(x.data_ptr<float>(), batch, y.data_ptr<float>());
+    layer.forward(x.data_ptr<float>(), batch, y.data_ptr<float>());
     benchmark::DoNotOptimize(y.data_ptr());
-  }, qnoise::runtime::IdleWorkers::AsConfigured);
+  }, qnoise::runtime::idle_workers(layer.options().tuning));
   // Only decoded tiles call the BLAS: the _tiles variant, and the reference kernels' large-batch
   // path (taken at some batch > 1); the SIMD paths run their own panel GEMM.
   g_blas_threads_may_spin =
-      variant == Variant::Tiles || (qnoise::kernel_path() == qnoise::KernelPath::Reference && batch > 1);
-  qnoise::set_int8_activations(false);
-  tuning = saved;
+      variant == Variant::Tiles || (layer.options().kernel_path == qnoise::KernelPath::Reference && batch > 1);
 }
 
 std::string name(int64_t n, int64_t batch, const std::string& kind) {
@@ -203,12 +231,8 @@ void register_benchmarks(bool sweep) {
 }
 
 int64_t weight_bytes(int64_t n, const std::string& kind) {
-  const Layers& l = layers(n);
   if (kind == "float") return n * n * 4;
-  if (kind.rfind("pq_d8", 0) == 0) return l.pq8->bytes();
-  if (kind.rfind("pq_d4", 0) == 0) return l.pq4->bytes();
-  if (kind.rfind("int8", 0) == 0) return l.int8->bytes();
-  return l.int4->bytes();
+  return packed(n, weight_kind(kind), Variant::Chosen).bytes();
 }
 
 // Target on float time / ours, or 0 when the issue sets none.
@@ -254,9 +278,17 @@ void print_table(const qnoise::bench::RatioReporter& reporter, bool sweep) {
 int main(int argc, char** argv) {
   // Passive OpenMP waiting and malloc thresholds (process_tuning.h); --spin: workers spin briefly
   // between calls, as in `qnoise generate`, and smaller layers are split over threads.
+  qnoise::tune_process(argv);
   bool spin = false;
   for (int i = 1; i < argc; ++i) spin = spin || std::strcmp(argv[i], "--spin") == 0;
-  qnoise::tune_process(argv, spin ? qnoise::ThreadWaiting::BriefSpin : qnoise::ThreadWaiting::Passive);
+  try {
+    g_options = qnoise::runtime_options_from_environment(spin ? qnoise::ThreadWaiting::BriefSpin
+                                                              : qnoise::ThreadWaiting::Passive);
+    g_options.kernel_path = qnoise::resolve_kernel_path(g_options.kernel_path);
+  } catch (const qnoise::Error& e) {
+    std::fprintf(stderr, "bench_linear_kernels: %s\n", e.what());
+    return 1;
+  }
   int threads = 1;
   bool sweep = false;
   std::vector<char*> args;
@@ -277,10 +309,16 @@ int main(int argc, char** argv) {
   std::printf("threads %d (at::get_num_threads() = %d), OPENBLAS_NUM_THREADS = %s, kernels: %s, caches: %s, "
               "packed-layer workers between calls: %s (min_work_per_thread %lld)\n",
               threads, at::get_num_threads(), openblas ? openblas : "(unset: OpenBLAS uses every core)",
-              qnoise::to_string(qnoise::kernel_path()), g_cold ? "evicted before each call" : "warm",
-              qnoise::packed_workers_spin() ? "spin" : "sleep",
-              static_cast<long long>(qnoise::runtime::linear_tuning().min_work_per_thread));
-  for (int64_t n : {4096, 1024}) layers(n);  // build outside the timed runs
+              qnoise::to_string(g_options.kernel_path), g_cold ? "evicted before each call" : "warm",
+              g_options.tuning.spinning_workers ? "spin" : "sleep",
+              static_cast<long long>(g_options.tuning.min_work_per_thread));
+  // Build every layer to be timed outside the timed runs.
+  for (int64_t n : {4096, 1024}) {
+    for (const auto& kind : kinds()) packed(n, kind, Variant::Chosen);
+    if (sweep)
+      for (const char* kind : {"pq_d8", "pq_d4", "int8", "int4"})
+        for (Variant variant : {Variant::Gemm, Variant::NoGemm, Variant::Tiles}) packed(n, kind, variant);
+  }
   register_benchmarks(sweep);
   qnoise::bench::RatioReporter reporter;
   qnoise::bench::run_with_repetitions(static_cast<int>(args.size()), args.data(), reporter, kRepetitions);

@@ -29,8 +29,8 @@
 #include "qnoise/process_tuning.h"
 #include "qnoise/product_quantizer.h"
 #include "quant/kmeans.h"
-#include "quant/cpu_features.h"
-#include "quant/nearest_centroid.h"
+#include "kernels/cpu_features.h"
+#include "kernels/nearest_centroid_kernels.h"
 
 namespace {
 

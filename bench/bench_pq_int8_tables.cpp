@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "quant/cpu_features.h"
+#include "kernels/cpu_features.h"
 #include "random_pq_weight.h"
-#include "runtime/pq_lut_kernels.h"
+#include "kernels/pq_lut_kernels.h"
 
 namespace {
 

@@ -14,11 +14,11 @@
 #include <string>
 #include <vector>
 
-#include "quant/cpu_features.h"
+#include "kernels/cpu_features.h"
 #include "random_pq_weight.h"
-#include "runtime/int4_fixed_point.h"
-#include "runtime/pq_lut_kernels.h"
-#include "runtime/scalar_linear_kernels.h"
+#include "kernels/int4_fixed_point.h"
+#include "kernels/pq_lut_kernels.h"
+#include "kernels/scalar_linear_kernels.h"
 
 namespace {
 

@@ -8,8 +8,8 @@
 #include <random>
 #include <vector>
 
-#include "quant/cpu_features.h"
-#include "runtime/pq_lut_kernels.h"
+#include "kernels/cpu_features.h"
+#include "kernels/pq_lut_kernels.h"
 
 namespace qnoise::bench {
 

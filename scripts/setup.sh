@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every Debian package qnoise needs (idempotent, non-interactive), then configures and
-# builds it in build/ (Release). Then, on request:
+# builds it in build/ (Release: everything, or with --demo alone only the `qnoise` program). Then,
+# on request:
 #   --test   run the test suite (ctest); exits non-zero when a test fails
 #   --demo   run `qnoise demo` on built-in default data
 #   --no-install   skip the package step (packages already there, or no root)
@@ -15,7 +16,7 @@ for arg in "$@"; do
     --test) run_tests=1 ;;
     --demo) run_demo=1 ;;
     --no-install) install=0 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,7 +46,11 @@ fi
 
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
-cmake --build build -j "$jobs"
+if [ "$run_tests" = 1 ] || [ "$run_demo" = 0 ]; then
+  cmake --build build -j "$jobs"
+else
+  cmake --build build -j "$jobs" --target qnoise_cli  # the demo needs the program alone
+fi
 
 if [ "$run_tests" = 1 ]; then
   ctest --test-dir build --output-on-failure -j "$jobs" --timeout 300

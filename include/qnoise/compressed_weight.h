@@ -15,7 +15,8 @@
 //                       (4), c = (code - centroid_zero_point) * centroid_scale for the codebook
 //
 // The weight's shape and, for pq, the layer kind and block size travel with it, so decode() needs
-// nothing else.
+// nothing else. Each scheme's parts, checks and decoding are its entry in the scheme traits table
+// (weight_scheme_traits.h), which the methods below call through.
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
@@ -48,7 +49,7 @@ struct CompressedWeight {
   int64_t centroid_zero_point = 0;           // pq, centroid_bits 8 / 4
 
   int64_t numel() const;
-  // Bytes of every stored tensor together.
+  // Bytes of every stored tensor of the scheme together (as in the .qnz file).
   int64_t stored_bytes() const;
   double bits_per_weight() const { return 8.0 * static_cast<double>(stored_bytes()) / static_cast<double>(numel()); }
   int64_t n_centroids() const { return centroids.defined() ? centroids.size(0) : 0; }

@@ -51,4 +51,7 @@ struct CompressionResult {
 // evaluating it gives the file's numbers) and returns the file's contents.
 CompressionResult compress_task_model(TrainingTask& task, const CompressionOptions& options);
 
+// Decodes every tensor of a compressed model into the task's model (load_compressed_tensors).
+void load_compressed_model(TrainingTask& task, const CompressedModel& model);
+
 }  // namespace qnoise

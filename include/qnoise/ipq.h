@@ -1,16 +1,16 @@
 #pragma once
-// Iterative product quantization (iPQ) of a task's model, stage by stage as a QuantizationPlan
-// says: k-means each stage's layers (ProductQuantizer), make them PQ layers with trainable
-// centroids (PqLayers), re-estimate batch-norm statistics, then finetune the centroids and every
-// parameter still float for plan.finetune_steps updates with Quant-Noise on the layers of later
-// stages. The optimizer's state for the parameters that remain is kept from stage to stage, and a
-// checkpoint after each stage lets a stopped run resume at the next one.
+// Iterative product quantization (iPQ) of a built-in task's model: compress_module
+// (module_compression.h) with the task's own training loop as the finetuning callback
+// (plan.finetune_steps updates per stage over the task's batches, the optimizer's state kept from
+// stage to stage), the task's batch-norm re-estimation and calibration passes, an evaluation and
+// a checkpoint after each stage, so that a stopped run resumes at the next one.
 #include <cstdint>
 #include <iosfwd>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "qnoise/module_compression.h"
 #include "qnoise/optimizer.h"
 #include "qnoise/pq_layers.h"
 #include "qnoise/quantization_plan.h"
@@ -30,31 +30,21 @@ struct IpqOptions {
   ProgressOptions progress;
 };
 
-// One quantized layer, for the per-layer table.
-struct PqLayerReport {
-  std::string name;
-  std::string stage;
-  std::vector<int64_t> shape;
-  int64_t block_size = 0;
-  int64_t n_centroids = 0;
-  double relative_error = 0;  // ||W - decoded||_F / ||W||_F right after k-means
-  double kmeans_seconds = 0;
-};
-
 struct IpqResult {
   std::vector<PqLayerReport> layers;
   double kmeans_seconds = 0;  // all layers (this run's stages only when resumed)
   std::map<std::string, SplitMetrics> metrics;  // the last evaluation, by split
   bool stopped_early = false;  // by stop_after_stage
+  CompressedModel model;  // the file's contents (empty when stopped early)
 };
 
-// Which layers each stage takes: every Linear/Conv2d/Embedding goes to the first stage with a
-// pattern matching its name. Throws qnoise::Error naming the stage and pattern when a pattern
-// matches no layer, and naming the layer when a block size does not divide it.
-std::vector<std::vector<std::string>> resolve_plan_layers(torch::nn::Module& model, const QuantizationPlan& plan);
+// The options compress_module needs for the task's model, its callbacks the task's (batch-norm
+// re-estimation, calibration passes) and its file metadata the task's (configuration, artifacts).
+ModuleCompressionOptions task_compression_options(TrainingTask& task, const QuantizationPlan& plan);
 
-// Runs the plan on `task`'s model, adding the quantized layers to `pq`. The model is left in eval
-// mode holding the quantized weights.
-IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options);
+// Runs the plan on `task`'s model, adding the quantized layers to `pq`, with int8 activations
+// calibrated at the end when asked. The model is left in eval mode holding exactly what the
+// result's file holds.
+IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, bool int8_activations = false);
 
 }  // namespace qnoise

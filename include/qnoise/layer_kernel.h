@@ -1,9 +1,10 @@
 #pragma once
 // A layer computed from its compressed weight instead of a float one. The runtime (src/runtime)
 // attaches a kernel to a Linear, Conv2d or Embedding module and frees the module's float weight;
-// the models reach every such layer through run_layer(), tied_linear() or layer_weight(), which use
-// the kernel when the layer has one and the module itself otherwise. The models thus stay the one
-// definition of each architecture for training, evaluation and compressed inference.
+// the layer owns its kernel (a child module named "packed", so it lives and dies with the layer).
+// Models reach every such layer through run_layer(), tied_linear() or layer_weight(), which use the
+// kernel when the layer has one and the module itself otherwise: a model written this way is the
+// one definition of its architecture for training, evaluation and compressed inference.
 #include <ATen/core/Tensor.h>
 #include <torch/nn/module.h>
 
@@ -31,10 +32,23 @@ class LayerKernel {
   virtual int64_t resident_bytes() const = 0;
 };
 
-// Attaches `kernel` to `layer` (nullptr detaches). The registry holds the kernel, not the module:
-// detach before the module is destroyed (the runtime model does).
-void set_layer_kernel(const torch::nn::Module& layer, std::shared_ptr<const LayerKernel> kernel);
-// The layer's kernel, or nullptr; free of locking and lookups until some kernel is attached.
+// The module that holds a layer's kernel, registered as the layer's child "packed". It has no
+// parameters or buffers, so state dicts and checkpoints do not see it.
+class PackedLayerImpl : public torch::nn::Module {
+ public:
+  explicit PackedLayerImpl(std::shared_ptr<const LayerKernel> kernel);
+  const LayerKernel& kernel() const { return *kernel_; }
+
+ private:
+  std::shared_ptr<const LayerKernel> kernel_;
+};
+
+// Name of the child module that holds a layer's kernel.
+inline constexpr const char* kPackedLayerChild = "packed";
+
+// Attaches `kernel` to `layer` (nullptr detaches), replacing any kernel it had.
+void set_layer_kernel(torch::nn::Module& layer, std::shared_ptr<const LayerKernel> kernel);
+// The layer's kernel, or nullptr.
 const LayerKernel* layer_kernel(const torch::nn::Module& layer);
 
 // The layer applied to x (input quantization, if calibrated, first).

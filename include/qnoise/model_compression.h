@@ -1,44 +1,38 @@
 #pragma once
-// Between a task's model and its .qnz contents: which tensors are stored and in which scheme, and
-// loading a compressed model back into the task's model (decoded, checked against it).
+// Between a module and its .qnz contents: every tensor of the module gathered into a
+// CompressedModel, the quantized layers' weights as given (module_compression.h makes them).
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+
 #include <map>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "qnoise/compressed_weight.h"
 #include "qnoise/pq_layers.h"
 #include "qnoise/qnz_file.h"
-#include "qnoise/training_task.h"
 
 namespace qnoise {
-
-// Per-output-channel int8 / int4 (bits) of the weight of every Linear, Conv2d and Embedding layer;
-// each layer's parameter then holds the decoded weight. Returns the stored weights by parameter
-// name ("decoder.layers.0.fc1.weight").
-std::map<std::string, CompressedWeight> quantize_layer_weights(torch::nn::Module& model, int bits);
 
 // The stored weights of the PQ layers, by parameter name.
 std::map<std::string, CompressedWeight> pq_weights(const PqLayers& pq);
 
-// Every parameter and buffer of the task's model: those in `compressed` as given, the rest in
-// `rest` (Float16 or Float32). Left out: buffers the model rebuilds itself (TrainingTask::
-// recomputed_buffers) and batch-norm step counters, which inference never reads.
-CompressedModel make_compressed_model(TrainingTask& task, const std::map<std::string, CompressedWeight>& compressed,
-                                      WeightScheme rest, const nlohmann::json& plan);
+// What a .qnz file says about its model beside the tensors.
+struct CompressedModelInfo {
+  WeightScheme rest = WeightScheme::Float16;  // tensors outside `compressed`: Float16 or Float32
+  nlohmann::json plan = nlohmann::json::object();  // how it was compressed
+  // The architecture, for loaders that rebuild it (the built-in families' task configuration and
+  // artifacts); null for a module the caller builds itself.
+  nlohmann::json task;
+  nlohmann::json artifacts;
+  std::vector<std::string> recomputed_buffers;  // rebuilt by the module itself: not stored
+};
 
-// Decodes every stored tensor into `module`, but those named in `skip` (checked for presence and
-// shape, left as they are: a runtime that computes those layers from their compressed form, see
-// layer_kernel.h, need not hold them in float). `recomputed_buffers`: buffers the model rebuilds
-// itself, not stored. Also enables the int8-activation layers the file calibrated and, when the
-// file folded batch norms, resets their statistics to match. Throws qnoise::Error when a tensor
-// the model needs is missing, the file has a tensor the model does not, a shape differs, or `skip`
-// names a tensor the file does not store.
-void load_compressed_tensors(torch::nn::Module& module, const CompressedModel& model,
-                             const std::vector<std::string>& recomputed_buffers,
-                             const std::set<std::string>& skip = {});
-
-// load_compressed_tensors into the task's model, every stored tensor decoded.
-void load_compressed_model(TrainingTask& task, const CompressedModel& model);
+// Every parameter and buffer of `module`: those in `compressed` as given, the rest in info.rest.
+// Left out: info.recomputed_buffers and batch-norm step counters, which inference never reads;
+// batch norms are folded (model_tensors.h). Throws qnoise::Error when `compressed` names a tensor
+// the module lacks or gives it another shape.
+CompressedModel make_compressed_model(torch::nn::Module& module, const std::map<std::string, CompressedWeight>& compressed,
+                                      const CompressedModelInfo& info);
 
 }  // namespace qnoise

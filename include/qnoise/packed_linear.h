@@ -8,10 +8,10 @@
 //    (batch 1) or L2 (batches, where T_j[k] holds one value per batch column).
 //  * PackedInt8Linear / PackedInt4Linear: per-row affine codes dequantized in registers,
 //    y_o = scale_o * (sum_i q_oi x_i - zero_point_o * sum_i x_i), fp32 activations (optionally
-//    int8 activations, see set_int8_activations).
+//    int8 activations, see runtime_options.h).
 //
 // Large batches of int8/int4 decode tiles of W into a thread-local float buffer and call the
-// BLAS GEMM (see docs/performance.md, "Layer kernels", for the measured switch points).
+// BLAS GEMM (the switch points are RuntimeOptions::tuning).
 // Work is spread over at::get_num_threads() threads; results may differ in the last bits between
 // thread counts (fp32 summation order) but not between runs.
 #include <ATen/core/Tensor.h>
@@ -21,47 +21,21 @@
 #include <vector>
 
 #include "qnoise/compressed_weight.h"
+#include "qnoise/runtime_options.h"
 
 namespace qnoise {
 
 namespace kernels {
 struct PqLutWeight;
+struct KernelTable;
 }
-
-// Which kernels the packed layers run. Avx512 is the AVX2+FMA kernels plus AVX-512 ones for int8
-// activations (VNNI integer products: one vpdpbusd where AVX2 needs three instructions, also for
-// PQ layers' tables; VBMI byte lookups in those tables); every path gives the reference's integer
-// sums exactly.
-// Auto = the widest the CPU has.
-// The environment variable QNOISE_KERNELS=reference|avx2|avx512|auto sets the initial choice;
-// asking for a path the CPU lacks throws qnoise::Error.
-enum class KernelPath { Auto, Reference, Avx2, Avx512 };
-void set_kernel_path(KernelPath path);
-// The path in force, with Auto resolved.
-KernelPath kernel_path();
-const char* to_string(KernelPath path);
-
-// Int8 activations, off by default; when on, every batch row at any batch size (so a layer computes
-// the same function whatever the batch):
-//  * int8 / int4 weights: the row is quantized symmetrically to 7-bit integers (|q| <= 63, as
-//    PyTorch's fbgemm with reduce_range) and multiplied with the codes in integers (vpmaddubsw, or
-//    one vpdpbusd per 32 codes with AVX-512 VNNI), at the cost of the activations' rounding (half a
-//    step of max|x| / 63 per input);
-//  * PQ weights: each block of d inputs is quantized to 8 bits with a power-of-two scale, the
-//    lookup tables are integer products with the codebook's 8-bit form (AVX-512 VNNI), rounded to
-//    one byte per entry with a power-of-two step per group of blocks, and looked up 64 codes at a
-//    time (AVX-512 VBMI); exact definition in src/runtime/pq_lut_kernels.h. On the AVX2 path,
-//    which has no fast byte lookups, and in layers with fewer than 2K output rows, where the
-//    tables cost more than the lookups, PQ layers keep float tables.
-// The environment variable QNOISE_ACTIVATIONS=int8|float sets the initial choice.
-void set_int8_activations(bool enabled);
-bool int8_activations();
 
 // Shared by the three packed types: shapes and the at::Tensor convenience forward.
 class PackedLinearBase {
  public:
   virtual ~PackedLinearBase() = default;
   int64_t out_features() const { return out_; }
+  const RuntimeOptions& options() const { return options_; }
   int64_t in_features() const { return in_; }
   // x: float32 [batch, in] or [in] (any strides); bias: float32 [out] or undefined.
   // Returns [batch, out] (or [out]).
@@ -80,7 +54,8 @@ class PackedLinearBase {
   at::Tensor transposed_forward(const at::Tensor& x) const;
 
  protected:
-  PackedLinearBase(int64_t out, int64_t in) : out_(out), in_(in) {}
+  // Throws qnoise::Error when the CPU lacks the instructions of options.kernel_path.
+  PackedLinearBase(int64_t out, int64_t in, const RuntimeOptions& options);
   // Row `row` of the float weight into out[0, in).
   virtual void decode_row(int64_t row, float* out) const = 0;
   // y[batch, in] += x[batch, out] W. This default decodes one row of W at a time.
@@ -93,13 +68,15 @@ class PackedLinearBase {
   at::Tensor forward_tensor(const at::Tensor& x, const at::Tensor& bias, const RawForward& run) const;
   int64_t out_;
   int64_t in_;
+  RuntimeOptions options_;
+  const kernels::KernelTable* kernels_;  // the table of options_.kernel_path
 };
 
 class PackedPqLinear : public PackedLinearBase {
  public:
   // weight: scheme PQ, shape [out, in] or [out, in, 1, 1], K <= 256 with uint8 codes, any
   // block size dividing in. Throws qnoise::Error otherwise (codes >= K included).
-  explicit PackedPqLinear(const CompressedWeight& weight);
+  explicit PackedPqLinear(const CompressedWeight& weight, const RuntimeOptions& options = {});
 
   using PackedLinearBase::forward;
   void forward(const float* x, int64_t batch, float* y, const float* bias = nullptr) const override {
@@ -120,8 +97,23 @@ class PackedPqLinear : public PackedLinearBase {
   // Per block: the inputs summed by code (out adds), then K * d multiply-adds with the codebook.
   void transposed_product(const float* x, int64_t batch, float* y) const override;
 
+ public:
+  // One call's buffers (forward's arguments), for the strategies below.
+  struct PqCall {
+    const float* x;
+    int64_t batch;
+    float* y;
+    const float* bias;
+    const float* row_scale;
+  };
+
  private:
   kernels::PqLutWeight lut_view() const;  // the kernels' view of the members below
+  kernels::PqLutWeight int8_table_view() const;  // with the AVX2 kernel's level pairs where it needs them
+  // The three strategies forward() chooses between.
+  void gemm_forward(const PqCall& call) const;
+  void int8_table_rows_forward(const PqCall& call) const;
+  void lookup_forward(const PqCall& call, bool int8_tables) const;
 
   int64_t block_size_;
   int64_t n_blocks_;      // per row
@@ -146,7 +138,7 @@ class PackedScalarLinear : public PackedLinearBase {
  protected:
   // weight: scheme Int8 or Int4 with per-row scale and zero point, shape [out, in] or
   // [out, in, 1, 1]. Throws qnoise::Error otherwise.
-  PackedScalarLinear(const CompressedWeight& weight, int bits);
+  PackedScalarLinear(const CompressedWeight& weight, int bits, const RuntimeOptions& options);
   void decode_row(int64_t row, float* out) const override;
 
  private:
@@ -159,12 +151,14 @@ class PackedScalarLinear : public PackedLinearBase {
 
 class PackedInt8Linear : public PackedScalarLinear {
  public:
-  explicit PackedInt8Linear(const CompressedWeight& weight) : PackedScalarLinear(weight, 8) {}
+  explicit PackedInt8Linear(const CompressedWeight& weight, const RuntimeOptions& options = {})
+      : PackedScalarLinear(weight, 8, options) {}
 };
 
 class PackedInt4Linear : public PackedScalarLinear {
  public:
-  explicit PackedInt4Linear(const CompressedWeight& weight) : PackedScalarLinear(weight, 4) {}
+  explicit PackedInt4Linear(const CompressedWeight& weight, const RuntimeOptions& options = {})
+      : PackedScalarLinear(weight, 4, options) {}
 };
 
 }  // namespace qnoise

@@ -1,12 +1,14 @@
 #pragma once
-// An iPQ quantization plan: ordered stages, each a set of layer-name patterns quantized together
-// with one block size and K, followed by finetuning of the centroids and of everything still float
-// (with Quant-Noise on the layers not yet quantized). Read from JSON or built per model family by
-// the task (TrainingTask::default_ipq_plan).
+// A quantization plan: ordered stages, each a set of layer-name patterns quantized together with one
+// scheme (PQ with one block size and K, or per-channel int8 / int4), each followed by finetuning of
+// the centroids and of everything still float (with Quant-Noise on the layers not yet quantized)
+// when the caller gives a finetuning callback (module_compression.h). A plan of PQ stages is iPQ;
+// stages of different schemes make a mixed plan. Read from JSON or built per model family by the
+// task (TrainingTask::default_ipq_plan).
 //
 //   {"stages": [{"name": "ffn", "layers": ["*.fc1", "*.fc2"], "block_size": 8, "n_centroids": 256,
 //                "centroid_bits": 16},
-//               {"name": "attention", "layers": ["*.attn.*"], "block_size": 4}],
+//               {"name": "attention", "layers": ["*.attn.*"], "scheme": "int8"}],
 //    "finetune_steps": 300, "lr": 1e-4, "noise_rate": 0.05, "kmeans_iterations": 15,
 //    "blocks_per_centroid": 4, "rest": "float16"}
 #include <nlohmann/json.hpp>
@@ -17,9 +19,14 @@
 
 namespace qnoise {
 
+// How a stage stores its layers' weights.
+enum class StageScheme { Pq, Int8, Int4 };
+std::string to_string(StageScheme scheme);  // "pq", "int8", "int4"
+
 struct PqStage {
   std::string name;
   std::vector<std::string> layers;  // globs over module names; a layer goes to the first stage matching it
+  StageScheme scheme = StageScheme::Pq;  // int8 / int4: per output channel; the PQ fields below unused
   int64_t block_size = 8;
   int64_t n_centroids = 256;  // K (at most; see blocks_per_centroid)
   // How the file stores the centroids: 16 (float16), 8 or 4 bits (affine per codebook). Fewer bits
@@ -43,7 +50,7 @@ struct QuantizationPlan {
 };
 
 // Throws qnoise::Error naming the key on unknown keys, wrong types or bad values (no stages, a
-// stage without layers, block size or K below 1, K above 65536).
+// stage without layers, an unknown scheme, block size or K below 1, K above 65536).
 QuantizationPlan parse_quantization_plan(const nlohmann::json& json);
 nlohmann::json to_json(const QuantizationPlan& plan);
 // Reads a plan from a JSON file; errors name the file.

@@ -5,62 +5,54 @@
 // weight is never decoded and the module keeps a one-value placeholder of the weight's shape. Other
 // convolutions (stem, depthwise) stay compressed and are decoded on each call. The architecture is
 // built without float weights (layer_factory.h), so they never exist, not even while loading.
-// Everything else (biases, norms, float16 and float32 tensors) is decoded into the model as
-// load_compressed_task() does.
+// Everything else (biases, norms, float16 and float32 tensors) is decoded into the model.
+//
+// Works on any module whose layers are torch::nn::Linear, Conv2d and Embedding; the kernels run
+// where the module's forward reaches its layers through run_layer() (layer_kernel.h), as the
+// built-in models do, and a plain forward still runs the layers from their (placeholder) weights,
+// so a module of your own must call run_layer() for its compressed layers. The built-in families'
+// loaders are in runtime_task.h.
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
-#include "qnoise/inference_model.h"
 #include "qnoise/layer_kernel.h"
 #include "qnoise/qnz_file.h"
-#include "qnoise/training_task.h"
+#include "qnoise/runtime_options.h"
 
 namespace qnoise {
 
-// The kernels attached to one model's layers; destroying it detaches them.
+// The kernels attached to one model's layers (each layer owns its kernel, layer_kernel.h).
 class RuntimeLayers {
  public:
-  RuntimeLayers() = default;
-  RuntimeLayers(const RuntimeLayers&) = delete;
-  RuntimeLayers& operator=(const RuntimeLayers&) = delete;
-  ~RuntimeLayers();
-
-  // Attaches kernels to the layers of `module` whose weights `model` stores compressed, and
-  // replaces those weights by placeholders. Returns the names of the tensors it took
-  // ("<layer>.weight"); the caller decodes the others.
-  std::set<std::string> attach(torch::nn::Module& module, const CompressedModel& model);
+  // Attaches kernels built with `options` to the layers of `module` whose weights `model` stores
+  // compressed, and replaces those weights by placeholders. Returns the names of the tensors it
+  // took ("<layer>.weight"); the caller decodes the others. Throws qnoise::Error when a stored
+  // shape differs from the layer's, or the CPU lacks options.kernel_path.
+  std::set<std::string> attach(torch::nn::Module& module, const CompressedModel& model,
+                               const RuntimeOptions& options = {});
 
   const std::vector<std::string>& layers() const { return layers_; }
   // Bytes the kernels hold (packed weights, scales, biases; not per-call workspace).
   int64_t resident_bytes() const;
 
  private:
-  std::vector<std::shared_ptr<torch::nn::Module>> modules_;
   std::vector<std::shared_ptr<const LayerKernel>> kernels_;
   std::vector<std::string> layers_;
 };
 
 // Gives the heap's free memory back to the system (what loading used and freed: the file's
-// contents, repacking buffers), which tune_process() keeps glibc from doing by itself.
+// contents, repacking buffers), which a tuned process (malloc thresholds raised) does not do by
+// itself.
 void release_freed_memory();
 
-struct RuntimeTask {
-  std::unique_ptr<TrainingTask> task;
-  std::unique_ptr<RuntimeLayers> layers;  // declared after the task: detached before it goes
-};
-
-// A model from its file alone (inference_model.h) with kernels on every layer that has one.
-struct RuntimeInferenceModel {
-  InferenceModel model;
-  std::unique_ptr<RuntimeLayers> layers;  // declared after the model: detached before it goes
-};
-RuntimeInferenceModel load_runtime_inference_model(const CompressedModel& file);
-
-// The task of a compressed model (its data from the stored configuration, or `data` when given),
-// with kernels on every layer that has one and the rest decoded; in eval mode. Throws
-// qnoise::Error as load_compressed_task() does.
-RuntimeTask load_runtime_task(const CompressedModel& model, const std::string& data = "");
+// A compressed model into an instance of its architecture, for inference: kernels on every layer
+// that has one (RuntimeLayers::attach), every other tensor decoded (load_compressed_tensors,
+// model_loading.h), eval mode. `module` is best built without float weights (WeightlessConstruction,
+// layer_factory.h) so they never exist. Throws qnoise::Error as both do.
+RuntimeLayers load_packed_module(torch::nn::Module& module, const CompressedModel& file,
+                                 const RuntimeOptions& options = {},
+                                 const std::vector<std::string>& recomputed_buffers = {});
 
 }  // namespace qnoise

@@ -6,6 +6,8 @@
 #include <functional>
 #include <vector>
 
+#include "qnoise/runtime_options.h"
+
 namespace qnoise::cli {
 
 struct Command {
@@ -16,10 +18,11 @@ struct Command {
 Command add_demo_command(CLI::App& parent);
 Command add_data_command(CLI::App& parent);
 Command add_train_command(CLI::App& parent);
-// quantize, prune, eval, info, export.
-std::vector<Command> add_compression_commands(CLI::App& parent);
+// quantize, prune, eval, info, export. `runtime`: how compressed models run (read when a command
+// runs, after parsing).
+std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOptions& runtime);
 // generate, predict: run a .qnz model from the file alone.
-std::vector<Command> add_inference_commands(CLI::App& parent);
+std::vector<Command> add_inference_commands(CLI::App& parent, const RuntimeOptions& runtime);
 // `qnoise demo layer`, registered by the demo command.
 Command add_demo_layer_command(CLI::App& demo);
 

@@ -13,7 +13,7 @@
 #include "qnoise/compression_pipeline.h"
 #include "qnoise/error.h"
 #include "qnoise/layer_pruning.h"
-#include "qnoise/runtime_model.h"
+#include "qnoise/runtime_task.h"
 #include "qnoise/safetensors.h"
 #include "qnoise/trainer.h"
 #include "qnoise/transformer_lm.h"
@@ -105,7 +105,7 @@ struct EvalCommandOptions {
   bool decoded = false;
 };
 
-void run_eval(const EvalCommandOptions& command) {
+void run_eval(const EvalCommandOptions& command, const RuntimeOptions& runtime_options) {
   const CompressedModel model = read_qnz(command.file);
   nlohmann::json line = {{"event", "eval"}, {"file", command.file}};
   std::map<std::string, SplitMetrics> metrics;
@@ -113,7 +113,7 @@ void run_eval(const EvalCommandOptions& command) {
     metrics = evaluate_splits(*load_compressed_task(model, command.data));
     line["weights"] = "decoded";
   } else {
-    const RuntimeTask runtime = load_runtime_task(model, command.data);
+    const RuntimeTask runtime = load_runtime_task(model, command.data, runtime_options);
     metrics = evaluate_splits(*runtime.task);
     line["weights"] = "compressed";
     line["kernel_layers"] = runtime.layers->layers().size();
@@ -158,7 +158,7 @@ void run_export(const ExportCommandOptions& command) {
 
 }  // namespace
 
-std::vector<Command> add_compression_commands(CLI::App& parent) {
+std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOptions& runtime) {
   auto quantize = std::make_shared<QuantizeCommandOptions>();
   CLI::App* q = parent.add_subcommand(
       "quantize", "Compress a trained checkpoint (int8, int4, or iPQ with finetuning) into a .qnz file");
@@ -201,7 +201,7 @@ std::vector<Command> add_compression_commands(CLI::App& parent) {
       ->required();
   return {{q, [quantize] { run_quantize(*quantize); }},
           {p, [prune] { run_prune(*prune); }},
-          {e, [eval] { run_eval(*eval); }},
+          {e, [eval, &runtime] { run_eval(*eval, runtime); }},
           {i, [info] { run_info(*info); }},
           {x, [exporter] { run_export(*exporter); }}};
 }

@@ -13,7 +13,7 @@
 #include <sstream>
 
 #include "cli/command.h"
-#include "qnoise/runtime_model.h"
+#include "qnoise/runtime_task.h"
 #include "qnoise/error.h"
 #include "qnoise/idx_file.h"
 #include "qnoise/image_input.h"
@@ -49,12 +49,12 @@ struct GenerateCommandOptions {
 };
 
 // Kernels on the compressed weights, or every weight decoded to float (--decoded).
-RuntimeInferenceModel load_for_inference(const CompressedModel& file, bool decoded) {
+RuntimeInferenceModel load_for_inference(const CompressedModel& file, bool decoded, const RuntimeOptions& options) {
   if (decoded) return RuntimeInferenceModel{load_inference_model(file), nullptr};
-  return load_runtime_inference_model(file);
+  return load_runtime_inference_model(file, options);
 }
 
-void run_generate(const GenerateCommandOptions& command) {
+void run_generate(const GenerateCommandOptions& command, const RuntimeOptions& options) {
   QNOISE_CHECK(command.tokens >= 0, "--tokens must be >= 0, got ", command.tokens);
   QNOISE_CHECK(command.temperature >= 0, "--temperature must be >= 0 (0: greedy), got ", command.temperature);
   QNOISE_CHECK(command.top_k >= 0, "--top-k must be >= 0 (0: all tokens), got ", command.top_k);
@@ -64,7 +64,7 @@ void run_generate(const GenerateCommandOptions& command) {
     const std::string kind = task_kind(file, command.file);
     QNOISE_CHECK(kind == "lm", "generate needs a language model; '", command.file, "' holds a model of task '", kind,
                  "' (use qnoise predict)");
-    return load_for_inference(file, command.decoded);
+    return load_for_inference(file, command.decoded, options);
   }();  // the file's contents are freed here: the model holds what it needs
   InferenceModel& model = runtime.model;
   const Vocabulary vocabulary = artifact_vocabulary(model.artifacts);
@@ -146,7 +146,7 @@ std::vector<int64_t> pair_labels(const SentencePairSet& set, const std::vector<s
   return truth;
 }
 
-void run_predict(const PredictCommandOptions& command) {
+void run_predict(const PredictCommandOptions& command, const RuntimeOptions& options) {
   set_threads(command.threads);
   const RuntimeInferenceModel runtime = [&] {
     const CompressedModel file = read_qnz(command.file);
@@ -155,7 +155,7 @@ void run_predict(const PredictCommandOptions& command) {
                  "' holds a model of task '", kind, "' (use qnoise generate)");
     QNOISE_CHECK(command.labels.empty() || kind == "image",
                  "--labels is for image models; a sentence-pair TSV's labels are its label column");
-    return load_for_inference(file, command.decoded);
+    return load_for_inference(file, command.decoded, options);
   }();  // the file's contents are freed here
   const InferenceModel& model = runtime.model;
   const std::string kind = model.kind();
@@ -180,7 +180,7 @@ void run_predict(const PredictCommandOptions& command) {
 
 }  // namespace
 
-std::vector<Command> add_inference_commands(CLI::App& parent) {
+std::vector<Command> add_inference_commands(CLI::App& parent, const RuntimeOptions& runtime) {
   auto generate = std::make_shared<GenerateCommandOptions>();
   CLI::App* g = parent.add_subcommand(
       "generate", "Sample text from a compressed language model (.qnz file alone: no data needed)");
@@ -211,7 +211,8 @@ std::vector<Command> add_inference_commands(CLI::App& parent) {
   p->add_option("--top", predict->top, "Print the K most probable classes (default 1)")->check(CLI::PositiveNumber);
   p->add_option("--threads", predict->threads, "Threads for tensor operations (default: all cores)")
       ->check(CLI::PositiveNumber);
-  return {{g, [generate] { run_generate(*generate); }}, {p, [predict] { run_predict(*predict); }}};
+  return {{g, [generate, &runtime] { run_generate(*generate, runtime); }},
+          {p, [predict, &runtime] { run_predict(*predict, runtime); }}};
 }
 
 }  // namespace qnoise::cli

@@ -8,7 +8,7 @@
 
 #include "cli/command.h"
 #include "qnoise/error.h"
-#include "qnoise/packed_linear.h"
+#include "qnoise/runtime_options.h"
 #include "qnoise/process_tuning.h"
 #include "qnoise/version.h"
 
@@ -36,11 +36,13 @@ int main(int argc, char** argv) {
                  "activations; default float, or $QNOISE_ACTIVATIONS)")
       ->check(CLI::IsMember({"float", "int8"}));
   app.require_subcommand(1);
+  // How compressed layers run: filled in from the environment and --activations once parsed.
+  qnoise::RuntimeOptions runtime;
   std::vector<qnoise::cli::Command> commands = {qnoise::cli::add_demo_command(app),
                                                   qnoise::cli::add_data_command(app),
                                                   qnoise::cli::add_train_command(app)};
-  for (auto& command : qnoise::cli::add_compression_commands(app)) commands.push_back(command);
-  for (auto& command : qnoise::cli::add_inference_commands(app)) commands.push_back(command);
+  for (auto& command : qnoise::cli::add_compression_commands(app, runtime)) commands.push_back(command);
+  for (auto& command : qnoise::cli::add_inference_commands(app, runtime)) commands.push_back(command);
 
   try {
     app.parse(argc, argv);
@@ -51,11 +53,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   at::set_num_threads(threads);
-  // `generate` runs small layers back to back at batch 1: workers that spin briefly between them
-  // split even 1024-wide layers profitably (process_tuning.h).
-  if (app.got_subcommand("generate")) qnoise::ask_for_spinning_workers();
   try {
-    if (!activations.empty()) qnoise::set_int8_activations(activations == "int8");
+    // `generate` runs small layers back to back at batch 1: workers that spin briefly between them
+    // split even 1024-wide layers profitably (process_tuning.h).
+    runtime = qnoise::runtime_options_from_environment(
+        app.got_subcommand("generate") ? qnoise::ThreadWaiting::BriefSpin : qnoise::ThreadWaiting::Passive);
+    if (!activations.empty()) runtime.int8_activations = activations == "int8";
     for (const auto& command : commands)
       if (command.app->parsed()) command.run();
   } catch (const qnoise::Error& e) {

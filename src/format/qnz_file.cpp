@@ -4,29 +4,29 @@
 
 #include "qnoise/error.h"
 #include "qnoise/safetensors.h"
+#include "qnoise/weight_scheme_traits.h"
 
 namespace qnoise {
 
 namespace {
 
+// A weight's entry in __metadata__ 'tensors': its scheme, shape and what the scheme adds.
 nlohmann::json describe(const CompressedWeight& w) {
   nlohmann::json d = {{"scheme", to_string(w.scheme)}, {"shape", w.shape}};
-  if (w.scheme == WeightScheme::PQ) {
-    d["layer_kind"] = to_string(w.layer_kind);
-    d["block_size"] = w.block_size;
-    if (w.centroid_bits != 16) {
-      d["centroid_bits"] = w.centroid_bits;
-      d["centroid_scale"] = w.centroid_scale;  // float32, exact through JSON's double
-      d["centroid_zero_point"] = w.centroid_zero_point;
-    }
-  }
+  traits(w.scheme).describe(w, d);
   return d;
 }
 
-LayerKind parse_layer_kind(const std::string& name) {
-  for (auto kind : {LayerKind::Linear, LayerKind::Embedding, LayerKind::Conv2d})
-    if (to_string(kind) == name) return kind;
-  throw Error("unknown layer kind '" + name + "'");
+// The scheme of a tensor stored as itself, without a description (float32, float16), from its
+// safetensors dtype; nullptr when no such scheme is stored in that dtype.
+const WeightSchemeTraits* standalone_scheme(const std::string& dtype) {
+  for (WeightScheme scheme : kWeightSchemes) {
+    const WeightSchemeTraits& t = traits(scheme);
+    CompressedWeight probe;
+    probe.scheme = scheme;
+    if (t.describe == nullptr && dtype == t.parts[0].dtype(probe)) return &t;
+  }
+  return nullptr;
 }
 
 nlohmann::json parse_metadata_json(const std::map<std::string, std::string>& metadata, const std::string& key,
@@ -65,24 +65,11 @@ void write_qnz(const std::string& path, const CompressedModel& model) {
   nlohmann::json schemes = nlohmann::json::object();
   for (const auto& [name, w] : model.tensors) {
     w.validate();
+    const WeightSchemeTraits& t = traits(w.scheme);
     // Float tensors need no description: their dtype and shape are the safetensors entry's.
-    if (w.scheme != WeightScheme::Float32 && w.scheme != WeightScheme::Float16) schemes[name] = describe(w);
-    switch (w.scheme) {
-      case WeightScheme::Float32:
-      case WeightScheme::Float16:
-        contents.tensors.push_back({name, w.scheme == WeightScheme::Float32 ? "F32" : "F16", w.values});
-        break;
-      case WeightScheme::Int8:
-      case WeightScheme::Int4:
-        contents.tensors.push_back({name + ".codes", "U8", w.codes});
-        contents.tensors.push_back({name + ".scale", "F32", w.scale});
-        contents.tensors.push_back({name + ".zero_point", "U8", w.zero_point});
-        break;
-      case WeightScheme::PQ:
-        contents.tensors.push_back({name + ".codes", w.codes.scalar_type() == at::kByte ? "U8" : "U16", w.codes});
-        contents.tensors.push_back({name + ".centroids", w.centroid_bits == 16 ? "F16" : "U8", w.centroids});
-        break;
-    }
+    if (t.describe != nullptr) schemes[name] = describe(w);
+    for (int i = 0; i < t.n_parts; ++i)
+      contents.tensors.push_back({name + t.parts[i].suffix, t.parts[i].dtype(w), w.*t.parts[i].tensor});
   }
   contents.metadata = {{"format", kQnzFormat},
                        {"format_version", std::to_string(kQnzFormatVersion)},
@@ -130,28 +117,10 @@ CompressedModel read_qnz(const std::string& path) {
       CompressedWeight w;
       w.scheme = parse_weight_scheme(d.at("scheme").get<std::string>());
       w.shape = d.at("shape").get<std::vector<int64_t>>();
-      switch (w.scheme) {
-        case WeightScheme::Float32:
-        case WeightScheme::Float16:
-          throw Error("float tensors are not described in __metadata__ 'tensors'");
-        case WeightScheme::Int8:
-        case WeightScheme::Int4:
-          w.codes = take(name + ".codes", "U8");
-          w.scale = take(name + ".scale", "F32");
-          w.zero_point = take(name + ".zero_point", "U8");
-          break;
-        case WeightScheme::PQ:
-          w.layer_kind = parse_layer_kind(d.at("layer_kind").get<std::string>());
-          w.block_size = d.at("block_size").get<int64_t>();
-          w.codes = take(name + ".codes", "U8|U16");
-          w.centroid_bits = d.value("centroid_bits", 16);
-          if (w.centroid_bits != 16) {
-            w.centroid_scale = d.at("centroid_scale").get<float>();
-            w.centroid_zero_point = d.at("centroid_zero_point").get<int64_t>();
-          }
-          w.centroids = take(name + ".centroids", w.centroid_bits == 16 ? "F16" : "U8");
-          break;
-      }
+      const WeightSchemeTraits& t = traits(w.scheme);
+      if (t.parse == nullptr) throw Error("float tensors are not described in __metadata__ 'tensors'");
+      t.parse(d, w);  // before the parts: pq centroids' dtype depends on centroid_bits
+      for (int i = 0; i < t.n_parts; ++i) w.*t.parts[i].tensor = take(name + t.parts[i].suffix, t.parts[i].dtype(w));
       w.validate();
       model.tensors.emplace_back(name, std::move(w));
     } catch (const nlohmann::json::exception& e) {
@@ -164,12 +133,13 @@ CompressedModel read_qnz(const std::string& path) {
   // Every other entry is a float tensor stored as itself.
   for (const auto& entry : contents.tensors) {
     if (used.count(entry.name) != 0) continue;
-    QNOISE_CHECK(entry.dtype == "F16" || entry.dtype == "F32", "'", path, "': tensor '", entry.name, "' is ",
-                 entry.dtype, " but __metadata__ 'tensors' does not describe it (only float16/float32 tensors stand alone)");
+    const WeightSchemeTraits* alone = standalone_scheme(entry.dtype);
+    QNOISE_CHECK(alone != nullptr, "'", path, "': tensor '", entry.name, "' is ", entry.dtype,
+                 " but __metadata__ 'tensors' does not describe it (only float16/float32 tensors stand alone)");
     CompressedWeight w;
-    w.scheme = entry.dtype == "F16" ? WeightScheme::Float16 : WeightScheme::Float32;
+    w.scheme = alone->scheme;
     w.shape = entry.tensor.sizes().vec();
-    w.values = entry.tensor;
+    w.*alone->parts[0].tensor = entry.tensor;
     model.tensors.emplace_back(entry.name, std::move(w));
   }
   return model;

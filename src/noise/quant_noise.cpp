@@ -6,11 +6,11 @@
 
 #include <mutex>
 
-#include "noise/block_mask.h"
-#include "noise/noise_kernels.h"
+#include "kernels/block_mask.h"
+#include "noise/parallel_noise.h"
 #include "qnoise/error.h"
 #include "qnoise/product_quantizer.h"
-#include "quant/affine_qparams.h"
+#include "kernels/affine_qparams.h"
 
 namespace qnoise {
 

@@ -2,9 +2,8 @@
 
 #include <ATen/ATen.h>
 
-#include <cmath>
-
 #include "qnoise/error.h"
+#include "qnoise/weight_scheme_traits.h"
 
 namespace qnoise {
 
@@ -17,13 +16,6 @@ int64_t product(const std::vector<int64_t>& shape) {
 }
 
 int64_t tensor_bytes(const at::Tensor& t) { return t.defined() ? t.numel() * t.element_size() : 0; }
-
-void check_tensor(const at::Tensor& t, at::ScalarType dtype, int64_t numel, const char* what,
-                  const CompressedWeight& w) {
-  QNOISE_CHECK(t.defined() && t.scalar_type() == dtype && t.numel() == numel, to_string(w.scheme), " weight of shape ",
-               shape_to_string(w.shape), ": ", what, " must be ", c10::toString(dtype), " with ", numel,
-               " elements, got ", t.defined() ? std::string(c10::toString(t.scalar_type())) + " with " + std::to_string(t.numel()) : "none");
-}
 
 struct QuantizedCodebook {
   at::Tensor codes;  // uint8 [K, d], one code per value
@@ -71,101 +63,23 @@ at::Tensor round_centroids(const at::Tensor& codebook, int centroid_bits) {
   return dequantize_codebook(q.codes, q.scale, q.zero_point).to(codebook.device());
 }
 
-std::string to_string(WeightScheme scheme) {
-  switch (scheme) {
-    case WeightScheme::Float32: return "float32";
-    case WeightScheme::Float16: return "float16";
-    case WeightScheme::Int8: return "int8";
-    case WeightScheme::Int4: return "int4";
-    case WeightScheme::PQ: return "pq";
-  }
-  return "?";
-}
-
-WeightScheme parse_weight_scheme(const std::string& name) {
-  for (auto scheme : {WeightScheme::Float32, WeightScheme::Float16, WeightScheme::Int8, WeightScheme::Int4, WeightScheme::PQ})
-    if (to_string(scheme) == name) return scheme;
-  throw Error("unknown weight scheme '" + name + "' (float32, float16, int8, int4 or pq)");
-}
-
 int64_t CompressedWeight::numel() const { return product(shape); }
 
 int64_t CompressedWeight::stored_bytes() const {
-  return tensor_bytes(values) + tensor_bytes(codes) + tensor_bytes(scale) + tensor_bytes(zero_point) +
-         tensor_bytes(centroids);
+  const WeightSchemeTraits& t = traits(scheme);
+  int64_t bytes = 0;
+  for (int i = 0; i < t.n_parts; ++i) bytes += tensor_bytes(this->*t.parts[i].tensor);
+  return bytes;
 }
 
 void CompressedWeight::validate() const {
   QNOISE_CHECK(!shape.empty() && numel() > 0, "compressed weight with empty shape ", shape_to_string(shape));
-  const int64_t n = numel();
-  switch (scheme) {
-    case WeightScheme::Float32:
-    case WeightScheme::Float16:
-      check_tensor(values, scheme == WeightScheme::Float32 ? at::kFloat : at::kHalf, n, "values", *this);
-      return;
-    case WeightScheme::Int8:
-    case WeightScheme::Int4: {
-      const int bits = scheme == WeightScheme::Int8 ? 8 : 4;
-      check_tensor(codes, at::kByte, bits == 8 ? n : (n + 1) / 2, "codes", *this);
-      check_tensor(scale, at::kFloat, shape[0], "scale", *this);
-      check_tensor(zero_point, at::kByte, shape[0], "zero_point", *this);
-      QNOISE_CHECK(scale.isfinite().all().item<bool>() && scale.gt(0).all().item<bool>(), to_string(scheme),
-                   " weight: scales must be finite and positive");
-      QNOISE_CHECK(zero_point.le((1 << bits) - 1).all().item<bool>(), to_string(scheme),
-                   " weight: zero point beyond ", (1 << bits) - 1);
-      return;
-    }
-    case WeightScheme::PQ: {
-      const BlockLayout layout = this->layout();  // throws when block_size does not divide a row
-      check_centroid_bits(centroid_bits);
-      const int64_t stored_width = centroid_bits == 4 ? (block_size + 1) / 2 : block_size;
-      const at::ScalarType stored_dtype = centroid_bits == 16 ? at::kHalf : at::kByte;
-      QNOISE_CHECK(centroids.defined() && centroids.dim() == 2 && centroids.scalar_type() == stored_dtype &&
-                       centroids.size(1) == stored_width && centroids.size(0) >= 1 && centroids.size(0) <= 65536,
-                   "pq weight of shape ", shape_to_string(shape), ": centroids in ", centroid_bits, " bits must be ",
-                   c10::toString(stored_dtype), " [K, ", stored_width, "] with 1 <= K <= 65536");
-      if (centroid_bits != 16)
-        QNOISE_CHECK(std::isfinite(centroid_scale) && centroid_scale > 0 && centroid_zero_point >= 0 &&
-                         centroid_zero_point < (int64_t{1} << centroid_bits),
-                     "pq weight of shape ", shape_to_string(shape), ": centroid scale ", centroid_scale,
-                     " must be finite and positive and zero point ", centroid_zero_point, " within ",
-                     centroid_bits, " bits");
-      const int64_t k = centroids.size(0);
-      QNOISE_CHECK(codes.defined() && codes.numel() == layout.n_blocks() &&
-                       (codes.scalar_type() == at::kByte || codes.scalar_type() == at::kShort),
-                   "pq weight of shape ", shape_to_string(shape), ": codes must be uint8 or uint16 with ",
-                   layout.n_blocks(), " elements");
-      // uint16 codes are stored in int16 (no uint16 dtype): read them as unsigned.
-      const int64_t largest = codes.numel() == 0                  ? 0
-                              : codes.scalar_type() == at::kByte ? codes.max().item<int64_t>()
-                                                                 : (codes.to(at::kInt) & 0xFFFF).max().item<int64_t>();
-      QNOISE_CHECK(largest < k, "pq weight of shape ", shape_to_string(shape), ": code ", largest,
-                   " is not below K = ", k);
-      return;
-    }
-  }
+  traits(scheme).validate(*this);
 }
 
 at::Tensor CompressedWeight::decode() const {
   validate();
-  switch (scheme) {
-    case WeightScheme::Float32:
-    case WeightScheme::Float16:
-      return values.to(at::kFloat).reshape(shape);
-    case WeightScheme::Int8:
-    case WeightScheme::Int4: {
-      const int64_t n = numel();
-      const at::Tensor unpacked = scheme == WeightScheme::Int8 ? codes : unpack_int4(codes, n);
-      const at::Tensor rows = unpacked.reshape({shape[0], -1}).to(at::kFloat);
-      const at::Tensor w = (rows - zero_point.to(at::kFloat).unsqueeze(1)) * scale.unsqueeze(1);
-      return w.reshape(shape);
-    }
-    case WeightScheme::PQ: {
-      const at::Tensor index = codes.to(at::kLong).bitwise_and(0xFFFF).reshape({-1});
-      return layout().from_blocks(decoded_centroids().index_select(0, index));
-    }
-  }
-  return {};
+  return traits(scheme).decode(*this);
 }
 
 at::Tensor CompressedWeight::decoded_centroids() const {
@@ -181,7 +95,7 @@ CompressedWeight compress_float(const at::Tensor& weight, WeightScheme scheme) {
   CompressedWeight w;
   w.scheme = scheme;
   w.shape = weight.sizes().vec();
-  w.values = weight.detach().to(at::kCPU, scheme == WeightScheme::Float32 ? at::kFloat : at::kHalf).contiguous();
+  w.values = weight.detach().to(at::kCPU, traits(scheme).values_dtype).contiguous();
   return w;
 }
 

@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "qnoise/error.h"
-#include "quant/affine_qparams.h"
+#include "kernels/affine_qparams.h"
 
 namespace qnoise {
 

@@ -3,23 +3,56 @@
 #include <ATen/ATen.h>
 #include <torch/nn/functional/conv.h>
 
+#include <iterator>
+
 #include "qnoise/embedding_rows.h"
 #include "qnoise/error.h"
+#include "qnoise/weight_scheme_traits.h"
 
 namespace qnoise::runtime {
 
-std::unique_ptr<PackedLinearBase> pack_linear(const CompressedWeight& weight) {
-  switch (weight.scheme) {
-    case WeightScheme::PQ:
-      if (weight.codes.scalar_type() != at::kByte) return nullptr;  // K > 256: no lookup-table kernel
-      return std::make_unique<PackedPqLinear>(weight);
-    case WeightScheme::Int8:
-      return std::make_unique<PackedInt8Linear>(weight);
-    case WeightScheme::Int4:
-      return std::make_unique<PackedInt4Linear>(weight);
-    default:
-      return nullptr;
-  }
+namespace {
+
+using Packer = std::unique_ptr<PackedLinearBase> (*)(const CompressedWeight& weight, const RuntimeOptions& options);
+
+template <class Packed>
+std::unique_ptr<PackedLinearBase> pack(const CompressedWeight& weight, const RuntimeOptions& options) {
+  return std::make_unique<Packed>(weight, options);
+}
+
+std::unique_ptr<PackedLinearBase> pack_pq(const CompressedWeight& weight, const RuntimeOptions& options) {
+  if (weight.codes.scalar_type() != at::kByte) return nullptr;  // K > 256: no lookup-table kernel
+  return pack<PackedPqLinear>(weight, options);
+}
+
+// The runtime's column of the scheme traits (weight_scheme_traits.h), which the core layer cannot
+// hold: each scheme's packed Linear, or nullptr for none (float weights run as torch's layers do).
+struct SchemeKernels {
+  WeightScheme scheme;
+  Packer pack_linear;
+};
+
+constexpr SchemeKernels kSchemeKernels[] = {
+    {WeightScheme::Float32, nullptr},
+    {WeightScheme::Float16, nullptr},
+    {WeightScheme::Int8, pack<PackedInt8Linear>},
+    {WeightScheme::Int4, pack<PackedInt4Linear>},
+    {WeightScheme::PQ, pack_pq},
+};
+
+constexpr bool in_enum_order() {
+  for (size_t i = 0; i < std::size(kSchemeKernels); ++i)
+    if (kSchemeKernels[i].scheme != kWeightSchemes[i]) return false;
+  return true;
+}
+static_assert(std::size(kSchemeKernels) == kWeightSchemeCount && in_enum_order(), "one entry per scheme, in order");
+
+}  // namespace
+
+std::unique_ptr<PackedLinearBase> pack_linear(const CompressedWeight& weight, const RuntimeOptions& options) {
+  const Packer packer = kSchemeKernels[scheme_index(weight.scheme)].pack_linear;
+  if (packer == nullptr) return nullptr;
+  return packer(weight, options);
 }
 
 PackedLinearKernel::PackedLinearKernel(std::unique_ptr<PackedLinearBase> packed, at::Tensor bias,
@@ -66,9 +99,10 @@ int64_t PackedLinearKernel::resident_bytes() const {
   return packed_->bytes() + (bias_.defined() ? bias_.numel() * 4 : 0);
 }
 
-EmbeddingKernel::EmbeddingKernel(const CompressedWeight& table) : shape_(table.shape), scheme_(table.scheme) {
+EmbeddingKernel::EmbeddingKernel(const CompressedWeight& table, const RuntimeOptions& options)
+    : shape_(table.shape), scheme_(table.scheme) {
   QNOISE_CHECK(shape_.size() == 2, "embedding table must be 2-D, got ", shape_to_string(shape_));
-  packed_ = pack_linear(table);
+  packed_ = pack_linear(table, options);
   if (!packed_) table_ = table;
 }
 

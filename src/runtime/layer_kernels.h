@@ -15,8 +15,10 @@
 
 namespace qnoise::runtime {
 
-// A packed Linear for a pq (uint8 codes), int8 or int4 weight; nullptr for other schemes.
-std::unique_ptr<PackedLinearBase> pack_linear(const CompressedWeight& weight);
+// A packed Linear for a pq (uint8 codes), int8 or int4 weight; nullptr for other schemes. Which
+// kernel packs which scheme is a table keyed by scheme in layer_kernels.cpp, the runtime's column of
+// the core's scheme traits (weight_scheme_traits.h).
+std::unique_ptr<PackedLinearBase> pack_linear(const CompressedWeight& weight, const RuntimeOptions& options);
 
 class PackedLinearKernel : public LayerKernel {
  public:
@@ -43,7 +45,7 @@ class PackedLinearKernel : public LayerKernel {
 // the stored form and decode the rows asked for.
 class EmbeddingKernel : public LayerKernel {
  public:
-  explicit EmbeddingKernel(const CompressedWeight& table);
+  EmbeddingKernel(const CompressedWeight& table, const RuntimeOptions& options);
   at::Tensor forward(const at::Tensor& ids) const override;
   at::Tensor linear(const at::Tensor& input) const override;  // throws without a packed form
   at::Tensor weight() const override;

@@ -5,9 +5,15 @@
 
 #include "qnoise/error.h"
 #include "qnoise/packed_linear.h"
+#include "kernels/kernel_table.h"
 #include "runtime/linear_shape.h"
 
 namespace qnoise {
+
+PackedLinearBase::PackedLinearBase(int64_t out, int64_t in, const RuntimeOptions& options)
+    : out_(out), in_(in), options_(options), kernels_(&kernels::kernel_table(options.kernel_path)) {
+  options_.kernel_path = kernels_->path;
+}
 
 at::Tensor PackedLinearBase::forward(const at::Tensor& x, const at::Tensor& bias) const {
   return forward_tensor(x, bias, [this](const float* in, int64_t batch, float* out, const float* b) {

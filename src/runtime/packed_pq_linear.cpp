@@ -16,8 +16,7 @@
 #include "qnoise/error.h"
 #include "qnoise/packed_linear.h"
 #include "runtime/linear_shape.h"
-#include "runtime/linear_tuning.h"
-#include "runtime/pq_lut_kernels.h"
+#include "kernels/kernel_table.h"
 #include "runtime/panel_gemm.h"
 #include "runtime/tiled_gemm.h"
 #include "runtime/worker_pool.h"
@@ -58,9 +57,9 @@ int64_t lanes_for(int64_t n) {
 
 }  // namespace
 
-PackedPqLinear::PackedPqLinear(const CompressedWeight& weight)
+PackedPqLinear::PackedPqLinear(const CompressedWeight& weight, const RuntimeOptions& options)
     : PackedLinearBase(runtime::linear_out_in(weight, "PackedPqLinear").first,
-                       runtime::linear_out_in(weight, "PackedPqLinear").second) {
+                       runtime::linear_out_in(weight, "PackedPqLinear").second, options) {
   QNOISE_CHECK(weight.scheme == WeightScheme::PQ, "PackedPqLinear takes a pq weight, got ", to_string(weight.scheme));
   QNOISE_CHECK(weight.block_size >= 1 && in_ % weight.block_size == 0, "PackedPqLinear: block size ",
                weight.block_size, " does not divide the ", in_, " inputs of weight ", shape_to_string(weight.shape));
@@ -172,87 +171,107 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
                              const float* row_scale) const {
   QNOISE_CHECK(batch >= 0, "PackedPqLinear: negative batch ", batch);
   if (batch == 0) return;
-  auto w = lut_view();
-  const auto& tuning = runtime::linear_tuning();
-  const KernelPath path = kernel_path();
+  const PqCall call{x, batch, y, bias, row_scale};
+  const LinearTuning& tuning = options_.tuning;
   const bool few_rows = out_ < 2 * n_centroids_, medium_rows = out_ < 8 * n_centroids_;
   // With int8 activations every batch row looks up int8 tables (so the layer computes the same
   // function at any batch size), except in layers of few rows, where building and rounding the
   // tables costs more than the lookups save: those keep float tables. On the AVX2 path, whose byte
   // lookups are slower than AVX-512's, int8 tables run at batch 1 only: for a batch, float tables
-  // share each lookup among up to 64 batch rows and the GEMM takes large ones (Zen 3, 1 thread,
-  // float time / ours at batch 16 and 64: int8 tables per row 0.33-0.92 where float ones gave
-  // 0.93-1.34, PQ d = 4 and 8, 1024x1024).
-  const bool int8_tables = int8_activations() && !few_rows && (path != KernelPath::Avx2 || batch == 1);
+  // share each lookup among up to 64 batch rows and the GEMM takes large ones (docs/kernels.md).
+  const bool int8_tables =
+      options_.int8_activations && !few_rows && (kernels_->path != KernelPath::Avx2 || batch == 1);
+  if (int8_tables && batch > 1) return int8_table_rows_forward(call);
   if (!int8_tables &&
       (batch >= tuning.pq_gemm_min_batch || (medium_rows && batch >= tuning.pq_medium_out_gemm_min_batch) ||
-       (few_rows && batch >= tuning.pq_small_out_gemm_min_batch))) {
-    if (path != KernelPath::Reference && tuning.panel_gemm) {
-      // The panels take each row's centroid whole: the codebook untransposed, rebuilt per call
-      // (K * d values against the batch * out * in multiply-adds) rather than kept twice.
-      thread_local std::vector<float> centroids;
-      centroids.resize(static_cast<size_t>(n_centroids_ * block_size_));
-      for (int64_t k = 0; k < n_centroids_; ++k)
-        for (int64_t i = 0; i < block_size_; ++i) centroids[k * block_size_ + i] = centroids_t_[i * w.k_padded + k];
-      kernels::PqPanelWeight panel_weight;
-      panel_weight.lut = w;
-      panel_weight.centroids = centroids.data();
-      return runtime::panel_gemm(kernels::pq_panel_source_avx2(panel_weight, row_scale), x, batch, in_, out_, bias, y);
-    }
-    runtime::tiled_gemm(x, batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) {
-      for (int64_t o = r0; o < r1; ++o) {
-        float* row = dst + (o - r0) * in_;
-        decode_row(o, row);
-        if (row_scale)
-          for (int64_t i = 0; i < in_; ++i) row[i] *= row_scale[o];
-      }
-    }, y);
-    if (bias)
-      for (int64_t b = 0; b < batch; ++b)
-        for (int64_t o = 0; o < out_; ++o) y[b * out_ + o] += bias[o];
-    return;
+       (few_rows && batch >= tuning.pq_small_out_gemm_min_batch)))
+    return gemm_forward(call);
+  lookup_forward(call, int8_tables);
+}
+
+// Output o of a batch row from its summed lookups: the row scale, then the bias.
+static inline float finish_output(const PackedPqLinear::PqCall& c, int64_t o, float sum) {
+  if (c.row_scale) sum *= c.row_scale[o];
+  return c.bias ? sum + c.bias[o] : sum;
+}
+
+void PackedPqLinear::gemm_forward(const PqCall& c) const {
+  const auto& tuning = options_.tuning;
+  if (kernels_->panel_gemm != nullptr && tuning.panel_gemm) {
+    // The panels take each row's centroid whole: the codebook untransposed, rebuilt per call
+    // (K * d values against the batch * out * in multiply-adds) rather than kept twice.
+    const auto w = lut_view();
+    thread_local std::vector<float> centroids;
+    centroids.resize(static_cast<size_t>(n_centroids_ * block_size_));
+    for (int64_t k = 0; k < n_centroids_; ++k)
+      for (int64_t i = 0; i < block_size_; ++i) centroids[k * block_size_ + i] = centroids_t_[i * w.k_padded + k];
+    kernels::PqPanelWeight panel_weight;
+    panel_weight.lut = w;
+    panel_weight.centroids = centroids.data();
+    return runtime::panel_gemm(kernels_->panel_gemm, kernels_->pq_panel_source(panel_weight, c.row_scale), c.x,
+                               c.batch, in_, out_, c.bias, c.y, tuning);
   }
-  const auto float_kernel = path != KernelPath::Reference ? kernels::pq_lut_group_avx2 : kernels::pq_lut_group_reference;
-  const auto int8_kernel = path == KernelPath::Avx512 ? kernels::pq_int8_lut_group_avx512
-                           : path == KernelPath::Avx2 ? kernels::pq_int8_lut_group_avx2
-                                                      : kernels::pq_int8_lut_group_reference;
-  if (int8_tables && path == KernelPath::Avx2) {
+  runtime::tiled_gemm(c.x, c.batch, in_, out_, [&](int64_t r0, int64_t r1, float* dst) {
+    for (int64_t o = r0; o < r1; ++o) {
+      float* row = dst + (o - r0) * in_;
+      decode_row(o, row);
+      if (c.row_scale)
+        for (int64_t i = 0; i < in_; ++i) row[i] *= c.row_scale[o];
+    }
+  }, c.y, tuning.gemm_tile_floats);
+  if (c.bias)
+    for (int64_t b = 0; b < c.batch; ++b)
+      for (int64_t o = 0; o < out_; ++o) c.y[b * out_ + o] += c.bias[o];
+}
+
+// Int8 tables are built one batch row at a time, so threads split the batch rows; each row's
+// groups are summed in order by one thread.
+void PackedPqLinear::int8_table_rows_forward(const PqCall& c) const {
+  const auto w = int8_table_view();
+  const auto int8_kernel = kernels_->pq_int8_lut_group;
+  const int64_t scratch_floats = kernels::pq_int8_scratch_bytes(w) / 4 + out_padded_;
+  const int64_t work_per_row = out_padded_ * n_blocks_ + n_centroids_ * in_;
+  const int64_t parts = std::max<int64_t>(
+      1, std::min<int64_t>(at::get_num_threads(),
+                           c.batch * work_per_row / std::max<int64_t>(1, options_.tuning.min_work_per_thread)));
+  runtime::run_parts(parts, [&](int64_t p) {
+    thread_local std::vector<float> scratch;
+    scratch.resize(static_cast<size_t>(scratch_floats));
+    float* partial = scratch.data() + scratch_floats - out_padded_;
+    for (int64_t b = p * c.batch / parts; b < (p + 1) * c.batch / parts; ++b) {
+      std::fill(partial, partial + out_padded_, 0.0f);
+      for (int64_t group = 0; group < w.group_count(); ++group)
+        int8_kernel(w, group, 0, out_padded_, c.x + b * in_, reinterpret_cast<uint8_t*>(scratch.data()), partial);
+      for (int64_t o = 0; o < out_; ++o) c.y[b * out_ + o] = finish_output(c, o, partial[o]);
+    }
+  }, runtime::idle_workers(options_.tuning));
+}
+
+kernels::PqLutWeight PackedPqLinear::int8_table_view() const {
+  auto w = lut_view();
+  if (kernels_->pq_level_pairs != nullptr) {
     // The AVX2 kernel multiplies 16-bit levels in input pairs (vpmaddwd): derived from the byte
     // levels per call (K * d values) rather than kept beside them.
     thread_local std::vector<int16_t> levels;
     levels.resize(static_cast<size_t>(kernels::pq_level_pairs_size(w)));
-    kernels::pq_level_pairs_avx2(w, levels.data());
+    kernels_->pq_level_pairs(w, levels.data());
     w.centroid_level_pairs = levels.data();
   }
+  return w;
+}
+
+// Lookups in float tables (any batch, up to kPqMaxLanes batch rows per pass) or in int8 tables
+// (batch 1).
+void PackedPqLinear::lookup_forward(const PqCall& c, bool int8_tables) const {
+  const auto w = int8_tables ? int8_table_view() : lut_view();
+  const auto float_kernel = kernels_->pq_lut_group;
+  const auto int8_kernel = kernels_->pq_int8_lut_group;
+  const auto& tuning = options_.tuning;
   const int64_t n_groups = w.group_count(), row_groups = out_padded_ / kernels::kPqRowGroup;
   const int64_t threads = at::get_num_threads();
-  // Output o of a batch row from its summed lookups: the row scale, then the bias.
-  auto finish = [&](int64_t o, float sum) {
-    if (row_scale) sum *= row_scale[o];
-    return bias ? sum + bias[o] : sum;
-  };
-  if (int8_tables && batch > 1) {
-    // Threads split the batch rows; each row's groups are summed in order by one thread.
-    const int64_t scratch_floats = kernels::pq_int8_scratch_bytes(w) / 4 + out_padded_;
-    const int64_t work_per_row = out_padded_ * n_blocks_ + n_centroids_ * in_;
-    const int64_t parts = std::max<int64_t>(
-        1, std::min<int64_t>(threads, batch * work_per_row / std::max<int64_t>(1, tuning.min_work_per_thread)));
-    runtime::run_parts(parts, [&](int64_t p) {
-      thread_local std::vector<float> scratch;
-      scratch.resize(static_cast<size_t>(scratch_floats));
-      float* partial = scratch.data() + scratch_floats - out_padded_;
-      for (int64_t b = p * batch / parts; b < (p + 1) * batch / parts; ++b) {
-        std::fill(partial, partial + out_padded_, 0.0f);
-        for (int64_t group = 0; group < n_groups; ++group)
-          int8_kernel(w, group, 0, out_padded_, x + b * in_, reinterpret_cast<uint8_t*>(scratch.data()), partial);
-        for (int64_t o = 0; o < out_; ++o) y[b * out_ + o] = finish(o, partial[o]);
-      }
-    });
-    return;
-  }
   thread_local std::vector<float> workspace;
-  for (int64_t b0 = 0; b0 < batch; b0 += kernels::kPqMaxLanes) {  // int8 tables: batch 1 here
-    const int64_t n = std::min(kernels::kPqMaxLanes, batch - b0), lanes = lanes_for(n);
+  for (int64_t b0 = 0; b0 < c.batch; b0 += kernels::kPqMaxLanes) {  // int8 tables: batch 1 here
+    const int64_t n = std::min(kernels::kPqMaxLanes, c.batch - b0), lanes = lanes_for(n);
     // Parts: row slices per group only when groups are fewer than threads; no more parts than
     // the work pays for.
     const int64_t row_parts = std::min(row_groups, n_groups >= threads ? 1 : (threads + n_groups - 1) / n_groups);
@@ -264,21 +283,21 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
     const int64_t table_floats =
         int8_tables ? kernels::pq_int8_scratch_bytes(w) / 4 : kernels::pq_table_floats(w, lanes);
     // At batch 1 part 0 sums straight into y (when it has the padded rows too) and the other
-    // parts' partials are added to it after: a partial read back while y is written cost ~1 us at
-    // 1024x1024 (perf: the copy loop stalled on its loads, 7% of the samples).
+    // parts' partials are added to it after: a partial read back while y is written stalls the
+    // copy loop on its loads (docs/kernels.md).
     const bool into_y = lanes == 1 && out_padded_ == out_;
     const int64_t own_partials = into_y ? parts - 1 : parts;
     workspace.resize(static_cast<size_t>(xt_floats + own_partials * partial_floats + parts * table_floats));
     float* xt = workspace.data();
     float* partials = xt + xt_floats;
     float* tables = partials + own_partials * partial_floats;
-    float* y_chunk = y + b0 * out_;
+    float* y_chunk = c.y + b0 * out_;
     auto partial_of = [&](int64_t p) {
       return into_y ? (p == 0 ? y_chunk : partials + (p - 1) * partial_floats) : partials + p * partial_floats;
     };
     std::fill(partials, partials + own_partials * partial_floats, 0.0f);
     if (into_y) std::fill(y_chunk, y_chunk + out_, 0.0f);
-    const float* x_chunk = x + b0 * in_;
+    const float* x_chunk = c.x + b0 * in_;
     if (lanes > 1) {  // transpose to [in][lanes], padding columns zero
       for (int64_t i = 0; i < in_; ++i)
         for (int64_t b = 0; b < lanes; ++b) xt[i * lanes + b] = b < n ? x_chunk[b * in_ + i] : 0.0f;
@@ -297,22 +316,22 @@ void PackedPqLinear::forward(const float* x, int64_t batch, float* y, const floa
           float_kernel(w, group, g0 * kernels::kPqRowGroup, g1 * kernels::kPqRowGroup, activations, lanes,
                        part_tables, partial);
       }
-    });
+    }, runtime::idle_workers(tuning));
     if (into_y) {
       for (int64_t p = 1; p < parts; ++p) {
         const float* part = partial_of(p);
         for (int64_t o = 0; o < out_; ++o) y_chunk[o] += part[o];
       }
-      if (row_scale || bias)
-        for (int64_t o = 0; o < out_; ++o) y_chunk[o] = finish(o, y_chunk[o]);
+      if (c.row_scale || c.bias)
+        for (int64_t o = 0; o < out_; ++o) y_chunk[o] = finish_output(c, o, y_chunk[o]);
       continue;
     }
     for (int64_t b = 0; b < n; ++b) {
-      float* yb = y + (b0 + b) * out_;
+      float* yb = c.y + (b0 + b) * out_;
       for (int64_t o = 0; o < out_; ++o) {
         float sum = partials[o * lanes + b];
         for (int64_t p = 1; p < parts; ++p) sum += partials[p * partial_floats + o * lanes + b];
-        yb[o] = finish(o, sum);
+        yb[o] = finish_output(c, o, sum);
       }
     }
   }

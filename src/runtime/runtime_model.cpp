@@ -9,8 +9,7 @@
 #include "qnoise/error.h"
 #include "qnoise/layer_factory.h"
 #include "qnoise/layer_kernel.h"
-#include "qnoise/model_compression.h"
-#include "qnoise/compression_pipeline.h"
+#include "qnoise/model_loading.h"
 #include "runtime/layer_kernels.h"
 
 namespace qnoise {
@@ -32,10 +31,11 @@ at::Tensor bias_of(const CompressedModel& model, const std::string& layer) {
 }
 
 std::shared_ptr<const LayerKernel> make_kernel(const torch::nn::Module& module, const CompressedWeight& weight,
-                                               const CompressedModel& model, const std::string& layer) {
+                                               const CompressedModel& model, const std::string& layer,
+                                               const RuntimeOptions& options) {
   if (dynamic_cast<const torch::nn::EmbeddingImpl*>(&module) != nullptr) {
     if (weight.scheme == WeightScheme::PQ && weight.codes.scalar_type() != at::kByte) return nullptr;
-    return std::make_shared<runtime::EmbeddingKernel>(weight);
+    return std::make_shared<runtime::EmbeddingKernel>(weight, options);
   }
   const auto* conv = dynamic_cast<const torch::nn::Conv2dImpl*>(&module);
   const bool linear = dynamic_cast<const torch::nn::LinearImpl*>(&module) != nullptr;
@@ -44,18 +44,10 @@ std::shared_ptr<const LayerKernel> make_kernel(const torch::nn::Module& module, 
     return std::make_shared<runtime::DecodeOnUseConvKernel>(weight, bias_of(model, layer), conv->options);
   }
   if (!linear && conv == nullptr) return nullptr;
-  std::unique_ptr<PackedLinearBase> packed = runtime::pack_linear(weight);
+  std::unique_ptr<PackedLinearBase> packed = runtime::pack_linear(weight, options);
   if (!packed) return nullptr;
   return std::make_shared<runtime::PackedLinearKernel>(std::move(packed), bias_of(model, layer),
                                                        weight.shape, conv != nullptr);
-}
-
-// What `build` makes, with the models' Linear and Embedding layers built without float weights
-// (layer_factory.h): the kernels or the file's values take their place.
-template <typename Build>
-auto without_float_weights(const Build& build) {
-  WeightlessConstruction weightless;
-  return build();
 }
 
 }  // namespace
@@ -66,17 +58,14 @@ void release_freed_memory() {
 #endif
 }
 
-RuntimeLayers::~RuntimeLayers() {
-  for (const auto& module : modules_) set_layer_kernel(*module, nullptr);
-}
-
 int64_t RuntimeLayers::resident_bytes() const {
   int64_t bytes = 0;
   for (const auto& kernel : kernels_) bytes += kernel->resident_bytes();
   return bytes;
 }
 
-std::set<std::string> RuntimeLayers::attach(torch::nn::Module& module, const CompressedModel& model) {
+std::set<std::string> RuntimeLayers::attach(torch::nn::Module& module, const CompressedModel& model,
+                                            const RuntimeOptions& options) {
   std::set<std::string> taken;
   at::NoGradGuard no_grad;
   for (const auto& item : module.named_modules("", /*include_self=*/false)) {
@@ -84,7 +73,7 @@ std::set<std::string> RuntimeLayers::attach(torch::nn::Module& module, const Com
     const CompressedWeight* weight = model.find(name);
     if (weight == nullptr || weight->scheme == WeightScheme::Float32 || weight->scheme == WeightScheme::Float16)
       continue;
-    std::shared_ptr<const LayerKernel> kernel = make_kernel(*item.value(), *weight, model, item.key());
+    std::shared_ptr<const LayerKernel> kernel = make_kernel(*item.value(), *weight, model, item.key(), options);
     if (!kernel) continue;
     at::Tensor parameter = item.value()->named_parameters(/*recurse=*/false)["weight"];
     QNOISE_CHECK(parameter.sizes().vec() == weight->shape, "tensor '", name, "' has shape ",
@@ -93,32 +82,20 @@ std::set<std::string> RuntimeLayers::attach(torch::nn::Module& module, const Com
     parameter.set_data(weight_placeholder(weight->shape, parameter.options()));
     set_layer_kernel(*item.value(), kernel);
     kernels_.push_back(std::move(kernel));
-    modules_.push_back(item.value());
     layers_.push_back(item.key());
     taken.insert(name);
   }
   return taken;
 }
 
-RuntimeInferenceModel load_runtime_inference_model(const CompressedModel& file) {
-  RuntimeInferenceModel runtime{without_float_weights([&] { return build_inference_model(file); }),
-                                std::make_unique<RuntimeLayers>()};
-  const std::set<std::string> taken = runtime.layers->attach(*runtime.model.module, file);
-  load_compressed_tensors(runtime.model, file, taken);
-  runtime.model.module->eval();
+RuntimeLayers load_packed_module(torch::nn::Module& module, const CompressedModel& file, const RuntimeOptions& options,
+                                 const std::vector<std::string>& recomputed_buffers) {
+  RuntimeLayers layers;
+  const std::set<std::string> taken = layers.attach(module, file, options);
+  load_compressed_tensors(module, file, recomputed_buffers, taken);
+  module.eval();
   release_freed_memory();
-  return runtime;
-}
-
-RuntimeTask load_runtime_task(const CompressedModel& model, const std::string& data) {
-  RuntimeTask runtime;
-  runtime.task = without_float_weights([&] { return make_compressed_task(model, data); });
-  runtime.layers = std::make_unique<RuntimeLayers>();
-  const std::set<std::string> taken = runtime.layers->attach(runtime.task->model(), model);
-  load_compressed_tensors(runtime.task->model(), model, runtime.task->recomputed_buffers(), taken);
-  runtime.task->model().eval();
-  release_freed_memory();
-  return runtime;
+  return layers;
 }
 
 }  // namespace qnoise

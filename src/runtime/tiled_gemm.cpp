@@ -6,14 +6,13 @@
 #include <algorithm>
 #include <vector>
 
-#include "runtime/linear_tuning.h"
 #include "runtime/worker_pool.h"
 
 namespace qnoise::runtime {
 
-void tiled_gemm(const float* x, int64_t batch, int64_t in, int64_t out, const DecodeRows& decode, float* y) {
-  const int64_t budget = linear_tuning().gemm_tile_floats;
-  const int64_t tile_rows = std::min(out, std::max<int64_t>(8, budget / in / 8 * 8));
+void tiled_gemm(const float* x, int64_t batch, int64_t in, int64_t out, const DecodeRows& decode, float* y,
+                int64_t tile_floats) {
+  const int64_t tile_rows = std::min(out, std::max<int64_t>(8, tile_floats / in / 8 * 8));
   thread_local std::vector<float> tile;
   if (static_cast<int64_t>(tile.size()) < tile_rows * in) tile.assign(static_cast<size_t>(tile_rows * in), 0.0f);
   const auto float_options = at::TensorOptions().dtype(at::kFloat);

@@ -12,6 +12,8 @@ using DecodeRows = std::function<void(int64_t row_begin, int64_t row_end, float*
 
 // x [batch, in] and y [batch, out] row-major; y is overwritten (no bias). Rows of a tile are
 // decoded on at::get_num_threads() threads; the GEMM threads as OpenBLAS is told to.
-void tiled_gemm(const float* x, int64_t batch, int64_t in, int64_t out, const DecodeRows& decode, float* y);
+// tile_floats: floats of one decoded tile (LinearTuning::gemm_tile_floats).
+void tiled_gemm(const float* x, int64_t batch, int64_t in, int64_t out, const DecodeRows& decode, float* y,
+                int64_t tile_floats);
 
 }  // namespace qnoise::runtime

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "qnoise/error.h"
-#include "qnoise/process_tuning.h"
 
 namespace qnoise::runtime {
 
@@ -52,14 +51,15 @@ class WorkerPool {
     }
     // Close the previous call's claims before changing what they refer to: a worker that read
     // the old claim and then this call's part count must fail its compare-exchange, not run a
-    // part of this call under the old generation (the first version did: a part ran twice).
+    // part of this call under the old generation, which would run that part twice
+    // (docs/kernels.md, "Threads: the worker pool").
     const uint32_t generation = generation_.load() + 1;
     claim_.store(uint64_t{generation} << 32 | kClosed);
     part_ = &part;
     parts_.store(parts);
     done_.store(0);
     participants_.store(static_cast<int>(threads - 1));
-    spin_after_.store(idle == IdleWorkers::AsConfigured && spin_configured_);
+    spin_after_.store(idle == IdleWorkers::Spin);
     error_ = nullptr;
     claim_.store(uint64_t{generation} << 32);
     generation_.store(generation);
@@ -134,7 +134,6 @@ class WorkerPool {
   std::mutex sleep_mutex_;
   std::condition_variable wake_;
   std::atomic<bool> stop_{false};
-  const bool spin_configured_ = packed_workers_spin();  // read once: getenv on every call costs
 };
 
 }  // namespace

@@ -1,18 +1,24 @@
 #pragma once
 // The packed layers' own threads. A batch-1 layer is a few microseconds of work, so handing half of
-// it to another thread must cost far less than that: at::parallel_for through OpenMP took 0.9 us
-// for an empty call with spinning workers (and two 5.3 us parts 60-69 us with sleeping ones), this
-// pool 0.12 us (0.06 with sleeping workers, whose call does not wait for them to wake). Having our
-// own threads also lets each call say whether its workers should wait for the next call spinning
-// (batch-1 layers back to back) or go to sleep at once (a BLAS call follows and needs the cores),
-// which one OpenMP setting for the whole process cannot.
+// it to another thread must cost far less than that: this pool does, at::parallel_for through
+// OpenMP does not, and a call never waits for sleeping workers to wake (docs/kernels.md, "Threads:
+// the worker pool"). Having our own threads also lets each call say whether its workers should
+// wait for the next call spinning (batch-1 layers back to back) or go to sleep at once (a BLAS call
+// follows and needs the cores), which one OpenMP setting for the whole process cannot.
 #include <cstdint>
+
+#include "qnoise/runtime_options.h"
 
 namespace qnoise::runtime {
 
-// What the workers do when a call's parts are done: wait for the next call as the process is set
-// up to (spinning for a moment when workers_spin(), else sleeping), or sleep at once.
-enum class IdleWorkers { AsConfigured, Sleep };
+// What the workers do when a call's parts are done: spin for a moment, waiting for the next call
+// (small layers back to back), or sleep at once (a BLAS call follows and needs the cores).
+enum class IdleWorkers { Spin, Sleep };
+
+// What the layers' tuning asks for between calls.
+inline IdleWorkers idle_workers(const LinearTuning& tuning) {
+  return tuning.spinning_workers ? IdleWorkers::Spin : IdleWorkers::Sleep;
+}
 
 // A reference to a callable taking the part index, without std::function's allocation.
 class PartFunction {
@@ -32,6 +38,6 @@ class PartFunction {
 // thread is free, so more parts than threads balance uneven ones. The first exception a part
 // throws is rethrown here (the other parts still run). Called from inside a part, or while another
 // thread's call is running, the parts run here in order.
-void run_parts(int64_t parts, PartFunction part, IdleWorkers idle = IdleWorkers::AsConfigured);
+void run_parts(int64_t parts, PartFunction part, IdleWorkers idle = IdleWorkers::Sleep);
 
 }  // namespace qnoise::runtime

@@ -6,6 +6,7 @@
 #include <torch/utils.h>
 
 #include "qnoise/efficientnet.h"
+#include "qnoise/module_compression.h"
 #include "train/default_plans.h"
 #include "train/task_config.h"
 #include "train/task_models.h"
@@ -124,26 +125,12 @@ void ImageTask::run_calibration_passes() {
 
 void ImageTask::recalibrate_normalization() {
   constexpr int64_t kImages = 6400;
-  std::vector<torch::nn::BatchNorm2dImpl*> norms;
-  for (const auto& module : model_->modules())
-    if (auto* norm = module->as<torch::nn::BatchNorm2d>()) norms.push_back(norm);
-  if (norms.empty()) return;
-  // Eval mode everywhere (no dropout draws from the generator) but in the normalization layers,
-  // which accumulate a plain average (momentum unset) over the first images of the training set.
-  model_->eval();
-  std::vector<c10::optional<double>> momenta;
-  for (auto* norm : norms) {
-    momenta.push_back(norm->options.momentum());
-    norm->reset_running_stats();
-    norm->options.momentum(c10::nullopt);
-    norm->train();
-  }
-  torch::NoGradGuard no_grad;
-  const int64_t n = std::min(train_.size(), kImages);
-  for (int64_t start = 0; start < n; start += eval_batch_size_)
-    logits(train_.images.slice(0, start, std::min(n, start + eval_batch_size_)).to(device_));
-  for (size_t i = 0; i < norms.size(); ++i) norms[i]->options.momentum(momenta[i]);
-  model_->eval();
+  // A plain average over clean passes on the first images of the training set.
+  reestimate_batch_norm(*model_, [&] {
+    const int64_t n = std::min(train_.size(), kImages);
+    for (int64_t start = 0; start < n; start += eval_batch_size_)
+      logits(train_.images.slice(0, start, std::min(n, start + eval_batch_size_)).to(device_));
+  });
 }
 
 std::vector<NoiseTarget> ImageTask::noise_targets(double rate, int64_t block_size,

@@ -22,19 +22,14 @@ namespace {
 
 constexpr const char* kStageCheckpointFormat = "qnoise-ipq-stage-1";
 
-std::shared_ptr<torch::nn::Module> find_module(torch::nn::Module& model, const std::string& name) {
-  for (const auto& item : model.named_modules("", /*include_self=*/false))
-    if (item.key() == name) return item.value();
-  throw Error("the model has no layer '" + name + "'");
-}
-
-at::Tensor registered_weight(torch::nn::Module& model, const std::string& name) {
-  return find_module(model, name)->named_parameters(/*recurse=*/false)["weight"];
-}
-
 BlockLayout layout_of(torch::nn::Module& model, const std::string& name, int64_t block_size) {
-  const WeightSlot slot = find_weight_slot(*find_module(model, name));
-  return BlockLayout(slot.kind, slot.weight->sizes().vec(), block_size);
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    if (item.key() != name) continue;
+    const WeightSlot slot = find_weight_slot(*item.value());
+    QNOISE_CHECK(slot.weight != nullptr, "layer '", name, "' has no weight to quantize");
+    return BlockLayout(slot.kind, slot.weight->sizes().vec(), block_size);
+  }
+  throw Error("the model has no layer '" + name + "'");
 }
 
 std::vector<at::Tensor> trainable_parameters(torch::nn::Module& model, const PqLayers& pq) {
@@ -113,6 +108,14 @@ int64_t resume_stages(TrainingTask& task, PqLayers& pq, const IpqOptions& option
     pq.add(model, name, layout, at::zeros({k, layout.block_size()}), at::zeros({layout.n_blocks()}, at::kLong),
            layer.value("centroid_bits", 16));
   }
+  const auto done_stages = stored.at("stages_done").get<int64_t>();
+  // The int8 / int4 layers of the stages done were frozen when they were quantized.
+  const auto stage_layers = resolve_plan_layers(model, options.plan);
+  for (int64_t s = 0; s < done_stages && s < static_cast<int64_t>(stage_layers.size()); ++s)
+    if (options.plan.stages[static_cast<size_t>(s)].scheme != StageScheme::Pq)
+      for (const auto& name : stage_layers[static_cast<size_t>(s)])
+        for (const auto& item : model.named_modules("", /*include_self=*/false))
+          if (item.key() == name) item.value()->named_parameters(/*recurse=*/false)["weight"].requires_grad_(false);
   if (options.plan.finetune_steps > 0)
     finetuning.optimizer = make_optimizer(trainable_parameters(model, pq), options.optimizer);
   auto holder = stage_state(task, pq);
@@ -125,46 +128,21 @@ int64_t resume_stages(TrainingTask& task, PqLayers& pq, const IpqOptions& option
   return done;
 }
 
-// k-means on one layer's blocks; the layer then becomes a PQ layer. Returns its report.
-PqLayerReport quantize_layer(torch::nn::Module& model, PqLayers& pq, const QuantizationPlan& plan,
-                             const PqStage& stage, const std::string& name) {
-  const BlockLayout layout = layout_of(model, name, stage.block_size);
-  const at::Tensor blocks = layout.to_blocks(registered_weight(model, name).detach().to(at::kCPU, at::kFloat));
-  const int64_t k = plan.centroids_for(stage, layout.n_blocks());
-  // Seeded by the layer's place in the whole plan, so a resumed run draws the same inits.
-  ProductQuantizer quantizer(stage.block_size, ProductQuantizerOptions()
-                                                   .set_n_centroids(k)
-                                                   .set_n_iterations(plan.kmeans_iterations)
-                                                   .set_seed(mix_seed(plan.seed, pq.layers().size())));
-  const auto start = std::chrono::steady_clock::now();
-  quantizer.train(blocks);
-  const at::Tensor codes = quantizer.compute_codes(blocks);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  // Before add(): `blocks` views the layer's weight, which add() overwrites with the decoded one.
-  const at::Tensor stored = round_centroids(quantizer.codebook(), stage.centroid_bits);
-  const double error = relative_error(blocks, stored.index_select(0, codes.to(at::kLong)));
-  pq.add(model, name, layout, quantizer.codebook(), codes, stage.centroid_bits);
-  return {name, stage.name, layout.weight_shape(), stage.block_size, k, error, seconds};
-}
-
-void finetune(TrainingTask& task, PqLayers& pq, NoisyLayers& noisy, const IpqOptions& options,
-              Finetuning& finetuning, const std::string& stage_name) {
-  torch::nn::Module& model = task.model();
-  finetuning.optimizer = rebuild_optimizer(finetuning.optimizer.get(), trainable_parameters(model, pq),
-                                           options.optimizer);
-  const std::vector<at::Tensor> parameters = trainable_parameters(model, pq);
+// The task's training loop for one stage's finetuning: plan.finetune_steps updates over the task's
+// batches, continuing its data order across stages, with the optimizer's state carried over.
+void finetune(TrainingTask& task, FinetuneStage& stage, const IpqOptions& options, Finetuning& finetuning) {
+  const std::vector<at::Tensor> parameters = stage.parameters();
+  finetuning.optimizer = rebuild_optimizer(finetuning.optimizer.get(), parameters, options.optimizer);
   set_learning_rate(*finetuning.optimizer, options.plan.lr);
   const int64_t per_epoch = task.batches_per_epoch();
   detail::ProgressDisplay progress(options.progress, options.plan.finetune_steps, task.unit_name());
-  model.train();
   for (int64_t i = 0; i < options.plan.finetune_steps; ++i) {
     const int64_t index = finetuning.data_step % per_epoch;
     if (i == 0 || index == 0) task.start_epoch(finetuning.data_step / per_epoch);
     finetuning.optimizer->zero_grad();
     BatchLoss batch;
     {
-      auto quantized = pq.bind();
-      auto noise = noisy.draw();
+      auto scope = stage.forward_scope();
       batch = task.train_batch(index);
     }
     batch.loss.backward();
@@ -172,96 +150,67 @@ void finetune(TrainingTask& task, PqLayers& pq, NoisyLayers& noisy, const IpqOpt
     finetuning.optimizer->step();
     ++finetuning.data_step;
     const double loss = batch.loss.item<double>();
-    QNOISE_CHECK(std::isfinite(loss), "iPQ finetuning after stage '", stage_name, "': the loss became ", loss);
+    QNOISE_CHECK(std::isfinite(loss), "iPQ finetuning after stage '", stage.stage().name, "': the loss became ", loss);
     progress.update(i + 1, loss, batch.units, options.plan.lr);
   }
   progress.interrupt();
-  pq.write_back();
 }
 
 }  // namespace
 
-std::vector<std::vector<std::string>> resolve_plan_layers(torch::nn::Module& model, const QuantizationPlan& plan) {
-  std::vector<std::vector<std::string>> layers(plan.stages.size());
-  std::vector<std::vector<bool>> matched;
-  for (const PqStage& stage : plan.stages) matched.emplace_back(stage.layers.size(), false);
-  std::string candidates;
-  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
-    const WeightSlot slot = find_weight_slot(*item.value());
-    if (slot.weight == nullptr) continue;
-    candidates += (candidates.empty() ? "" : ", ") + item.key();
-    bool taken = false;
-    for (size_t s = 0; s < plan.stages.size() && !taken; ++s) {
-      for (size_t p = 0; p < plan.stages[s].layers.size() && !taken; ++p) {
-        if (!glob_match(plan.stages[s].layers[p], item.key())) continue;
-        matched[s][p] = taken = true;
-        try {
-          BlockLayout(slot.kind, slot.weight->sizes().vec(), plan.stages[s].block_size);
-        } catch (const Error& e) {
-          throw Error("quantization plan stage '" + plan.stages[s].name + "', layer '" + item.key() + "': " + e.what());
-        }
-        layers[s].push_back(item.key());
-      }
-    }
-  }
-  for (size_t s = 0; s < plan.stages.size(); ++s)
-    for (size_t p = 0; p < plan.stages[s].layers.size(); ++p)
-      QNOISE_CHECK(matched[s][p], "quantization plan stage '", plan.stages[s].name, "': pattern '",
-                   plan.stages[s].layers[p],
-                   "' matches no Linear, Conv2d or Embedding layer that an earlier pattern did not take; the model has: ",
-                   candidates.empty() ? std::string("none") : candidates);
-  return layers;
+ModuleCompressionOptions task_compression_options(TrainingTask& task, const QuantizationPlan& plan) {
+  ModuleCompressionOptions options;
+  options.plan = plan;
+  options.recalibrate_normalization = [&task] { task.recalibrate_normalization(); };
+  options.calibration_passes = [&task] { task.run_calibration_passes(); };
+  options.file_info.task = task.config();
+  options.file_info.artifacts = task.artifacts();
+  options.file_info.recomputed_buffers = task.recomputed_buffers();
+  return options;
 }
 
-IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options) {
+IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, bool int8_activations) {
   const QuantizationPlan& plan = options.plan;
-  torch::nn::Module& model = task.model();
-  const auto stage_layers = resolve_plan_layers(model, plan);
   IpqOptions settings = options;
   settings.optimizer.lr = plan.lr;
   Finetuning finetuning;
-  const int64_t first = resume_stages(task, pq, settings, finetuning);
   IpqResult result;
-  for (size_t s = static_cast<size_t>(first); s < plan.stages.size(); ++s) {
+  ModuleCompressionOptions compression = task_compression_options(task, plan);
+  compression.int8_activations = int8_activations;
+  compression.first_stage = static_cast<size_t>(resume_stages(task, pq, settings, finetuning));
+  compression.stop_after_stage = static_cast<size_t>(std::max<int64_t>(0, options.stop_after_stage));
+  if (plan.finetune_steps > 0)
+    compression.finetune = [&](FinetuneStage& stage) { finetune(task, stage, settings, finetuning); };
+  compression.after_stage = [&](const ModuleCompressionOptions::StageDone& done) {
+    const size_t s = done.index;
     const PqStage& stage = plan.stages[s];
-    for (const std::string& name : stage_layers[s]) {
-      result.layers.push_back(quantize_layer(model, pq, plan, stage, name));
-      result.kmeans_seconds += result.layers.back().kmeans_seconds;
-    }
-    // Batch-norm statistics follow the quantized weights (no-op for models without batch norm).
-    task.recalibrate_normalization();
-    if (plan.finetune_steps > 0) {
-      std::vector<NoiseTarget> later;  // Quant-Noise on the layers later stages will quantize
-      for (size_t t = s + 1; t < plan.stages.size() && plan.noise_rate > 0; ++t)
-        for (const std::string& name : stage_layers[t])
-          later.push_back({name, plan.noise_rate, plan.stages[t].block_size, NoiseFunction::pq()});
-      NoisyLayers noisy(model, later);
-      finetune(task, pq, noisy, settings, finetuning, stage.name);
-      task.recalibrate_normalization();
-    }
-    model.eval();
+    const PqLayers& layers = done.pq;
+    result.layers = done.layers;
     result.metrics.clear();
     for (const auto& split : task.eval_splits())
       if (split == "valid") result.metrics[split] = task.evaluate(split);
     if (options.json_log != nullptr) {
-      nlohmann::json line = {{"event", "ipq_stage"}, {"stage", stage.name}, {"layers", stage_layers[s].size()}};
+      nlohmann::json line = {{"event", "ipq_stage"}, {"stage", stage.name}};
+      int64_t n_layers = 0;
+      for (const auto& layer : result.layers) n_layers += layer.stage == stage.name;
+      line["layers"] = n_layers;
       for (const auto& [split, values] : result.metrics)
         for (const auto& [metric, value] : values) line[split][metric] = value;
       *options.json_log << line.dump() << std::endl;
     }
     if (!options.checkpoint_path.empty()) {
-      auto holder = stage_state(task, pq);
+      auto holder = stage_state(task, layers);
       save_checkpoint(options.checkpoint_path, *holder, finetuning.optimizer.get(),
                       {static_cast<int64_t>(s + 1), 0,
-                       stage_metadata(task, plan, pq, static_cast<int64_t>(s + 1), finetuning.data_step).dump()});
+                       stage_metadata(task, plan, layers, static_cast<int64_t>(s + 1), finetuning.data_step).dump()});
     }
-    if (options.stop_after_stage > 0 && static_cast<int64_t>(s + 1) == options.stop_after_stage &&
-        s + 1 < plan.stages.size()) {
-      result.stopped_early = true;
-      break;
-    }
-  }
-  model.eval();
+  };
+  // The per-layer reports as each stage's layers are quantized, so that after_stage sees them.
+  ModuleCompression compressed = compress_module(task.model(), compression, &pq);
+  result.layers = std::move(compressed.layers);
+  result.kmeans_seconds = compressed.kmeans_seconds;
+  result.stopped_early = compressed.stopped_early;
+  result.model = std::move(compressed.model);
   return result;
 }
 

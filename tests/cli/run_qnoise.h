@@ -1,10 +1,12 @@
 #pragma once
-// Runs the built `qnoise` program (QNOISE_BINARY) with arguments, as a user would from a shell.
+// Runs the built `qnoise` program (QNOISE_BINARY, qnoise_binary.h) with arguments, as a user would from a shell.
 #include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
 #include <string>
+
+#include "qnoise_binary.h"
 
 namespace qnoise::testing {
 

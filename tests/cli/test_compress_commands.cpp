@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/run_qnoise.h"
+#include "shared_fixture.h"
 #include "qnoise/safetensors.h"
 
 namespace {
@@ -19,18 +20,14 @@ using qnoise::testing::run_qnoise;
 
 std::string temp_path(const std::string& name) { return ::testing::TempDir() + name; }
 
-// A small CNN trained for 2 epochs of 8 updates, once per test process (ctest runs the tests of
-// this file side by side, each in its own process: the name carries the process id).
+// A small CNN trained for 2 epochs of 8 updates, once per ctest run (shared_fixture.h).
 const std::string& trained_checkpoint() {
-  static const std::string path = [] {
-    const auto out = temp_path("compress_cli_model_" + std::to_string(getpid()) + ".pt");
-    fs::remove(out);
+  static const std::string path = qnoise::testing::shared_fixture("small_cnn_2_epochs.pt", [](const std::string& out) {
     const auto result = run_qnoise(
         "--threads 1 train --task image --arch small-cnn --channels 8 --train-limit 1024 --valid-size 500 "
         "--epochs 2 --progress off --out " + out);
     EXPECT_EQ(result.exit_code, 0) << result.output;
-    return out;
-  }();
+  });
   return path;
 }
 

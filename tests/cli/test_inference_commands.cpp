@@ -7,7 +7,7 @@
 #include <fstream>
 
 #include "cli/run_qnoise.h"
-#include "format/small_qnz_models.h"
+#include "train/small_qnz_models.h"
 #include "qnoise/idx_file.h"
 #include "qnoise/image_dataset.h"
 #include "qnoise/inference_model.h"
@@ -16,7 +16,7 @@
 #include "qnoise/task_model.h"
 #include "qnoise/text_corpus.h"
 #include "qnoise/text_generation.h"
-#include "quant/cpu_features.h"
+#include "kernels/cpu_features.h"
 
 namespace {
 
@@ -27,16 +27,12 @@ using qnoise::testing::unique_temp_path;
 
 // The tiny LM as int8, its training data deleted; once per test process.
 const std::string& lm_file() {
-  static const std::string path = qnoise::testing::tiny_lm_file_without_data("cli_lm");
+  static const std::string path = qnoise::testing::tiny_lm_file_without_data();
   return path;
 }
 
 const std::string& image_file() {
-  static const std::string path = [] {
-    const auto qnz = unique_temp_path("cli_cnn.qnz");
-    qnoise::testing::write_small_cnn_qnz(qnz);
-    return qnz;
-  }();
+  static const std::string path = qnoise::testing::small_cnn_file();
   return path;
 }
 

@@ -1,15 +1,22 @@
-// packed_workers_spin() reads QNOISE_WORKER_WAIT: spin or sleep (the default), anything else named
-// in an error; tune_process(BriefSpin) sets it to spin unless the user chose.
+// runtime_options_from_environment reads QNOISE_WORKER_WAIT (spin or sleep; unset: spin only for
+// ThreadWaiting::BriefSpin), QNOISE_ACTIVATIONS and QNOISE_KERNELS, and names a variable with any
+// other value in an error; tune_process leaves a process whose OpenMP wait policy is set running.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "qnoise/error.h"
+#include "qnoise/kernel_path.h"
 #include "qnoise/process_tuning.h"
+#include "qnoise/runtime_options.h"
 
 namespace {
+
+using qnoise::ThreadWaiting;
 
 // Sets (or, with nullopt, removes) an environment variable for the scope, then restores it.
 class ScopedEnv {
@@ -29,9 +36,29 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
-bool spins(std::optional<std::string> wait) {
+// The options with the three variables set as given (nullopt: unset) and nothing else changed.
+qnoise::RuntimeOptions options_from(std::optional<std::string> wait, ThreadWaiting waiting = ThreadWaiting::Passive,
+                                    std::optional<std::string> kernels = std::nullopt,
+                                    std::optional<std::string> activations = std::nullopt) {
+  ScopedEnv k("QNOISE_KERNELS", std::move(kernels));
+  ScopedEnv a("QNOISE_ACTIVATIONS", std::move(activations));
   ScopedEnv w("QNOISE_WORKER_WAIT", std::move(wait));
-  return qnoise::packed_workers_spin();
+  return qnoise::runtime_options_from_environment(waiting);
+}
+
+bool spins(std::optional<std::string> wait, ThreadWaiting waiting = ThreadWaiting::Passive) {
+  return options_from(std::move(wait), waiting).tuning.spinning_workers;
+}
+
+// Runs `make` and expects a qnoise::Error whose message contains `part`.
+template <typename Make>
+void expect_error(const Make& make, const std::string& part) {
+  try {
+    make();
+    ADD_FAILURE() << "no qnoise::Error, expected one mentioning " << part;
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
@@ -41,33 +68,37 @@ TEST(ProcessTuning, PackedWorkersSpinOnlyWhenAskedTo) {
   EXPECT_FALSE(spins("sleep"));
   EXPECT_FALSE(spins(std::nullopt));
   EXPECT_FALSE(spins(""));
-  try {
-    spins("active");
-    FAIL() << "an unknown value was accepted";
-  } catch (const qnoise::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("QNOISE_WORKER_WAIT='active'"), std::string::npos) << e.what();
-  }
+  expect_error([] { spins("active"); }, "QNOISE_WORKER_WAIT='active'");
 }
 
 TEST(ProcessTuning, BriefSpinAsksForSpinningWorkersUnlessTheUserChose) {
-  // OMP_WAIT_POLICY set: tune_process does not restart the program.
+  EXPECT_TRUE(spins(std::nullopt, ThreadWaiting::BriefSpin));
+  EXPECT_FALSE(spins("sleep", ThreadWaiting::BriefSpin));
+  EXPECT_TRUE(spins("spin", ThreadWaiting::BriefSpin));
+  expect_error([] { spins("active", ThreadWaiting::BriefSpin); }, "QNOISE_WORKER_WAIT='active'");
+}
+
+TEST(ProcessTuning, SpinningWorkersSplitSmallerLayers) {
+  // LinearTuning::use_spinning_workers: handing out work is cheap, so smaller layers use threads.
+  EXPECT_EQ(options_from("spin").tuning.min_work_per_thread, int64_t{1} << 17);
+  EXPECT_EQ(options_from("sleep").tuning.min_work_per_thread, qnoise::LinearTuning{}.min_work_per_thread);
+}
+
+TEST(ProcessTuning, ActivationsAndKernelsComeFromTheEnvironment) {
+  EXPECT_FALSE(options_from(std::nullopt).int8_activations);
+  EXPECT_TRUE(options_from(std::nullopt, ThreadWaiting::Passive, std::nullopt, "int8").int8_activations);
+  EXPECT_FALSE(options_from(std::nullopt, ThreadWaiting::Passive, std::nullopt, "float").int8_activations);
+  expect_error([] { options_from(std::nullopt, ThreadWaiting::Passive, std::nullopt, "int7"); },
+               "QNOISE_ACTIVATIONS='int7'");
+  EXPECT_EQ(options_from(std::nullopt, ThreadWaiting::Passive, "reference").kernel_path, qnoise::KernelPath::Reference);
+  expect_error([] { options_from(std::nullopt, ThreadWaiting::Passive, "bogus"); }, "QNOISE_KERNELS='bogus'");
+}
+
+TEST(ProcessTuning, TuneProcessLeavesASetWaitPolicyAlone) {
+  // OMP_WAIT_POLICY set: tune_process does not restart the program, and returns.
   ScopedEnv policy("OMP_WAIT_POLICY", "passive");
   char* argv[] = {nullptr};
-  {
-    ScopedEnv wait("QNOISE_WORKER_WAIT", std::nullopt);
-    qnoise::tune_process(argv, qnoise::ThreadWaiting::BriefSpin);
-    EXPECT_TRUE(qnoise::packed_workers_spin());
-  }
-  {
-    ScopedEnv wait("QNOISE_WORKER_WAIT", "sleep");
-    qnoise::tune_process(argv, qnoise::ThreadWaiting::BriefSpin);
-    EXPECT_FALSE(qnoise::packed_workers_spin());
-  }
-  {
-    ScopedEnv wait("QNOISE_WORKER_WAIT", std::nullopt);
-    qnoise::tune_process(argv, qnoise::ThreadWaiting::Passive);
-    EXPECT_FALSE(qnoise::packed_workers_spin());
-    qnoise::ask_for_spinning_workers();  // what `qnoise generate` adds after parsing
-    EXPECT_TRUE(qnoise::packed_workers_spin());
-  }
+  qnoise::tune_process(argv);
+  ASSERT_NE(std::getenv("OMP_WAIT_POLICY"), nullptr);
+  EXPECT_EQ(std::string(std::getenv("OMP_WAIT_POLICY")), "passive");
 }

@@ -1,8 +1,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "noise/noise_kernels.h"
-#include "quant/cpu_features.h"
+#include "kernels/noise_kernels.h"
+#include "kernels/cpu_features.h"
 
 namespace {
 

@@ -6,7 +6,7 @@
 #include <limits>
 #include <vector>
 
-#include "quant/cpu_features.h"
+#include "kernels/cpu_features.h"
 #include "quant/nearest_centroid.h"
 
 namespace kernels = qnoise::kernels;

@@ -11,8 +11,8 @@
 
 #include "qnoise/compressed_weight.h"
 #include "qnoise/packed_linear.h"
-#include "quant/cpu_features.h"
-#include "runtime/int4_fixed_point.h"
+#include "kernels/cpu_features.h"
+#include "kernels/int4_fixed_point.h"
 #include "runtime/packed_linear_fixture.h"
 
 namespace {
@@ -209,9 +209,9 @@ TEST_F(Int4FixedPointLayerTest, StaysWithinTheActivationRoundingOfTheFloatProduc
   if (!k::cpu_has_avx2_fma()) GTEST_SKIP() << "no AVX2+FMA on this CPU";
   torch::manual_seed(23);
   for (int64_t in : {40, 300, 1030}) {
-    const auto values = torch::randn({37, in});
-    const qnoise::PackedInt4Linear layer(qnoise::compress_scalar(values, 4));
-    const auto w = layer.decode().to(torch::kDouble);
+    const auto weight = qnoise::compress_scalar(torch::randn({37, in}), 4);
+    const auto w =
+        qnoise::PackedInt4Linear(weight, options_for(qnoise::KernelPath::Reference)).decode().to(torch::kDouble);
     auto x = torch::randn({5, in});
     x[1] *= 1e-3;
     x[2][3] = 40;  // an outlier: the small activations keep 6e-8 of 40
@@ -223,7 +223,7 @@ TEST_F(Int4FixedPointLayerTest, StaysWithinTheActivationRoundingOfTheFloatProduc
     // bound by up to 2.5x on these rows.)
     for (auto path : available_kernel_paths()) {
       if (path == qnoise::KernelPath::Reference) continue;
-      qnoise::set_kernel_path(path);
+      const qnoise::PackedInt4Linear layer(weight, options_for(path));
       const auto y = layer.forward(x).to(torch::kDouble);
       EXPECT_TRUE(((y - float_product).abs() <= bound).all().item<bool>())
           << qnoise::to_string(path) << " in " << in << ": "
@@ -238,14 +238,14 @@ TEST_F(Int4FixedPointLayerTest, StaysWithinTheActivationRoundingOfTheFloatProduc
 
 TEST_F(Int4FixedPointLayerTest, NonFiniteAndZeroActivations) {
   torch::manual_seed(24);
-  const qnoise::PackedInt4Linear layer(qnoise::compress_scalar(torch::randn({6, 70}), 4));
+  const auto weight = qnoise::compress_scalar(torch::randn({6, 70}), 4);
   auto x = torch::randn({3, 70});
   x[0][69] = NAN;
   x[1][5] = -INFINITY;
   x[2].zero_();
   const auto bias = torch::randn({6});
   for (auto path : available_kernel_paths()) {
-    qnoise::set_kernel_path(path);
+    const qnoise::PackedInt4Linear layer(weight, options_for(path));
     const auto y = layer.forward(x, bias);
     EXPECT_TRUE(y[0].isnan().all().item<bool>()) << qnoise::to_string(path);
     EXPECT_FALSE(y[1].isfinite().any().item<bool>()) << qnoise::to_string(path);

@@ -1,4 +1,4 @@
-// Int8 activations for int8 and int4 weights (packed_linear.h, set_int8_activations): the product of the
+// Int8 activations for int8 and int4 weights (packed_linear.h, RuntimeOptions::int8_activations): the product of the
 // codes with 7-bit activations is exact in integers, the AVX2 and AVX-512 VNNI kernels give the
 // reference's result bit for bit, and the result stays within the activations' rounding of the float product.
 #include <gtest/gtest.h>
@@ -6,23 +6,20 @@
 
 #include <cmath>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "qnoise/compressed_weight.h"
 #include "qnoise/packed_linear.h"
-#include "quant/cpu_features.h"
-#include "runtime/linear_tuning.h"
+#include "kernels/cpu_features.h"
+#include "qnoise/runtime_options.h"
 #include "runtime/packed_linear_fixture.h"
-#include "runtime/scalar_linear_kernels.h"
+#include "kernels/scalar_linear_kernels.h"
 
 namespace {
 
-class Int8ActivationsTest : public PackedLinearTest {
- protected:
-  void SetUp() override {
-    PackedLinearTest::SetUp();
-    qnoise::set_int8_activations(true);
-  }
-};
+// Its layers are built with int8 activations: options_for(path, true).
+class Int8ActivationsTest : public PackedLinearTest {};
 
 // The activations as the kernel quantizes them (per batch row, 63 levels, the level computed in
 // float as x * (63 / max|x|): in double a value near a half step may round the other way), back in
@@ -44,9 +41,8 @@ TEST_F(Int8ActivationsTest, HandWorkedExample) {
   weight.codes = torch::tensor({0, 255, 128}, torch::kByte);
   weight.scale = torch::tensor({0.5f});
   weight.zero_point = torch::tensor({128}, torch::kByte);
-  const qnoise::PackedInt8Linear layer(weight);
   for (auto path : available_kernel_paths()) {
-    qnoise::set_kernel_path(path);
+    const qnoise::PackedInt8Linear layer(weight, options_for(path, true));
     EXPECT_NEAR(layer.forward(torch::tensor({1.0f, -1.0f, 0.5f})).item<float>(), -127.5f, 1e-4);
     EXPECT_EQ(layer.forward(torch::zeros({3})).item<float>(), 0.0f);  // all-zero activations
     EXPECT_TRUE(std::isnan(layer.forward(torch::tensor({1.0f, NAN, 0.5f})).item<float>()));
@@ -65,9 +61,8 @@ TEST_F(Int8ActivationsTest, Int4AtItsLargestCodesAndActivationsIsExact) {
   weight.codes = codes;
   weight.scale = torch::ones({2});
   weight.zero_point = torch::zeros({2}, torch::kByte);
-  const qnoise::PackedInt4Linear layer(weight);
   for (auto path : available_kernel_paths()) {
-    qnoise::set_kernel_path(path);
+    const qnoise::PackedInt4Linear layer(weight, options_for(path, true));
     for (float sign : {1.0f, -1.0f}) {
       const auto y = layer.forward(torch::full({1024}, 63 * sign));
       EXPECT_EQ(y[0].item<float>(), sign * 967680.0f) << qnoise::to_string(path);
@@ -76,11 +71,11 @@ TEST_F(Int8ActivationsTest, Int4AtItsLargestCodesAndActivationsIsExact) {
   }
 }
 
-// The layer of int<bits> codes for `values`.
-std::unique_ptr<qnoise::PackedLinearBase> scalar_layer(const torch::Tensor& values, int bits) {
-  const auto weight = qnoise::compress_scalar(values, bits);
-  if (bits == 8) return std::make_unique<qnoise::PackedInt8Linear>(weight);
-  return std::make_unique<qnoise::PackedInt4Linear>(weight);
+// The layer of an int<bits> `weight`, built with `options`.
+std::unique_ptr<qnoise::PackedLinearBase> scalar_layer(const qnoise::CompressedWeight& weight, int bits,
+                                                       const qnoise::RuntimeOptions& options) {
+  if (bits == 8) return std::make_unique<qnoise::PackedInt8Linear>(weight, options);
+  return std::make_unique<qnoise::PackedInt4Linear>(weight, options);
 }
 
 TEST_F(Int8ActivationsTest, KernelsAreExactIntegerProductsOnRaggedShapes) {
@@ -95,25 +90,28 @@ TEST_F(Int8ActivationsTest, KernelsAreExactIntegerProductsOnRaggedShapes) {
       torch::manual_seed(++seed);
       auto values = torch::randn({out, in});
       values[0] = values[0].abs() * 4;  // codes at 255 (the int16 pair sums' worst case)
-      const auto layer = scalar_layer(values, bits);
+      const auto weight = qnoise::compress_scalar(values, bits);
+      // One layer per kernel path, in the order of available_kernel_paths() (reference first).
+      std::vector<std::unique_ptr<qnoise::PackedLinearBase>> layers;
+      for (auto path : available_kernel_paths()) layers.push_back(scalar_layer(weight, bits, options_for(path, true)));
+      const qnoise::PackedLinearBase& reference_layer = *layers.front();
       for (int64_t batch : {1, 3, 17}) {
         const auto x = torch::randn({batch, in}) * 3;
         x[0][0] = -7.5;  // a row whose largest activation is negative
         const auto bias = torch::randn({out});
-        const auto exact = torch::mm(quantized(x), layer->decode().to(torch::kDouble).t()) + bias.to(torch::kDouble);
-        qnoise::set_kernel_path(qnoise::KernelPath::Reference);
+        const auto exact =
+            torch::mm(quantized(x), reference_layer.decode().to(torch::kDouble).t()) + bias.to(torch::kDouble);
         at::set_num_threads(1);
-        const auto reference = layer->forward(x, bias);
+        const auto reference = reference_layer.forward(x, bias);
         const std::string what = "int" + std::to_string(bits) + " " + std::to_string(out) + "x" + std::to_string(in) +
                                  " batch " + std::to_string(batch);
         const double error = (reference.to(torch::kDouble) - exact).abs().max().item<double>();
         EXPECT_LE(error, 1e-5 * exact.abs().max().item<double>() + 1e-5) << what;
         for (int threads : {1, 2}) {
           at::set_num_threads(threads);
-          for (auto path : available_kernel_paths()) {
-            qnoise::set_kernel_path(path);
+          for (const auto& layer : layers) {
             EXPECT_TRUE(torch::equal(layer->forward(x, bias), reference))
-                << what << " " << qnoise::to_string(path) << " on " << threads << " threads";
+                << what << " " << qnoise::to_string(layer->options().kernel_path) << " on " << threads << " threads";
           }
         }
       }
@@ -147,7 +145,8 @@ TEST(QuantizeActivations, Avx2MatchesTheReferenceBitForBit) {
 
 TEST_F(Int8ActivationsTest, StaysWithinTheActivationRoundingOfTheFloatProduct) {
   torch::manual_seed(11);
-  const qnoise::PackedInt8Linear layer(qnoise::compress_scalar(torch::randn({48, 200}), 8));
+  const qnoise::PackedInt8Linear layer(qnoise::compress_scalar(torch::randn({48, 200}), 8),
+                                      options_for(qnoise::KernelPath::Auto, true));
   const auto w = layer.decode().to(torch::kDouble);
   const auto x = torch::randn({4, 200});
   const auto y = layer.forward(x).to(torch::kDouble);
@@ -165,15 +164,12 @@ TEST_F(Int8ActivationsTest, EveryBatchSizeUsesIt) {
   // Batches at and above the GEMM switch point too: each batch row gives what it gives alone.
   torch::manual_seed(12);
   const auto values = torch::randn({20, 64});
-  const qnoise::PackedInt8Linear int8(qnoise::compress_scalar(values, 8));
-  const qnoise::PackedInt4Linear int4(qnoise::compress_scalar(values, 4));
-  const auto x = torch::randn({qnoise::runtime::linear_tuning().scalar_gemm_min_batch + 8, 64});
-  for (const qnoise::PackedLinearBase* layer : {static_cast<const qnoise::PackedLinearBase*>(&int8),
-                                                 static_cast<const qnoise::PackedLinearBase*>(&int4)}) {
-    auto run = [&](const torch::Tensor& input, bool on) {
-      qnoise::set_int8_activations(on);
-      return layer->forward(input);
-    };
+  const auto x = torch::randn({options_for(qnoise::KernelPath::Auto).tuning.scalar_gemm_min_batch + 8, 64});
+  for (int bits : {8, 4}) {
+    const auto weight = qnoise::compress_scalar(values, bits);
+    const auto with = scalar_layer(weight, bits, options_for(qnoise::KernelPath::Auto, true));
+    const auto without = scalar_layer(weight, bits, options_for(qnoise::KernelPath::Auto, false));
+    auto run = [&](const torch::Tensor& input, bool on) { return (on ? with : without)->forward(input); };
     const auto batched = run(x, true);
     EXPECT_FALSE(torch::equal(batched, run(x, false)));
     for (int64_t b : {int64_t{0}, x.size(0) - 1}) EXPECT_TRUE(torch::equal(batched[b], run(x[b], true))) << "row " << b;

@@ -2,12 +2,14 @@
 #include <torch/torch.h>
 
 #include <memory>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "qnoise/compressed_weight.h"
 #include "qnoise/error.h"
 #include "qnoise/packed_linear.h"
-#include "runtime/linear_tuning.h"
+#include "qnoise/runtime_options.h"
 #include "runtime/packed_linear_fixture.h"
 
 namespace {
@@ -17,6 +19,29 @@ qnoise::CompressedWeight random_pq(int64_t out, int64_t in, int64_t d, int64_t k
   const auto codebook = torch::randn({k, d});
   const auto codes = torch::randint(0, k, {out * in / d}, torch::kLong).to(torch::kByte);
   return qnoise::compress_pq(qnoise::BlockLayout::linear({out, in}, d), codebook, codes);
+}
+
+// One layer of the same weight for each kernel path this CPU runs, in the order of
+// available_kernel_paths() (reference first).
+using LayerPerPath = std::vector<std::unique_ptr<qnoise::PackedLinearBase>>;
+
+// `Layer` of `weight` built with `options` on every path.
+template <typename Layer>
+LayerPerPath on_every_path(const qnoise::CompressedWeight& weight,
+                           qnoise::RuntimeOptions options = options_for(qnoise::KernelPath::Auto)) {
+  LayerPerPath layers;
+  for (auto path : available_kernel_paths()) {
+    options.kernel_path = path;
+    layers.push_back(std::make_unique<Layer>(weight, options));
+  }
+  return layers;
+}
+
+// The int8 (bits 8) or int4 layers of `weight` on every path.
+LayerPerPath scalar_on_every_path(const qnoise::CompressedWeight& weight, int bits,
+                                  const qnoise::RuntimeOptions& options = options_for(qnoise::KernelPath::Auto)) {
+  return bits == 8 ? on_every_path<qnoise::PackedInt8Linear>(weight, options)
+                   : on_every_path<qnoise::PackedInt4Linear>(weight, options);
 }
 
 // || a - b || <= tolerance * || b ||: fp32 summation order is all that may differ.
@@ -34,27 +59,30 @@ torch::Tensor exact_output(const qnoise::PackedLinearBase& layer, const torch::T
   return y;
 }
 
-// Reference and AVX2 on 1 and 2 threads against each other and against decode() @ x.
-void check_layer(const qnoise::PackedLinearBase& layer, int64_t batch, bool with_bias, bool with_row_scale,
+// Reference and SIMD paths (one layer each, `layers`) on 1 and 2 threads against each other and
+// against decode() @ x.
+void check_layer(const LayerPerPath& layers, int64_t batch, bool with_bias, bool with_row_scale,
                  const std::string& what) {
-  const int64_t out = layer.out_features(), in = layer.in_features();
+  const qnoise::PackedLinearBase& reference_layer = *layers.front();
+  const int64_t out = reference_layer.out_features(), in = reference_layer.in_features();
   const auto x = torch::randn({batch, in});
   const auto bias = with_bias ? torch::randn({out}) : torch::Tensor();
   const auto row_scale = with_row_scale ? torch::rand({out}) + 0.5 : torch::Tensor();
-  const auto* pq = dynamic_cast<const qnoise::PackedPqLinear*>(&layer);
-  auto run = [&] { return pq ? pq->forward(x, bias, row_scale) : layer.forward(x, bias); };
-  const auto exact = exact_output(layer, x, bias, row_scale);
-  qnoise::set_kernel_path(qnoise::KernelPath::Reference);
+  auto run = [&](const qnoise::PackedLinearBase& layer) {
+    const auto* pq = dynamic_cast<const qnoise::PackedPqLinear*>(&layer);
+    return pq ? pq->forward(x, bias, row_scale) : layer.forward(x, bias);
+  };
+  const auto exact = exact_output(reference_layer, x, bias, row_scale);
   at::set_num_threads(1);
-  const auto reference = run();
+  const auto reference = run(reference_layer);
   ASSERT_EQ(reference.sizes(), (std::vector<int64_t>{batch, out}));
   expect_close(reference, exact, 1e-5, what + " reference vs decode() @ x");
   for (int threads : {1, 2}) {
     at::set_num_threads(threads);
-    for (auto path : available_kernel_paths()) {
-      qnoise::set_kernel_path(path);
-      expect_close(run(), reference, 1e-5,
-                   what + " " + qnoise::to_string(path) + " on " + std::to_string(threads) + " threads");
+    for (const auto& layer : layers) {
+      expect_close(run(*layer), reference, 1e-5,
+                   what + " " + qnoise::to_string(layer->options().kernel_path) + " on " + std::to_string(threads) +
+                       " threads");
     }
   }
 }
@@ -69,16 +97,16 @@ TEST_F(PackedLinearTest, PqHandWorkedExample) {
   // 2x8 weight, d = 4, K = 3; row 0 = [c0 | c2], row 1 = [c1 | c1].
   const auto codebook = torch::tensor({1, 0, 0, 0, 0, 1, 2, 0, 1, 1, 1, 1}, torch::kFloat).view({3, 4});
   const auto codes = torch::tensor({0, 2, 1, 1}, torch::kByte);
-  const qnoise::PackedPqLinear layer(qnoise::compress_pq(qnoise::BlockLayout::linear({2, 8}, 4), codebook, codes));
+  const auto weight = qnoise::compress_pq(qnoise::BlockLayout::linear({2, 8}, 4), codebook, codes);
   const auto x = torch::arange(1, 9, torch::kFloat);  // 1..8
   // row 0: x0 + (x4 + x5 + x6 + x7) = 1 + 26 = 27; row 1: (x1 + 2 x2) + (x5 + 2 x6) = 8 + 20 = 28.
   for (auto path : {qnoise::KernelPath::Reference, qnoise::KernelPath::Auto}) {
-    qnoise::set_kernel_path(path);
+    const qnoise::PackedPqLinear layer(weight, options_for(path));
     EXPECT_TRUE(torch::equal(layer.forward(x), torch::tensor({27.0f, 28.0f})));
     const auto scaled = layer.forward(x.unsqueeze(0), torch::tensor({1.0f, -1.0f}), torch::tensor({2.0f, 0.5f}));
     EXPECT_TRUE(torch::equal(scaled, torch::tensor({{55.0f, 13.0f}})));
+    EXPECT_TRUE(torch::equal(layer.decode(), weight.decode()));
   }
-  EXPECT_TRUE(torch::equal(layer.decode(), qnoise::compress_pq(qnoise::BlockLayout::linear({2, 8}, 4), codebook, codes).decode()));
 }
 
 TEST_F(PackedLinearTest, PqMatchesReferenceOnRaggedShapes) {
@@ -90,21 +118,21 @@ TEST_F(PackedLinearTest, PqMatchesReferenceOnRaggedShapes) {
       {37, 296, 8, 256}, {9, 40, 5, 7}, {70, 512, 4, 64}, {3, 144, 16, 256}, {72, 520, 8, 256}};
   uint64_t seed = 0;
   for (const auto& [out, in, d, k] : shapes) {
-    const qnoise::PackedPqLinear layer(random_pq(out, in, d, k, ++seed));
+    const auto layers = on_every_path<qnoise::PackedPqLinear>(random_pq(out, in, d, k, ++seed));
     for (int64_t batch : {1, 3, 17, 64, 65}) {
       const bool bias = batch % 2 == 1, row_scale = batch != 17;
-      check_layer(layer, batch, bias, row_scale,
+      check_layer(layers, batch, bias, row_scale,
                   "pq d " + std::to_string(d) + " K " + std::to_string(k) + " " + describe(out, in, batch));
     }
   }
 }
 
 TEST_F(PackedLinearTest, PqTiledGemmPathMatches) {
-  auto& tuning = qnoise::runtime::linear_tuning();
-  tuning.pq_gemm_min_batch = 2;
-  tuning.gemm_tile_floats = 3000;  // several tiles, the last one ragged
-  const qnoise::PackedPqLinear layer(random_pq(45, 128, 8, 256, 7));
-  for (int64_t batch : {1, 3, 17}) check_layer(layer, batch, true, true, "pq via GEMM " + describe(45, 128, batch));
+  auto options = options_for(qnoise::KernelPath::Auto);
+  options.tuning.pq_gemm_min_batch = 2;
+  options.tuning.gemm_tile_floats = 3000;  // several tiles, the last one ragged
+  const auto layers = on_every_path<qnoise::PackedPqLinear>(random_pq(45, 128, 8, 256, 7), options);
+  for (int64_t batch : {1, 3, 17}) check_layer(layers, batch, true, true, "pq via GEMM " + describe(45, 128, batch));
 }
 
 TEST_F(PackedLinearTest, ScalarMatchesReferenceOnRaggedShapes) {
@@ -114,23 +142,25 @@ TEST_F(PackedLinearTest, ScalarMatchesReferenceOnRaggedShapes) {
     for (const auto& [out, in] : shapes) {
       torch::manual_seed(++seed);
       const auto weight = qnoise::compress_scalar(torch::randn({out, in}), bits);
-      const auto layer = bits == 8 ? std::unique_ptr<qnoise::PackedLinearBase>(new qnoise::PackedInt8Linear(weight))
-                                   : std::unique_ptr<qnoise::PackedLinearBase>(new qnoise::PackedInt4Linear(weight));
-      EXPECT_TRUE(torch::allclose(layer->decode(), weight.decode(), 0, 0)) << bits << " bits " << out << "x" << in;
+      const auto layers = scalar_on_every_path(weight, bits);
+      for (const auto& layer : layers)
+        EXPECT_TRUE(torch::allclose(layer->decode(), weight.decode(), 0, 0))
+            << bits << " bits " << out << "x" << in << " " << qnoise::to_string(layer->options().kernel_path);
       for (int64_t batch : {1, 3, 17, 64})
-        check_layer(*layer, batch, batch != 3, false, "int" + std::to_string(bits) + " " + describe(out, in, batch));
+        check_layer(layers, batch, batch != 3, false, "int" + std::to_string(bits) + " " + describe(out, in, batch));
     }
   }
 }
 
 TEST_F(PackedLinearTest, ScalarSmallBatchAndGemmPathsAgree) {
-  auto& tuning = qnoise::runtime::linear_tuning();
-  tuning.gemm_tile_floats = 2000;
+  auto options = options_for(qnoise::KernelPath::Auto);
+  options.tuning.gemm_tile_floats = 2000;
   torch::manual_seed(3);
-  const qnoise::PackedInt4Linear layer(qnoise::compress_scalar(torch::randn({50, 96}), 4));
+  const auto weight = qnoise::compress_scalar(torch::randn({50, 96}), 4);
   for (int64_t threshold : {1, 1000}) {
-    tuning.scalar_gemm_min_batch = threshold;
-    for (int64_t batch : {1, 9}) check_layer(layer, batch, true, false, "int4 threshold " + std::to_string(threshold));
+    options.tuning.scalar_gemm_min_batch = threshold;
+    const auto layers = on_every_path<qnoise::PackedInt4Linear>(weight, options);
+    for (int64_t batch : {1, 9}) check_layer(layers, batch, true, false, "int4 threshold " + std::to_string(threshold));
   }
 }
 
@@ -140,16 +170,17 @@ TEST_F(PackedLinearTest, PanelGemmSplitsPanelsOrBatchRowsOverThreads) {
   // ragged one of 44 (PQ blocks of 12 straddle the two); batches of 1, 7 and 40 leave partial
   // tiles of 6 rows. 20 outputs (2 panels) split the batch rows instead. Also the decoded tiles
   // for the BLAS GEMM that the SIMD paths can still be switched to.
-  auto& tuning = qnoise::runtime::linear_tuning();
-  tuning.scalar_gemm_min_batch = 1;
-  tuning.pq_gemm_min_batch = 1;
+  auto options = options_for(qnoise::KernelPath::Auto);
+  options.tuning.scalar_gemm_min_batch = 1;
+  options.tuning.pq_gemm_min_batch = 1;
   for (const auto& [out, panels] : std::vector<std::pair<int64_t, bool>>{{200, true}, {20, true}, {200, false}}) {
-    tuning.panel_gemm = panels;
+    options.tuning.panel_gemm = panels;
     torch::manual_seed(out);
     const auto weight = torch::randn({out, 300});
-    const qnoise::PackedInt8Linear int8(qnoise::compress_scalar(weight, 8));
-    const qnoise::PackedInt4Linear int4(qnoise::compress_scalar(weight, 4));
-    const qnoise::PackedPqLinear pq(random_pq(out, 300, 12, 64, static_cast<uint64_t>(out)));
+    const auto int8 = on_every_path<qnoise::PackedInt8Linear>(qnoise::compress_scalar(weight, 8), options);
+    const auto int4 = on_every_path<qnoise::PackedInt4Linear>(qnoise::compress_scalar(weight, 4), options);
+    const auto pq =
+        on_every_path<qnoise::PackedPqLinear>(random_pq(out, 300, 12, 64, static_cast<uint64_t>(out)), options);
     for (int64_t batch : {1, 7, 40}) {
       const char* path = panels ? "" : " (tiles)";
       check_layer(int8, batch, true, false, "int8 " + describe(out, 300, batch, path));
@@ -167,9 +198,9 @@ TEST_F(PackedLinearTest, OneByOneConvWeightsAreLinear) {
   EXPECT_EQ(int8.in_features(), 16);
   const auto pq = qnoise::compress_pq(qnoise::BlockLayout::conv2d({12, 16, 1, 1}, 4), torch::randn({5, 4}),
                                       torch::randint(0, 5, {48}, torch::kLong).to(torch::kByte));
-  const qnoise::PackedPqLinear layer(pq);
-  EXPECT_TRUE(torch::equal(layer.decode(), pq.decode().view({12, 16})));
-  check_layer(layer, 2, false, false, "pq 1x1 conv");
+  const auto layers = on_every_path<qnoise::PackedPqLinear>(pq);
+  EXPECT_TRUE(torch::equal(layers.front()->decode(), pq.decode().view({12, 16})));
+  check_layer(layers, 2, false, false, "pq 1x1 conv");
 }
 
 TEST_F(PackedLinearTest, BytesCountTheResidentWeight) {
@@ -254,11 +285,12 @@ TEST_F(PackedLinearTest, TransposedForwardIsXTimesTheDecodedWeight) {
   // and not a multiple of 8 (the eight partial sums over the centroids and their tail).
   torch::manual_seed(43);
   const auto values = torch::randn({130, 96});
+  const auto options = options_for(qnoise::KernelPath::Auto);
   const std::vector<std::pair<std::string, std::shared_ptr<qnoise::PackedLinearBase>>> layers = {
-      {"pq d3 K203", std::make_shared<qnoise::PackedPqLinear>(random_pq(130, 96, 3, 203, 44))},
-      {"pq d8 K256", std::make_shared<qnoise::PackedPqLinear>(random_pq(72, 520, 8, 256, 45))},
-      {"int8", std::make_shared<qnoise::PackedInt8Linear>(qnoise::compress_scalar(values, 8))},
-      {"int4", std::make_shared<qnoise::PackedInt4Linear>(qnoise::compress_scalar(values, 4))}};
+      {"pq d3 K203", std::make_shared<qnoise::PackedPqLinear>(random_pq(130, 96, 3, 203, 44), options)},
+      {"pq d8 K256", std::make_shared<qnoise::PackedPqLinear>(random_pq(72, 520, 8, 256, 45), options)},
+      {"int8", std::make_shared<qnoise::PackedInt8Linear>(qnoise::compress_scalar(values, 8), options)},
+      {"int4", std::make_shared<qnoise::PackedInt4Linear>(qnoise::compress_scalar(values, 4), options)}};
   for (const auto& [what, layer] : layers) {
     const int64_t out = layer->out_features(), in = layer->in_features();
     const auto weight = layer->decode().to(torch::kDouble);

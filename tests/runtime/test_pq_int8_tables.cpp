@@ -5,25 +5,25 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "qnoise/compressed_weight.h"
 #include "qnoise/packed_linear.h"
-#include "runtime/linear_tuning.h"
+#include "qnoise/runtime_options.h"
 #include "runtime/packed_linear_fixture.h"
 
 namespace {
 
-class PqInt8TablesTest : public PackedLinearTest {
- protected:
-  void SetUp() override {
-    PackedLinearTest::SetUp();
-    qnoise::set_int8_activations(true);
-  }
-};
+// Its layers are built with int8 activations (options_for(path, true)) unless a test compares
+// them with float activations.
+class PqInt8TablesTest : public PackedLinearTest {};
 
-qnoise::PackedPqLinear pq_layer(int64_t out, int64_t in, int64_t d, int64_t k, const torch::Tensor& centroids) {
+// A PQ weight [out, in] over `centroids` with random codes.
+qnoise::CompressedWeight pq_weight(int64_t out, int64_t in, int64_t d, int64_t k, const torch::Tensor& centroids) {
   const auto codes = torch::randint(0, k, {out * in / d}, torch::kLong).to(torch::kByte);
-  return qnoise::PackedPqLinear(qnoise::compress_pq(qnoise::BlockLayout::linear({out, in}, d), centroids, codes));
+  return qnoise::compress_pq(qnoise::BlockLayout::linear({out, in}, d), centroids, codes);
 }
 
 }  // namespace
@@ -34,12 +34,12 @@ TEST_F(PqInt8TablesTest, ExactOnASmallCaseOfWholeSteps) {
   // second table's levels {253, 0}, so all four code pairs give the float product exactly.
   const auto centroids = torch::tensor({{0.0f, 0.0f, 0.0f, 0.0f}, {127.0f, 127.0f, 1.0f, 0.0f}});
   const auto codes = torch::tensor({0, 0, 1, 0, 0, 1, 1, 1}, torch::kByte);  // row o: (o & 1, o >> 1)
-  const qnoise::PackedPqLinear layer(qnoise::compress_pq(qnoise::BlockLayout::linear({4, 8}, 4), centroids, codes));
+  const auto weight = qnoise::compress_pq(qnoise::BlockLayout::linear({4, 8}, 4), centroids, codes);
   const auto x = torch::tensor({127.0f, 1.0f, 64.0f, 0.0f, -127.0f, 0.0f, -63.0f, 0.0f});
   const auto expected = torch::tensor({0.0f, 16320.0f, -16192.0f, 128.0f});
-  ASSERT_TRUE(torch::equal(torch::mv(layer.decode(), x), expected));
+  ASSERT_TRUE(torch::equal(torch::mv(qnoise::PackedPqLinear(weight).decode(), x), expected));
   for (auto path : available_kernel_paths()) {
-    qnoise::set_kernel_path(path);
+    const qnoise::PackedPqLinear layer(weight, options_for(path, true));
     EXPECT_TRUE(torch::equal(layer.forward(x), expected)) << qnoise::to_string(path) << " " << layer.forward(x);
   }
 }
@@ -48,9 +48,9 @@ TEST_F(PqInt8TablesTest, WithinTheRoundingBoundsOfTheFloatProduct) {
   torch::manual_seed(22);
   const int64_t out = 520, in = 512, d = 8, k = 256;  // int8 tables from 2K rows up
   const auto centroids = torch::randn({k, d});
-  const auto layer = pq_layer(out, in, d, k, centroids);
+  const qnoise::PackedPqLinear layer(pq_weight(out, in, d, k, centroids),
+                                    options_for(qnoise::KernelPath::Reference, true));
   const auto x = torch::randn({in}) * torch::rand({in}) * 4;  // blocks of different sizes
-  qnoise::set_kernel_path(qnoise::KernelPath::Reference);
   const auto y = layer.forward(x).to(torch::kDouble);
   const auto exact = torch::mv(layer.decode().to(torch::kDouble), x.to(torch::kDouble));
   // Per block: activations off by at most s_j / 2 (s_j a power of two below 2 a_j / 127) and
@@ -90,7 +90,9 @@ TEST_F(PqInt8TablesTest, SimdKernelsGiveTheReferenceBitForBitOnRaggedShapes) {
   uint64_t seed = 30;
   for (const auto& shape : shapes) {
     torch::manual_seed(++seed);
-    const auto layer = pq_layer(shape.out, shape.in, shape.d, shape.k, torch::randn({shape.k, shape.d}));
+    const auto weight = pq_weight(shape.out, shape.in, shape.d, shape.k, torch::randn({shape.k, shape.d}));
+    std::vector<std::unique_ptr<qnoise::PackedPqLinear>> layers;  // one per path in `paths`
+    for (auto path : paths) layers.push_back(std::make_unique<qnoise::PackedPqLinear>(weight, options_for(path, true)));
     for (int64_t batch : {1, 3}) {
       // magnitudes from 2^-30 to 2^30 (each block its own power-of-two scale) and a zero block
       auto x = torch::randn({batch, shape.in}) * torch::exp2(torch::randint(-30, 31, {batch, shape.in}).to(torch::kFloat));
@@ -102,12 +104,10 @@ TEST_F(PqInt8TablesTest, SimdKernelsGiveTheReferenceBitForBitOnRaggedShapes) {
                                std::to_string(batch);
       for (int threads : {1, 2}) {  // the thread count sets the order partial outputs are added in
         at::set_num_threads(threads);
-        qnoise::set_kernel_path(qnoise::KernelPath::Reference);
-        const auto reference = layer.forward(x, bias, row_scale);
+        const auto reference = layers[0]->forward(x, bias, row_scale);
         for (size_t p = 1; p < paths.size(); ++p) {
           if (paths[p] == qnoise::KernelPath::Avx2 && batch > 1) continue;  // float tables there
-          qnoise::set_kernel_path(paths[p]);
-          EXPECT_TRUE(torch::equal(layer.forward(x, bias, row_scale), reference))
+          EXPECT_TRUE(torch::equal(layers[p]->forward(x, bias, row_scale), reference))
               << what << " on " << threads << " threads, " << qnoise::to_string(paths[p]);
         }
       }
@@ -117,12 +117,12 @@ TEST_F(PqInt8TablesTest, SimdKernelsGiveTheReferenceBitForBitOnRaggedShapes) {
 
 TEST_F(PqInt8TablesTest, NonFiniteActivationsGiveNaN) {
   torch::manual_seed(23);
-  const auto layer = pq_layer(16, 64, 8, 8, torch::randn({8, 8}));
+  const auto weight = pq_weight(16, 64, 8, 8, torch::randn({8, 8}));
   for (float bad : {NAN, INFINITY}) {
     auto x = torch::randn({64});
     x[37] = bad;
     for (auto path : available_kernel_paths()) {
-      qnoise::set_kernel_path(path);
+      const qnoise::PackedPqLinear layer(weight, options_for(path, true));
       EXPECT_TRUE(layer.forward(x).isnan().all().item<bool>()) << qnoise::to_string(path) << " " << bad;
     }
   }
@@ -132,15 +132,12 @@ TEST_F(PqInt8TablesTest, EveryBatchSizeComputesTheSameFunction) {
   // Large batches too (no float tables shared across columns): each batch row gives what it gives
   // alone. Not on the AVX2 path, which keeps float tables for batches.
   torch::manual_seed(24);
-  const auto layer = pq_layer(40, 128, 8, 16, torch::randn({16, 8}));
+  const auto weight = pq_weight(40, 128, 8, 16, torch::randn({16, 8}));
   const auto x = torch::randn({70, 128});
   at::set_num_threads(1);
   for (auto path : available_kernel_paths()) {
-    qnoise::set_kernel_path(path);
-    auto run = [&](const torch::Tensor& input, bool on) {
-      qnoise::set_int8_activations(on);
-      return layer.forward(input);
-    };
+    const qnoise::PackedPqLinear with(weight, options_for(path, true)), without(weight, options_for(path, false));
+    auto run = [&](const torch::Tensor& input, bool on) { return (on ? with : without).forward(input); };
     const auto batched = run(x, true);
     if (path == qnoise::KernelPath::Avx2) {
       EXPECT_TRUE(torch::equal(batched, run(x, false)));
@@ -155,13 +152,11 @@ TEST_F(PqInt8TablesTest, EveryBatchSizeComputesTheSameFunction) {
 TEST_F(PqInt8TablesTest, LayersOfFewRowsKeepFloatTables) {
   // Fewer than 2K rows: building and rounding the tables would cost more than the lookups save.
   torch::manual_seed(25);
-  const auto layer = pq_layer(100, 128, 8, 64, torch::randn({64, 8}));
+  const auto weight = pq_weight(100, 128, 8, 64, torch::randn({64, 8}));
   const auto x = torch::randn({3, 128});
   for (auto path : available_kernel_paths()) {
-    qnoise::set_kernel_path(path);
-    qnoise::set_int8_activations(true);
-    const auto with = layer.forward(x);
-    qnoise::set_int8_activations(false);
-    EXPECT_TRUE(torch::equal(with, layer.forward(x))) << qnoise::to_string(path);
+    const auto with = qnoise::PackedPqLinear(weight, options_for(path, true)).forward(x);
+    const auto without = qnoise::PackedPqLinear(weight, options_for(path, false)).forward(x);
+    EXPECT_TRUE(torch::equal(with, without)) << qnoise::to_string(path);
   }
 }

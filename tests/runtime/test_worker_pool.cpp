@@ -40,7 +40,7 @@ TEST(WorkerPool, RunsEveryPartExactlyOnceAtAnyThreadCount) {
   for (int threads : {1, 2, 3, 5}) {
     ThreadCount count(threads);
     for (int64_t parts : {0, 1, 2, 3, 7, 64, 1000})
-      for (IdleWorkers idle : {IdleWorkers::AsConfigured, IdleWorkers::Sleep}) expect_each_part_once(parts, idle);
+      for (IdleWorkers idle : {IdleWorkers::Spin, IdleWorkers::Sleep}) expect_each_part_once(parts, idle);
   }
 }
 
@@ -85,7 +85,7 @@ TEST(WorkerPool, ManyCallsBackToBackRunEachPartOnce) {
                   values[static_cast<size_t>(p)] = call * 10 + p;
                   runs.fetch_add(1);
                 },
-                call % 100 == 0 ? IdleWorkers::Sleep : IdleWorkers::AsConfigured);
+                call % 100 == 0 ? IdleWorkers::Sleep : IdleWorkers::Spin);
       expected_runs += parts;
       for (int64_t p = 0; p < parts; ++p) {
         const int64_t value = values[static_cast<size_t>(p)];  // copied: a late write must not hide
@@ -106,7 +106,7 @@ TEST(WorkerPool, RethrowsAPartsExceptionAfterTheOthersRan) {
                          }),
                std::runtime_error);
   EXPECT_EQ(ran.load(), 8);
-  expect_each_part_once(5, IdleWorkers::AsConfigured);  // the pool still works
+  expect_each_part_once(5, IdleWorkers::Spin);  // the pool still works
 }
 
 TEST(WorkerPool, NestedAndConcurrentCallsRunEveryPart) {

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "format/small_qnz_models.h"
+#include "train/small_qnz_models.h"
 #include "qnoise/error.h"
 #include "qnoise/layer_pruning.h"
 #include "qnoise/transformer_lm.h"

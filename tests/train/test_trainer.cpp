@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "format/small_qnz_models.h"
+#include "train/small_qnz_models.h"
 #include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
 #include "qnoise/trainer.h"

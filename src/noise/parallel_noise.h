@@ -1,0 +1,20 @@
+#pragma once
+// Quant-Noise over a whole contiguous float32 weight: the kernel table's row kernels
+// (kernels/noise_kernels.h) spread over at::get_num_threads() threads.
+#include <cstdint>
+
+#include "kernels/noise_kernels.h"
+
+namespace qnoise::kernels {
+
+// out = weight with chosen blocks zeroed and the others multiplied by keep_scale.
+void pq_noise(const float* weight, float* out, int64_t n_rows, int64_t row_length,
+              int64_t block_size, const BlockMaskSampler& sampler, float keep_scale);
+
+// out = weight with the values of chosen blocks replaced by their fake-quantized value, computed
+// exactly as ScalarQuantizer does. Returns false when a row's range had to be found and the row
+// holds NaN or infinity.
+bool scalar_noise(const float* weight, float* out, int64_t n_rows, int64_t row_length,
+                  int64_t block_size, const ScalarNoiseSpec& spec, const BlockMaskSampler& sampler);
+
+}  // namespace qnoise::kernels
