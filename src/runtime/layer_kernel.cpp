@@ -2,7 +2,6 @@
 
 #include <ATen/ATen.h>
 
-
 namespace qnoise {
 
 PackedLayerImpl::PackedLayerImpl(std::shared_ptr<const LayerKernel> kernel)
@@ -14,11 +13,10 @@ void set_layer_kernel(torch::nn::Module& layer, std::shared_ptr<const LayerKerne
 }
 
 const LayerKernel* layer_kernel(const torch::nn::Module& layer) {
-  const auto children = layer.named_children();
-  if (children.is_empty()) return nullptr;
-  const auto* found = children.find(kPackedLayerChild);
-  const auto* packed = found != nullptr ? dynamic_cast<const PackedLayerImpl*>(found->get()) : nullptr;
-  return packed != nullptr ? &packed->kernel() : nullptr;
+  // The children's values alone: named_children() would copy their index of names too.
+  for (const auto& child : layer.children())
+    if (const auto* packed = dynamic_cast<const PackedLayerImpl*>(child.get())) return &packed->kernel();
+  return nullptr;
 }
 
 at::Tensor tied_linear(const torch::nn::Module& layer, const at::Tensor& weight, const at::Tensor& x) {
