@@ -12,7 +12,10 @@ namespace qnoise {
 
 void load_compressed_tensors(torch::nn::Module& module, const CompressedModel& model,
                              const std::vector<std::string>& recomputed_buffers, const std::set<std::string>& skip) {
-  const std::string kind = model.task.is_object() ? model.task.value("task", std::string("?")) : "?";
+  // The built-in families' files name their kind; a module of the caller's own has none.
+  const std::string kind = model.task.is_object() && model.task.contains("task") && model.task.at("task").is_string()
+                               ? " (" + model.task.at("task").get<std::string>() + " model of this configuration)"
+                               : "";
   // Layers with int8 activations get their range buffer first, so the file's values can load.
   std::vector<std::string> activation_layers;
   const std::string suffix = std::string(".") + kInputQuantBuffer;
@@ -26,8 +29,7 @@ void load_compressed_tensors(torch::nn::Module& module, const CompressedModel& m
   for (const auto& [name, tensor] : detail::stored_tensors(module, recomputed_buffers, statistics)) {
     expected.insert(name);
     const CompressedWeight* stored = model.find(name);
-    QNOISE_CHECK(stored != nullptr, "the compressed model has no tensor '", name, "' (", kind,
-                 " model of this configuration)");
+    QNOISE_CHECK(stored != nullptr, "the compressed model has no tensor '", name, "'", kind);
     QNOISE_CHECK(stored->shape == tensor.sizes().vec(), "tensor '", name, "' has shape ",
                  shape_to_string(stored->shape), " but the model expects ", shape_to_string(tensor.sizes().vec()));
     if (skip.count(name) != 0) continue;

@@ -348,3 +348,28 @@ TEST(ModuleCompression, BatchNormReestimationAveragesTheCleanPasses) {
   EXPECT_FALSE(model->is_training());
   EXPECT_FALSE(model->norm->is_training());
 }
+
+TEST(ModuleCompression, AFileLoadedIntoAnotherArchitectureIsAClearError) {
+  BagClassifier model = copy_of_trained();
+  qnoise::ModuleCompressionOptions options;
+  options.plan = plan_of({{{"name", "all"}, {"layers", {"fc*"}}, {"scheme", "int8"}}});
+  const qnoise::CompressedModel file = qnoise::compress_module(*model, options).model;
+  torch::nn::Sequential other(torch::nn::Linear(32, 64));
+  try {
+    qnoise::load_packed_module(*other, file);
+    FAIL() << "a file of another architecture was loaded";
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("has no tensor '0.weight'"), std::string::npos) << e.what();
+  }
+  // A layer of the same name but another shape.
+  struct Narrow : torch::nn::Module {
+    torch::nn::Linear fc1 = register_module("fc1", torch::nn::Linear(16, 64));
+  };
+  Narrow narrow;
+  try {
+    qnoise::load_packed_module(narrow, file);
+    FAIL() << "a weight of another shape was loaded";
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fc1.weight"), std::string::npos) << e.what();
+  }
+}
