@@ -54,6 +54,10 @@ struct PqLayerReport {
 // matches no layer, and naming the layer when a PQ block size does not divide it.
 std::vector<std::vector<std::string>> resolve_plan_layers(torch::nn::Module& model, const QuantizationPlan& plan);
 
+// What finetuning optimizes: every parameter of `model` that still requires grad (quantized layers'
+// weights are frozen) and every PQ layer's centroids.
+std::vector<at::Tensor> trainable_parameters(torch::nn::Module& model, const PqLayers& pq);
+
 // The forward passes of one finetuning step: PQ layers' weights decoded from their trainable
 // centroids and fresh Quant-Noise on the layers of later stages, until it is destroyed. Hold it
 // while the model computes the loss; call backward() after.
@@ -69,9 +73,8 @@ class FinetuneStage {
   const PqStage& stage() const { return stage_; }
   size_t index() const { return index_; }  // 0-based, in the plan
   torch::nn::Module& model() { return model_; }
-  // What to optimize now: every parameter of the model that still requires grad (quantized
-  // layers' weights are frozen) and every PQ layer's centroids. Adam's state of a parameter that
-  // stays from stage to stage may be carried over by the caller.
+  // What to optimize now (trainable_parameters). Adam's state of a parameter that stays from stage
+  // to stage may be carried over by the caller.
   std::vector<at::Tensor> parameters() const;
   [[nodiscard]] ForwardScope forward_scope();
 

@@ -138,13 +138,15 @@ FinetuneStage::FinetuneStage(torch::nn::Module& model, PqLayers& pq, NoisyLayers
                              size_t index)
     : model_(model), pq_(pq), noisy_(noisy), stage_(stage), index_(index) {}
 
-std::vector<at::Tensor> FinetuneStage::parameters() const {
+std::vector<at::Tensor> trainable_parameters(torch::nn::Module& model, const PqLayers& pq) {
   std::vector<at::Tensor> out;
-  for (const auto& p : model_.parameters())
+  for (const auto& p : model.parameters())
     if (p.requires_grad()) out.push_back(p);
-  for (const auto& c : pq_.centroid_parameters()) out.push_back(c);
+  for (const auto& c : pq.centroid_parameters()) out.push_back(c);
   return out;
 }
+
+std::vector<at::Tensor> FinetuneStage::parameters() const { return trainable_parameters(model_, pq_); }
 
 ForwardScope FinetuneStage::forward_scope() { return ForwardScope{pq_.bind(), noisy_.draw()}; }
 

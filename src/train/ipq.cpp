@@ -32,14 +32,6 @@ BlockLayout layout_of(torch::nn::Module& model, const std::string& name, int64_t
   throw Error("the model has no layer '" + name + "'");
 }
 
-std::vector<at::Tensor> trainable_parameters(torch::nn::Module& model, const PqLayers& pq) {
-  std::vector<at::Tensor> out;
-  for (const auto& p : model.parameters())
-    if (p.requires_grad()) out.push_back(p);
-  for (const auto& c : pq.centroid_parameters()) out.push_back(c);
-  return out;
-}
-
 // A fresh optimizer over what is trainable now, carrying over the state (Adam's moments) of the
 // parameters the previous one also had.
 std::unique_ptr<torch::optim::Optimizer> rebuild_optimizer(torch::optim::Optimizer* previous,
@@ -108,14 +100,14 @@ int64_t resume_stages(TrainingTask& task, PqLayers& pq, const IpqOptions& option
     pq.add(model, name, layout, at::zeros({k, layout.block_size()}), at::zeros({layout.n_blocks()}, at::kLong),
            layer.value("centroid_bits", 16));
   }
-  const auto done_stages = stored.at("stages_done").get<int64_t>();
+  const auto done = stored.at("stages_done").get<int64_t>();
   // The int8 / int4 layers of the stages done were frozen when they were quantized.
   const auto stage_layers = resolve_plan_layers(model, options.plan);
-  for (int64_t s = 0; s < done_stages && s < static_cast<int64_t>(stage_layers.size()); ++s)
-    if (options.plan.stages[static_cast<size_t>(s)].scheme != StageScheme::Pq)
-      for (const auto& name : stage_layers[static_cast<size_t>(s)])
-        for (const auto& item : model.named_modules("", /*include_self=*/false))
-          if (item.key() == name) item.value()->named_parameters(/*recurse=*/false)["weight"].requires_grad_(false);
+  const auto modules = model.named_modules("", /*include_self=*/false);
+  for (size_t s = 0; s < static_cast<size_t>(done) && s < stage_layers.size(); ++s)
+    if (options.plan.stages[s].scheme != StageScheme::Pq)
+      for (const auto& name : stage_layers[s])
+        modules[name]->named_parameters(/*recurse=*/false)["weight"].requires_grad_(false);
   if (options.plan.finetune_steps > 0)
     finetuning.optimizer = make_optimizer(trainable_parameters(model, pq), options.optimizer);
   auto holder = stage_state(task, pq);
@@ -123,7 +115,6 @@ int64_t resume_stages(TrainingTask& task, PqLayers& pq, const IpqOptions& option
   pq.refresh_uses();
   pq.write_back();
   finetuning.data_step = stored.at("data_step").get<int64_t>();
-  const auto done = stored.at("stages_done").get<int64_t>();
   std::cerr << "resuming iPQ after stage " << done << " of " << options.plan.stages.size() << "\n";
   return done;
 }
