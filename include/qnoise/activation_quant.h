@@ -31,4 +31,10 @@ std::vector<std::string> input_quantized_layers(const torch::nn::Module& model);
 // Observes or fake-quantizes `input` of `layer` as its buffer says; `input` itself otherwise.
 at::Tensor quantize_layer_input(const torch::nn::Module& layer, const at::Tensor& input);
 
+// The same on the state tensor itself, for layers that are not torch::nn modules (the Python
+// package's): a fresh state observes; `layer` names it in errors.
+at::Tensor new_input_quant_state();
+at::Tensor quantize_input(at::Tensor& state, const at::Tensor& input);
+void finish_input_calibration(at::Tensor& state, const std::string& layer);
+
 }  // namespace qnoise

@@ -7,7 +7,8 @@
 //  * Linear: block_size consecutive input weights of one output row;
 //  * Embedding: block_size consecutive values along the embedding dimension;
 //  * Conv2d 1x1: a group of block_size input channels; k x k: block_size = k*k is one whole kernel
-//    of an (out, in) pair, and any block_size dividing in*k*k groups consecutive kernel values.
+//    of an (out, in) pair, and any block_size dividing in*k*k groups consecutive kernel values;
+//  * Conv1d ([out, in/groups, k]): the same with kernels of k values.
 // Blocks are therefore contiguous in memory and numbered row-major: block (r, j) is number
 // r * blocks_per_row + j.
 #include <ATen/core/Tensor.h>
@@ -18,7 +19,7 @@
 
 namespace qnoise {
 
-enum class LayerKind { Linear, Embedding, Conv2d };
+enum class LayerKind { Linear, Embedding, Conv2d, Conv1d };
 
 std::string to_string(LayerKind kind);
 

@@ -9,6 +9,8 @@
 // name in the model ("decoder.layers.0.fc1.weight").
 #include <nlohmann/json.hpp>
 
+#include <functional>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -33,6 +35,17 @@ struct CompressedModel {
   int64_t stored_bytes() const;  // all tensors
   int64_t float_bytes() const;   // the same tensors in float32
 };
+
+// One weight in its .qnz form (also how the Python operator library pickles one): its description
+// (scheme, shape and what the scheme adds: its entry in __metadata__ 'tensors') and its stored
+// tensors, by the suffix that follows the weight's name ("" for float values, ".codes", ...).
+nlohmann::json describe_weight(const CompressedWeight& w);
+std::vector<std::pair<std::string, at::Tensor>> stored_parts(const CompressedWeight& w);
+// Gives the stored tensor of a suffix, checked to have the safetensors dtype given ("U8|U16": either).
+using StoredPartReader = std::function<at::Tensor(const std::string& suffix, const std::string& dtype)>;
+// The inverse of both, validated. Throws qnoise::Error (or nlohmann::json's exceptions on missing or
+// mistyped fields).
+CompressedWeight weight_from_description(const nlohmann::json& description, const StoredPartReader& part);
 
 // Writes atomically. Throws qnoise::Error on a tensor that does not validate.
 void write_qnz(const std::string& path, const CompressedModel& model);

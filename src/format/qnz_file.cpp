@@ -10,13 +10,6 @@ namespace qnoise {
 
 namespace {
 
-// A weight's entry in __metadata__ 'tensors': its scheme, shape and what the scheme adds.
-nlohmann::json describe(const CompressedWeight& w) {
-  nlohmann::json d = {{"scheme", to_string(w.scheme)}, {"shape", w.shape}};
-  traits(w.scheme).describe(w, d);
-  return d;
-}
-
 // The scheme of a tensor stored as itself, without a description (float32, float16), from its
 // safetensors dtype; nullptr when no such scheme is stored in that dtype.
 const WeightSchemeTraits* standalone_scheme(const std::string& dtype) {
@@ -41,6 +34,30 @@ nlohmann::json parse_metadata_json(const std::map<std::string, std::string>& met
 }
 
 }  // namespace
+
+nlohmann::json describe_weight(const CompressedWeight& w) {
+  nlohmann::json d = {{"scheme", to_string(w.scheme)}, {"shape", w.shape}};
+  if (traits(w.scheme).describe != nullptr) traits(w.scheme).describe(w, d);
+  return d;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> stored_parts(const CompressedWeight& w) {
+  const WeightSchemeTraits& t = traits(w.scheme);
+  std::vector<std::pair<std::string, at::Tensor>> parts;
+  for (int i = 0; i < t.n_parts; ++i) parts.emplace_back(t.parts[i].suffix, w.*t.parts[i].tensor);
+  return parts;
+}
+
+CompressedWeight weight_from_description(const nlohmann::json& d, const StoredPartReader& part) {
+  CompressedWeight w;
+  w.scheme = parse_weight_scheme(d.at("scheme").get<std::string>());
+  w.shape = d.at("shape").get<std::vector<int64_t>>();
+  const WeightSchemeTraits& t = traits(w.scheme);
+  if (t.parse != nullptr) t.parse(d, w);  // before the parts: pq centroids' dtype depends on centroid_bits
+  for (int i = 0; i < t.n_parts; ++i) w.*t.parts[i].tensor = part(t.parts[i].suffix, t.parts[i].dtype(w));
+  w.validate();
+  return w;
+}
 
 const CompressedWeight* CompressedModel::find(const std::string& name) const {
   for (const auto& [key, weight] : tensors)
@@ -67,7 +84,7 @@ void write_qnz(const std::string& path, const CompressedModel& model) {
     w.validate();
     const WeightSchemeTraits& t = traits(w.scheme);
     // Float tensors need no description: their dtype and shape are the safetensors entry's.
-    if (t.describe != nullptr) schemes[name] = describe(w);
+    if (t.describe != nullptr) schemes[name] = describe_weight(w);
     for (int i = 0; i < t.n_parts; ++i)
       contents.tensors.push_back({name + t.parts[i].suffix, t.parts[i].dtype(w), w.*t.parts[i].tensor});
   }
@@ -114,15 +131,11 @@ CompressedModel read_qnz(const std::string& path) {
   };
   for (const auto& [name, d] : schemes.items()) {
     try {
-      CompressedWeight w;
-      w.scheme = parse_weight_scheme(d.at("scheme").get<std::string>());
-      w.shape = d.at("shape").get<std::vector<int64_t>>();
-      const WeightSchemeTraits& t = traits(w.scheme);
-      if (t.parse == nullptr) throw Error("float tensors are not described in __metadata__ 'tensors'");
-      t.parse(d, w);  // before the parts: pq centroids' dtype depends on centroid_bits
-      for (int i = 0; i < t.n_parts; ++i) w.*t.parts[i].tensor = take(name + t.parts[i].suffix, t.parts[i].dtype(w));
-      w.validate();
-      model.tensors.emplace_back(name, std::move(w));
+      if (traits(parse_weight_scheme(d.at("scheme").get<std::string>())).parse == nullptr)
+        throw Error("float tensors are not described in __metadata__ 'tensors'");
+      model.tensors.emplace_back(name, weight_from_description(d, [&](const std::string& suffix, const std::string& dtype) {
+                                   return take(name + suffix, dtype);
+                                 }));
     } catch (const nlohmann::json::exception& e) {
       throw Error("'" + path + "': tensor '" + name + "' has a bad description " + d.dump());
     } catch (const Error& e) {

@@ -38,10 +38,7 @@ std::vector<std::string> enable_input_quantization(torch::nn::Module& model, con
     QNOISE_CHECK(slot.weight != nullptr && slot.kind != LayerKind::Embedding, "int8 activations: '", item.key(),
                  "' is not a Linear or Conv2d layer");
     if (!input_quant_state(*item.value()).defined()) {
-      const auto options = slot.weight->options().dtype(at::kFloat);
-      item.value()->register_buffer(kInputQuantBuffer,
-                                    at::tensor({INFINITY, -INFINITY, 0.0f, 0.0f}, options.device(at::kCPU))
-                                        .to(options.device()));
+      item.value()->register_buffer(kInputQuantBuffer, new_input_quant_state().to(slot.weight->device()));
     }
     enabled.push_back(item.key());
     any_layer_enabled.store(true, std::memory_order_relaxed);
@@ -52,20 +49,25 @@ std::vector<std::string> enable_input_quantization(torch::nn::Module& model, con
   return enabled;
 }
 
-void finish_input_calibration(torch::nn::Module& model) {
+at::Tensor new_input_quant_state() { return at::tensor({INFINITY, -INFINITY, 0.0f, 0.0f}); }
+
+void finish_input_calibration(at::Tensor& state, const std::string& layer) {
   at::NoGradGuard no_grad;
+  const at::Tensor values = state.to(at::kCPU);
+  QNOISE_CHECK(std::isfinite(values[0].item<float>()) && std::isfinite(values[1].item<float>()),
+               "int8 activations: layer '", layer, "' saw no (finite) input during calibration");
+  const float low = std::min(values[0].item<float>(), 0.0f), high = std::max(values[1].item<float>(), 0.0f);
+  // The range always holds 0 (padding and ReLU zeros stay exact); a constant input gets scale 1.
+  const float scale = high > low ? (high - low) / kLevels : 1.0f;
+  const float zero_point = std::min<float>(kLevels, std::max(0.0f, std::nearbyint(-low / scale)));
+  state.index_put_({2}, scale);
+  state.index_put_({3}, zero_point);
+}
+
+void finish_input_calibration(torch::nn::Module& model) {
   for (const auto& item : model.named_modules("", /*include_self=*/false)) {
     at::Tensor state = input_quant_state(*item.value());
-    if (!state.defined()) continue;
-    const at::Tensor values = state.to(at::kCPU);
-    QNOISE_CHECK(std::isfinite(values[0].item<float>()) && std::isfinite(values[1].item<float>()),
-                 "int8 activations: layer '", item.key(), "' saw no (finite) input during calibration");
-    const float low = std::min(values[0].item<float>(), 0.0f), high = std::max(values[1].item<float>(), 0.0f);
-    // The range always holds 0 (padding and ReLU zeros stay exact); a constant input gets scale 1.
-    const float scale = high > low ? (high - low) / kLevels : 1.0f;
-    const float zero_point = std::min<float>(kLevels, std::max(0.0f, std::nearbyint(-low / scale)));
-    state.index_put_({2}, scale);
-    state.index_put_({3}, zero_point);
+    if (state.defined()) finish_input_calibration(state, item.key());
   }
 }
 
@@ -76,10 +78,10 @@ std::vector<std::string> input_quantized_layers(const torch::nn::Module& model) 
   return names;
 }
 
-at::Tensor quantize_layer_input(const torch::nn::Module& layer, const at::Tensor& input) {
-  if (!any_layer_enabled.load(std::memory_order_relaxed)) return input;
-  at::Tensor state = input_quant_state(layer);
-  if (!state.defined()) return input;
+at::Tensor quantize_input(at::Tensor& state, const at::Tensor& input) {
+  QNOISE_CHECK(state.dim() == 1 && state.numel() == 4 && state.scalar_type() == at::kFloat,
+               "int8 activations: the input_quant state must be float32 [4] (min, max, scale, zero point), got ",
+               state.sizes(), " ", state.scalar_type());
   const at::Tensor values = state.to(at::kCPU);
   const float scale = values[2].item<float>();
   if (scale == 0) {  // calibrating: widen the observed range
@@ -90,6 +92,13 @@ at::Tensor quantize_layer_input(const torch::nn::Module& layer, const at::Tensor
     return input;
   }
   return at::fake_quantize_per_tensor_affine(input, scale, static_cast<int64_t>(values[3].item<float>()), 0, kLevels);
+}
+
+at::Tensor quantize_layer_input(const torch::nn::Module& layer, const at::Tensor& input) {
+  if (!any_layer_enabled.load(std::memory_order_relaxed)) return input;
+  at::Tensor state = input_quant_state(layer);
+  if (!state.defined()) return input;
+  return quantize_input(state, input);
 }
 
 }  // namespace qnoise

@@ -11,6 +11,7 @@ std::string to_string(LayerKind kind) {
     case LayerKind::Linear: return "Linear";
     case LayerKind::Embedding: return "Embedding";
     case LayerKind::Conv2d: return "Conv2d";
+    case LayerKind::Conv1d: return "Conv1d";
   }
   return "unknown";
 }
@@ -23,7 +24,13 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
 
 namespace {
 
-size_t expected_rank(LayerKind kind) { return kind == LayerKind::Conv2d ? 4 : 2; }
+size_t expected_rank(LayerKind kind) {
+  switch (kind) {
+    case LayerKind::Conv2d: return 4;
+    case LayerKind::Conv1d: return 3;
+    default: return 2;
+  }
+}
 
 // Names the dimensions a block must divide, so the error tells the user what to change.
 std::string row_description(LayerKind kind, const std::vector<int64_t>& shape) {
@@ -34,6 +41,11 @@ std::string row_description(LayerKind kind, const std::vector<int64_t>& shape) {
       const int64_t kernel = shape[2] * shape[3];
       std::string text = "in_channels*kh*kw = " + std::to_string(shape[1] * kernel);
       if (kernel > 1) text += " (" + std::to_string(kernel) + " is one whole kernel)";
+      return text;
+    }
+    case LayerKind::Conv1d: {
+      std::string text = "in_channels*k = " + std::to_string(shape[1] * shape[2]);
+      if (shape[2] > 1) text += " (" + std::to_string(shape[2]) + " is one whole kernel)";
       return text;
     }
   }

@@ -121,7 +121,7 @@ at::Tensor decode_pq(const CompressedWeight& w) {
 }
 
 LayerKind parse_layer_kind(const std::string& name) {
-  for (auto kind : {LayerKind::Linear, LayerKind::Embedding, LayerKind::Conv2d})
+  for (auto kind : {LayerKind::Linear, LayerKind::Embedding, LayerKind::Conv2d, LayerKind::Conv1d})
     if (to_string(kind) == name) return kind;
   throw Error("unknown layer kind '" + name + "'");
 }

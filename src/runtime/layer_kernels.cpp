@@ -152,4 +152,13 @@ int64_t DecodeOnUseConvKernel::resident_bytes() const {
   return weight_.stored_bytes() + (bias_.defined() ? bias_.numel() * 4 : 0);
 }
 
+at::Tensor Conv1dKernel::forward(const at::Tensor& input) const {
+  QNOISE_CHECK(input.dim() == 3, "Conv1d input must be [N, C, L], got ", input.sizes());
+  return conv2d_->forward(input.unsqueeze(2)).squeeze(2);
+}
+
+at::Tensor Conv1dKernel::linear(const at::Tensor&) const {
+  throw Error("a Conv1d layer cannot be used as a linear layer");
+}
+
 }  // namespace qnoise::runtime

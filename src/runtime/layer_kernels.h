@@ -75,4 +75,17 @@ class DecodeOnUseConvKernel : public LayerKernel {
   torch::nn::detail::ConvNdOptions<2> options_;
 };
 
+// A Conv1d run as the Conv2d of height 1 it equals: [N, C, L] in, [N, C', L'] out.
+class Conv1dKernel : public LayerKernel {
+ public:
+  explicit Conv1dKernel(std::shared_ptr<const LayerKernel> conv2d) : conv2d_(std::move(conv2d)) {}
+  at::Tensor forward(const at::Tensor& input) const override;
+  at::Tensor linear(const at::Tensor& input) const override;  // throws: not a linear layer
+  at::Tensor weight() const override { return conv2d_->weight().squeeze(2); }
+  int64_t resident_bytes() const override { return conv2d_->resident_bytes(); }
+
+ private:
+  std::shared_ptr<const LayerKernel> conv2d_;
+};
+
 }  // namespace qnoise::runtime

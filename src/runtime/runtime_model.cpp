@@ -6,48 +6,52 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 
+#include <optional>
+
 #include "qnoise/error.h"
 #include "qnoise/layer_factory.h"
 #include "qnoise/layer_kernel.h"
+#include "qnoise/layer_kernel_factory.h"
 #include "qnoise/model_loading.h"
-#include "runtime/layer_kernels.h"
 
 namespace qnoise {
 
 namespace {
-
-// A 1x1 convolution that is a Linear over channels at every pixel.
-bool pointwise(const torch::nn::Conv2dImpl& conv) {
-  const auto& o = conv.options;
-  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
-  return (*o.kernel_size())[0] == 1 && (*o.kernel_size())[1] == 1 && (*o.stride())[0] == 1 &&
-         (*o.stride())[1] == 1 && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 && o.groups() == 1 &&
-         padding != nullptr && (**padding)[0] == 0 && (**padding)[1] == 0;
-}
 
 at::Tensor bias_of(const CompressedModel& model, const std::string& layer) {
   const CompressedWeight* bias = model.find(layer + ".bias");
   return bias != nullptr ? bias->decode() : at::Tensor();
 }
 
+// What the module computes besides its weight; nullopt for modules without kernels.
+std::optional<LayerGeometry> geometry_of(const torch::nn::Module& module) {
+  LayerGeometry g;
+  if (dynamic_cast<const torch::nn::EmbeddingImpl*>(&module) != nullptr) {
+    g.kind = LayerKind::Embedding;
+    return g;
+  }
+  if (dynamic_cast<const torch::nn::LinearImpl*>(&module) != nullptr) return g;
+  const auto* conv = dynamic_cast<const torch::nn::Conv2dImpl*>(&module);
+  if (conv == nullptr) return std::nullopt;
+  const auto& o = conv->options;
+  const auto* padding = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
+  if (padding == nullptr) return std::nullopt;  // "same" / "valid": left to the module
+  g.kind = LayerKind::Conv2d;
+  g.stride = {o.stride()->begin(), o.stride()->end()};
+  g.padding = {(*padding)->begin(), (*padding)->end()};
+  g.dilation = {o.dilation()->begin(), o.dilation()->end()};
+  g.groups = o.groups();
+  g.zero_padding = c10::get_if<torch::enumtype::kZeros>(&o.padding_mode()) != nullptr;
+  return g;
+}
+
 std::shared_ptr<const LayerKernel> make_kernel(const torch::nn::Module& module, const CompressedWeight& weight,
                                                const CompressedModel& model, const std::string& layer,
                                                const RuntimeOptions& options) {
-  if (dynamic_cast<const torch::nn::EmbeddingImpl*>(&module) != nullptr) {
-    if (weight.scheme == WeightScheme::PQ && weight.codes.scalar_type() != at::kByte) return nullptr;
-    return std::make_shared<runtime::EmbeddingKernel>(weight, options);
-  }
-  const auto* conv = dynamic_cast<const torch::nn::Conv2dImpl*>(&module);
-  const bool linear = dynamic_cast<const torch::nn::LinearImpl*>(&module) != nullptr;
-  if (conv != nullptr && !pointwise(*conv)) {
-    if (!c10::get_if<torch::enumtype::kZeros>(&conv->options.padding_mode())) return nullptr;
-    return std::make_shared<runtime::DecodeOnUseConvKernel>(weight, bias_of(model, layer), conv->options);
-  }
-  if (!linear && conv == nullptr) return nullptr;
-  std::unique_ptr<PackedLinearBase> packed = runtime::pack_linear(weight, options);
-  if (!packed) return nullptr;
-  return std::make_shared<runtime::PackedLinearKernel>(std::move(packed), bias_of(model, layer),
-                                                       weight.shape, conv != nullptr);
+  const std::optional<LayerGeometry> geometry = geometry_of(module);
+  if (!geometry) return nullptr;
+  const at::Tensor bias = geometry->kind == LayerKind::Embedding ? at::Tensor() : bias_of(model, layer);
+  return make_layer_kernel(weight, bias, *geometry, options);
 }
 
 }  // namespace

@@ -1,0 +1,69 @@
+"""Int8 activations: each Linear/Conv layer's input fake-quantized per tensor to 8 bits, its range
+observed on calibration batches. The state is the layer's buffer "input_quant" (min, max, scale,
+zero point), as in the C++ library, so it travels in state dicts and .qnz files."""
+import torch
+
+from ._library import ops
+
+BUFFER = "input_quant"
+_HOOK = "_qnoise_input_hook"
+QUANTIZED_INPUT_TYPES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d)
+
+
+def _quantize_input(module, inputs):
+    return (ops.quantize_input(getattr(module, BUFFER), inputs[0]),) + tuple(inputs[1:])
+
+
+def attach_input_quantization(module, state=None):
+    """Gives `module` the buffer (a fresh, observing one unless `state` is given) and its hook."""
+    module.register_buffer(BUFFER, ops.new_input_quant_state() if state is None else state.clone())
+    if _HOOK not in module.__dict__:
+        module.__dict__[_HOOK] = module.register_forward_pre_hook(_quantize_input)
+
+
+def calibrate(model, passes):
+    """Enables int8 inputs on every Linear/Conv layer and calibrates their ranges on `passes`."""
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, QUANTIZED_INPUT_TYPES)]
+    for _, module in layers:
+        attach_input_quantization(module)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        passes()
+    for name, module in layers:
+        ops.finish_input_calibration(getattr(module, BUFFER), name)
+    model.train(was_training)
+    return [name for name, _ in layers]
+
+
+def reestimate_batch_norm(model, passes):
+    """Every batch norm's running statistics recomputed as the plain average over `passes` (batch
+    norms in training mode, the rest in eval mode, no gradients). Models without one: nothing."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    was_training = model.training
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    with torch.no_grad():
+        passes()
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+
+
+def forward_passes(model, batches):
+    """A callable running the model on calibration batches: an iterable of inputs (of a (input,
+    target) pair, the input) or a callable that runs the passes itself."""
+    if callable(batches):
+        return batches
+    batches = list(batches)  # used more than once (batch norms, then int8 ranges)
+
+    def run():
+        for batch in batches:
+            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+    return run
