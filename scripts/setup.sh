@@ -28,6 +28,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev zlib1g-dev
   dataset-fashion-mnist bible-kjv         # the real data sets: Fashion-MNIST IDX files, the KJV Bible
   jq gnuplot-nox                          # bench/experiments: reading JSON results, plotting them
+  python3-torch python3-torchvision python3-numpy python3-pytest  # the Python package, its tests, examples
 )
 
 if [ "$install" = 1 ]; then

@@ -51,7 +51,7 @@ def save(model, path, metadata=None):
                                      "not_stored": skipped}}}
     try:
         ops.write_qnz(str(path), names, tensors, json.dumps(meta))
-    except RuntimeError as error:
+    except (RuntimeError, ValueError) as error:
         raise QnoiseError(str(error).splitlines()[0]) from None
     import os
     return os.path.getsize(path)
@@ -60,7 +60,7 @@ def save(model, path, metadata=None):
 def _read(path):
     try:
         return classes.QnzFile(str(path))
-    except RuntimeError as error:
+    except (RuntimeError, ValueError) as error:
         raise QnoiseError(str(error).splitlines()[0]) from None
 
 
@@ -105,6 +105,17 @@ def _modules_by_name(model):
     return dict(model.named_modules()), parents
 
 
+def _leave_fused_fast_paths(model):
+    """PyTorch's TransformerEncoderLayer, in eval mode, runs a fused kernel that reads its Linear
+    layers' float weights directly. Its guard `activation_relu_or_gelu` only chooses that kernel
+    (the regular path calls self.activation either way), so clearing it makes the layer call its
+    (packed) layers."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.TransformerEncoderLayer) and any(
+                isinstance(child, layers.PackedLayer) for child in module.modules()):
+            module.activation_relu_or_gelu = False
+
+
 def load(path, model, decoded=False, kernels="auto", int8_activations=False):
     """Puts the compressed model in `path` into `model`, an instance of its architecture, and
     returns it in eval mode. Layers stored compressed (Linear and subclasses, Conv1d, Conv2d,
@@ -147,6 +158,8 @@ def load(path, model, decoded=False, kernels="auto", int8_activations=False):
             replacement = layers.pack(target.module, target.kind, weight, bias, input_quant, int8_activations, kernels)
             setattr(parent, child_name, replacement)
             packed.update({target.name, bias_name, target.layer + "." + activations.BUFFER})
+    if packed:
+        _leave_fused_fast_paths(model)
     with torch.no_grad():
         for name, tensor in expected.items():
             if name not in packed:

@@ -46,7 +46,7 @@ def normalize_plan(plan, model=None):
     text = plan if isinstance(plan, str) else json.dumps(plan)
     try:
         normalized = json.loads(ops.parse_plan(text))
-    except RuntimeError as error:
+    except (RuntimeError, ValueError) as error:
         raise QnoiseError(str(error).splitlines()[0]) from None
     for stage in normalized["stages"]:
         stage.setdefault("scheme", "pq")  # the C++ form leaves it out for PQ stages
