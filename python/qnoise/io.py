@@ -6,6 +6,7 @@ needs an instance of the model's architecture: its layers with compressed weight
 packed layers that run qnoise's kernels (or, with decoded=True, hold the decoded float weights).
 """
 import json
+import os
 
 import torch
 
@@ -53,7 +54,6 @@ def save(model, path, metadata=None):
         ops.write_qnz(str(path), names, tensors, json.dumps(meta))
     except (RuntimeError, ValueError) as error:
         raise QnoiseError(str(error).splitlines()[0]) from None
-    import os
     return os.path.getsize(path)
 
 

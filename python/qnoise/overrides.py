@@ -7,7 +7,6 @@ parameter: a forward pre-hook puts the computed tensor where the module reads it
 back. Optimizers and state dicts only ever see the parameter. A forward that raises leaves the
 computed tensor in place until the next call restores it first.
 """
-import torch
 
 _ATTRIBUTE = "_qnoise_overrides"
 

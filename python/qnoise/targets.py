@@ -101,12 +101,10 @@ def assign(model, groups, where):
     """
     targets = candidate_weights(model)
     chosen = [[] for _ in groups]
-    taken = set()
     for target in targets:
         for index, patterns in enumerate(groups):
             if any(matches(p, target) for p in patterns):
                 chosen[index].append(target)
-                taken.add(id(target))
                 break
     for index, patterns in enumerate(groups):
         for pattern in patterns:

@@ -1,6 +1,4 @@
 """Compressing users' models: plans, finetuning, files, packed layers, TorchScript, errors."""
-import copy
-import json
 import os
 
 import pytest
