@@ -14,6 +14,7 @@
 namespace qnoise {
 
 inline constexpr const char* kFashionMnistDirectory = "/usr/share/datasets/fashion-mnist";
+inline constexpr int64_t kFashionMnistSide = 28;
 
 // Pixel statistics in [0, 1] units: images are stored as (pixel / 255 - mean) / std.
 struct ImageNormalization {

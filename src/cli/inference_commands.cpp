@@ -13,9 +13,11 @@
 #include <sstream>
 
 #include "cli/command.h"
+#include "cli/torchscript_model.h"
 #include "qnoise/runtime_task.h"
 #include "qnoise/error.h"
 #include "qnoise/idx_file.h"
+#include "qnoise/image_dataset.h"
 #include "qnoise/image_input.h"
 #include "qnoise/inference_model.h"
 #include "qnoise/prediction.h"
@@ -94,11 +96,17 @@ void run_generate(const GenerateCommandOptions& command, const RuntimeOptions& o
   std::cerr << stats.str();
 }
 
+// Fashion-MNIST's training-set pixel statistics in [0, 1] units: how TorchScript models of it are
+// fed by default (examples/python normalizes with them too).
+constexpr double kFashionMnistMean = 0.2860, kFashionMnistStd = 0.3530;
+
 struct PredictCommandOptions {
   std::string file, input, labels;
   int64_t top = 1;
   int threads = 0;
   bool decoded = false;
+  bool torchscript = false;
+  double mean = kFashionMnistMean, std = kFashionMnistStd;
 };
 
 // One line per input: index, then the `top` most probable classes and their probabilities.
@@ -146,8 +154,30 @@ std::vector<int64_t> pair_labels(const SentencePairSet& set, const std::vector<s
   return truth;
 }
 
+std::vector<int64_t> labels_of(const std::string& path, int64_t n) {
+  const at::Tensor labels = read_idx_labels(path).to(at::kLong);
+  QNOISE_CHECK(labels.size(0) == n, "'", path, "' has ", labels.size(0), " labels for ", n, " images");
+  return std::vector<int64_t>(labels.data_ptr<int64_t>(), labels.data_ptr<int64_t>() + labels.numel());
+}
+
+// A TorchScript image classifier (torch.jit.save from Python): images resized to 28x28,
+// normalized by --mean / --std, classes printed by index.
+void run_torchscript_predict(const PredictCommandOptions& command) {
+  QNOISE_CHECK(!command.decoded, "--decoded is for .qnz files; a TorchScript model runs as it was saved");
+  QNOISE_CHECK(command.std > 0, "--std must be positive, got ", command.std);
+  torch::jit::Module module = load_torchscript_model(command.file);
+  const at::Tensor raw = resize_images(read_images(command.input), kFashionMnistSide, kFashionMnistSide);
+  const at::Tensor images = (raw.to(at::kFloat).div(255.0) - command.mean).div(command.std).unsqueeze(1);
+  const at::Tensor probabilities = classify_images(module, images);
+  std::vector<std::string> names;
+  for (int64_t c = 0; c < probabilities.size(1); ++c) names.push_back(std::to_string(c));
+  const auto predicted = print_predictions(probabilities, names, command.top);
+  if (!command.labels.empty()) print_accuracy(predicted, labels_of(command.labels, images.size(0)));
+}
+
 void run_predict(const PredictCommandOptions& command, const RuntimeOptions& options) {
   set_threads(command.threads);
+  if (command.torchscript) return run_torchscript_predict(command);
   const RuntimeInferenceModel runtime = [&] {
     const CompressedModel file = read_qnz(command.file);
     const std::string kind = task_kind(file, command.file);
@@ -162,15 +192,10 @@ void run_predict(const PredictCommandOptions& command, const RuntimeOptions& opt
   const std::vector<std::string> names = class_names(model);
   if (kind == "image") {
     const at::Tensor images = read_images(command.input);
-    std::optional<at::Tensor> labels;
-    if (!command.labels.empty()) {
-      labels = read_idx_labels(command.labels).to(at::kLong);
-      QNOISE_CHECK(labels->size(0) == images.size(0), "'", command.labels, "' has ", labels->size(0),
-                   " labels for ", images.size(0), " images");
-    }
+    const std::vector<int64_t> labels = command.labels.empty() ? std::vector<int64_t>{}
+                                                               : labels_of(command.labels, images.size(0));
     const auto predicted = print_predictions(predict_images(model, images), names, command.top);
-    if (labels) print_accuracy(predicted, std::vector<int64_t>(labels->data_ptr<int64_t>(),
-                                                               labels->data_ptr<int64_t>() + labels->numel()));
+    if (!command.labels.empty()) print_accuracy(predicted, labels);
     return;
   }
   const SentencePairSet set = read_sentence_pairs(command.input, /*labels_required=*/false);
@@ -200,7 +225,8 @@ std::vector<Command> add_inference_commands(CLI::App& parent, const RuntimeOptio
   auto predict = std::make_shared<PredictCommandOptions>();
   CLI::App* p = parent.add_subcommand(
       "predict", "Classify images or sentence pairs with a compressed classifier (.qnz file alone: no data needed)");
-  p->add_option("file", predict->file, "The .qnz file of an image or sentence-pair classifier")->required();
+  p->add_option("file", predict->file, "The .qnz file of an image or sentence-pair classifier (with --torchscript: "
+                "a TorchScript image classifier saved from Python)")->required();
   p->add_option("input", predict->input,
                 "image model: an IDX image file (all its images) or a binary PGM (P5, 8-bit, any size; resized "
                 "to 28x28). PNG/JPEG are not read (no image library): convert to PGM first. "
@@ -208,6 +234,13 @@ std::vector<Command> add_inference_commands(CLI::App& parent, const RuntimeOptio
       ->required();
   p->add_option("--labels", predict->labels, "image model: IDX label file; prints the accuracy too");
   p->add_flag("--decoded", predict->decoded, "Decode every weight to float first (default: run from the compressed weights)");
+  p->add_flag("--torchscript", predict->torchscript,
+              "The file is a TorchScript image classifier (torch.jit.save; its qnoise packed layers run on "
+              "qnoise's kernels) taking [N, 1, 28, 28] images normalized by --mean and --std");
+  p->add_option("--mean", predict->mean, "--torchscript: the mean subtracted from pixels in [0, 1] (default "
+                "Fashion-MNIST's 0.2860)");
+  p->add_option("--std", predict->std, "--torchscript: the standard deviation pixels are divided by (default "
+                "Fashion-MNIST's 0.3530)");
   p->add_option("--top", predict->top, "Print the K most probable classes (default 1)")->check(CLI::PositiveNumber);
   p->add_option("--threads", predict->threads, "Threads for tensor operations (default: all cores)")
       ->check(CLI::PositiveNumber);

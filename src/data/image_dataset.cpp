@@ -17,7 +17,6 @@
 namespace qnoise {
 namespace {
 
-constexpr int64_t kFashionMnistSide = 28;
 constexpr int64_t kFashionMnistClasses = 10;
 
 at::Tensor to_index_tensor(const std::vector<int64_t>& indices) {

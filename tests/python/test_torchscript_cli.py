@@ -1,0 +1,81 @@
+"""A compressed model scripted in Python and run by the qnoise program (C++): `qnoise predict
+--torchscript` and `qnoise eval --torchscript` load the operator library and the packed layers."""
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import qnoise
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "python"))
+import fashion_mnist  # noqa: E402
+
+QNOISE = os.environ.get("QNOISE_BINARY", str(Path(__file__).resolve().parents[2] / "build" / "qnoise"))
+
+
+def classifier():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 1), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(256, 10)).eval()
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("torchscript")
+    model = classifier()
+    qnoise.quantize(model, {"stages": [{"name": "s", "layers": ["2", "6"], "block_size": 4},
+                                       {"name": "t", "layers": ["0"], "scheme": "int8"}]})
+    qnoise.save(model, folder / "m.qnz")
+    served = qnoise.load(folder / "m.qnz", classifier())
+    assert sum(isinstance(m, qnoise.PackedLayer) for m in served.modules()) == 3
+    torch.jit.save(torch.jit.script(served), str(folder / "m.pt"))
+    return served, folder
+
+
+def write_idx_images(path, images):
+    with open(path, "wb") as f:
+        f.write(struct.pack(">IIII", 0x803, *images.shape))
+        f.write(images.numpy().tobytes())
+
+
+def run(*args):
+    return subprocess.run([QNOISE, *args], capture_output=True, text=True, timeout=300)
+
+
+def test_predict_runs_the_scripted_model_as_python_does(scripted):
+    served, folder = scripted
+    g = torch.Generator().manual_seed(1)
+    raw = torch.randint(0, 256, (20, 28, 28), generator=g, dtype=torch.uint8)
+    write_idx_images(folder / "images.idx", raw)
+    result = run("predict", "--torchscript", str(folder / "m.pt"), str(folder / "images.idx"))
+    assert result.returncode == 0, result.stderr
+    printed = [int(line.split("\t")[1]) for line in result.stdout.splitlines()]
+    with torch.no_grad():
+        expected = served(((raw.float() / 255 - 0.2860) / 0.3530).unsqueeze(1)).argmax(1).tolist()
+    assert printed == expected
+
+
+def test_eval_reports_test_accuracy(scripted):
+    served, folder = scripted
+    result = run("eval", "--torchscript", str(folder / "m.pt"))
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout)
+    images, labels = fashion_mnist.load("t10k")
+    with torch.no_grad():
+        accuracy = (served(images).argmax(1) == labels).float().mean().item()
+    assert line["weights"] == "torchscript" and line["test"]["examples"] == 10000
+    assert abs(line["test"]["accuracy"] - accuracy) < 0.005  # the same images, normalized alike
+
+
+def test_bad_files_are_named(tmp_path):
+    result = run("eval", "--torchscript", str(tmp_path / "missing.pt"))
+    assert result.returncode != 0 and "missing.pt' does not exist" in result.stderr
+    (tmp_path / "junk.pt").write_bytes(b"not a zip archive")
+    result = run("predict", "--torchscript", str(tmp_path / "junk.pt"), str(tmp_path / "junk.pt"))
+    assert result.returncode != 0 and "junk.pt' is not a TorchScript model" in result.stderr
