@@ -21,7 +21,11 @@ function(qnoise_layer name)
     list(APPEND headers ${PROJECT_SOURCE_DIR}/include/qnoise/${header})
   endforeach()
   add_library(${name} STATIC ${sources} ${headers})
-  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR}/include PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  # Installed, the headers are under <prefix>/include (cmake/QnoiseInstall.cmake); src/ stays private.
+  target_include_directories(${name}
+    PUBLIC $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+    PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_compile_features(${name} PUBLIC cxx_std_17)
   target_compile_options(${name} PRIVATE -Wall -Wextra)
   if(LAYER_DEPENDS)
     target_link_libraries(${name} PUBLIC ${LAYER_DEPENDS})
@@ -38,6 +42,10 @@ function(qnoise_layer name)
     set_target_properties(${name} PROPERTIES UNITY_BUILD ${QNOISE_UNITY_BUILD} UNITY_BUILD_BATCH_SIZE 8)
   endif()
   set_property(GLOBAL APPEND PROPERTY QNOISE_LAYER_MANIFEST "${name}|${dirs}|${header_list}|${deps}|${torch_free}")
+  # Installed and exported as qnoise::<name without qnoise_> (cmake/QnoiseInstall.cmake).
+  string(REGEX REPLACE "^qnoise_" "" export_name ${name})
+  set_target_properties(${name} PROPERTIES EXPORT_NAME ${export_name})
+  set_property(GLOBAL APPEND PROPERTY QNOISE_LAYERS ${name})
 endfunction()
 
 # A folder of tests (or benchmarks) that may include what `deps` reach, checked like a layer.

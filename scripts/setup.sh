@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs every Debian package qnoise needs (idempotent, non-interactive), then configures and
-# builds it in build/ (Release: everything, or with --demo alone only the `qnoise` program). Then,
-# on request:
+# builds it in build/ (Release: everything, or with --demo alone only the `qnoise` program). A full
+# build is then installed with `cmake --install build --prefix /usr/local` (with sudo when not
+# root): the `qnoise` program, the libraries and headers with their CMake package (find_package),
+# the operator library and the Python package. Then, on request:
 #   --test   run the test suite (ctest); exits non-zero when a test fails
 #   --demo   run `qnoise demo` on built-in default data
-#   --no-install   skip the package step (packages already there, or no root)
+#   --no-install   skip the steps that need root: the Debian packages (already there) and the
+#                  install into /usr/local (build/ is still built; the tests do not need it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +19,7 @@ for arg in "$@"; do
     --test) run_tests=1 ;;
     --demo) run_demo=1 ;;
     --no-install) install=0 ;;
-    -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -49,6 +52,12 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
 if [ "$run_tests" = 1 ] || [ "$run_demo" = 0 ]; then
   cmake --build build -j "$jobs"
+  if [ "$install" = 1 ]; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "setup.sh: installing qnoise into /usr/local"
+    $sudo cmake --install build --prefix /usr/local
+  fi
 else
   cmake --build build -j "$jobs" --target qnoise_cli  # the demo needs the program alone
 fi
