@@ -14,7 +14,7 @@ class Mlp(nn.Module):
 
 
 class ConvNet(nn.Module):
-    """3x3, 1x1, depthwise and grouped convolutions with batch norm, and a Conv1d head."""
+    """3x3, 1x1, depthwise and grouped convolutions with batch norm, and Conv1d (k = 3 and 1)."""
 
     def __init__(self):
         super().__init__()
@@ -23,14 +23,15 @@ class ConvNet(nn.Module):
         self.depthwise = nn.Conv2d(16, 16, 3, padding=1, groups=16)
         self.pointwise = nn.Conv2d(16, 32, 1)
         self.grouped = nn.Conv2d(32, 32, 3, stride=2, padding=1, groups=4)
-        self.temporal = nn.Conv1d(32, 16, 1)
+        self.temporal = nn.Conv1d(32, 16, 3, padding=1)
+        self.mix = nn.Conv1d(16, 16, 1)
         self.head = nn.Linear(16, 10)
 
     def forward(self, x):
         x = torch.relu(self.bn(self.stem(x)))
         x = torch.relu(self.pointwise(self.depthwise(x)))
         x = torch.relu(self.grouped(x))  # [N, 32, 4, 4]
-        x = self.temporal(x.flatten(2))  # [N, 16, 16]
+        x = self.mix(torch.relu(self.temporal(x.flatten(2))))  # [N, 16, 16]
         return self.head(x.mean(2))
 
 
