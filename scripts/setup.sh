@@ -26,6 +26,7 @@ packages=(
   libtorch-dev libopenblas-dev            # tensors and autograd; OpenBLAS, or matmuls run ~40x slower
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev
+  libyaml-cpp-dev                         # fairseq's quantization config (YAML) as a plan
   dataset-fashion-mnist bible-kjv         # the real data sets: Fashion-MNIST IDX files, the KJV Bible
   jq gnuplot-nox                          # bench/experiments: reading JSON results, plotting them
 )
