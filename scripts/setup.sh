@@ -29,6 +29,7 @@ packages=(
   libyaml-cpp-dev                         # fairseq's quantization config (YAML) as a plan
   dataset-fashion-mnist bible-kjv         # the real data sets: Fashion-MNIST IDX files, the KJV Bible
   jq gnuplot-nox                          # bench/experiments: reading JSON results, plotting them
+  python3-torch python3-yaml python3-pytest  # Python: torch.nn models, fairseq's quantization YAML, pytest
 )
 
 if [ "$install" = 1 ]; then
