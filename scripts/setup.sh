@@ -29,9 +29,10 @@ packages=(
   libtorch-dev libopenblas-dev            # tensors and autograd; OpenBLAS, or matmuls run ~40x slower
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev
+  libyaml-cpp-dev                         # fairseq's quantization config (YAML) as a plan
   dataset-fashion-mnist bible-kjv         # the real data sets: Fashion-MNIST IDX files, the KJV Bible
   jq gnuplot-nox                          # bench/experiments: reading JSON results, plotting them
-  python3-torch python3-torchvision python3-numpy python3-pytest  # the Python package, its tests, examples
+  python3-torch python3-torchvision python3-numpy python3-yaml python3-pytest  # the Python package (fairseq's YAML plans), its tests, examples
 )
 
 if [ "$install" = 1 ]; then

@@ -24,7 +24,7 @@ struct LrScheduleOptions {
 // options (negative rates or steps, Cosine without total_steps > warmup_steps).
 double learning_rate(const LrScheduleOptions& options, int64_t step);
 
-// "constant", "inverse-sqrt" or "cosine".
+// "constant", "inverse-sqrt" or "cosine"; fairseq's "fixed" (constant) and "inverse_sqrt" too.
 LrScheduleKind parse_lr_schedule(const std::string& name);
 
 }  // namespace qnoise

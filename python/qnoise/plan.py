@@ -39,7 +39,7 @@ def normalize_plan(plan, model=None):
             from . import fairseq_config  # fairseq's format: per-layer values need the model
             if model is None:
                 raise QnoiseError("a fairseq quantization YAML is resolved against the model: pass it")
-            plan = fairseq_config.plan_from_fairseq_yaml(path, model)
+            plan = fairseq_config.fairseq_plan(path, model)
         else:
             plan = path.read_text()
     plan = _shorthand(plan)

@@ -13,6 +13,7 @@
 #include "qnoise/checkpoint.h"
 #include "qnoise/compression_pipeline.h"
 #include "qnoise/error.h"
+#include "qnoise/fairseq_quantization_config.h"
 #include "qnoise/image_dataset.h"
 #include "qnoise/layer_pruning.h"
 #include "qnoise/runtime_task.h"
@@ -30,6 +31,18 @@ struct QuantizeCommandOptions {
   bool resume = false;
 };
 
+// A plan file: qnoise's JSON, or fairseq's quantization YAML (.yaml / .yml) resolved against the
+// model's layers with the family's finetuning settings (`family_plan`), which fairseq's file lacks.
+QuantizationPlan read_plan_file(const std::string& path, torch::nn::Module& model, const QuantizationPlan& family_plan) {
+  if (!is_fairseq_quantization_config_path(path)) return read_quantization_plan(path);
+  const FairseqQuantizationConfig config = read_fairseq_quantization_config(path);
+  try {
+    return fairseq_quantization_plan(config, model, family_plan);
+  } catch (const Error& e) {
+    throw Error("'" + path + "': " + e.what());
+  }
+}
+
 void run_quantize(const QuantizeCommandOptions& command) {
   QNOISE_CHECK(std::filesystem::path(command.out).extension() == ".qnz", "--out must name a .qnz file, got '",
                command.out, "'");
@@ -37,7 +50,7 @@ void run_quantize(const QuantizeCommandOptions& command) {
   CompressionOptions options = default_compression_options(*task, command.scheme);
   if (!command.plan_path.empty()) {
     QNOISE_CHECK(options.scheme == CompressionScheme::Ipq, "--config (a quantization plan) applies to --scheme ipq");
-    options.ipq.plan = read_quantization_plan(command.plan_path);
+    options.ipq.plan = read_plan_file(command.plan_path, task->model(), options.ipq.plan);
   }
   if (command.finetune_steps >= 0) options.ipq.plan.finetune_steps = command.finetune_steps;
   options.ipq.checkpoint_path = command.out + ".stages.pt";
@@ -185,7 +198,7 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
   q->add_option("--model", quantize->model, "Training checkpoint (from qnoise train)")->required();
   q->add_option("--scheme", quantize->scheme, "int8, int4, ipq, or ipq+int8 (iPQ weights, int8 activations); default ipq")
       ->check(CLI::IsMember({"int8", "int4", "ipq", "ipq+int8"}));
-  q->add_option("--config", quantize->plan_path, "iPQ plan (JSON; default: the model family's, docs/compression.md)");
+  q->add_option("--config", quantize->plan_path, "iPQ plan: JSON, or fairseq's quantization YAML (.yaml/.yml); default: the model family's (docs/compression.md)");
   q->add_option("--data", quantize->data, "Data directory (default: the one the model was trained on)");
   q->add_option("--finetune-steps", quantize->finetune_steps, "iPQ: updates after each stage (default: the plan's)")
       ->check(CLI::NonNegativeNumber);

@@ -3,11 +3,14 @@
 #include <ATen/ATen.h>
 #include <torch/utils.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/train_arguments.h"
 #include "qnoise/error.h"
 #include "qnoise/trainer.h"
 #include "qnoise/training_task.h"
@@ -26,9 +29,13 @@ struct ConfigFlag {
   const char* key;
   Type type;
   const char* help;
+  // Set for fairseq's names of a key another flag sets too: why they must agree.
+  const char* shared_key_note = nullptr;
 };
 
 using T = ConfigFlag::Type;
+const char* const kOneLayerDrop =
+    "qnoise's lm model is a decoder and its pairs model an encoder, one Transformer stack each, with one LayerDrop rate";
 const std::vector<ConfigFlag>& config_flags() {
   static const std::vector<ConfigFlag> flags = {
       {"--data", "", "data", T::Text, "Data directory (image: Fashion-MNIST IDX files; lm: wiki.*.tokens; pairs: TSV files)"},
@@ -57,6 +64,10 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--ffn-dim", "model", "ffn_dim", T::Integer, "lm, pairs: feed-forward width"},
       {"--attention-dropout", "model", "attention_dropout", T::Real, "lm, pairs: dropout on attention weights"},
       {"--layer-drop", "model", "layer_drop", T::Real, "lm, pairs: LayerDrop rate"},
+      {"--encoder-layerdrop", "model", "layer_drop", T::Real, "fairseq's name for --layer-drop (pairs: an encoder)",
+       kOneLayerDrop},
+      {"--decoder-layerdrop", "model", "layer_drop", T::Real, "fairseq's name for --layer-drop (lm: a decoder)",
+       kOneLayerDrop},
       {"--share-every", "model", "share_every", T::Integer, "lm, pairs: groups of N adjacent layers share weights"},
       {"--pooling", "model", "pooling", T::Text, "pairs: cls (RoBERTa) or cls+pair (adds sentence comparison; default)"},
       {"--learned-positions", "model", "learned_positions", T::Switch, "lm: learned instead of sinusoidal positions"},
@@ -111,6 +122,7 @@ struct TrainCommandOptions {
   std::map<std::string, std::string> trainer;
   std::map<std::string, CLI::Option*> trainer_options;
   std::string out;
+  std::string save_dir;  // fairseq's --save-dir: the checkpoint is save_dir/checkpoint_last.pt
   bool resume = false;
   std::string init_from;
   std::string device = "cpu";
@@ -132,11 +144,19 @@ nlohmann::json task_config(const TrainCommandOptions& options) {
   }
   if (!options.task.empty()) config["task"] = options.task;
   QNOISE_CHECK(config.contains("task"), "--task is required (image, lm or pairs)");
+  std::map<std::string, std::pair<const ConfigFlag*, nlohmann::json>> set_by;  // "model.layer_drop" -> flag, value
   for (size_t i = 0; i < config_flags().size(); ++i) {
     if (options.flag_options[i]->count() == 0) continue;
     const ConfigFlag& flag = config_flags()[i];
     nlohmann::json value = parse_flag_value(flag, options.flag_values[i]);
     if (flag.type == T::Switch && std::string(flag.key) == "augment") value = false;  // --no-augment
+    const auto [earlier, first] = set_by.try_emplace(std::string(flag.section) + "." + flag.key, &flag, value);
+    if (!first && earlier->second.second != value) {
+      const ConfigFlag& other = *earlier->second.first;
+      const char* note = flag.shared_key_note ? flag.shared_key_note : other.shared_key_note;
+      throw Error(std::string(other.flag) + " " + earlier->second.second.dump() + " and " + flag.flag + " " +
+                  value.dump() + " disagree: both set " + flag.key + (note ? std::string(" (") + note + ")" : ""));
+    }
     if (*flag.section == '\0')
       config[flag.key] = value;
     else
@@ -161,6 +181,17 @@ int64_t to_integer(const std::string& name, const std::string& text) {
   QNOISE_CHECK(value == static_cast<double>(static_cast<int64_t>(value)), "--", name, ": '", text,
                "' is not an integer");
   return static_cast<int64_t>(value);
+}
+
+// --out FILE, or fairseq's --save-dir DIR: DIR/checkpoint_last.pt, the file fairseq rewrites at every
+// save (qnoise keeps one checkpoint, written at every evaluation).
+std::string checkpoint_path(const TrainCommandOptions& command) {
+  QNOISE_CHECK(!command.out.empty() || !command.save_dir.empty(),
+               "--out is required: the checkpoint file (or fairseq's --save-dir DIR: DIR/checkpoint_last.pt)");
+  QNOISE_CHECK(command.out.empty() || command.save_dir.empty(), "--out '", command.out, "' and --save-dir '",
+               command.save_dir, "' both name the checkpoint: give one");
+  if (!command.out.empty()) return command.out;
+  return (std::filesystem::path(command.save_dir) / "checkpoint_last.pt").string();
 }
 
 TrainerOptions trainer_options(const TrainCommandOptions& command, const std::string& kind) {
@@ -194,7 +225,7 @@ TrainerOptions trainer_options(const TrainCommandOptions& command, const std::st
   if (given("quant-noise-scalar")) options.noise.scalar_rate = to_number("quant-noise-scalar", text("quant-noise-scalar"));
   if (given("bits")) options.noise.bits = static_cast<int>(to_integer("bits", text("bits")));
   if (given("quant-noise-layers")) options.noise.layers = text("quant-noise-layers");
-  options.checkpoint_path = command.out;
+  options.checkpoint_path = checkpoint_path(command);
   options.resume = command.resume;
   options.init_from = command.init_from;
   QNOISE_CHECK(command.device == "cpu" || command.device == "cuda", "--device must be cpu or cuda, got '",
@@ -206,9 +237,16 @@ TrainerOptions trainer_options(const TrainCommandOptions& command, const std::st
   return options;
 }
 
+TrainArguments train_arguments(const TrainCommandOptions& command) {
+  TrainArguments arguments;
+  arguments.config = task_config(command);
+  arguments.trainer = trainer_options(command, arguments.config.at("task").get<std::string>());
+  return arguments;
+}
+
 void run_train(const TrainCommandOptions& command) {
-  const nlohmann::json config = task_config(command);
-  const TrainerOptions options = trainer_options(command, config.at("task").get<std::string>());
+  const auto [config, options] = train_arguments(command);
+  if (!command.save_dir.empty()) std::filesystem::create_directories(command.save_dir);  // as fairseq does
   torch::manual_seed(config.at("seed").get<uint64_t>());  // the model's initialisation
   auto task = make_training_task(config);
   std::cerr << "qnoise train: " << config.dump() << "\n";
@@ -222,57 +260,77 @@ void run_train(const TrainCommandOptions& command) {
   std::cerr << "\n";
 }
 
+// Registers every option of `qnoise train` on `app`, reading into `options`.
+void add_train_options(CLI::App* app, TrainCommandOptions& options) {
+  app->add_option("--task", options.task, "image (Fashion-MNIST), lm (WikiText format) or pairs (GLUE TSV)")
+      ->check(CLI::IsMember({"image", "lm", "pairs"}));
+  app->add_option("--config", options.config_path, "Task configuration (JSON); options below override it");
+  app->add_option("--out", options.out, "Checkpoint file, written atomically at every evaluation");
+  app->add_option("--save-dir", options.save_dir, "fairseq's way to name it: DIR/checkpoint_last.pt (DIR is created)");
+  app->add_flag("--resume", options.resume, "Continue from the checkpoint (--out or --save-dir) when it exists (same settings: exact)");
+  app->add_option("--init-from", options.init_from,
+                  "Start from this checkpoint's weights (finetuning, e.g. with Quant-Noise or QAT); fresh optimizer");
+  app->add_option("--device", options.device, "cpu or cuda");
+  app->add_option("--progress", options.progress, "auto (bar on a terminal, else lines), bar, lines or off");
+  app->add_option("--log-interval", options.log_interval, "Seconds between progress lines (30)");
+  for (size_t i = 0; i < config_flags().size(); ++i) {
+    const ConfigFlag& flag = config_flags()[i];
+    options.flag_options.push_back(flag.type == T::Switch
+                                        ? app->add_flag(flag.flag, flag.help)->group("Task and model")
+                                        : app->add_option(flag.flag, options.flag_values[i], flag.help)
+                                              ->group("Task and model"));
+  }
+  // Name, fairseq's name where it differs (or ""), help.
+  const std::vector<std::tuple<const char*, const char*, const char*>> trainer_flags = {
+      {"epochs", "max-epoch", "Passes over the training data"},
+      {"max-steps", "max-update", "Stop after N updates in all (overrides --epochs)"},
+      {"optimizer", "", "adamw, adam or sgd"},
+      {"lr", "", "Peak learning rate"},
+      {"weight-decay", "", "Weight decay"},
+      {"momentum", "", "SGD momentum"},
+      {"lr-schedule", "lr-scheduler", "cosine, inverse-sqrt or constant (fairseq's inverse_sqrt, fixed)"},
+      {"warmup-steps", "warmup-updates", "Linear warm-up updates (default: 10% of the run)"},
+      {"warmup-init-lr", "", "Learning rate at the start of the warm-up"},
+      {"min-lr", "", "cosine: final learning rate"},
+      {"clip-norm", "", "Clip the gradient norm (0: off)"},
+      {"eval-every", "", "Evaluate and checkpoint every N updates (0: every epoch)"},
+      {"save-every", "", "Also checkpoint every N updates"},
+      {"stop-after", "", "Stop after update N with a checkpoint, as if interrupted (resume with --resume)"},
+      {"quant-noise-pq", "", "Quant-Noise rate for PQ (blocks dropped; 0: off)"},
+      {"pq-noise", "", "proxy (chosen blocks zeroed; default) or exact (replaced by their nearest k-means centroid; allows rate 1: iPQ QAT)"},
+      {"codebook-refresh", "", "exact PQ noise: updates between k-means runs on the current weights (100)"},
+      {"quant-noise-pq-block-size", "", "PQ noise block size (default: 8; 4 input channels for 1x1 convolutions; 3x3 convolutions keep whole kernels)"},
+      {"quant-noise-scalar", "", "Quant-Noise rate for int<bits> fake quantization (1: QAT)"},
+      {"bits", "", "Bits of the scalar noise (8 or 4; 2..8)"},
+      {"quant-noise-layers", "", "Glob over layer names to noise (default: every Linear/Conv2d/Embedding)"},
+  };
+  for (const auto& [name, fairseq_name, help] : trainer_flags) {
+    const std::string names = std::string("--") + name + (*fairseq_name ? std::string(",--") + fairseq_name : "");
+    options.trainer[name];
+    options.trainer_options[name] = app->add_option(names, options.trainer[name], help)->group("Training");
+  }
+}
+
 }  // namespace
+
+TrainArguments parse_train_arguments(std::vector<std::string> arguments) {
+  CLI::App app("qnoise train");
+  TrainCommandOptions options;
+  add_train_options(&app, options);
+  std::reverse(arguments.begin(), arguments.end());  // CLI11 reads the vector from its back
+  try {
+    app.parse(arguments);
+  } catch (const CLI::ParseError& e) {
+    throw Error(std::string("qnoise train: ") + e.what());
+  }
+  return train_arguments(options);
+}
 
 Command add_train_command(CLI::App& parent) {
   auto options = std::make_shared<TrainCommandOptions>();
   CLI::App* app = parent.add_subcommand(
       "train", "Train a model with Quant-Noise (or QAT, or none); prints one JSON line per evaluation");
-  app->add_option("--task", options->task, "image (Fashion-MNIST), lm (WikiText format) or pairs (GLUE TSV)")
-      ->check(CLI::IsMember({"image", "lm", "pairs"}));
-  app->add_option("--config", options->config_path, "Task configuration (JSON); options below override it");
-  app->add_option("--out", options->out, "Checkpoint file, written atomically at every evaluation")->required();
-  app->add_flag("--resume", options->resume, "Continue from --out when it exists (same settings: exact)");
-  app->add_option("--init-from", options->init_from,
-                  "Start from this checkpoint's weights (finetuning, e.g. with Quant-Noise or QAT); fresh optimizer");
-  app->add_option("--device", options->device, "cpu or cuda");
-  app->add_option("--progress", options->progress, "auto (bar on a terminal, else lines), bar, lines or off");
-  app->add_option("--log-interval", options->log_interval, "Seconds between progress lines (30)");
-  for (size_t i = 0; i < config_flags().size(); ++i) {
-    const ConfigFlag& flag = config_flags()[i];
-    options->flag_options.push_back(flag.type == T::Switch
-                                        ? app->add_flag(flag.flag, flag.help)->group("Task and model")
-                                        : app->add_option(flag.flag, options->flag_values[i], flag.help)
-                                              ->group("Task and model"));
-  }
-  const std::vector<std::pair<const char*, const char*>> trainer_flags = {
-      {"epochs", "Passes over the training data"},
-      {"max-steps", "Stop after N updates in all (overrides --epochs)"},
-      {"optimizer", "adamw, adam or sgd"},
-      {"lr", "Peak learning rate"},
-      {"weight-decay", "Weight decay"},
-      {"momentum", "SGD momentum"},
-      {"lr-schedule", "cosine, inverse-sqrt or constant"},
-      {"warmup-steps", "Linear warm-up updates (default: 10% of the run)"},
-      {"warmup-init-lr", "Learning rate at the start of the warm-up"},
-      {"min-lr", "cosine: final learning rate"},
-      {"clip-norm", "Clip the gradient norm (0: off)"},
-      {"eval-every", "Evaluate and checkpoint every N updates (0: every epoch)"},
-      {"save-every", "Also checkpoint every N updates"},
-      {"stop-after", "Stop after update N with a checkpoint, as if interrupted (resume with --resume)"},
-      {"quant-noise-pq", "Quant-Noise rate for PQ (blocks dropped; 0: off)"},
-      {"pq-noise", "proxy (chosen blocks zeroed; default) or exact (replaced by their nearest k-means centroid; allows rate 1: iPQ QAT)"},
-      {"codebook-refresh", "exact PQ noise: updates between k-means runs on the current weights (100)"},
-      {"quant-noise-pq-block-size", "PQ noise block size (default: 8; 4 input channels for 1x1 convolutions; 3x3 convolutions keep whole kernels)"},
-      {"quant-noise-scalar", "Quant-Noise rate for int<bits> fake quantization (1: QAT)"},
-      {"bits", "Bits of the scalar noise (8 or 4; 2..8)"},
-      {"quant-noise-layers", "Glob over layer names to noise (default: every Linear/Conv2d/Embedding)"},
-  };
-  for (const auto& [name, help] : trainer_flags) {
-    options->trainer[name];
-    options->trainer_options[name] =
-        app->add_option(std::string("--") + name, options->trainer[name], help)->group("Training");
-  }
+  add_train_options(app, *options);
   return {app, [options] { run_train(*options); }};
 }
 

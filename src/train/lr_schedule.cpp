@@ -33,10 +33,12 @@ double learning_rate(const LrScheduleOptions& options, int64_t step) {
 }
 
 LrScheduleKind parse_lr_schedule(const std::string& name) {
-  if (name == "constant") return LrScheduleKind::Constant;
-  if (name == "inverse-sqrt") return LrScheduleKind::InverseSqrt;
+  // fairseq's names too (--lr-scheduler): inverse_sqrt, and fixed for a constant rate.
+  if (name == "constant" || name == "fixed") return LrScheduleKind::Constant;
+  if (name == "inverse-sqrt" || name == "inverse_sqrt") return LrScheduleKind::InverseSqrt;
   if (name == "cosine") return LrScheduleKind::Cosine;
-  throw Error("unknown learning-rate schedule '" + name + "' (expected constant, inverse-sqrt or cosine)");
+  throw Error("unknown learning-rate schedule '" + name +
+              "' (expected constant, inverse-sqrt or cosine; fairseq's fixed and inverse_sqrt are read as well)");
 }
 
 }  // namespace qnoise

@@ -99,6 +99,35 @@ TEST(CompressCommands, IpqPrintsEveryLayerAndEvalReadsTheSameAccuracy) {
   EXPECT_TRUE(contains(valid_row.substr(0, valid_row.find('\n', 1)), row)) << row << "\n" << output;
 }
 
+TEST(CompressCommands, IpqTakesFairseqsQuantizationYamlAsThePlan) {
+  // The small CNN's layers as fairseq's config picks them: whole 3x3 kernels, 4 input channels of
+  // the 1x1 convolution and the classifier, in two stages.
+  const auto plan = temp_path("cli_fairseq_plan.yaml");
+  std::ofstream(plan) << R"yaml(
+n_centroids:
+  Conv2d: {key: in_channels, value: {"*": 16}}
+  Linear: {key: in_features, value: {"*": 16}}
+block_sizes:
+  Conv2d: {key: kernel_size, value: {"(3, 3)": 9, "(1, 1)": 4}}
+  Linear: {key: fuzzy_name, value: {classifier: 4}}
+layers_to_quantize:
+  - conv3|classifier
+  - conv[12]
+)yaml";
+  const auto qnz = temp_path("cli_fairseq.qnz");
+  const auto output = quantize("ipq", qnz, "--config " + plan + " --finetune-steps 2");
+  EXPECT_TRUE(contains(output, "\"event\":\"ipq_stage\"")) << output;
+  EXPECT_TRUE(contains(output, "\"stage\":\"stage2\"")) << output;
+  const auto info = run_qnoise("info " + qnz);
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  // The file's plan: fairseq's two stages, the layers listed by name.
+  EXPECT_TRUE(contains(info.output, R"("block_size":4,"centroid_bits":16,"layers":["conv3","classifier"],)"
+                                    R"("n_centroids":16,"name":"stage1")")) << info.output;
+  EXPECT_TRUE(contains(info.output, R"("block_size":9,"centroid_bits":16,"layers":["conv1","conv2"],)"
+                                    R"("n_centroids":16,"name":"stage2")")) << info.output;
+  EXPECT_TRUE(contains(info.output, "pq K=16 d=9")) << info.output;  // conv2: whole 3x3 kernels
+}
+
 TEST(CompressCommands, BadFilesPlansAndOptionsAreClearErrors) {
   const auto qnz = temp_path("cli_bad_source.qnz");
   quantize("int8", qnz);
@@ -111,6 +140,10 @@ TEST(CompressCommands, BadFilesPlansAndOptionsAreClearErrors) {
   std::ofstream(plan_nothing) << R"({"stages": [{"name": "ffn", "layers": ["*.fc1"], "block_size": 8}]})";
   const auto plan_divide = temp_path("cli_plan_divide.json");
   std::ofstream(plan_divide) << R"({"stages": [{"name": "all", "layers": ["conv3"], "block_size": 5}]})";
+  const auto yaml_nothing = temp_path("cli_plan_nothing.yaml");
+  std::ofstream(yaml_nothing) << "layers_to_quantize: [decoder]\n";
+  const auto yaml_broken = temp_path("cli_plan_broken.yml");
+  std::ofstream(yaml_broken) << "layers_to_quantize: [conv1\n";
   const std::string model = " --model " + trained_checkpoint() + " --progress off ";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"eval /nonexistent/model.qnz", "/nonexistent/model.qnz"},
@@ -119,6 +152,10 @@ TEST(CompressCommands, BadFilesPlansAndOptionsAreClearErrors) {
       {"quantize --model " + qnz + " --out " + temp_path("x.qnz"), "not a qnoise training checkpoint"},
       {"quantize" + model + "--config " + plan_nothing + " --out " + temp_path("x.qnz"), "'*.fc1' matches no"},
       {"quantize" + model + "--config " + plan_divide + " --out " + temp_path("x.qnz"), "layer 'conv3'"},
+      {"quantize" + model + "--config " + yaml_nothing + " --out " + temp_path("x.qnz"),
+       "'" + yaml_nothing + "': layers_to_quantize[0] 'decoder' matches no layer"},
+      {"quantize" + model + "--config " + yaml_broken + " --out " + temp_path("x.qnz"),
+       "'" + yaml_broken + "' is not valid YAML"},
       {"quantize" + model + "--scheme int8 --config " + plan_nothing + " --out " + temp_path("x.qnz"), "--scheme ipq"},
       {"quantize" + model + "--out " + temp_path("x.pt"), ".qnz"},
       {"quantize" + model + "--scheme int3 --out " + temp_path("x.qnz"), "int3"},
