@@ -1,8 +1,10 @@
 """Example (a): torchvision's ResNet-18 (a one-channel stem) trained on Fashion-MNIST with
 Quant-Noise in a plain PyTorch loop, compressed with iPQ through qnoise.quantize with the same
-loop as finetuning, saved, reloaded onto qnoise's kernels; accuracy and file size printed.
+loop as finetuning, saved, reloaded onto qnoise's kernels; accuracy and file size printed. With
+--torchscript FILE the compressed model is also scripted and saved for the C++ side (example (c)):
 
-    /usr/bin/python3 examples/python/resnet_fashion_mnist.py --steps 400 --finetune-steps 100
+    /usr/bin/python3 examples/python/resnet_fashion_mnist.py --steps 400 --torchscript resnet18.pt
+    qnoise eval --torchscript resnet18.pt       # the same accuracy, from the qnoise program
 """
 import argparse
 import copy
@@ -60,6 +62,7 @@ def main():
     parser.add_argument("--finetune-steps", type=int, default=100)
     parser.add_argument("--noise", type=float, default=0.05)
     parser.add_argument("--test-images", type=int, default=10000)
+    parser.add_argument("--torchscript", help="also write the compressed model, scripted, to this file")
     args = parser.parse_args()
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
@@ -92,6 +95,8 @@ def main():
         served = qnoise.load(path, resnet18())
         packed = sum(isinstance(m, qnoise.PackedLayer) for m in served.modules())
         ipq_accuracy = accuracy(served, test_images, test_labels)
+        if args.torchscript:
+            torch.jit.save(torch.jit.script(served), args.torchscript)
     print(f"float32: {float_bytes} bytes, {float_accuracy:.2f}%")
     print(f"iPQ .qnz: {size} bytes ({float_bytes / size:.1f}x smaller), {ipq_accuracy:.2f}% "
           f"({ipq_accuracy - float_accuracy:+.2f} points), {packed} layers on qnoise's kernels")
