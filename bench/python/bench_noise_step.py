@@ -5,6 +5,7 @@ Adam) with and without qnoise.QuantNoise on every layer (pq noise, p = 0.1), int
     /usr/bin/python3 bench/python/bench_noise_step.py
 """
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -47,7 +48,10 @@ def step_seconds(model, loss_of, optimizer):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch's (and qnoise's kernels') threads; default: every core")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch threads {torch.get_num_threads()}")
     print("| model | plain step | Quant-Noise step | ratio |")

@@ -6,6 +6,7 @@ stays float). Writes a Markdown table (--markdown FILE).
     OPENBLAS_NUM_THREADS=2 /usr/bin/python3 bench/python/bench_user_model.py --markdown docs/python_bench.md
 """
 import argparse
+import os
 import copy
 import resource
 import sys
@@ -57,7 +58,10 @@ def main():
     parser.add_argument("--vocab", type=int, default=8192)
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--markdown", help="write the table here too")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="torch's (and qnoise's kernels') threads; default: every core")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     float_model = TransformerLm(args.vocab, args.dim, 8, 4 * args.dim, args.layers).eval()
     rows = [("float32", float_model)]

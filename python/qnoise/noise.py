@@ -53,10 +53,14 @@ def _check_rule(rule, where):
 
 
 def _noise_function(module, rule):
+    workspace = []  # the noisy weight's buffer, reused from step to step once the last step's graph is gone
+
     def noisy(parameter):
         if not module.training or rule.rate == 0.0:
             return parameter
-        return ops.quant_noise(parameter, rule.rate, rule.block_size, rule.noise, rule.codebook, True)
+        if not workspace or workspace[0].shape != parameter.shape or workspace[0].dtype != parameter.dtype:
+            workspace[:] = [torch.empty_like(parameter, memory_format=torch.contiguous_format)]
+        return ops.quant_noise(parameter, rule.rate, rule.block_size, rule.noise, rule.codebook, True, workspace[0])
     return noisy
 
 

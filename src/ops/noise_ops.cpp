@@ -35,9 +35,13 @@ NoiseFunction noise_function(const std::string& noise, const c10::optional<at::T
   return NoiseFunction::parse(noise);
 }
 
+// `workspace`, a tensor of the weight's shape the caller keeps between steps, receives the noisy
+// weight whenever nothing else holds it any more (quant_noise.h): no fresh pages every step.
 at::Tensor noise_op(const at::Tensor& weight, double rate, int64_t block_size, std::string noise,
-                    c10::optional<at::Tensor> codebook, bool training) {
-  return quant_noise(weight, layout_of_weight(weight, block_size), rate, noise_function(noise, codebook), training);
+                    c10::optional<at::Tensor> codebook, bool training, c10::optional<at::Tensor> workspace) {
+  at::Tensor buffer = workspace ? *workspace : at::Tensor();
+  return quant_noise(weight, layout_of_weight(weight, block_size), rate, noise_function(noise, codebook), training,
+                     workspace ? &buffer : nullptr);
 }
 
 at::Tensor seeded_noise_op(const at::Tensor& weight, double rate, int64_t block_size, std::string noise,
@@ -55,7 +59,7 @@ at::Tensor mask_op(std::vector<int64_t> shape, int64_t block_size, double rate, 
 void register_noise_ops(torch::Library& library) {
   library.def(
       "quant_noise(Tensor weight, float rate, int block_size, str noise='pq', Tensor? codebook=None, "
-      "bool training=True) -> Tensor",
+      "bool training=True, Tensor? workspace=None) -> Tensor",
       noise_op);
   library.def(
       "quant_noise_with_seed(Tensor weight, float rate, int block_size, str noise, int seed, "
