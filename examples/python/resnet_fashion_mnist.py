@@ -63,6 +63,8 @@ def main():
     parser.add_argument("--noise", type=float, default=0.05)
     parser.add_argument("--test-images", type=int, default=10000)
     parser.add_argument("--torchscript", help="also write the compressed model, scripted, to this file")
+    parser.add_argument("--float-control", action="store_true",
+                        help="also train the float model for as many more steps as iPQ finetunes, for a fair baseline")
     args = parser.parse_args()
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
@@ -84,6 +86,13 @@ def main():
         print(f"  stage {stage.index} '{stage.name}' ({len(stage.layers)} layers) finetuned: "
               f"{accuracy(model, test_images[:2000], test_labels[:2000]):.2f}% on 2000 test images")
 
+    control_accuracy = None
+    if args.float_control:  # the same extra updates as iPQ's finetuning, in float
+        control = copy.deepcopy(model)
+        with qnoise.QuantNoise(control, [("conv1", 0.0, 9), ("*conv*", args.noise, 9), ("*", args.noise, 8)]):
+            train(control, train_images, train_labels, args.finetune_steps * len(PLAN["stages"]),
+                  torch.optim.Adam(control.parameters(), 1e-4), torch.Generator().manual_seed(1))
+        control_accuracy = accuracy(control, test_images, test_labels)
     float_bytes = 4 * sum(t.numel() for t in model.state_dict().values() if t.is_floating_point())
     start = time.time()
     calibration = [train_images[i:i + 256] for i in range(0, 2048, 256)]
@@ -98,6 +107,9 @@ def main():
         if args.torchscript:
             torch.jit.save(torch.jit.script(served), args.torchscript)
     print(f"float32: {float_bytes} bytes, {float_accuracy:.2f}%")
+    if control_accuracy is not None:
+        print(f"float32 trained {args.finetune_steps * len(PLAN['stages'])} more steps (as many as iPQ's "
+              f"finetuning): {control_accuracy:.2f}%")
     print(f"iPQ .qnz: {size} bytes ({float_bytes / size:.1f}x smaller), {ipq_accuracy:.2f}% "
           f"({ipq_accuracy - float_accuracy:+.2f} points), {packed} layers on qnoise's kernels")
 
