@@ -1,5 +1,6 @@
 """Compressing users' models: plans, finetuning, files, packed layers, TorchScript, errors."""
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -204,3 +205,21 @@ def test_files_that_do_not_fit_are_named(tmp_path):
     (tmp_path / "garbage.qnz").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}      ")
     with pytest.raises(qnoise.QnoiseError, match="garbage.qnz"):
         qnoise.info(tmp_path / "garbage.qnz")
+
+
+def test_info_command_prints_every_tensor_and_names_bad_files(tmp_path):
+    import subprocess
+    import sys
+    model = fresh(Mlp)
+    qnoise.quantize(model, "int4")
+    qnoise.save(model, tmp_path / "m.qnz", metadata={"note": "hello"})
+    run = [sys.executable, "-m", "qnoise", "info"]
+    env = dict(os.environ, PYTHONPATH=str(Path(qnoise.__file__).resolve().parents[1]))  # this tree's package
+    out = subprocess.run(run + [str(tmp_path / "m.qnz")], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["tensor", "scheme", "shape", "bits/weight", "bytes"]
+    assert any(line.split()[:3] == ["fc1.weight", "int4", "64x32"] for line in lines)
+    assert 'metadata: {"note": "hello"}' in out.stdout
+    bad = subprocess.run(run + [str(tmp_path / "none.qnz")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 1 and "none.qnz" in bad.stderr
