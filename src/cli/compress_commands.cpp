@@ -10,6 +10,7 @@
 #include "cli/compression_report.h"
 #include "cli/table.h"
 #include "cli/torchscript_model.h"
+#include "cli/torchscript_quantization.h"
 #include "qnoise/checkpoint.h"
 #include "qnoise/compression_pipeline.h"
 #include "qnoise/error.h"
@@ -26,10 +27,31 @@ namespace qnoise::cli {
 namespace {
 
 struct QuantizeCommandOptions {
-  std::string model, scheme = "ipq", plan_path, data, out, progress = "auto";
+  std::string model, torchscript, scheme = "ipq", plan_path, data, out, progress = "auto";
   int64_t finetune_steps = -1;  // -1: the plan's
+  int64_t block_size = 8, n_centroids = 256;  // --torchscript ipq
   bool resume = false;
 };
+
+// A TorchScript model's Linear / Conv2d / Embedding weights into a .qnz (torchscript_quantization.h).
+void run_torchscript_quantize(const QuantizeCommandOptions& command) {
+  QNOISE_CHECK(command.plan_path.empty() && !command.resume,
+               "--config and --resume are for qnoise checkpoints; a TorchScript model takes --scheme, --block-size, "
+               "--centroids and --finetune-steps");
+  TorchscriptQuantization options;
+  options.scheme = command.scheme;
+  options.block_size = command.block_size;
+  options.n_centroids = command.n_centroids;
+  options.finetune_steps = std::max<int64_t>(0, command.finetune_steps);
+  options.data = command.data;
+  torch::jit::Module module = load_torchscript_model(command.torchscript);
+  nlohmann::json line = {{"event", "quantized"}, {"torchscript", command.torchscript}, {"scheme", command.scheme}};
+  nlohmann::json report;
+  write_qnz(command.out, quantize_torchscript(module, options, report));
+  line.update(report);
+  line["out"] = command.out;
+  std::cout << line.dump() << "\n";
+}
 
 // A plan file: qnoise's JSON, or fairseq's quantization YAML (.yaml / .yml) resolved against the
 // model's layers with the family's finetuning settings (`family_plan`), which fairseq's file lacks.
@@ -46,6 +68,9 @@ QuantizationPlan read_plan_file(const std::string& path, torch::nn::Module& mode
 void run_quantize(const QuantizeCommandOptions& command) {
   QNOISE_CHECK(std::filesystem::path(command.out).extension() == ".qnz", "--out must name a .qnz file, got '",
                command.out, "'");
+  QNOISE_CHECK(command.model.empty() != command.torchscript.empty(),
+               "give the model to compress: --model CHECKPOINT (from qnoise train) or --torchscript MODEL.pt");
+  if (!command.torchscript.empty()) return run_torchscript_quantize(command);
   auto task = load_trained_task(command.model, command.data);
   CompressionOptions options = default_compression_options(*task, command.scheme);
   if (!command.plan_path.empty()) {
@@ -116,7 +141,7 @@ void run_prune(const PruneCommandOptions& command) {
 }
 
 struct EvalCommandOptions {
-  std::string file, data;
+  std::string file, data, weights;
   bool decoded = false;
   bool torchscript = false;
 };
@@ -126,18 +151,20 @@ struct EvalCommandOptions {
 void run_torchscript_eval(const EvalCommandOptions& command) {
   QNOISE_CHECK(!command.decoded, "--decoded is for .qnz files; a TorchScript model runs as it was saved");
   torch::jit::Module module = load_torchscript_model(command.file);
+  if (!command.weights.empty()) load_qnz_into_torchscript(module, read_qnz(command.weights), command.weights);
   const ImageDataset test = load_fashion_mnist(command.data.empty() ? kFashionMnistDirectory : command.data, "test");
   const at::Tensor predicted = classify_images(module, test.images).argmax(1);
   const int64_t correct = predicted.eq(test.labels).sum().item<int64_t>();
   const nlohmann::json line = {{"event", "eval"},
                                {"file", command.file},
-                               {"weights", "torchscript"},
+                               {"weights", command.weights.empty() ? "torchscript" : command.weights},
                                {"test", {{"accuracy", static_cast<double>(correct) / test.labels.size(0)},
                                          {"examples", test.labels.size(0)}}}};
   std::cout << line.dump() << "\n";
 }
 
 void run_eval(const EvalCommandOptions& command, const RuntimeOptions& runtime_options) {
+  QNOISE_CHECK(command.weights.empty() || command.torchscript, "--weights goes with --torchscript");
   if (command.torchscript) return run_torchscript_eval(command);
   const CompressedModel model = read_qnz(command.file);
   nlohmann::json line = {{"event", "eval"}, {"file", command.file}};
@@ -195,7 +222,15 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
   auto quantize = std::make_shared<QuantizeCommandOptions>();
   CLI::App* q = parent.add_subcommand(
       "quantize", "Compress a trained checkpoint (int8, int4, or iPQ with finetuning) into a .qnz file");
-  q->add_option("--model", quantize->model, "Training checkpoint (from qnoise train)")->required();
+  q->add_option("--model", quantize->model, "Training checkpoint (from qnoise train)");
+  q->add_option("--torchscript", quantize->torchscript,
+                "Instead of --model: a TorchScript model (torch.jit.save); its torch.nn Linear, Conv2d and Embedding "
+                "weights are compressed (--scheme int8, int4 or ipq; ipq finetunes on Fashion-MNIST with "
+                "--finetune-steps), the .qnz holds its tensors (run it: eval/predict --torchscript MODEL --weights FILE)");
+  q->add_option("--block-size", quantize->block_size, "--torchscript ipq: block size of Linear/Embedding rows and "
+                "1x1 convolutions (k x k kernels are one block; default 8)")->check(CLI::PositiveNumber);
+  q->add_option("--centroids", quantize->n_centroids, "--torchscript ipq: centroids per layer, at most (default 256)")
+      ->check(CLI::Range(int64_t{2}, int64_t{65536}));
   q->add_option("--scheme", quantize->scheme, "int8, int4, ipq, or ipq+int8 (iPQ weights, int8 activations); default ipq")
       ->check(CLI::IsMember({"int8", "int4", "ipq", "ipq+int8"}));
   q->add_option("--config", quantize->plan_path, "iPQ plan: JSON, or fairseq's quantization YAML (.yaml/.yml); default: the model family's (docs/compression.md)");
@@ -222,6 +257,8 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
   e->add_flag("--torchscript", eval->torchscript,
               "The file is a TorchScript Fashion-MNIST classifier saved from Python (its qnoise packed layers run on "
               "qnoise's kernels): accuracy on the test split of --data (default: Debian's Fashion-MNIST)");
+  e->add_option("--weights", eval->weights,
+                "--torchscript: a .qnz of the model's tensors (qnoise quantize --torchscript) decoded into it first");
   e->add_flag("--decoded", eval->decoded,
               "Decode every weight to float first (default: run Linear, 1x1 conv and embedding layers from "
               "their compressed weights)");

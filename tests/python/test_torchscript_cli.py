@@ -79,3 +79,45 @@ def test_bad_files_are_named(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a zip archive")
     result = run("predict", "--torchscript", str(tmp_path / "junk.pt"), str(tmp_path / "junk.pt"))
     assert result.returncode != 0 and "junk.pt' is not a TorchScript model" in result.stderr
+
+
+def test_quantize_torchscript_int8_matches_python(tmp_path):
+    model = classifier()
+    torch.jit.save(torch.jit.script(model), str(tmp_path / "float.pt"))
+    result = run("quantize", "--torchscript", str(tmp_path / "float.pt"), "--scheme", "int8",
+                 "--out", str(tmp_path / "m.qnz"))
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout)
+    assert line["layers"] == 3 and line["stored_bytes"] < line["float_bytes"] / 3
+    info = qnoise.info(tmp_path / "m.qnz")["tensors"]
+    assert info["0.weight"]["scheme"] == "int8" and info["6.bias"]["scheme"] == "float16"
+    evaluated = run("eval", "--torchscript", str(tmp_path / "float.pt"), "--weights", str(tmp_path / "m.qnz"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    qnoise.quantize(model, "int8")  # the same per-channel int8 and float16 rest, in Python
+    images, labels = fashion_mnist.load("t10k")
+    with torch.no_grad():
+        accuracy = (model(images).argmax(1) == labels).float().mean().item()
+    assert abs(json.loads(evaluated.stdout)["test"]["accuracy"] - accuracy) < 0.005
+
+
+def test_quantize_torchscript_ipq_finetunes_and_loads(tmp_path):
+    torch.jit.save(torch.jit.script(classifier()), str(tmp_path / "float.pt"))
+    result = run("quantize", "--torchscript", str(tmp_path / "float.pt"), "--scheme", "ipq", "--block-size", "4",
+                 "--finetune-steps", "5", "--out", str(tmp_path / "m.qnz"))
+    assert result.returncode == 0, result.stderr
+    tensors = qnoise.info(tmp_path / "m.qnz")["tensors"]
+    assert tensors["0.weight"]["scheme"] == "pq" and tensors["6.weight"]["scheme"] == "pq"
+    evaluated = run("eval", "--torchscript", str(tmp_path / "float.pt"), "--weights", str(tmp_path / "m.qnz"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert 0.0 <= json.loads(evaluated.stdout)["test"]["accuracy"] <= 1.0
+    other = nn.Sequential(nn.Linear(4, 2))
+    torch.jit.save(torch.jit.script(other), str(tmp_path / "other.pt"))
+    mismatch = run("eval", "--torchscript", str(tmp_path / "other.pt"), "--weights", str(tmp_path / "m.qnz"))
+    assert mismatch.returncode != 0 and "does not match the TorchScript model" in mismatch.stderr
+    assert "0.weight (file [8, 1, 3, 3], model [2, 4])" in mismatch.stderr
+    bad = run("quantize", "--torchscript", str(tmp_path / "float.pt"), "--scheme", "int3", "--out",
+              str(tmp_path / "x.qnz"))
+    assert bad.returncode != 0 and "--scheme: int3 not in" in bad.stderr
+    both = run("quantize", "--torchscript", str(tmp_path / "float.pt"), "--scheme", "ipq+int8", "--out",
+               str(tmp_path / "x.qnz"))
+    assert both.returncode != 0 and "int8, int4 or ipq, not 'ipq+int8'" in both.stderr
