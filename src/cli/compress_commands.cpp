@@ -30,6 +30,7 @@ struct QuantizeCommandOptions {
   std::string model, torchscript, scheme = "ipq", plan_path, data, out, progress = "auto";
   int64_t finetune_steps = -1;  // -1: the plan's
   int64_t block_size = 8, n_centroids = 256;  // --torchscript ipq
+  TorchscriptTask task;                        // --torchscript ipq finetuning
   bool resume = false;
 };
 
@@ -43,7 +44,8 @@ void run_torchscript_quantize(const QuantizeCommandOptions& command) {
   options.block_size = command.block_size;
   options.n_centroids = command.n_centroids;
   options.finetune_steps = std::max<int64_t>(0, command.finetune_steps);
-  options.data = command.data;
+  options.task = command.task;
+  options.task.data = command.data;
   torch::jit::Module module = load_torchscript_model(command.torchscript);
   nlohmann::json line = {{"event", "quantized"}, {"torchscript", command.torchscript}, {"scheme", command.scheme}};
   nlohmann::json report;
@@ -144,23 +146,31 @@ struct EvalCommandOptions {
   std::string file, data, weights;
   bool decoded = false;
   bool torchscript = false;
+  TorchscriptTask task;
 };
 
-// A TorchScript Fashion-MNIST classifier saved from Python: accuracy on the test split, normalized
-// with the training set's statistics as the built-in image task does.
+// A TorchScript model saved from Python: test accuracy of a Fashion-MNIST classifier, or
+// perplexity of a language model on WikiText-format text (torchscript_tasks.h).
 void run_torchscript_eval(const EvalCommandOptions& command) {
   QNOISE_CHECK(!command.decoded, "--decoded is for .qnz files; a TorchScript model runs as it was saved");
   torch::jit::Module module = load_torchscript_model(command.file);
   if (!command.weights.empty()) load_qnz_into_torchscript(module, read_qnz(command.weights), command.weights);
-  const ImageDataset test = load_fashion_mnist(command.data.empty() ? kFashionMnistDirectory : command.data, "test");
-  const at::Tensor predicted = classify_images(module, test.images).argmax(1);
-  const int64_t correct = predicted.eq(test.labels).sum().item<int64_t>();
-  const nlohmann::json line = {{"event", "eval"},
-                               {"file", command.file},
-                               {"weights", command.weights.empty() ? "torchscript" : command.weights},
-                               {"test", {{"accuracy", static_cast<double>(correct) / test.labels.size(0)},
-                                         {"examples", test.labels.size(0)}}}};
+  TorchscriptTask task = command.task;
+  task.data = command.data;
+  nlohmann::json line = {{"event", "eval"},
+                         {"file", command.file},
+                         {"weights", command.weights.empty() ? "torchscript" : command.weights}};
+  line.update(evaluate_torchscript(module, task));
   std::cout << line.dump() << "\n";
+}
+
+// --task, --vocab and --seq-len of the TorchScript commands.
+void add_torchscript_task_options(CLI::App& app, TorchscriptTask& task) {
+  app.add_option("--task", task.kind, "--torchscript: image (Fashion-MNIST classifier, default) or lm (language "
+                 "model on --data's wiki.{train,valid,test}.tokens)");
+  app.add_option("--vocab", task.vocabulary, "--torchscript --task lm: the model's vocabulary (\"token count\" lines "
+                 "in id order); default: built from the training split as qnoise train builds it");
+  app.add_option("--seq-len", task.seq_len, "--torchscript --task lm: tokens per window (default 64)");
 }
 
 void run_eval(const EvalCommandOptions& command, const RuntimeOptions& runtime_options) {
@@ -225,12 +235,13 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
   q->add_option("--model", quantize->model, "Training checkpoint (from qnoise train)");
   q->add_option("--torchscript", quantize->torchscript,
                 "Instead of --model: a TorchScript model (torch.jit.save); its torch.nn Linear, Conv2d and Embedding "
-                "weights are compressed (--scheme int8, int4 or ipq; ipq finetunes on Fashion-MNIST with "
-                "--finetune-steps), the .qnz holds its tensors (run it: eval/predict --torchscript MODEL --weights FILE)");
+                "weights are compressed (--scheme int8, int4 or ipq; ipq finetunes for --finetune-steps on --task's "
+                "data), the .qnz holds its tensors (run it: eval/predict --torchscript MODEL --weights FILE)");
   q->add_option("--block-size", quantize->block_size, "--torchscript ipq: block size of Linear/Embedding rows and "
                 "1x1 convolutions (k x k kernels are one block; default 8)")->check(CLI::PositiveNumber);
   q->add_option("--centroids", quantize->n_centroids, "--torchscript ipq: centroids per layer, at most (default 256)")
       ->check(CLI::Range(int64_t{2}, int64_t{65536}));
+  add_torchscript_task_options(*q, quantize->task);
   q->add_option("--scheme", quantize->scheme, "int8, int4, ipq, or ipq+int8 (iPQ weights, int8 activations); default ipq")
       ->check(CLI::IsMember({"int8", "int4", "ipq", "ipq+int8"}));
   q->add_option("--config", quantize->plan_path, "iPQ plan: JSON, or fairseq's quantization YAML (.yaml/.yml); default: the model family's (docs/compression.md)");
@@ -255,10 +266,11 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
   e->add_option("file", eval->file, "The .qnz file (with --torchscript: a TorchScript model)")->required();
   e->add_option("--data", eval->data, "Data directory (default: the one the model was trained on)");
   e->add_flag("--torchscript", eval->torchscript,
-              "The file is a TorchScript Fashion-MNIST classifier saved from Python (its qnoise packed layers run on "
-              "qnoise's kernels): accuracy on the test split of --data (default: Debian's Fashion-MNIST)");
+              "The file is a TorchScript model saved from Python (its qnoise packed layers run on qnoise's kernels): "
+              "a Fashion-MNIST classifier's test accuracy, or with --task lm a language model's perplexity");
   e->add_option("--weights", eval->weights,
                 "--torchscript: a .qnz of the model's tensors (qnoise quantize --torchscript) decoded into it first");
+  add_torchscript_task_options(*e, eval->task);
   e->add_flag("--decoded", eval->decoded,
               "Decode every weight to float first (default: run Linear, 1x1 conv and embedding layers from "
               "their compressed weights)");

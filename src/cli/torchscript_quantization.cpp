@@ -10,7 +10,6 @@
 
 #include "qnoise/block_layout.h"
 #include "qnoise/error.h"
-#include "qnoise/image_dataset.h"
 #include "qnoise/product_quantizer.h"
 #include "qnoise/seeded_order.h"
 
@@ -42,6 +41,10 @@ std::vector<ScriptedLayer> compressible_layers(const torch::jit::Module& module)
   return layers;
 }
 
+std::string weight_name(const ScriptedLayer& layer) {
+  return layer.name.empty() ? "weight" : layer.name + ".weight";
+}
+
 int64_t pq_block_size(const ScriptedLayer& layer, const at::Tensor& weight, int64_t block_size) {
   if (layer.kind == LayerKind::Conv2d && weight.size(2) * weight.size(3) > 1) return weight.size(2) * weight.size(3);
   return block_size;
@@ -59,7 +62,7 @@ struct PqLayer {
 
 void finetune(torch::jit::Module& module, std::vector<PqLayer>& pq, const std::set<std::string>& quantized,
               const TorchscriptQuantization& options) {
-  const ImageDataset train = load_fashion_mnist(options.data.empty() ? kFashionMnistDirectory : options.data, "train");
+  const TrainingLoss loss_of_batch = training_loss(options.task);
   std::vector<at::Tensor> parameters;
   for (const auto& item : module.named_parameters())
     if (quantized.count(item.name) == 0 && item.value.requires_grad()) parameters.push_back(item.value);
@@ -68,12 +71,8 @@ void finetune(torch::jit::Module& module, std::vector<PqLayer>& pq, const std::s
   at::Generator generator = at::detail::createCPUGenerator(1);
   module.train();
   for (int64_t step = 0; step < options.finetune_steps; ++step) {
-    const at::Tensor index = at::randint(train.images.size(0), {64}, generator, at::kLong);
     for (auto& layer : pq) layer.layer.module.setattr("weight", layer.decoded());
-    const c10::IValue output = module.forward({train.images.index_select(0, index)});
-    QNOISE_CHECK(output.isTensor() && output.toTensor().dim() == 2 && output.toTensor().size(1) == 10,
-                 "finetuning on Fashion-MNIST needs a model that returns [batch, 10] logits");
-    const at::Tensor loss = at::cross_entropy_loss(output.toTensor(), train.labels.index_select(0, index));
+    const at::Tensor loss = loss_of_batch(module, generator);
     adam.zero_grad();
     loss.backward();
     for (auto& layer : pq) layer.codebook.mutable_grad().mul_(layer.inverse_uses);
@@ -96,9 +95,8 @@ CompressedModel quantize_torchscript(torch::jit::Module& module, const Torchscri
   std::vector<PqLayer> pq;
   for (const ScriptedLayer& layer : layers) {
     const at::Tensor weight = layer.module.attr("weight").toTensor().detach().to(at::kFloat).contiguous();
-    const std::string name = layer.name.empty() ? "weight" : layer.name + ".weight";
     if (options.scheme != "ipq") {
-      compressed[name] = compress_scalar(weight, options.scheme == "int8" ? 8 : 4);
+      compressed[weight_name(layer)] = compress_scalar(weight, options.scheme == "int8" ? 8 : 4);
       continue;
     }
     const BlockLayout layout(layer.kind, weight.sizes().vec(), pq_block_size(layer, weight, options.block_size));
@@ -112,15 +110,14 @@ CompressedModel quantize_torchscript(torch::jit::Module& module, const Torchscri
     pq.push_back({layer, layout, quantizer.codebook().clone().set_requires_grad(true), codes, uses.reciprocal()});
   }
   std::set<std::string> quantized;
-  for (const auto& layer : pq) quantized.insert(layer.layer.name.empty() ? "weight" : layer.layer.name + ".weight");
+  for (const auto& layer : pq) quantized.insert(weight_name(layer.layer));
   if (options.finetune_steps > 0) {
     at::AutoGradMode grad(true);
     finetune(module, pq, quantized, options);
   }
   for (const auto& layer : pq) {
-    const std::string name = layer.layer.name.empty() ? "weight" : layer.layer.name + ".weight";
     const at::Tensor codebook = layer.codebook.detach();
-    compressed[name] = compress_pq(layer.layout, codebook, layer.codes.to(ProductQuantizer::index_dtype(codebook.size(0))));
+    compressed[weight_name(layer.layer)] = compress_pq(layer.layout, codebook, layer.codes.to(ProductQuantizer::index_dtype(codebook.size(0))));
   }
   // Every quantized weight holds its decoded value, every other float tensor its float16 rounding:
   // the module computes what the file holds.
@@ -129,10 +126,8 @@ CompressedModel quantize_torchscript(torch::jit::Module& module, const Torchscri
   if (options.scheme == "ipq")
     file.plan.update({{"block_size", options.block_size}, {"n_centroids", options.n_centroids},
                       {"finetune_steps", options.finetune_steps}});
-  for (ScriptedLayer layer : layers) {  // a copy of the handle: setattr is not const
-    const std::string name = layer.name.empty() ? "weight" : layer.name + ".weight";
-    layer.module.setattr("weight", compressed.at(name).decode().set_requires_grad(false));
-  }
+  for (ScriptedLayer layer : layers)  // a copy of the handle: setattr is not const
+    layer.module.setattr("weight", compressed.at(weight_name(layer)).decode().set_requires_grad(false));
   auto add = [&](const std::string& name, const at::Tensor& tensor) {
     const auto found = compressed.find(name);
     if (found != compressed.end()) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cli/torchscript_tasks.h"
 #include "qnoise/qnz_file.h"
 
 namespace qnoise::cli {
@@ -18,10 +19,9 @@ struct TorchscriptQuantization {
   // ipq: blocks of Linear / Embedding rows and 1x1 convolutions; a k x k kernel is one block.
   int64_t block_size = 8;
   int64_t n_centroids = 256;  // at most, and at most a quarter of a layer's blocks
-  // ipq: updates of the centroids and the float parameters, as an image classifier of Fashion-MNIST
-  // (cross-entropy on `data`'s training split, batches of 64, Adam); 0: none.
+  // ipq: updates (Adam) of the centroids and the float parameters on `task`'s training data; 0: none.
   int64_t finetune_steps = 0;
-  std::string data;
+  TorchscriptTask task;
   double lr = 1e-4;
 };
 

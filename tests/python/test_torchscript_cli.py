@@ -121,3 +121,42 @@ def test_quantize_torchscript_ipq_finetunes_and_loads(tmp_path):
     both = run("quantize", "--torchscript", str(tmp_path / "float.pt"), "--scheme", "ipq+int8", "--out",
                str(tmp_path / "x.qnz"))
     assert both.returncode != 0 and "int8, int4 or ipq, not 'ipq+int8'" in both.stderr
+
+
+class TinyLm(nn.Module):
+    def __init__(self, vocabulary):
+        super().__init__()
+        self.embed = nn.Embedding(vocabulary, 16)
+        self.hidden = nn.Linear(16, 32)
+        self.out = nn.Linear(32, vocabulary)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(self.embed(ids))))
+
+
+def test_quantize_and_eval_a_torchscript_language_model(tmp_path):
+    words = "in the beginning god created the heaven and the earth and the earth was without form".split()
+    for split, repeat in (("train", 40), ("valid", 5), ("test", 5)):
+        (tmp_path / f"wiki.{split}.tokens").write_text((" ".join(words) + "\n") * repeat)
+    vocabulary = ["<pad>", "</s>", "<unk>"] + sorted(set(words))
+    (tmp_path / "vocab.txt").write_text("".join(f"{w} 1\n" for w in vocabulary))
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(TinyLm(len(vocabulary))), str(tmp_path / "lm.pt"))
+    common = ["--task", "lm", "--data", str(tmp_path), "--vocab", str(tmp_path / "vocab.txt"), "--seq-len", "8"]
+    before = run("eval", "--torchscript", str(tmp_path / "lm.pt"), *common)
+    assert before.returncode == 0, before.stderr
+    perplexity = {}
+    for steps in ("0", "60"):
+        out = str(tmp_path / f"lm_{steps}.qnz")
+        result = run("quantize", "--torchscript", str(tmp_path / "lm.pt"), "--scheme", "ipq", "--block-size", "4",
+                     "--finetune-steps", steps, "--out", out, *common)
+        assert result.returncode == 0, result.stderr
+        after = run("eval", "--torchscript", str(tmp_path / "lm.pt"), "--weights", out, *common)
+        assert after.returncode == 0, after.stderr
+        perplexity[steps] = json.loads(after.stdout)["valid"]["perplexity"]
+    untrained = json.loads(before.stdout)["valid"]["perplexity"]
+    assert 1 < perplexity["60"] < perplexity["0"] and perplexity["60"] < untrained  # finetuning learned
+    (tmp_path / "bigger.txt").write_text("".join(f"{w} 1\n" for w in vocabulary + ["serpent"]))
+    wrong = run("eval", "--torchscript", str(tmp_path / "lm.pt"), "--task", "lm", "--data", str(tmp_path),
+                "--vocab", str(tmp_path / "bigger.txt"))
+    assert wrong.returncode != 0 and "(the vocabulary has 15 tokens)" in wrong.stderr
