@@ -15,7 +15,6 @@
 #include "qnoise/compression_pipeline.h"
 #include "qnoise/error.h"
 #include "qnoise/fairseq_quantization_config.h"
-#include "qnoise/image_dataset.h"
 #include "qnoise/layer_pruning.h"
 #include "qnoise/runtime_task.h"
 #include "qnoise/safetensors.h"

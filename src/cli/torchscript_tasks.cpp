@@ -68,8 +68,8 @@ TrainingLoss training_loss(const TorchscriptTask& task) {
     auto train = std::make_shared<ImageDataset>(images(task, "train"));
     return [train](torch::jit::Module& module, at::Generator& generator) {
       const at::Tensor index = at::randint(train->images.size(0), {64}, generator, at::kLong);
-      const at::Tensor probabilities_input = train->images.index_select(0, index);
-      const c10::IValue output = module.forward({probabilities_input});
+      const at::Tensor batch = train->images.index_select(0, index);
+      const c10::IValue output = module.forward({batch});
       QNOISE_CHECK(output.isTensor() && output.toTensor().dim() == 2 && output.toTensor().size(1) == 10,
                    "an image model of Fashion-MNIST must return [batch, 10] logits");
       return at::cross_entropy_loss(output.toTensor(), train->labels.index_select(0, index));
