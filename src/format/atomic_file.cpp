@@ -1,36 +1,96 @@
 #include "qnoise/atomic_file.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "qnoise/error.h"
 
 namespace qnoise {
 
-void write_file_atomically(const std::string& path, const std::string& content) {
-  const std::string temporary = path + ".tmp." + std::to_string(getpid());
-  bool written = false;
-  {
-    std::ofstream file(temporary, std::ios::binary);
-    if (file.good()) {
-      file << content;
-      file.close();
-      written = !file.fail();
+namespace {
+
+std::string system_error() { return std::strerror(errno); }
+
+// The process's umask, read without changing it (umask(2) would, for every thread); 022 when
+// /proc does not say.
+mode_t current_umask() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    if (key == "Umask:") {
+      std::string value;
+      status >> value;
+      return static_cast<mode_t>(std::stoul(value, nullptr, 8));
     }
+    status.ignore(1 << 16, '\n');
   }
-  if (!written) {
+  return 022;
+}
+
+// The mode a plain write would give the file: the old file's, or 0666 less the umask.
+mode_t target_mode(const std::string& path) {
+  struct stat existing {};
+  if (stat(path.c_str(), &existing) == 0 && S_ISREG(existing.st_mode)) return existing.st_mode & 07777;
+  return 0666 & ~current_umask();
+}
+
+bool write_all(int fd, const std::string& content) {
+  const char* data = content.data();
+  size_t left = content.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, data, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Makes the rename itself durable: the directory entry is on disk once this returns.
+void sync_directory(const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  const int fd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;  // some file systems do not open directories; the data itself is synced
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
+void write_file_atomically(const std::string& path, const std::string& content) {
+  // mkstemp: an unpredictable name, created exclusively (never through a symlink someone planted).
+  std::vector<char> name(path.begin(), path.end());
+  const std::string suffix = ".tmp.XXXXXX";
+  name.insert(name.end(), suffix.begin(), suffix.end());
+  name.push_back('\0');
+  const int fd = ::mkstemp(name.data());
+  if (fd < 0) throw Error("cannot write '" + path + "': cannot create a temporary file beside it: " + system_error());
+  const std::string temporary(name.data());
+  std::string failure;
+  if (::fchmod(fd, target_mode(path)) != 0) failure = "cannot set its mode";
+  else if (!write_all(fd, content)) failure = "cannot write it";
+  else if (::fsync(fd) != 0) failure = "cannot flush it to disk";
+  if (!failure.empty()) failure += ": " + system_error();
+  if (::close(fd) != 0 && failure.empty()) failure = "cannot close it: " + system_error();
+  if (!failure.empty()) {
     std::remove(temporary.c_str());
-    throw Error("cannot write '" + path + "' (via temporary file '" + temporary + "')");
+    throw Error("cannot write '" + path + "' (via temporary file '" + temporary + "'): " + failure);
   }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    const std::string reason = system_error();
     std::remove(temporary.c_str());
-    throw Error("cannot rename '" + temporary + "' to '" + path + "': " + error.message());
+    throw Error("cannot rename '" + temporary + "' to '" + path + "': " + reason);
   }
+  sync_directory(path);
 }
 
 }  // namespace qnoise

@@ -4,6 +4,9 @@
 #include <fstream>
 #include <sstream>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "qnoise/atomic_file.h"
 #include "qnoise/error.h"
 
@@ -43,4 +46,37 @@ TEST(AtomicFile, AFailedWriteNamesTheFileAndKeepsTheOldOne) {
   }
   EXPECT_EQ(read_file(directory + "/target_is_a_directory/keep.txt"), "kept");
   EXPECT_THROW(qnoise::write_file_atomically("/nonexistent-dir/x.txt", "x"), qnoise::Error);
+}
+
+TEST(AtomicFile, NeverWritesThroughAPlantedSymlinkAndKeepsModes) {
+  const std::string directory = testing::TempDir() + "qnoise_atomic_file_symlink";
+  std::filesystem::remove_all(directory);
+  std::filesystem::create_directories(directory);
+  const std::string path = directory + "/out.txt";
+  // The temporary names of earlier versions (path.tmp.<pid>) planted as symlinks to a victim.
+  std::ofstream(directory + "/victim.txt") << "victim";
+  std::filesystem::create_symlink(directory + "/victim.txt", path + ".tmp." + std::to_string(getpid()));
+  qnoise::write_file_atomically(path, "content");
+  EXPECT_EQ(read_file(path), "content");
+  EXPECT_EQ(read_file(directory + "/victim.txt"), "victim");
+  // A new file: 0666 less the umask; a replaced file keeps its mode.
+  const mode_t mask = umask(022);
+  umask(mask);
+  const auto permissions = [](const std::string& p) {
+    return static_cast<unsigned>(std::filesystem::status(p).permissions());
+  };
+  EXPECT_EQ(permissions(path), 0666u & ~static_cast<unsigned>(mask));
+  std::filesystem::permissions(path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  qnoise::write_file_atomically(path, "again");
+  EXPECT_EQ(permissions(path), 0600u);
+  EXPECT_EQ(read_file(path), "again");
+}
+
+TEST(AtomicFile, ErrorsGiveTheSystemsReason) {
+  try {
+    qnoise::write_file_atomically("/nonexistent-dir/x.txt", "x");
+    FAIL() << "expected an error";
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("No such file or directory"), std::string::npos) << e.what();
+  }
 }
