@@ -44,6 +44,8 @@ struct TextCorpus {
 // Reads <directory>/wiki.{train,valid,test}.tokens. Throws qnoise::Error naming the file when one
 // is missing or holds no tokens.
 TextCorpus load_wikitext(const std::string& directory, const VocabularyOptions& options = {});
+// The same with a given vocabulary (a model's own ids) instead of one built from the training split.
+TextCorpus load_wikitext(const std::string& directory, const Vocabulary& vocabulary);
 
 struct LmBatch {
   at::Tensor input;   // [batch, length]

@@ -39,7 +39,10 @@ def normalize_plan(plan, model=None):
             from . import fairseq_config  # fairseq's format: per-layer values need the model
             if model is None:
                 raise QnoiseError("a fairseq quantization YAML is resolved against the model: pass it")
-            plan = fairseq_config.fairseq_plan(path, model)
+            try:
+                plan = fairseq_config.fairseq_plan(path, model)
+            except fairseq_config.FairseqConfigError as error:  # standalone module: its own ValueError
+                raise QnoiseError(str(error)) from None
         else:
             plan = path.read_text()
     plan = _shorthand(plan)
@@ -54,6 +57,6 @@ def normalize_plan(plan, model=None):
 
 
 def centroids_for(plan, stage, n_blocks):
-    """K for a PQ layer of n_blocks blocks: the stage's K, at most n_blocks / blocks_per_centroid."""
-    by_size = max(2, n_blocks // max(1, plan["blocks_per_centroid"]))
-    return min(stage["n_centroids"], by_size, n_blocks)
+    """K for a PQ layer of n_blocks blocks: the stage's K, at most n_blocks / blocks_per_centroid
+    (the C++ library's rule)."""
+    return ops.centroids_for(stage["n_centroids"], plan["blocks_per_centroid"], n_blocks)

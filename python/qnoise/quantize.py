@@ -108,9 +108,10 @@ def _quantize_pq(plan, spec, target, stream):
     pq = _PqWeight(target, torch.nn.Parameter(codebook.to(weight.device)), codes, spec.get("centroid_bits", 16))
     uses = torch.bincount(codes, minlength=k).clamp(min=1).to(codebook.dtype).unsqueeze(1)
     pq.codebook.register_hook(lambda grad, inverse=1.0 / uses: grad * inverse.to(grad.device))
-    error = _relative_error(weight, pq.decoded().detach())
+    decoded = pq.decoded().detach()
+    error = _relative_error(weight, decoded)
     with torch.no_grad():
-        target.weight.copy_(pq.decoded())
+        target.weight.copy_(decoded)
     target.weight.requires_grad_(False)
     overrides.set_override(target.module, target.param, lambda parameter, pq=pq: pq.decoded())
     report = LayerReport(target.name, spec["name"], "pq", list(weight.shape), spec["block_size"], k, error, seconds)

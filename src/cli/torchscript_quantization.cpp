@@ -11,6 +11,7 @@
 #include "qnoise/block_layout.h"
 #include "qnoise/error.h"
 #include "qnoise/product_quantizer.h"
+#include "qnoise/quantization_plan.h"
 #include "qnoise/seeded_order.h"
 
 namespace qnoise::cli {
@@ -93,6 +94,9 @@ CompressedModel quantize_torchscript(torch::jit::Module& module, const Torchscri
   at::NoGradGuard no_grad;
   std::map<std::string, CompressedWeight> compressed;
   std::vector<PqLayer> pq;
+  const QuantizationPlan plan;  // its K rule: at most a quarter of a layer's blocks
+  PqStage stage;
+  stage.n_centroids = options.n_centroids;
   for (const ScriptedLayer& layer : layers) {
     const at::Tensor weight = layer.module.attr("weight").toTensor().detach().to(at::kFloat).contiguous();
     if (options.scheme != "ipq") {
@@ -101,7 +105,7 @@ CompressedModel quantize_torchscript(torch::jit::Module& module, const Torchscri
     }
     const BlockLayout layout(layer.kind, weight.sizes().vec(), pq_block_size(layer, weight, options.block_size));
     const at::Tensor blocks = layout.to_blocks(weight);
-    const int64_t k = std::min({options.n_centroids, std::max<int64_t>(2, layout.n_blocks() / 4), layout.n_blocks()});
+    const int64_t k = plan.centroids_for(stage, layout.n_blocks());
     ProductQuantizer quantizer(layout.block_size(),
                                ProductQuantizerOptions().set_n_centroids(k).set_seed(mix_seed(1, pq.size())));
     quantizer.train(blocks);

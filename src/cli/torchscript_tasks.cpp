@@ -22,13 +22,8 @@ ImageDataset images(const TorchscriptTask& task, const std::string& split) {
 std::shared_ptr<const TextCorpus> text(const TorchscriptTask& task) {
   QNOISE_CHECK(!task.data.empty(), "--task lm needs --data: a directory of wiki.{train,valid,test}.tokens");
   QNOISE_CHECK(task.seq_len > 0, "--seq-len must be positive, got ", task.seq_len);
-  auto corpus = std::make_shared<TextCorpus>(load_wikitext(task.data));
-  if (!task.vocabulary.empty()) {  // the model's own ids: re-encode every split with them
-    corpus->vocabulary = Vocabulary::load(task.vocabulary);
-    for (auto [split, stream] : {std::pair{"train", &corpus->train}, {"valid", &corpus->valid}, {"test", &corpus->test}})
-      *stream = encode_tokens_file(task.data + "/wiki." + split + ".tokens", corpus->vocabulary);
-  }
-  return corpus;
+  if (task.vocabulary.empty()) return std::make_shared<TextCorpus>(load_wikitext(task.data));
+  return std::make_shared<TextCorpus>(load_wikitext(task.data, Vocabulary::load(task.vocabulary)));
 }
 
 // Logits [B, T, V] of the module for ids [B, T], checked against the vocabulary.

@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "qnoise/error.h"
@@ -88,19 +89,28 @@ std::string decode_tokens(const std::vector<int64_t>& ids, const Vocabulary& voc
   return text;
 }
 
+namespace {
+
+std::string wikitext_path(const std::string& directory, const char* split) {
+  return directory + "/wiki." + split + ".tokens";
+}
+
+}  // namespace
+
 TextCorpus load_wikitext(const std::string& directory, const VocabularyOptions& options) {
-  auto path = [&](const char* split) { return directory + "/wiki." + split + ".tokens"; };
   std::unordered_map<std::string, int64_t> counts;
-  const int64_t train_tokens = count_tokens(path("train"), counts);
-  QNOISE_CHECK(train_tokens > 0, "text file '", path("train"), "' holds no tokens");
+  const int64_t train_tokens = count_tokens(wikitext_path(directory, "train"), counts);
+  QNOISE_CHECK(train_tokens > 0, "text file '", wikitext_path(directory, "train"), "' holds no tokens");
+  return load_wikitext(directory, Vocabulary::from_counts(counts, options));
+}
+
+TextCorpus load_wikitext(const std::string& directory, const Vocabulary& vocabulary) {
   TextCorpus corpus;
-  corpus.vocabulary = Vocabulary::from_counts(counts, options);
-  counts.clear();
-  corpus.train = encode_tokens_file(path("train"), corpus.vocabulary);
-  corpus.valid = encode_tokens_file(path("valid"), corpus.vocabulary);
-  corpus.test = encode_tokens_file(path("test"), corpus.vocabulary);
-  QNOISE_CHECK(corpus.valid.numel() > 0, "text file '", path("valid"), "' holds no tokens");
-  QNOISE_CHECK(corpus.test.numel() > 0, "text file '", path("test"), "' holds no tokens");
+  corpus.vocabulary = vocabulary;
+  for (auto [split, stream] : {std::pair{"train", &corpus.train}, {"valid", &corpus.valid}, {"test", &corpus.test}}) {
+    *stream = encode_tokens_file(wikitext_path(directory, split), corpus.vocabulary);
+    QNOISE_CHECK(stream->numel() > 0, "text file '", wikitext_path(directory, split), "' holds no tokens");
+  }
   return corpus;
 }
 

@@ -26,6 +26,4 @@ struct CompressedTensor : torch::CustomClassHolder {
   CompressedWeight weight;
 };
 
-
-
 }  // namespace qnoise::ops

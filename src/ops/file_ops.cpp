@@ -12,14 +12,6 @@ namespace qnoise::ops {
 
 namespace {
 
-nlohmann::json parse_json(const std::string& text, const std::string& what) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception&) {
-    throw Error(what + " is not valid JSON: " + text);
-  }
-}
-
 struct QnzFile : torch::CustomClassHolder {
   explicit QnzFile(const std::string& path) : model(read_qnz(path)) {}
   CompressedModel model;
@@ -31,7 +23,7 @@ void write_qnz_op(std::string path, std::vector<std::string> names,
                   std::vector<c10::intrusive_ptr<CompressedTensor>> weights, std::string metadata) {
   QNOISE_CHECK(names.size() == weights.size(), "write_qnz: ", names.size(), " names for ", weights.size(),
                " tensors");
-  const nlohmann::json meta = parse_json(metadata, "write_qnz's metadata");
+  const nlohmann::json meta = parse_json_text(metadata, "write_qnz's metadata");
   CompressedModel model;
   model.task = meta.value("task", nlohmann::json());
   model.artifacts = meta.value("artifacts", nlohmann::json::object());

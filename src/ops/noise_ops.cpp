@@ -9,21 +9,6 @@
 
 namespace qnoise::ops {
 
-BlockLayout layout_of_weight(const at::Tensor& weight, int64_t block_size) {
-  return layout_of_shape(weight.sizes().vec(), block_size);
-}
-
-BlockLayout layout_of_shape(const std::vector<int64_t>& shape, int64_t block_size) {
-  switch (shape.size()) {
-    case 2: return BlockLayout::linear(shape, block_size);
-    case 3: return BlockLayout(LayerKind::Conv1d, shape, block_size);
-    case 4: return BlockLayout::conv2d(shape, block_size);
-    default:
-      throw Error("qnoise quantizes 2-D (Linear, Embedding), 3-D (Conv1d) and 4-D (Conv2d) weights, got shape " +
-                  shape_to_string(shape));
-  }
-}
-
 namespace {
 
 NoiseFunction noise_function(const std::string& noise, const c10::optional<at::Tensor>& codebook) {

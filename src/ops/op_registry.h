@@ -4,7 +4,10 @@
 // them.
 #include <torch/library.h>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "qnoise/block_layout.h"
@@ -22,5 +25,13 @@ void register_file_ops(torch::Library& library);
 // other ranks or a block size that does not divide a row.
 BlockLayout layout_of_weight(const at::Tensor& weight, int64_t block_size);
 BlockLayout layout_of_shape(const std::vector<int64_t>& shape, int64_t block_size);
+
+// The layer kinds as Python names them: core's names in lower case ("linear", "embedding", "conv1d",
+// "conv2d"), and the inverse, which throws qnoise::Error naming the accepted names.
+std::string layer_kind_name(LayerKind kind);
+LayerKind parse_layer_kind_name(const std::string& name);
+
+// JSON text given to an operator; qnoise::Error naming `what` when it does not parse.
+nlohmann::json parse_json_text(const std::string& text, const std::string& what);
 
 }  // namespace qnoise::ops

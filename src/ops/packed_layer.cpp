@@ -14,14 +14,6 @@ namespace qnoise::ops {
 
 namespace {
 
-LayerKind parse_kind(const std::string& kind) {
-  if (kind == "linear") return LayerKind::Linear;
-  if (kind == "embedding") return LayerKind::Embedding;
-  if (kind == "conv1d") return LayerKind::Conv1d;
-  if (kind == "conv2d") return LayerKind::Conv2d;
-  throw Error("unknown layer kind '" + kind + "' (expected linear, embedding, conv1d or conv2d)");
-}
-
 // Layers the runtime has no kernel for (float weights, pq with K > 256): the weight decoded once and
 // run by torch's own operators.
 class DecodedKernel : public LayerKernel {
@@ -62,26 +54,16 @@ std::shared_ptr<const LayerKernel> build_kernel(const PackedLayerConfig& c) {
   return std::make_shared<DecodedKernel>(c.weight, c.bias, c.geometry);
 }
 
-const char* kind_name(LayerKind kind) {
-  switch (kind) {
-    case LayerKind::Linear: return "linear";
-    case LayerKind::Embedding: return "embedding";
-    case LayerKind::Conv1d: return "conv1d";
-    case LayerKind::Conv2d: return "conv2d";
-  }
-  return "unknown";
-}
-
 using PackedLayerState = std::tuple<std::string, c10::Dict<std::string, at::Tensor>>;
 
-PackedLayerState state_of(const PackedLayerConfig& c) {
-  auto [weight_description, parts] = ops::state_of(c.weight);
+PackedLayerState packed_state(const PackedLayerConfig& c) {
+  auto [weight_description, parts] = state_of(c.weight);
   c10::Dict<std::string, at::Tensor> tensors;
   for (const auto& part : parts) tensors.insert("weight" + part.key(), part.value());
   if (c.bias.defined()) tensors.insert("bias", c.bias);
   if (c.input_quant.defined()) tensors.insert("input_quant", c.input_quant);
   const nlohmann::json config = {{"weight", nlohmann::json::parse(weight_description)},
-                                 {"kind", kind_name(c.geometry.kind)},
+                                 {"kind", layer_kind_name(c.geometry.kind)},
                                  {"stride", c.geometry.stride},
                                  {"padding", c.geometry.padding},
                                  {"dilation", c.geometry.dilation},
@@ -91,7 +73,7 @@ PackedLayerState state_of(const PackedLayerConfig& c) {
   return {config.dump(), tensors};
 }
 
-PackedLayerConfig config_of(const PackedLayerState& state) {
+PackedLayerConfig packed_config(const PackedLayerState& state) {
   const auto& [text, tensors] = state;
   try {
     const nlohmann::json config = nlohmann::json::parse(text);
@@ -102,7 +84,7 @@ PackedLayerConfig config_of(const PackedLayerState& state) {
     c.weight = weight_of({config.at("weight").dump(), parts});
     if (tensors.contains("bias")) c.bias = tensors.at("bias");
     if (tensors.contains("input_quant")) c.input_quant = tensors.at("input_quant");
-    c.geometry.kind = parse_kind(config.at("kind").get<std::string>());
+    c.geometry.kind = parse_layer_kind_name(config.at("kind").get<std::string>());
     c.geometry.stride = config.at("stride").get<std::vector<int64_t>>();
     c.geometry.padding = config.at("padding").get<std::vector<int64_t>>();
     c.geometry.dilation = config.at("dilation").get<std::vector<int64_t>>();
@@ -141,7 +123,7 @@ void register_packed_layer(torch::Library& library) {
         PackedLayerConfig c;
         c.weight = weight->weight;
         if (bias) c.bias = bias->detach().to(at::kFloat).contiguous();
-        c.geometry = {parse_kind(kind), std::move(stride), std::move(padding), std::move(dilation), groups, true};
+        c.geometry = {parse_layer_kind_name(kind), std::move(stride), std::move(padding), std::move(dilation), groups, true};
         if (input_quant) c.input_quant = input_quant->detach().to(at::kFloat).clone();
         c.options.kernel_path = parse_kernel_path(kernels);
         c.options.int8_activations = int8_activations;
@@ -159,9 +141,9 @@ void register_packed_layer(torch::Library& library) {
         return self->config().input_quant;
       })
       .def("resident_bytes", [](const PackedLayerRef& self) { return self->kernel().resident_bytes(); })
-      .def("kind", [](const PackedLayerRef& self) { return std::string(kind_name(self->config().geometry.kind)); })
-      .def_pickle([](const PackedLayerRef& self) { return state_of(self->config()); },
-                  [](PackedLayerState state) { return c10::make_intrusive<PackedLayer>(config_of(state)); });
+      .def("kind", [](const PackedLayerRef& self) { return layer_kind_name(self->config().geometry.kind); })
+      .def_pickle([](const PackedLayerRef& self) { return packed_state(self->config()); },
+                  [](PackedLayerState state) { return c10::make_intrusive<PackedLayer>(packed_config(state)); });
 }
 
 }  // namespace qnoise::ops

@@ -41,6 +41,4 @@ class PackedLayer : public torch::CustomClassHolder {
   std::shared_ptr<const LayerKernel> kernel_;
 };
 
-
-
 }  // namespace qnoise::ops

@@ -31,16 +31,6 @@ KMeansInit parse_init(const std::string& name) {
   throw Error("unknown k-means init '" + name + "' (expected sampled or kmeans++)");
 }
 
-LayerKind parse_layer_kind_name(const std::string& name, size_t rank) {
-  if (name == "embedding") {
-    QNOISE_CHECK(rank == 2, "an Embedding weight must be 2-D");
-    return LayerKind::Embedding;
-  }
-  QNOISE_CHECK(name == "linear" || name == "conv1d" || name == "conv2d", "unknown layer kind '", name,
-               "' (expected linear, embedding, conv1d or conv2d)");
-  return layout_of_shape(std::vector<int64_t>(rank, 1), 1).kind();
-}
-
 at::Tensor fake_quantize_op(const at::Tensor& weight, int64_t bits, bool symmetric, bool per_channel,
                             std::string observer) {
   const ScalarQuantizer quantizer(ScalarQuantizerOptions()
@@ -107,8 +97,8 @@ at::Tensor pq_decode_op(const at::Tensor& codebook, const at::Tensor& codes, std
 
 CompressedTensorPtr compress_pq_op(const at::Tensor& codebook, const at::Tensor& codes, std::vector<int64_t> shape,
                                    std::string layer_kind, int64_t centroid_bits) {
-  const LayerKind kind = parse_layer_kind_name(layer_kind, shape.size());
-  const BlockLayout layout(kind, shape, codebook.size(1));
+  // BlockLayout checks the shape's rank against the kind.
+  const BlockLayout layout(parse_layer_kind_name(layer_kind), shape, codebook.size(1));
   const int64_t k = codebook.size(0);
   QNOISE_CHECK(k >= 1 && k <= 65536, "a PQ codebook has 1..65536 centroids, got ", k);
   const at::Tensor narrow = codes.reshape({-1}).to(ProductQuantizer::index_dtype(k));
@@ -124,14 +114,17 @@ at::Tensor quantize_input_op(at::Tensor state, const at::Tensor& input) { return
 
 void finish_calibration_op(at::Tensor state, std::string layer) { finish_input_calibration(state, layer); }
 
+// K for a PQ layer of n_blocks blocks, as compress_module chooses it (QuantizationPlan::centroids_for).
+int64_t centroids_for_op(int64_t n_centroids, int64_t blocks_per_centroid, int64_t n_blocks) {
+  QuantizationPlan plan;
+  plan.blocks_per_centroid = blocks_per_centroid;
+  PqStage stage;
+  stage.n_centroids = n_centroids;
+  return plan.centroids_for(stage, n_blocks);
+}
+
 std::string parse_plan_op(std::string json) {
-  nlohmann::json parsed;
-  try {
-    parsed = nlohmann::json::parse(json);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("quantization plan is not valid JSON: ") + e.what());
-  }
-  return to_json(parse_quantization_plan(parsed)).dump();
+  return to_json(parse_quantization_plan(parse_json_text(json, "quantization plan"))).dump();
 }
 
 }  // namespace
@@ -157,6 +150,7 @@ void register_quantizer_ops(torch::Library& library) {
   library.def("quantize_input(Tensor(a!) state, Tensor input) -> Tensor", quantize_input_op);
   library.def("finish_input_calibration(Tensor(a!) state, str layer) -> ()", finish_calibration_op);
   library.def("parse_plan", parse_plan_op);
+  library.def("centroids_for", centroids_for_op);
 }
 
 }  // namespace qnoise::ops

@@ -32,7 +32,6 @@ def test_noise_gradient_is_straight_through_and_eval_is_identity():
     w = torch.randn(16, 16, requires_grad=True)
     ops.quant_noise(w, 0.25, 4, "int4").sum().backward()
     assert torch.equal(w.grad, torch.ones_like(w))
-    assert ops.quant_noise(w, 0.25, 4, "pq", None, False) is not None
     assert torch.equal(ops.quant_noise(w, 0.25, 4, "pq", None, False), w)
 
 

@@ -223,3 +223,9 @@ def test_info_command_prints_every_tensor_and_names_bad_files(tmp_path):
     assert 'metadata: {"note": "hello"}' in out.stdout
     bad = subprocess.run(run + [str(tmp_path / "none.qnz")], capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and "none.qnz" in bad.stderr
+
+
+def test_fairseq_yaml_plan_errors_are_qnoise_errors(tmp_path):
+    (tmp_path / "plan.yaml").write_text("layers_to_quantize:\n  - decoder\\\\.layers\\\\.\\d+\\\\.fc1\n")
+    with pytest.raises(qnoise.QnoiseError, match="decoder"):
+        qnoise.quantize(fresh(Mlp), str(tmp_path / "plan.yaml"))

@@ -109,7 +109,14 @@ def test_quantize_torchscript_ipq_finetunes_and_loads(tmp_path):
     assert tensors["0.weight"]["scheme"] == "pq" and tensors["6.weight"]["scheme"] == "pq"
     evaluated = run("eval", "--torchscript", str(tmp_path / "float.pt"), "--weights", str(tmp_path / "m.qnz"))
     assert evaluated.returncode == 0, evaluated.stderr
-    assert 0.0 <= json.loads(evaluated.stdout)["test"]["accuracy"] <= 1.0
+    cpp_accuracy = json.loads(evaluated.stdout)["test"]["accuracy"]
+    assert 0.0 <= cpp_accuracy <= 1.0
+    # The file's tensors, decoded into the Python model, give the C++ program's accuracy.
+    decoded = qnoise.load(tmp_path / "m.qnz", classifier(), decoded=True)
+    images, labels = fashion_mnist.load("t10k")
+    with torch.no_grad():
+        accuracy = (decoded(images).argmax(1) == labels).float().mean().item()
+    assert abs(cpp_accuracy - accuracy) < 0.002
     other = nn.Sequential(nn.Linear(4, 2))
     torch.jit.save(torch.jit.script(other), str(tmp_path / "other.pt"))
     mismatch = run("eval", "--torchscript", str(tmp_path / "other.pt"), "--weights", str(tmp_path / "m.qnz"))
