@@ -11,11 +11,13 @@
 
 Stages run in order. A PQ stage runs k-means on each layer's blocks (torch.ops.qnoise.pq_encode,
 seeded as the C++ library seeds it) and makes the layer compute with codebook[codes]; the codes
-stay fixed and the centroids become trainable, each moved by the mean gradient of its blocks. An
-int8 / int4 stage stores each layer per output channel and freezes it. Then finetune(stage) runs,
-with Quant-Noise (plan["noise_rate"]) on the layers of later stages. Afterwards the model holds
-what the file will hold (decoded weights; the rest rounded to float16 unless plan["rest"] is
-"float32"), in eval mode, so evaluating it gives the compressed model's numbers.
+stay fixed and the centroids become trainable, each moved by the mean gradient of its blocks (until
+quantize() returns, they are a parameter of their layer, such as "fc1.weight_centroids", so that
+model.parameters() and DistributedDataParallel see them). An int8 / int4 stage stores each layer
+per output channel and freezes it. Then finetune(stage) runs, with Quant-Noise (plan["noise_rate"])
+on the layers of later stages. Afterwards the model holds what the file will hold (decoded weights;
+the rest rounded to float16 unless plan["rest"] is "float32"), in eval mode, so evaluating it
+gives the compressed model's numbers.
 """
 from dataclasses import dataclass, field
 import time
@@ -88,14 +90,17 @@ class Stage:
 
     def parameters(self):
         """What to optimize: every parameter that still requires grad (quantized weights are
-        frozen) and the centroids of every PQ layer so far."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        return params + [w.codebook for w in self._pq]
+        frozen), among them the centroids of every PQ layer so far."""
+        return [p for p in self.model.parameters() if p.requires_grad]
 
 
 def _relative_error(original, decoded):
     norm = original.norm()
     return float((original - decoded).norm() / norm) if norm > 0 else float((original - decoded).norm())
+
+
+def _centroids_name(target):
+    return target.param + "_centroids"
 
 
 def _quantize_pq(plan, spec, target, stream):
@@ -108,6 +113,9 @@ def _quantize_pq(plan, spec, target, stream):
     pq = _PqWeight(target, torch.nn.Parameter(codebook.to(weight.device)), codes, spec.get("centroid_bits", 16))
     uses = torch.bincount(codes, minlength=k).clamp(min=1).to(codebook.dtype).unsqueeze(1)
     pq.codebook.register_hook(lambda grad, inverse=1.0 / uses: grad * inverse.to(grad.device))
+    # A parameter of the layer while finetuning, so that optimizers over model.parameters() and
+    # DistributedDataParallel (which averages the gradients of the parameters it finds) train it.
+    target.module.register_parameter(_centroids_name(target), pq.codebook)
     decoded = pq.decoded().detach()
     error = _relative_error(weight, decoded)
     with torch.no_grad():
@@ -209,6 +217,7 @@ def quantize(model, plan, finetune=None, calibration=None, int8_activations=Fals
 
     for pq in pq_weights:
         overrides.remove_override(pq.target.module, pq.target.param)
+        del pq.target.module._parameters[_centroids_name(pq.target)]
         state.weights[pq.target.name] = pq.compressed()
         with torch.no_grad():
             pq.target.weight.copy_(state.weights[pq.target.name].decode().view_as(pq.target.weight))
