@@ -30,6 +30,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev
   libyaml-cpp-dev                         # fairseq's quantization config (YAML) as a plan
+  libgloo-dev                             # Gloo headers: data-parallel training on c10d::ProcessGroupGloo
   dataset-fashion-mnist bible-kjv         # the real data sets: Fashion-MNIST IDX files, the KJV Bible
   jq gnuplot-nox                          # bench/experiments: reading JSON results, plotting them
   python3-torch python3-torchvision python3-numpy python3-yaml python3-pytest  # the Python package (fairseq's YAML plans), its tests, examples

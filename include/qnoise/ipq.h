@@ -28,6 +28,11 @@ struct IpqOptions {
   int64_t stop_after_stage = 0;  // stop after this many stages, as if interrupted (0: never)
   std::ostream* json_log = nullptr;  // one JSON line per stage (nullptr: none)
   ProgressOptions progress;
+  // Data parallel (docs/distributed.md): every rank calls run_ipq with the same task and plan;
+  // k-means runs on rank 0 and its codebooks are broadcast; finetuning averages gradients as the
+  // trainer does; rank 0 alone writes the stage checkpoints and JSON lines. nullptr: one process.
+  DataParallelGroup* group = nullptr;
+  int64_t bucket_bytes = GradientAverager::kDefaultBucketBytes;
 };
 
 struct IpqResult {
@@ -40,7 +45,10 @@ struct IpqResult {
 
 // The options compress_module needs for the task's model, its callbacks the task's (batch-norm
 // re-estimation, calibration passes) and its file metadata the task's (configuration, artifacts).
-ModuleCompressionOptions task_compression_options(TrainingTask& task, const QuantizationPlan& plan);
+// With a group: batch-norm statistics averaged over the ranks, k-means on rank 0 only and its
+// codebooks broadcast.
+ModuleCompressionOptions task_compression_options(TrainingTask& task, const QuantizationPlan& plan,
+                                                  DataParallelGroup* group = nullptr);
 
 // Runs the plan on `task`'s model, adding the quantized layers to `pq`, with int8 activations
 // calibrated at the end when asked. The model is left in eval mode holding exactly what the

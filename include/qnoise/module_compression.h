@@ -77,6 +77,9 @@ class FinetuneStage {
   // to stage may be carried over by the caller.
   std::vector<at::Tensor> parameters() const;
   [[nodiscard]] ForwardScope forward_scope();
+  // The same with Quant-Noise masks that depend on `noise_seed` only (NoisyLayers::draw(seed)), so
+  // data-parallel ranks that pass the same seed noise the same blocks.
+  [[nodiscard]] ForwardScope forward_scope(uint64_t noise_seed);
 
  private:
   torch::nn::Module& model_;
@@ -112,6 +115,12 @@ struct ModuleCompressionOptions {
   // again). Stops after `stop_after_stage` stages when > 0, as if interrupted.
   size_t first_stage = 0;
   size_t stop_after_stage = 0;
+  // Data-parallel callers: k-means runs only where run_kmeans is set (one rank), and
+  // share_codebook, called on every process for every PQ layer in plan order, gives each that
+  // one's centroids [K, block] and codes [n_blocks] (e.g. a broadcast), so every rank holds the
+  // same codebooks. Elsewhere both tensors are zeros of the right shapes and dtypes.
+  bool run_kmeans = true;
+  std::function<void(at::Tensor& centroids, at::Tensor& codes)> share_codebook;
   // What the file records beside the tensors (plan and activations are filled in).
   CompressedModelInfo file_info;
 };

@@ -14,6 +14,7 @@
 #include <torch/nn/module.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,9 @@ class NoisyLayers {
   // Puts freshly drawn noisy weights on every chosen layer that is in training mode (layers in
   // eval mode keep their parameter) until the returned scope ends.
   [[nodiscard]] Scope draw();
+  // The same with masks that are a function of `seed` alone (layer i's is mix_seed(seed, i)), not of
+  // torch's generator: data-parallel ranks that pass the same seed draw the same masks.
+  [[nodiscard]] Scope draw(uint64_t seed);
 
   const std::vector<Layer>& layers() const { return layers_; }
   const std::vector<NoiseTarget>& targets() const { return targets_; }
@@ -71,6 +75,7 @@ class NoisyLayers {
  private:
   friend class WeightScope<NoisyLayers>;
   void restore() const;
+  Scope draw_masks(std::optional<uint64_t> seed);
 
   std::vector<NoiseTarget> targets_;
   std::vector<Layer> layers_;

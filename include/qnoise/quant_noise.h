@@ -51,7 +51,7 @@ at::Tensor quant_noise(const at::Tensor& weight, const BlockLayout& layout, doub
 // The same with an explicit mask seed: the mask is a pure function of (seed, block index),
 // identical on every device and thread count.
 at::Tensor quant_noise_with_seed(const at::Tensor& weight, const BlockLayout& layout, double rate,
-                                 const NoiseFunction& function, uint64_t seed);
+                                 const NoiseFunction& function, uint64_t seed, at::Tensor* workspace = nullptr);
 
 // The blocks quant_noise_with_seed distorts: bool [n_blocks], true = noised. The rate is honoured
 // to a resolution of 2^-16.

@@ -16,6 +16,8 @@
 #include <map>
 #include <string>
 
+#include "qnoise/data_parallel_group.h"
+#include "qnoise/gradient_averager.h"
 #include "qnoise/lr_schedule.h"
 #include "qnoise/optimizer.h"
 #include "qnoise/training_task.h"
@@ -67,7 +69,21 @@ struct TrainerOptions {
   c10::Device device = c10::kCPU;
   ProgressOptions progress;
   std::ostream* json_log = nullptr;  // one JSON line per evaluation (nullptr: std::cout)
+  // Data-parallel training (docs/distributed.md): the group this process is a rank of (nullptr:
+  // one process). Every rank calls train() with the same task configuration and options; each
+  // takes its shard of every batch (the task's batch_size is the whole batch over all ranks),
+  // gradients are averaged in buckets during backward(), evaluation is split and combined, and
+  // rank 0 alone writes the checkpoint and the JSON lines.
+  DataParallelGroup* group = nullptr;
+  int64_t bucket_bytes = GradientAverager::kDefaultBucketBytes;
+  // Quant-Noise masks are a function of (seed, update), the same on every rank, so a run's result
+  // does not depend on its number of ranks; per rank: each rank draws its own (as DDP in fairseq).
+  bool noise_per_rank = false;
 };
+
+// The settings every rank of a data-parallel run must share (all of TrainerOptions but the
+// checkpoint path, the device, the display and the group), as JSON.
+nlohmann::json shared_trainer_settings(const TrainerOptions& options);
 
 struct TrainingResult {
   int64_t steps = 0;
@@ -87,8 +103,9 @@ TrainerOptions default_trainer_options(const std::string& task_kind);
 // checkpoint that does not belong to this task (its configuration differs).
 TrainingResult train(TrainingTask& task, const TrainerOptions& options);
 
-// Metrics on every held-out split of the task (evaluate() on each of eval_splits()).
-std::map<std::string, SplitMetrics> evaluate_splits(TrainingTask& task);
+// Metrics on every held-out split of the task (evaluate() on each of eval_splits()). With a
+// group, each rank evaluates its shard (set_data_shard) and every rank gets the combined metrics.
+std::map<std::string, SplitMetrics> evaluate_splits(TrainingTask& task, DataParallelGroup* group = nullptr);
 // {"valid": {"loss": ..., "accuracy": ...}, "test": {...}}: how every JSON line reports them.
 nlohmann::json metrics_to_json(const std::map<std::string, SplitMetrics>& metrics);
 

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "qnoise/noisy_layers.h"
@@ -23,12 +24,28 @@
 namespace qnoise {
 
 struct BatchLoss {
-  at::Tensor loss;   // scalar, mean over the batch's units, differentiable
+  at::Tensor loss;   // scalar, mean over the batch's (shard's) units, differentiable
   int64_t units = 0;  // images, pairs or target tokens in the batch (for throughput)
+  // The shard's part of the whole batch (its rows / the batch's rows): data-parallel ranks weight
+  // their mean losses by it, so their gradients add up to the whole batch's mean gradient.
+  double share = 1.0;
+};
+
+// One data-parallel rank's part of the data: shard `index` of `count`. Every batch of the epoch's
+// order (a function of seed and epoch only) is split into `count` contiguous row ranges, so the
+// ranks together see exactly the batches one process would, whatever their number.
+struct DataShard {
+  int64_t index = 0;
+  int64_t count = 1;
+  // This shard's rows [first, second) of `rows`; sizes differ by at most one.
+  std::pair<int64_t, int64_t> range(int64_t rows) const {
+    return {rows * index / count, rows * (index + 1) / count};
+  }
 };
 
 // Metrics of one split: "loss" (mean, nats) always; "ppl" for language models, "accuracy" (in
-// [0, 1]) for classifiers.
+// [0, 1]) for classifiers; and how many units they average over, under the task's unit_name()
+// ("images", "pairs", "tokens"), so shards' metrics can be combined (combine_shard_metrics).
 using SplitMetrics = std::map<std::string, double>;
 
 class TrainingTask {
@@ -52,6 +69,9 @@ class TrainingTask {
   virtual int64_t batches_per_epoch() const = 0;
   // What a batch counts: "images", "pairs" or "tokens".
   virtual std::string unit_name() const = 0;
+  // Data-parallel runs: train_batch() returns this shard's rows of each batch and evaluate()
+  // covers this shard's part of the split. Default: everything.
+  virtual void set_data_shard(const DataShard& shard) = 0;
   // Prepares the order of `epoch`'s batches, a function of (seed, epoch) only.
   virtual void start_epoch(int64_t epoch) = 0;
   // Forward pass and loss on batch `index` (0-based, in order) of the current epoch. Batches are
@@ -70,7 +90,9 @@ class TrainingTask {
   // forward passes over training data, without touching the training order or the random
   // generator. Under Quant-Noise the running averages are taken over noisy activations, whose
   // variance differs from the clean ones the model sees at evaluation. Others: nothing to do.
-  virtual void recalibrate_normalization() {}
+  // Data-parallel runs re-estimate over this shard's part of those batches and return how many
+  // batches that was, so ranks can weight their averages (0: nothing to re-estimate).
+  virtual int64_t recalibrate_normalization() { return 0; }
 
   // Clean forward passes (eval mode, no gradients) over the first training examples, enough to
   // calibrate activation ranges (int8 activations), without touching the training order or the

@@ -6,6 +6,7 @@
 #include <functional>
 #include <vector>
 
+#include "cli/data_parallel_launch.h"
 #include "qnoise/runtime_options.h"
 
 namespace qnoise::cli {
@@ -17,10 +18,12 @@ struct Command {
 
 Command add_demo_command(CLI::App& parent);
 Command add_data_command(CLI::App& parent);
-Command add_train_command(CLI::App& parent);
+// `environment`: torchrun's variables and the command line, for data-parallel runs.
+Command add_train_command(CLI::App& parent, const LaunchEnvironment& environment);
 // quantize, prune, eval, info, export. `runtime`: how compressed models run (read when a command
 // runs, after parsing).
-std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOptions& runtime);
+std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOptions& runtime,
+                                              const LaunchEnvironment& environment);
 // generate, predict: run a .qnz model from the file alone.
 std::vector<Command> add_inference_commands(CLI::App& parent, const RuntimeOptions& runtime);
 // `qnoise demo layer`, registered by the demo command.

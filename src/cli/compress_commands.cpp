@@ -31,6 +31,7 @@ struct QuantizeCommandOptions {
   int64_t block_size = 8, n_centroids = 256;  // --torchscript ipq
   TorchscriptTask task;                        // --torchscript ipq finetuning
   bool resume = false;
+  DataParallelFlags data_parallel;             // iPQ finetuning on several ranks
 };
 
 // A TorchScript model's Linear / Conv2d / Embedding weights into a .qnz (torchscript_quantization.h).
@@ -66,12 +67,19 @@ QuantizationPlan read_plan_file(const std::string& path, torch::nn::Module& mode
   }
 }
 
-void run_quantize(const QuantizeCommandOptions& command) {
+void run_quantize(const QuantizeCommandOptions& command, const LaunchEnvironment& environment) {
   QNOISE_CHECK(std::filesystem::path(command.out).extension() == ".qnz", "--out must name a .qnz file, got '",
                command.out, "'");
   QNOISE_CHECK(command.model.empty() != command.torchscript.empty(),
                "give the model to compress: --model CHECKPOINT (from qnoise train) or --torchscript MODEL.pt");
-  if (!command.torchscript.empty()) return run_torchscript_quantize(command);
+  if (!command.torchscript.empty()) {
+    QNOISE_CHECK(command.data_parallel.nproc_per_node == 1 && !data_parallel_options(command.data_parallel, environment),
+                 "--torchscript quantization runs in one process");
+    return run_torchscript_quantize(command);
+  }
+  if (launch_local_ranks(command.data_parallel, environment)) return;
+  const std::unique_ptr<DataParallelGroup> group = connect_if_data_parallel(command.data_parallel, environment);
+  const bool writer = group == nullptr || group->rank() == 0;
   auto task = load_trained_task(command.model, command.data);
   CompressionOptions options = default_compression_options(*task, command.scheme);
   if (!command.plan_path.empty()) {
@@ -83,12 +91,18 @@ void run_quantize(const QuantizeCommandOptions& command) {
   options.ipq.resume = command.resume;
   options.ipq.json_log = &std::cout;
   options.ipq.progress.mode = parse_progress_mode(command.progress);
+  options.ipq.group = group.get();
+  options.ipq.bucket_bytes = static_cast<int64_t>(command.data_parallel.bucket_mb * (1 << 20));
 
-  std::cerr << "qnoise quantize: " << command.scheme << " of '" << command.model << "' (" << task->kind()
-            << " model)\n";
-  const std::map<std::string, SplitMetrics> before = evaluate_splits(*task);
+  if (writer)
+    std::cerr << "qnoise quantize: " << command.scheme << " of '" << command.model << "' (" << task->kind()
+              << " model)\n";
+  // Every rank evaluates its shard of each split; the shards' metrics are combined.
+  if (group != nullptr) task->set_data_shard({group->rank(), group->world_size()});
+  const std::map<std::string, SplitMetrics> before = evaluate_splits(*task, group.get());
   const CompressionResult result = compress_task_model(*task, options);
-  const std::map<std::string, SplitMetrics> after = evaluate_splits(*task);
+  const std::map<std::string, SplitMetrics> after = evaluate_splits(*task, group.get());
+  if (!writer) return;
   write_qnz(command.out, result.model);
   std::filesystem::remove(options.ipq.checkpoint_path);  // the stages are done: the .qnz holds everything
 
@@ -227,7 +241,8 @@ void run_export(const ExportCommandOptions& command) {
 
 }  // namespace
 
-std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOptions& runtime) {
+std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOptions& runtime,
+                                              const LaunchEnvironment& environment) {
   auto quantize = std::make_shared<QuantizeCommandOptions>();
   CLI::App* q = parent.add_subcommand(
       "quantize", "Compress a trained checkpoint (int8, int4, or iPQ with finetuning) into a .qnz file");
@@ -250,6 +265,7 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
   q->add_option("--out", quantize->out, "The .qnz file, written atomically")->required();
   q->add_flag("--resume", quantize->resume, "iPQ: continue after the last finished stage (OUT.stages.pt)");
   q->add_option("--progress", quantize->progress, "auto, bar, lines or off");
+  add_data_parallel_flags(q, quantize->data_parallel);
 
   auto prune = std::make_shared<PruneCommandOptions>();
   CLI::App* p = parent.add_subcommand(
@@ -283,7 +299,7 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
   x->add_option("file", exporter->file, "The .qnz file")->required();
   x->add_option("--out", exporter->out, "model.safetensors (for PyTorch) or model.pt (a qnoise checkpoint)")
       ->required();
-  return {{q, [quantize] { run_quantize(*quantize); }},
+  return {{q, [quantize, &environment] { run_quantize(*quantize, environment); }},
           {p, [prune] { run_prune(*prune); }},
           {e, [eval, &runtime] { run_eval(*eval, runtime); }},
           {i, [info] { run_info(*info); }},

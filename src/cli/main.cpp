@@ -2,7 +2,11 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -14,9 +18,33 @@
 
 namespace {
 
-int default_threads() {
+// torchrun's variables (data_parallel_launch.h); a malformed number is an error naming it.
+qnoise::cli::LaunchEnvironment launch_environment(int argc, char** argv) {
+  qnoise::cli::LaunchEnvironment environment;
+  environment.argv.assign(argv, argv + argc);
+  auto integer = [](const char* name) -> std::optional<int64_t> {
+    const char* text = std::getenv(name);
+    if (text == nullptr || text[0] == '\0') return std::nullopt;
+    char* end = nullptr;
+    errno = 0;
+    const long long value = std::strtoll(text, &end, 10);
+    QNOISE_CHECK(errno == 0 && *end == '\0' && value >= 0, name, "='", text, "' is not a non-negative integer");
+    return value;
+  };
+  environment.rank = integer("RANK");
+  environment.world_size = integer("WORLD_SIZE");
+  environment.local_world_size = integer("LOCAL_WORLD_SIZE");
+  if (const auto port = integer("MASTER_PORT")) environment.master_port = static_cast<int>(*port);
+  if (const char* address = std::getenv("MASTER_ADDR"); address != nullptr && address[0] != '\0')
+    environment.master_addr = address;
+  return environment;
+}
+
+// All cores, shared out between the local ranks of a data-parallel run.
+int default_threads(const qnoise::cli::LaunchEnvironment& environment) {
   const unsigned cores = std::thread::hardware_concurrency();
-  return cores == 0 ? 1 : static_cast<int>(cores);
+  const int64_t ranks_here = std::max<int64_t>(1, environment.local_world_size.value_or(1));
+  return std::max(1, static_cast<int>((cores == 0 ? 1 : cores) / ranks_here));
 }
 
 }  // namespace
@@ -26,7 +54,14 @@ int main(int argc, char** argv) {
   CLI::App app{"qnoise " + qnoise::version() +
                ": extreme model compression with Quant-Noise (int8, int4, iterative PQ)"};
   app.set_version_flag("--version", "qnoise " + qnoise::version());
-  int threads = default_threads();
+  qnoise::cli::LaunchEnvironment environment;
+  try {
+    environment = launch_environment(argc, argv);
+  } catch (const qnoise::Error& e) {
+    std::cerr << "qnoise: error: " << e.what() << "\n";
+    return 1;
+  }
+  int threads = default_threads(environment);
   app.add_option("--threads", threads, "Threads for tensor operations (default: all cores)")
       ->check(CLI::PositiveNumber);
   std::string activations;
@@ -40,8 +75,8 @@ int main(int argc, char** argv) {
   qnoise::RuntimeOptions runtime;
   std::vector<qnoise::cli::Command> commands = {qnoise::cli::add_demo_command(app),
                                                   qnoise::cli::add_data_command(app),
-                                                  qnoise::cli::add_train_command(app)};
-  for (auto& command : qnoise::cli::add_compression_commands(app, runtime)) commands.push_back(command);
+                                                  qnoise::cli::add_train_command(app, environment)};
+  for (auto& command : qnoise::cli::add_compression_commands(app, runtime, environment)) commands.push_back(command);
   for (auto& command : qnoise::cli::add_inference_commands(app, runtime)) commands.push_back(command);
 
   try {

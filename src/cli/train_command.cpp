@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "cli/command.h"
+#include "cli/data_parallel_launch.h"
 #include "cli/train_arguments.h"
 #include "qnoise/error.h"
 #include "qnoise/trainer.h"
@@ -128,6 +129,8 @@ struct TrainCommandOptions {
   std::string device = "cpu";
   std::string progress = "auto";
   double log_interval = 30;
+  DataParallelFlags data_parallel;
+  bool noise_per_rank = false;
 };
 
 nlohmann::json task_config(const TrainCommandOptions& options) {
@@ -234,6 +237,8 @@ TrainerOptions trainer_options(const TrainCommandOptions& command, const std::st
   options.progress.mode = parse_progress_mode(command.progress);
   QNOISE_CHECK(command.log_interval > 0, "--log-interval must be positive");
   options.progress.line_interval_s = command.log_interval;
+  options.bucket_bytes = static_cast<int64_t>(command.data_parallel.bucket_mb * (1 << 20));
+  options.noise_per_rank = command.noise_per_rank;
   return options;
 }
 
@@ -244,13 +249,18 @@ TrainArguments train_arguments(const TrainCommandOptions& command) {
   return arguments;
 }
 
-void run_train(const TrainCommandOptions& command) {
-  const auto [config, options] = train_arguments(command);
-  if (!command.save_dir.empty()) std::filesystem::create_directories(command.save_dir);  // as fairseq does
+void run_train(const TrainCommandOptions& command, const LaunchEnvironment& environment) {
+  auto [config, options] = train_arguments(command);  // bad options fail before any rank starts
+  if (launch_local_ranks(command.data_parallel, environment)) return;
+  const std::unique_ptr<DataParallelGroup> group = connect_if_data_parallel(command.data_parallel, environment);
+  options.group = group.get();
+  const bool writer = group == nullptr || group->rank() == 0;
+  if (!command.save_dir.empty() && writer) std::filesystem::create_directories(command.save_dir);  // as fairseq does
   torch::manual_seed(config.at("seed").get<uint64_t>());  // the model's initialisation
   auto task = make_training_task(config);
-  std::cerr << "qnoise train: " << config.dump() << "\n";
+  if (writer) std::cerr << "qnoise train: " << config.dump() << "\n";
   const TrainingResult result = train(*task, options);
+  if (!writer) return;
   std::cerr << (result.stopped_early ? "stopped" : "finished") << " at step " << result.steps << "; checkpoint '"
             << options.checkpoint_path << "'";
   for (const auto& [split, metrics] : result.metrics) {
@@ -273,6 +283,10 @@ void add_train_options(CLI::App* app, TrainCommandOptions& options) {
   app->add_option("--device", options.device, "cpu or cuda");
   app->add_option("--progress", options.progress, "auto (bar on a terminal, else lines), bar, lines or off");
   app->add_option("--log-interval", options.log_interval, "Seconds between progress lines (30)");
+  add_data_parallel_flags(app, options.data_parallel);
+  app->add_flag("--noise-per-rank", options.noise_per_rank,
+                "Each rank draws its own Quant-Noise masks (as DDP in fairseq) instead of the same ones")
+      ->group("Data parallel (docs/distributed.md)");
   for (size_t i = 0; i < config_flags().size(); ++i) {
     const ConfigFlag& flag = config_flags()[i];
     options.flag_options.push_back(flag.type == T::Switch
@@ -326,12 +340,12 @@ TrainArguments parse_train_arguments(std::vector<std::string> arguments) {
   return train_arguments(options);
 }
 
-Command add_train_command(CLI::App& parent) {
+Command add_train_command(CLI::App& parent, const LaunchEnvironment& environment) {
   auto options = std::make_shared<TrainCommandOptions>();
   CLI::App* app = parent.add_subcommand(
       "train", "Train a model with Quant-Noise (or QAT, or none); prints one JSON line per evaluation");
   add_train_options(app, *options);
-  return {app, [options] { run_train(*options); }};
+  return {app, [options, &environment] { run_train(*options, environment); }};
 }
 
 }  // namespace qnoise::cli

@@ -32,8 +32,9 @@ BlockLayout layout_of(torch::nn::Module& model, const std::string& name, int64_t
 }
 
 // k-means on one layer's blocks; the layer then becomes a PQ layer. Returns its report.
-PqLayerReport quantize_pq_layer(torch::nn::Module& model, PqLayers& pq, const QuantizationPlan& plan,
+PqLayerReport quantize_pq_layer(torch::nn::Module& model, PqLayers& pq, const ModuleCompressionOptions& options,
                                 const PqStage& stage, const std::string& name) {
+  const QuantizationPlan& plan = options.plan;
   const BlockLayout layout = layout_of(model, name, stage.block_size);
   const at::Tensor blocks = layout.to_blocks(registered_weight(model, name).detach().to(at::kCPU, at::kFloat));
   const int64_t k = plan.centroids_for(stage, layout.n_blocks());
@@ -43,13 +44,21 @@ PqLayerReport quantize_pq_layer(torch::nn::Module& model, PqLayers& pq, const Qu
                                                    .set_n_iterations(plan.kmeans_iterations)
                                                    .set_seed(mix_seed(plan.seed, pq.layers().size())));
   const auto start = std::chrono::steady_clock::now();
-  quantizer.train(blocks);
-  const at::Tensor codes = quantizer.compute_codes(blocks);
+  at::Tensor codebook, codes;
+  if (options.run_kmeans) {
+    quantizer.train(blocks);
+    codebook = quantizer.codebook();
+    codes = quantizer.compute_codes(blocks);
+  } else {
+    codebook = at::zeros({k, stage.block_size}, at::kFloat);
+    codes = at::zeros({layout.n_blocks()}, ProductQuantizer::index_dtype(k));
+  }
+  if (options.share_codebook) options.share_codebook(codebook, codes);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // Before add(): `blocks` views the layer's weight, which add() overwrites with the decoded one.
-  const at::Tensor stored = round_centroids(quantizer.codebook(), stage.centroid_bits);
+  const at::Tensor stored = round_centroids(codebook, stage.centroid_bits);
   const double error = relative_error(blocks, stored.index_select(0, codes.to(at::kLong)));
-  pq.add(model, name, layout, quantizer.codebook(), codes, stage.centroid_bits);
+  pq.add(model, name, layout, codebook, codes, stage.centroid_bits);
   return {name, stage.name, layout.weight_shape(), stage.block_size, k, error, seconds, "pq"};
 }
 
@@ -150,6 +159,10 @@ std::vector<at::Tensor> FinetuneStage::parameters() const { return trainable_par
 
 ForwardScope FinetuneStage::forward_scope() { return ForwardScope{pq_.bind(), noisy_.draw()}; }
 
+ForwardScope FinetuneStage::forward_scope(uint64_t noise_seed) {
+  return ForwardScope{pq_.bind(), noisy_.draw(noise_seed)};
+}
+
 ModuleCompression compress_module(torch::nn::Module& module, const ModuleCompressionOptions& options, PqLayers* pq) {
   const QuantizationPlan& plan = options.plan;
   QNOISE_CHECK(!plan.stages.empty(), "the quantization plan has no stages");
@@ -167,7 +180,7 @@ ModuleCompression compress_module(torch::nn::Module& module, const ModuleCompres
     const PqStage& stage = plan.stages[s];
     for (const std::string& name : stage_layers[s]) {
       if (stage.scheme == StageScheme::Pq) {
-        result.layers.push_back(quantize_pq_layer(module, pq_layers, plan, stage, name));
+        result.layers.push_back(quantize_pq_layer(module, pq_layers, options, stage, name));
         result.kmeans_seconds += result.layers.back().kmeans_seconds;
       } else {
         result.layers.push_back(quantize_scalar_layer(module, stage, name, result.weights));

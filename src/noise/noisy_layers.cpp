@@ -5,6 +5,7 @@
 #include <torch/nn/modules/linear.h>
 
 #include "qnoise/error.h"
+#include "qnoise/seeded_order.h"
 
 namespace qnoise {
 
@@ -61,15 +62,24 @@ NoisyLayers::NoisyLayers(torch::nn::Module& model, std::vector<NoiseTarget> targ
                  candidates.empty() ? std::string("none") : candidates);
 }
 
-NoisyLayers::Scope NoisyLayers::draw() {
+NoisyLayers::Scope NoisyLayers::draw() { return draw_masks(std::nullopt); }
+
+NoisyLayers::Scope NoisyLayers::draw(uint64_t seed) { return draw_masks(seed); }
+
+NoisyLayers::Scope NoisyLayers::draw_masks(std::optional<uint64_t> seed) {
   Scope scope(this);
-  for (Layer& layer : layers_) {
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& layer = layers_[i];
     if (!layer.module->is_training()) continue;
     const NoiseTarget& target = targets_[layer.target];
     // Read the registered parameter each time: loading or moving the model may have replaced it.
     at::Tensor parameter = layer.module->named_parameters(/*recurse=*/false)["weight"];
-    *layer.weight_slot = quant_noise(parameter, layer.layout, target.rate, target.function,
-                                     /*training=*/true, &layer.workspace);
+    if (!seed || target.rate == 0.0)
+      *layer.weight_slot = quant_noise(parameter, layer.layout, target.rate, target.function,
+                                       /*training=*/true, &layer.workspace);
+    else
+      *layer.weight_slot = quant_noise_with_seed(parameter, layer.layout, target.rate, target.function,
+                                                 mix_seed(*seed, i), &layer.workspace);
   }
   return scope;
 }

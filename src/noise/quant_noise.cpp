@@ -194,9 +194,9 @@ at::Tensor apply_noise_reference(const at::Tensor& weight, const BlockLayout& la
 }
 
 at::Tensor quant_noise_with_seed(const at::Tensor& weight, const BlockLayout& layout, double rate,
-                                 const NoiseFunction& function, uint64_t seed) {
+                                 const NoiseFunction& function, uint64_t seed, at::Tensor* workspace) {
   check_arguments(weight, layout, rate, function);
-  return QuantNoiseFunction::apply(weight, &layout, rate, &function, seed, nullptr);
+  return QuantNoiseFunction::apply(weight, &layout, rate, &function, seed, workspace);
 }
 
 at::Tensor quant_noise(const at::Tensor& weight, const BlockLayout& layout, double rate,

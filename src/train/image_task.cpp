@@ -89,8 +89,14 @@ BatchLoss ImageTask::train_batch(int64_t index) {
     ++next_index_;
   }
   model_->train();
-  const at::Tensor images = batch->images.to(device_), labels = batch->labels.to(device_);
-  return {torch::nn::functional::cross_entropy(logits(images), labels), labels.size(0)};
+  const int64_t rows = batch->labels.size(0);
+  const auto [first, last] = shard_.range(rows);
+  QNOISE_CHECK(last > first, "image task: a batch of ", rows, " images cannot be split over ", shard_.count,
+               " ranks (raise --batch-size)");
+  const at::Tensor images = batch->images.slice(0, first, last).to(device_);
+  const at::Tensor labels = batch->labels.slice(0, first, last).to(device_);
+  return {torch::nn::functional::cross_entropy(logits(images), labels), labels.size(0),
+          static_cast<double>(last - first) / static_cast<double>(rows)};
 }
 
 SplitMetrics ImageTask::evaluate(const std::string& split) {
@@ -100,8 +106,9 @@ SplitMetrics ImageTask::evaluate(const std::string& split) {
   torch::NoGradGuard no_grad;
   double loss_sum = 0;
   int64_t correct = 0;
-  for (int64_t start = 0; start < data.size(); start += eval_batch_size_) {
-    const int64_t end = std::min(data.size(), start + eval_batch_size_);
+  const auto [first, last] = shard_.range(data.size());
+  for (int64_t start = first; start < last; start += eval_batch_size_) {
+    const int64_t end = std::min(last, start + eval_batch_size_);
     const at::Tensor images = data.images.slice(0, start, end).to(device_);
     const at::Tensor labels = data.labels.slice(0, start, end).to(device_);
     const at::Tensor out = logits(images);
@@ -110,8 +117,8 @@ SplitMetrics ImageTask::evaluate(const std::string& split) {
                     .item<double>();
     correct += out.argmax(1).eq(labels).sum().item<int64_t>();
   }
-  const double n = static_cast<double>(data.size());
-  return {{"loss", loss_sum / n}, {"accuracy", correct / n}};
+  const double n = static_cast<double>(std::max<int64_t>(1, last - first));  // an empty shard: zeros
+  return {{"loss", loss_sum / n}, {"accuracy", correct / n}, {"images", static_cast<double>(last - first)}};
 }
 
 void ImageTask::run_calibration_passes() {
@@ -123,14 +130,17 @@ void ImageTask::run_calibration_passes() {
     logits(train_.images.slice(0, start, std::min(n, start + eval_batch_size_)).to(device_));
 }
 
-void ImageTask::recalibrate_normalization() {
+int64_t ImageTask::recalibrate_normalization() {
   constexpr int64_t kImages = 6400;
-  // A plain average over clean passes on the first images of the training set.
+  // A plain average over clean passes on batches of the first images of the training set; a shard
+  // takes a contiguous range of those batches.
+  const int64_t n = std::min(train_.size(), kImages);
+  const auto [first, last] = shard_.range((n + eval_batch_size_ - 1) / eval_batch_size_);
   reestimate_batch_norm(*model_, [&] {
-    const int64_t n = std::min(train_.size(), kImages);
-    for (int64_t start = 0; start < n; start += eval_batch_size_)
-      logits(train_.images.slice(0, start, std::min(n, start + eval_batch_size_)).to(device_));
+    for (int64_t b = first; b < last; ++b)
+      logits(train_.images.slice(0, b * eval_batch_size_, std::min(n, (b + 1) * eval_batch_size_)).to(device_));
   });
+  return last - first;
 }
 
 std::vector<NoiseTarget> ImageTask::noise_targets(double rate, int64_t block_size,

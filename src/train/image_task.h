@@ -21,6 +21,7 @@ class ImageTask : public TrainingTask {
   void to(const c10::Device& device) override;
   int64_t batches_per_epoch() const override { return batches_->batches_per_epoch(); }
   std::string unit_name() const override { return "images"; }
+  void set_data_shard(const DataShard& shard) override { shard_ = shard; }
   void start_epoch(int64_t epoch) override;
   BatchLoss train_batch(int64_t index) override;
   std::vector<std::string> eval_splits() const override { return {"valid", "test"}; }
@@ -28,7 +29,7 @@ class ImageTask : public TrainingTask {
   nlohmann::json default_ipq_plan() const override;
   void run_calibration_passes() override;
   std::string primary_metric() const override { return "accuracy"; }
-  void recalibrate_normalization() override;
+  int64_t recalibrate_normalization() override;
   int64_t default_pq_block_size() const override { return 4; }
   std::vector<NoiseTarget> noise_targets(double rate, int64_t block_size,
                                          const NoiseFunction& function) const override;
@@ -44,6 +45,7 @@ class ImageTask : public TrainingTask {
   std::optional<ImageBatches> batches_;
   int64_t next_index_ = 0;
   int64_t eval_batch_size_ = 500;
+  DataShard shard_;
 };
 
 }  // namespace qnoise::detail

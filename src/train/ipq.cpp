@@ -14,6 +14,7 @@
 #include "qnoise/noisy_layers.h"
 #include "qnoise/product_quantizer.h"
 #include "qnoise/seeded_order.h"
+#include "train/data_parallel_training.h"
 #include "train/progress.h"
 
 namespace qnoise {
@@ -79,8 +80,11 @@ struct Finetuning {
 
 // Restores the PQ layers, model and optimizer of the last stage checkpoint; returns stages done.
 int64_t resume_stages(TrainingTask& task, PqLayers& pq, const IpqOptions& options, Finetuning& finetuning) {
-  if (!options.resume || options.checkpoint_path.empty() || !std::filesystem::exists(options.checkpoint_path))
-    return 0;
+  const bool here = options.resume && !options.checkpoint_path.empty() && std::filesystem::exists(options.checkpoint_path);
+  const bool resume = options.group != nullptr ? options.group->rank0_says(here) : here;
+  if (!resume) return 0;
+  QNOISE_CHECK(here, "rank ", options.group->rank(), " cannot find the iPQ checkpoint '", options.checkpoint_path,
+               "' that rank 0 resumes from: --resume needs it on a file system every rank sees");
   nlohmann::json stored;
   try {
     stored = nlohmann::json::parse(read_checkpoint_metadata(options.checkpoint_path));
@@ -126,17 +130,26 @@ void finetune(TrainingTask& task, FinetuneStage& stage, const IpqOptions& option
   finetuning.optimizer = rebuild_optimizer(finetuning.optimizer.get(), parameters, options.optimizer);
   set_learning_rate(*finetuning.optimizer, options.plan.lr);
   const int64_t per_epoch = task.batches_per_epoch();
-  detail::ProgressDisplay progress(options.progress, options.plan.finetune_steps, task.unit_name());
+  DataParallelGroup* group = options.group;
+  const int64_t rank = group != nullptr ? group->rank() : 0;
+  const int64_t world = group != nullptr ? group->world_size() : 1;
+  std::unique_ptr<GradientAverager> averager;
+  if (group != nullptr) averager = std::make_unique<GradientAverager>(*group, parameters, options.bucket_bytes);
+  ProgressOptions display = options.progress;
+  if (rank != 0) display.mode = ProgressOptions::Mode::Off;
+  detail::ProgressDisplay progress(display, options.plan.finetune_steps, task.unit_name());
   for (int64_t i = 0; i < options.plan.finetune_steps; ++i) {
     const int64_t index = finetuning.data_step % per_epoch;
     if (i == 0 || index == 0) task.start_epoch(finetuning.data_step / per_epoch);
     finetuning.optimizer->zero_grad();
+    if (world > 1) detail::seed_rank_generator(options.plan.seed, finetuning.data_step, rank);
     BatchLoss batch;
     {
-      auto scope = stage.forward_scope();
+      auto scope = stage.forward_scope(detail::noise_seed(options.plan.seed, finetuning.data_step, rank, false));
       batch = task.train_batch(index);
     }
-    batch.loss.backward();
+    (group != nullptr ? batch.loss * (batch.share * static_cast<double>(world)) : batch.loss).backward();
+    if (averager) averager->finish();
     if (options.clip_norm > 0) torch::nn::utils::clip_grad_norm_(parameters, options.clip_norm);
     finetuning.optimizer->step();
     ++finetuning.data_step;
@@ -149,10 +162,21 @@ void finetune(TrainingTask& task, FinetuneStage& stage, const IpqOptions& option
 
 }  // namespace
 
-ModuleCompressionOptions task_compression_options(TrainingTask& task, const QuantizationPlan& plan) {
+ModuleCompressionOptions task_compression_options(TrainingTask& task, const QuantizationPlan& plan,
+                                                  DataParallelGroup* group) {
   ModuleCompressionOptions options;
   options.plan = plan;
-  options.recalibrate_normalization = [&task] { task.recalibrate_normalization(); };
+  options.recalibrate_normalization = [&task, group] {
+    const int64_t batches = task.recalibrate_normalization();
+    if (group != nullptr) detail::average_normalization_statistics(*group, task.model(), batches);
+  };
+  if (group != nullptr) {
+    options.run_kmeans = group->rank() == 0;
+    options.share_codebook = [group](at::Tensor& centroids, at::Tensor& codes) {
+      std::vector<at::Tensor> tensors{centroids, codes};
+      group->broadcast(tensors, 0);
+    };
+  }
   options.calibration_passes = [&task] { task.run_calibration_passes(); };
   options.file_info.task = task.config();
   options.file_info.artifacts = task.artifacts();
@@ -166,7 +190,13 @@ IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, b
   settings.optimizer.lr = plan.lr;
   Finetuning finetuning;
   IpqResult result;
-  ModuleCompressionOptions compression = task_compression_options(task, plan);
+  DataParallelGroup* group = options.group;
+  const bool writer = group == nullptr || group->rank() == 0;
+  if (group != nullptr) {
+    group->check_same_configuration({{"task", task.config()}, {"plan", to_json(plan)}}, "settings");
+    task.set_data_shard({group->rank(), group->world_size()});
+  }
+  ModuleCompressionOptions compression = task_compression_options(task, plan, group);
   compression.int8_activations = int8_activations;
   compression.first_stage = static_cast<size_t>(resume_stages(task, pq, settings, finetuning));
   compression.stop_after_stage = static_cast<size_t>(std::max<int64_t>(0, options.stop_after_stage));
@@ -180,7 +210,8 @@ IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, b
     result.metrics.clear();
     for (const auto& split : task.eval_splits())
       if (split == "valid") result.metrics[split] = task.evaluate(split);
-    if (options.json_log != nullptr) {
+    if (group != nullptr) result.metrics = detail::combine_shard_metrics(*group, result.metrics, task.unit_name());
+    if (options.json_log != nullptr && writer) {
       nlohmann::json line = {{"event", "ipq_stage"}, {"stage", stage.name}};
       int64_t n_layers = 0;
       for (const auto& layer : result.layers) n_layers += layer.stage == stage.name;
@@ -189,7 +220,7 @@ IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, b
         for (const auto& [metric, value] : values) line[split][metric] = value;
       *options.json_log << line.dump() << std::endl;
     }
-    if (!options.checkpoint_path.empty()) {
+    if (!options.checkpoint_path.empty() && writer) {
       auto holder = stage_state(task, layers);
       save_checkpoint(options.checkpoint_path, *holder, finetuning.optimizer.get(),
                       {static_cast<int64_t>(s + 1), 0,

@@ -74,8 +74,14 @@ BatchLoss LanguageModelTask::train_batch(int64_t index) {
   QNOISE_CHECK(index >= 0 && index < static_cast<int64_t>(order_.size()), "lm task: no batch ", index);
   const LmBatch batch = train_batches_->batch(order_[index]);
   model_->train();
-  const at::Tensor input = batch.input.to(device_), target = batch.target.to(device_);
-  return {model_->loss(input, target), target.numel()};
+  // Every row has seq_len targets, so a shard's mean over its rows weighs by its rows.
+  const int64_t rows = batch.input.size(0);
+  const auto [first, last] = shard_.range(rows);
+  QNOISE_CHECK(last > first, "lm task: a batch of ", rows, " sequences cannot be split over ", shard_.count,
+               " ranks (raise --batch-size)");
+  const at::Tensor input = batch.input.slice(0, first, last).to(device_);
+  const at::Tensor target = batch.target.slice(0, first, last).to(device_);
+  return {model_->loss(input, target), target.numel(), static_cast<double>(last - first) / static_cast<double>(rows)};
 }
 
 void LanguageModelTask::run_calibration_passes() {
@@ -98,13 +104,14 @@ SplitMetrics LanguageModelTask::evaluate(const std::string& split) {
   torch::NoGradGuard no_grad;
   double nll_sum = 0;
   int64_t tokens = 0;
-  for (int64_t i = 0; i < batches.size(); ++i) {
+  const auto [first, last] = shard_.range(batches.size());
+  for (int64_t i = first; i < last; ++i) {
     const LmBatch batch = batches.batch(i);
     const int64_t n = batch.target.numel();
     nll_sum += model_->loss(batch.input.to(device_), batch.target.to(device_)).item<double>() * n;
     tokens += n;
   }
-  const double loss = nll_sum / static_cast<double>(tokens);
+  const double loss = nll_sum / static_cast<double>(std::max<int64_t>(1, tokens));  // an empty shard: zeros
   return {{"loss", loss}, {"ppl", std::exp(loss)}, {"tokens", static_cast<double>(tokens)}};
 }
 

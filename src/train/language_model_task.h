@@ -26,6 +26,7 @@ class LanguageModelTask : public TrainingTask {
   void to(const c10::Device& device) override;
   int64_t batches_per_epoch() const override { return train_batches_->size(); }
   std::string unit_name() const override { return "tokens"; }
+  void set_data_shard(const DataShard& shard) override { shard_ = shard; }
   void start_epoch(int64_t epoch) override;
   BatchLoss train_batch(int64_t index) override;
   std::vector<std::string> eval_splits() const override { return {"valid", "test"}; }
@@ -45,6 +46,7 @@ class LanguageModelTask : public TrainingTask {
   std::optional<LmBatcher> train_batches_;
   std::vector<int64_t> order_;
   int64_t eval_batch_size_ = 16;
+  DataShard shard_;
 };
 
 }  // namespace qnoise::detail

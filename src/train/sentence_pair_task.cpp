@@ -162,9 +162,15 @@ at::Tensor SentencePairTask::logits(const EncodedSplit& split, const std::vector
 BatchLoss SentencePairTask::train_batch(int64_t index) {
   QNOISE_CHECK(index >= 0 && index < static_cast<int64_t>(batches_.size()), "pairs task: no batch ", index);
   model_->train();
+  const std::vector<int64_t>& batch = batches_[index];
+  const int64_t rows = static_cast<int64_t>(batch.size());
+  const auto [first, last] = shard_.range(rows);
+  QNOISE_CHECK(last > first, "pairs task: a batch of ", rows, " pairs cannot be split over ", shard_.count,
+               " ranks (raise --batch-size)");
   at::Tensor labels;
-  const at::Tensor out = logits(train_, batches_[index], labels);
-  return {torch::nn::functional::cross_entropy(out, labels), labels.size(0)};
+  const at::Tensor out = logits(train_, {batch.begin() + first, batch.begin() + last}, labels);
+  return {torch::nn::functional::cross_entropy(out, labels), labels.size(0),
+          static_cast<double>(last - first) / static_cast<double>(rows)};
 }
 
 void SentencePairTask::run_calibration_passes() {
@@ -193,8 +199,9 @@ SplitMetrics SentencePairTask::evaluate(const std::string& split_name) {
   sort_chunks_by_length(order, *split, order.size());  // least padding; the sums do not care
   double loss_sum = 0;
   int64_t correct = 0;
-  for (int64_t start = 0; start < n; start += eval_batch_size_) {
-    const std::vector<int64_t> indices(order.begin() + start, order.begin() + std::min(n, start + eval_batch_size_));
+  const auto [first, last] = shard_.range(n);
+  for (int64_t start = first; start < last; start += eval_batch_size_) {
+    const std::vector<int64_t> indices(order.begin() + start, order.begin() + std::min(last, start + eval_batch_size_));
     at::Tensor labels;
     const at::Tensor out = logits(*split, indices, labels);
     loss_sum += torch::nn::functional::cross_entropy(
@@ -202,7 +209,9 @@ SplitMetrics SentencePairTask::evaluate(const std::string& split_name) {
                     .item<double>();
     correct += out.argmax(1).eq(labels).sum().item<int64_t>();
   }
-  return {{"loss", loss_sum / n}, {"accuracy", static_cast<double>(correct) / n}};
+  const double count = static_cast<double>(std::max<int64_t>(1, last - first));  // an empty shard: zeros
+  return {{"loss", loss_sum / count}, {"accuracy", static_cast<double>(correct) / count},
+          {"pairs", static_cast<double>(last - first)}};
 }
 
 std::vector<NoiseTarget> SentencePairTask::noise_targets(double rate, int64_t block_size,

@@ -22,6 +22,7 @@ class SentencePairTask : public TrainingTask {
   void to(const c10::Device& device) override;
   int64_t batches_per_epoch() const override;
   std::string unit_name() const override { return "pairs"; }
+  void set_data_shard(const DataShard& shard) override { shard_ = shard; }
   void start_epoch(int64_t epoch) override;
   BatchLoss train_batch(int64_t index) override;
   std::vector<std::string> eval_splits() const override;
@@ -51,6 +52,7 @@ class SentencePairTask : public TrainingTask {
   std::vector<std::pair<std::string, EncodedSplit>> eval_;  // (name, split)
   std::vector<std::vector<int64_t>> batches_;  // this epoch's batches of pair indices
   int64_t batch_size_ = 32, eval_batch_size_ = 64;
+  DataShard shard_;
 };
 
 }  // namespace qnoise::detail

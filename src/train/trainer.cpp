@@ -9,11 +9,13 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <streambuf>
 
 #include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
 #include "qnoise/exact_pq_noise.h"
 #include "qnoise/noisy_layers.h"
+#include "train/data_parallel_training.h"
 #include "train/progress.h"
 
 namespace qnoise {
@@ -117,10 +119,10 @@ void check_same_artifacts(const TrainingTask& task, const nlohmann::json& stored
                difference, "); pass the data it was trained on");
 }
 
-std::map<std::string, SplitMetrics> evaluate_splits(TrainingTask& task) {
+std::map<std::string, SplitMetrics> evaluate_splits(TrainingTask& task, DataParallelGroup* group) {
   std::map<std::string, SplitMetrics> metrics;
   for (const auto& split : task.eval_splits()) metrics[split] = task.evaluate(split);
-  return metrics;
+  return group != nullptr ? detail::combine_shard_metrics(*group, metrics, task.unit_name()) : metrics;
 }
 
 ProgressOptions::Mode parse_progress_mode(const std::string& name) {
@@ -201,11 +203,63 @@ TrainerOptions default_trainer_options(const std::string& task_kind) {
   return options;
 }
 
+nlohmann::json shared_trainer_settings(const TrainerOptions& options) {
+  const OptimizerOptions& o = options.optimizer;
+  const LrScheduleOptions& l = options.schedule;
+  const QuantNoiseOptions& n = options.noise;
+  return {{"optimizer", {static_cast<int>(o.kind), o.lr, o.weight_decay, o.beta1, o.beta2, o.eps, o.momentum, o.nesterov}},
+          {"schedule", {static_cast<int>(l.kind), l.peak_lr, l.warmup_steps, l.warmup_init_lr, l.total_steps, l.min_lr}},
+          {"epochs", options.epochs},
+          {"max_steps", options.max_steps},
+          {"clip_norm", options.clip_norm},
+          {"eval_every", options.eval_every},
+          {"save_every", options.save_every},
+          {"stop_after", options.stop_after},
+          {"resume", options.resume},
+          {"init_from", options.init_from},
+          {"noise", {n.pq_rate, n.pq_exact, n.codebook_refresh, n.pq_block_size, n.scalar_rate, n.bits, n.layers}},
+          {"bucket_bytes", options.bucket_bytes},
+          {"noise_per_rank", options.noise_per_rank}};
+}
+
+namespace {
+
+// A stream that drops what is written: the JSON lines of ranks other than 0.
+class NullBuffer : public std::streambuf {
+ protected:
+  int overflow(int c) override { return c; }
+};
+
+// Whether to resume: the checkpoint exists (on rank 0, whose answer every rank takes; a rank that
+// cannot see the file then says so).
+bool checkpoint_to_resume(const TrainerOptions& options) {
+  const bool here = options.resume && std::filesystem::exists(options.checkpoint_path);
+  if (options.group == nullptr) return here;
+  const bool resume = options.group->rank0_says(here);
+  QNOISE_CHECK(!resume || here, "rank ", options.group->rank(), " cannot find the checkpoint '",
+               options.checkpoint_path, "' that rank 0 resumes from: --resume needs it on a file system every rank sees");
+  return resume;
+}
+
+}  // namespace
+
 TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   check_options(options);
-  std::ostream& log = options.json_log != nullptr ? *options.json_log : std::cout;
+  DataParallelGroup* group = options.group;
+  const int64_t rank = group != nullptr ? group->rank() : 0;
+  const int64_t world = group != nullptr ? group->world_size() : 1;
+  const bool writer = rank == 0;
+  NullBuffer null_buffer;
+  std::ostream null_log(&null_buffer);
+  std::ostream& log = !writer ? null_log : options.json_log != nullptr ? *options.json_log : std::cout;
+  if (group != nullptr) {
+    group->check_same_configuration({{"task", task.config()}, {"trainer", shared_trainer_settings(options)}},
+                                    "settings");
+    task.set_data_shard({rank, world});
+  }
   task.to(options.device);
   torch::nn::Module& model = task.model();
+  const uint64_t seed = task.config().value("seed", uint64_t{1});
   const std::vector<NoiseTarget> targets = quant_noise_targets(task, options.noise);
   auto noisy = std::make_unique<NoisyLayers>(model, targets);
   const std::string noise_name =
@@ -221,34 +275,57 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   auto optimizer = make_optimizer(parameters, options.optimizer);
 
   TrainingResult result;
-  int64_t step = restore_if_resuming(task, options, *optimizer);
+  TrainerOptions resume_options = options;
+  resume_options.resume = checkpoint_to_resume(options);
+  int64_t step = restore_if_resuming(task, resume_options, *optimizer);
   if (step == 0 && !options.init_from.empty()) initialize_from(task, options.init_from);
+  std::unique_ptr<GradientAverager> averager;
+  if (group != nullptr) {
+    detail::broadcast_module(*group, model);  // the same start everywhere, whatever each rank drew
+    averager = std::make_unique<GradientAverager>(*group, parameters, options.bucket_bytes);
+  }
 
-  detail::ProgressDisplay progress(options.progress, total_steps, task.unit_name());
+  ProgressOptions display = options.progress;
+  if (!writer) display.mode = ProgressOptions::Mode::Off;
+  detail::ProgressDisplay progress(display, total_steps, task.unit_name());
   auto save = [&](int64_t at_step) {
+    if (!writer) return;
     save_checkpoint(options.checkpoint_path, model, optimizer.get(),
                     {at_step, at_step / per_epoch, checkpoint_metadata(task, options.noise, result.metrics).dump()});
   };
-  double loss_sum = 0;  // since the last evaluation
-  int64_t loss_count = 0;
+  // The mean training loss since the last evaluation, over every rank: shards weighted by share.
+  double loss_sum = 0, loss_weight = 0;
   auto evaluate = [&](int64_t at_step) {
     progress.pause();
     progress.interrupt();
-    if (!noisy->layers().empty()) task.recalibrate_normalization();
-    result.metrics = evaluate_splits(task);
+    if (!noisy->layers().empty()) {
+      const int64_t batches = task.recalibrate_normalization();
+      if (group != nullptr) detail::average_normalization_statistics(*group, model, batches);
+    }
+    result.metrics = evaluate_splits(task, group);
+    if (group != nullptr) {
+      std::vector<at::Tensor> sums{at::tensor({loss_sum, loss_weight}, at::kDouble)};
+      group->all_reduce_sum(sums);
+      loss_sum = sums[0][0].item<double>();
+      loss_weight = sums[0][1].item<double>();  // the shares of a step add up to 1
+    }
     nlohmann::json line = {{"event", "eval"},
                            {"step", at_step},
                            {"epoch", static_cast<double>(at_step) / per_epoch},
                            {"lr", learning_rate(schedule, std::max<int64_t>(0, at_step - 1))},
                            {"quant_noise", noise_name}};
     line.update(metrics_to_json(result.metrics));
-    if (loss_count > 0) line["train_loss"] = loss_sum / loss_count;
+    if (loss_weight > 0) line["train_loss"] = loss_sum / loss_weight;
     const double seconds = progress.training_seconds();
     line["train_seconds"] = seconds;
     line[task.unit_name() + "_per_second"] = seconds > 0 ? progress.units() / seconds : 0.0;
+    if (group != nullptr) {
+      line["ranks"] = world;
+      line["allreduce_exposed_seconds"] = averager->exposed_seconds();
+    }
     log << line.dump() << std::endl;
     loss_sum = 0;
-    loss_count = 0;
+    loss_weight = 0;
     save(at_step);
     progress.resume();
   };
@@ -261,24 +338,35 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
     set_learning_rate(*optimizer, lr);
     optimizer->zero_grad();
     if (options.noise.pq_exact && (!codebooks_learned || step % options.noise.codebook_refresh == 0)) {
-      noisy = std::make_unique<NoisyLayers>(model, exact_pq_targets(model, targets, static_cast<uint64_t>(step)));
+      std::vector<NoiseTarget> exact = exact_pq_targets(model, targets, static_cast<uint64_t>(step));
+      if (group != nullptr) {  // rank 0's codebooks on every rank
+        std::vector<at::Tensor> codebooks;
+        for (auto& target : exact) codebooks.push_back(target.function.codebook);
+        group->broadcast(codebooks, 0);
+      }
+      noisy = std::make_unique<NoisyLayers>(model, std::move(exact));
       codebooks_learned = true;
     }
+    if (world > 1) detail::seed_rank_generator(seed, step, rank);
     BatchLoss batch;
     {
-      auto scope = noisy->draw();
+      auto scope = noisy->draw(detail::noise_seed(seed, step, rank, options.noise_per_rank));
       batch = task.train_batch(index);
     }
-    batch.loss.backward();
+    // Shards' mean losses weighted by their share of the batch: the ranks' average gradient is
+    // then the whole batch's.
+    (group != nullptr ? batch.loss * (batch.share * static_cast<double>(world)) : batch.loss).backward();
+    if (averager) averager->finish();
     if (options.clip_norm > 0) torch::nn::utils::clip_grad_norm_(parameters, options.clip_norm);
     optimizer->step();
     ++step;
     const double loss = batch.loss.item<double>();
     QNOISE_CHECK(std::isfinite(loss), "the training loss became ", loss, " at step ", step,
+                 group != nullptr ? " on rank " + std::to_string(rank) : std::string(),
                  " (try a lower learning rate or --clip-norm)");
-    loss_sum += loss;
-    ++loss_count;
-    progress.update(step, loss, batch.units, lr);
+    loss_sum += loss * batch.share;
+    loss_weight += batch.share;
+    progress.update(step, loss, static_cast<int64_t>(std::llround(static_cast<double>(batch.units) / batch.share)), lr);
 
     const bool epoch_done = step % per_epoch == 0;
     const bool last = step == total_steps;
@@ -299,7 +387,7 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   result.steps = step;
   result.train_seconds = progress.training_seconds();
   result.units_per_second = result.train_seconds > 0 ? progress.units() / result.train_seconds : 0;
-  if (result.metrics.empty() && !result.stopped_early) result.metrics = evaluate_splits(task);  // resumed at the end
+  if (result.metrics.empty() && !result.stopped_early) result.metrics = evaluate_splits(task, group);  // resumed at the end
   return result;
 }
 
