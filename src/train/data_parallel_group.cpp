@@ -199,10 +199,15 @@ class GlooGroup : public DataParallelGroup {
         verdict = message.str();
       }
       store_->set(prefix + "verdict/" + std::to_string(rank()), bytes_of(verdict));
+      std::string first_failure;
       for (int64_t r = 0; r < world_size(); ++r) {
         const std::string other = text_of(store_->get(prefix + "verdict/" + std::to_string(r)));
-        QNOISE_CHECK(other.empty(), other);
+        if (first_failure.empty()) first_failure = other;
       }
+      // Rank 0 hosts the store: it stays until every rank has read the verdicts.
+      store_->add(prefix + "read", 1);
+      if (rank() == 0 && !first_failure.empty()) wait_for_count(prefix + "read", world_size());
+      QNOISE_CHECK(first_failure.empty(), first_failure);
     });
   }
 
@@ -248,6 +253,13 @@ class GlooGroup : public DataParallelGroup {
                      " but rank 0 with ", options_.world_size);
       }
     });
+  }
+
+  // Waits (up to the timeout) until the store's counter `key` reaches `count`.
+  void wait_for_count(const std::string& key, int64_t count) {
+    const auto deadline = std::chrono::steady_clock::now() + options_.timeout;
+    while (store_->add(key, 0) < count && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 
   // Runs a store operation; store failures become errors naming the step.

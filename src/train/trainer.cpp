@@ -207,8 +207,12 @@ nlohmann::json shared_trainer_settings(const TrainerOptions& options) {
   const OptimizerOptions& o = options.optimizer;
   const LrScheduleOptions& l = options.schedule;
   const QuantNoiseOptions& n = options.noise;
-  return {{"optimizer", {static_cast<int>(o.kind), o.lr, o.weight_decay, o.beta1, o.beta2, o.eps, o.momentum, o.nesterov}},
-          {"schedule", {static_cast<int>(l.kind), l.peak_lr, l.warmup_steps, l.warmup_init_lr, l.total_steps, l.min_lr}},
+  return {{"optimizer",
+           {{"kind", static_cast<int>(o.kind)}, {"lr", o.lr}, {"weight_decay", o.weight_decay}, {"beta1", o.beta1},
+            {"beta2", o.beta2}, {"eps", o.eps}, {"momentum", o.momentum}, {"nesterov", o.nesterov}}},
+          {"schedule",
+           {{"kind", static_cast<int>(l.kind)}, {"peak_lr", l.peak_lr}, {"warmup_steps", l.warmup_steps},
+            {"warmup_init_lr", l.warmup_init_lr}, {"total_steps", l.total_steps}, {"min_lr", l.min_lr}}},
           {"epochs", options.epochs},
           {"max_steps", options.max_steps},
           {"clip_norm", options.clip_norm},
@@ -217,7 +221,9 @@ nlohmann::json shared_trainer_settings(const TrainerOptions& options) {
           {"stop_after", options.stop_after},
           {"resume", options.resume},
           {"init_from", options.init_from},
-          {"noise", {n.pq_rate, n.pq_exact, n.codebook_refresh, n.pq_block_size, n.scalar_rate, n.bits, n.layers}},
+          {"noise",
+           {{"pq_rate", n.pq_rate}, {"pq_exact", n.pq_exact}, {"codebook_refresh", n.codebook_refresh},
+            {"pq_block_size", n.pq_block_size}, {"scalar_rate", n.scalar_rate}, {"bits", n.bits}, {"layers", n.layers}}},
           {"bucket_bytes", options.bucket_bytes},
           {"noise_per_rank", options.noise_per_rank}};
 }
