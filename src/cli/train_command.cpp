@@ -13,6 +13,7 @@
 #include "cli/data_parallel_launch.h"
 #include "cli/train_arguments.h"
 #include "qnoise/error.h"
+#include "qnoise/json_input.h"
 #include "qnoise/trainer.h"
 #include "qnoise/training_task.h"
 
@@ -138,11 +139,7 @@ nlohmann::json task_config(const TrainCommandOptions& options) {
   if (!options.config_path.empty()) {
     std::ifstream file(options.config_path);
     QNOISE_CHECK(file.good(), "cannot open task configuration '", options.config_path, "'");
-    try {
-      config = nlohmann::json::parse(file);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error("'" + options.config_path + "' is not valid JSON: " + e.what());
-    }
+    config = parse_json_input(file, "'" + options.config_path + "'");
     QNOISE_CHECK(config.is_object(), "'", options.config_path, "' must hold a JSON object");
   }
   if (!options.task.empty()) config["task"] = options.task;

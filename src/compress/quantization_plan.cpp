@@ -6,6 +6,7 @@
 
 #include "qnoise/compressed_weight.h"
 #include "qnoise/error.h"
+#include "qnoise/json_input.h"
 
 namespace qnoise {
 
@@ -17,7 +18,7 @@ T read_key(const nlohmann::json& object, const std::string& key, const T& fallba
   try {
     return object.at(key).get<T>();
   } catch (const nlohmann::json::exception&) {
-    throw Error(where + ": '" + key + "' has the wrong type (" + object.at(key).dump() + ")");
+    throw Error(where + ": '" + key + "' has the wrong type (" + quote_json(object.at(key)) + ")");
   }
 }
 
@@ -127,12 +128,7 @@ nlohmann::json to_json(const QuantizationPlan& plan) {
 QuantizationPlan read_quantization_plan(const std::string& path) {
   std::ifstream in(path);
   QNOISE_CHECK(in.good(), "cannot read the quantization plan '", path, "'");
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("quantization plan '" + path + "' is not valid JSON: " + e.what());
-  }
+  const nlohmann::json json = parse_json_input(in, "quantization plan '" + path + "'");
   try {
     return parse_quantization_plan(json);
   } catch (const Error& e) {

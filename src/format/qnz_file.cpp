@@ -3,6 +3,7 @@
 #include <set>
 
 #include "qnoise/error.h"
+#include "qnoise/json_input.h"
 #include "qnoise/safetensors.h"
 #include "qnoise/weight_scheme_traits.h"
 
@@ -26,11 +27,7 @@ nlohmann::json parse_metadata_json(const std::map<std::string, std::string>& met
                                    const std::string& path) {
   const auto found = metadata.find(key);
   QNOISE_CHECK(found != metadata.end(), "'", path, "' is not a qnoise model: __metadata__ has no '", key, "'");
-  try {
-    return nlohmann::json::parse(found->second);
-  } catch (const nlohmann::json::exception&) {
-    throw Error("'" + path + "': __metadata__ '" + key + "' is not valid JSON");
-  }
+  return parse_json_input(found->second, "'" + path + "': __metadata__ '" + key + "'");
 }
 
 }  // namespace

@@ -134,9 +134,9 @@ SafetensorsContents parse_header(const std::string& header_text, uint64_t data_s
   if (header_text.empty() || header_text[0] != '{') fail(source, "the header does not start with '{'");
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(header_text);
-  } catch (const nlohmann::json::exception& e) {
-    fail(source, std::string("the header is not valid JSON (") + e.what() + ")");
+    header = parse_json_input(header_text, "the header");
+  } catch (const Error& e) {
+    fail(source, e.what());
   }
   if (!header.is_object()) fail(source, "the header is not a JSON object");
   SafetensorsContents contents;
@@ -174,7 +174,7 @@ SafetensorsContents parse_header(const std::string& header_text, uint64_t data_s
     const auto& offsets = value["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
         !offsets[1].is_number_unsigned())
-      fail(source, "tensor '" + name + "' has bad data_offsets " + offsets.dump());
+      fail(source, "tensor '" + name + "' has bad data_offsets " + quote_json(offsets));
     const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
     if (begin > end || end > data_size)
       fail(source, "tensor '" + name + "' data_offsets " + offsets.dump() + " are outside the " +

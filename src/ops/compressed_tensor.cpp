@@ -20,7 +20,7 @@ CompressedWeight weight_of(const CompressedTensorState& state) {
   const auto& [text, parts] = state;
   nlohmann::json description;
   try {
-    description = nlohmann::json::parse(text);
+    description = parse_json_text(text, "a compressed tensor's description");
     return weight_from_description(description, [&](const std::string& suffix, const std::string& dtype) {
       const auto found = parts.find(suffix);
       QNOISE_CHECK(found != parts.end(), "compressed tensor ", text, " lacks its part '", suffix, "'");

@@ -4,6 +4,7 @@
 
 #include "ops/op_registry.h"
 #include "qnoise/error.h"
+#include "qnoise/json_input.h"
 
 namespace qnoise::ops {
 
@@ -41,11 +42,7 @@ BlockLayout layout_of_shape(const std::vector<int64_t>& shape, int64_t block_siz
 }
 
 nlohmann::json parse_json_text(const std::string& text, const std::string& what) {
-  try {
-    return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(what + " is not valid JSON: " + e.what());
-  }
+  return parse_json_input(text, what);
 }
 
 }  // namespace qnoise::ops

@@ -76,7 +76,7 @@ PackedLayerState packed_state(const PackedLayerConfig& c) {
 PackedLayerConfig packed_config(const PackedLayerState& state) {
   const auto& [text, tensors] = state;
   try {
-    const nlohmann::json config = nlohmann::json::parse(text);
+    const nlohmann::json config = parse_json_text(text, "a packed layer's state");
     c10::Dict<std::string, at::Tensor> parts;
     for (const auto& item : tensors)
       if (item.key().rfind("weight", 0) == 0) parts.insert(item.key().substr(6), item.value());

@@ -11,6 +11,7 @@
 
 #include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
+#include "qnoise/json_input.h"
 #include "qnoise/noisy_layers.h"
 #include "qnoise/product_quantizer.h"
 #include "qnoise/seeded_order.h"
@@ -87,8 +88,8 @@ int64_t resume_stages(TrainingTask& task, PqLayers& pq, const IpqOptions& option
                "' that rank 0 resumes from: --resume needs it on a file system every rank sees");
   nlohmann::json stored;
   try {
-    stored = nlohmann::json::parse(read_checkpoint_metadata(options.checkpoint_path));
-  } catch (const nlohmann::json::exception&) {
+    stored = parse_json_input(read_checkpoint_metadata(options.checkpoint_path), "the metadata");
+  } catch (const Error&) {
     throw Error("iPQ checkpoint '" + options.checkpoint_path + "' has unreadable metadata");
   }
   QNOISE_CHECK(stored.value("format", "") == kStageCheckpointFormat, "'", options.checkpoint_path,

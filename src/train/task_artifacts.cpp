@@ -1,6 +1,7 @@
 // Reading the artifacts the tasks write (artifacts() of each task): the vocabulary as text, class
 // or label names, image normalization.
 #include "qnoise/error.h"
+#include "qnoise/json_input.h"
 #include "qnoise/task_model.h"
 
 namespace qnoise {
@@ -26,7 +27,7 @@ std::vector<std::string> artifact_names(const nlohmann::json& artifacts, const s
   QNOISE_CHECK(names.is_array() && !names.empty(), "the model's artifact '", key, "' is not a list of names");
   std::vector<std::string> out;
   for (const auto& name : names) {
-    QNOISE_CHECK(name.is_string(), "the model's artifact '", key, "' holds ", name.dump(), ", not a name");
+    QNOISE_CHECK(name.is_string(), "the model's artifact '", key, "' holds ", quote_json(name), ", not a name");
     out.push_back(name.get<std::string>());
   }
   return out;

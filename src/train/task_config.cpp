@@ -1,10 +1,12 @@
 #include "train/task_config.h"
 
+#include "qnoise/json_input.h"
+
 namespace qnoise::detail {
 
 nlohmann::json merge_config(const nlohmann::json& defaults, const nlohmann::json& given,
                             const std::string& where) {
-  QNOISE_CHECK(given.is_object(), where, " configuration must be a JSON object, got ", given.dump());
+  QNOISE_CHECK(given.is_object(), where, " configuration must be a JSON object, got ", quote_json(given));
   nlohmann::json merged = defaults;
   for (const auto& [key, value] : given.items()) {
     QNOISE_CHECK(defaults.contains(key), where, " has no option '", key, "' (options: ",
@@ -22,8 +24,8 @@ nlohmann::json merge_config(const nlohmann::json& defaults, const nlohmann::json
       const bool numbers = fallback.is_number() && value.is_number() &&
                            !(fallback.is_number_integer() && value.is_number_float());
       QNOISE_CHECK(numbers || fallback.type() == value.type() || fallback.is_null(), where, " option '",
-                   key, "' = ", value.dump(), " should be of the same type as its default ",
-                   fallback.dump());
+                   key, "' = ", quote_json(value), " should be of the same type as its default ",
+                   quote_json(fallback));
       merged[key] = value;
     }
   }

@@ -13,6 +13,7 @@
 
 #include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
+#include "qnoise/json_input.h"
 #include "qnoise/exact_pq_noise.h"
 #include "qnoise/noisy_layers.h"
 #include "train/data_parallel_training.h"
@@ -53,8 +54,8 @@ LrScheduleOptions resolved_schedule(LrScheduleOptions schedule, int64_t total_st
 nlohmann::json parse_training_metadata(const std::string& text, const std::string& path) {
   nlohmann::json stored;
   try {
-    stored = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception&) {
+    stored = parse_json_input(text, "the metadata");
+  } catch (const Error&) {
     throw Error("'" + path + "' has unreadable metadata: not a qnoise training checkpoint");
   }
   QNOISE_CHECK(stored.is_object() && stored.value("format", "") == kCheckpointFormat && stored.contains("task") &&
