@@ -12,6 +12,7 @@
 #include <functional>
 
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -31,9 +32,13 @@ struct CompressedModel {
   bool batch_norm_folded = false;
   std::vector<std::pair<std::string, CompressedWeight>> tensors;  // every parameter and buffer
 
+  // By a hashed index of `tensors`, rebuilt when they change.
   const CompressedWeight* find(const std::string& name) const;
   int64_t stored_bytes() const;  // all tensors
   int64_t float_bytes() const;   // the same tensors in float32
+
+ private:
+  mutable std::unordered_map<std::string, size_t> index_;  // name -> position in tensors
 };
 
 // One weight in its .qnz form (also how the Python operator library pickles one): its description

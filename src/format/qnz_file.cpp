@@ -1,5 +1,9 @@
 #include "qnoise/qnz_file.h"
 
+#include <ATen/ATen.h>
+#include <zlib.h>
+
+#include <algorithm>
 #include <set>
 
 #include "qnoise/error.h"
@@ -30,6 +34,42 @@ nlohmann::json parse_metadata_json(const std::map<std::string, std::string>& met
   return parse_json_input(found->second, "'" + path + "': __metadata__ '" + key + "'");
 }
 
+// CRC-32 (zlib's) of a tensor's bytes as stored.
+uint32_t tensor_crc32(const at::Tensor& tensor) {
+  const at::Tensor bytes = tensor.contiguous();
+  const auto* data = static_cast<const Bytef*>(bytes.data_ptr());
+  uint64_t left = static_cast<uint64_t>(bytes.numel()) * bytes.element_size();
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (; left > 0;) {  // zlib takes at most 4 GB per call
+    const uInt chunk = static_cast<uInt>(std::min<uint64_t>(left, uint64_t{1} << 30));
+    crc = crc32(crc, data, chunk);
+    data += chunk;
+    left -= chunk;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+// Every tensor against its CRC-32 in __metadata__ 'crc32' (files written before checksums have
+// none), and no stored float NaN or infinite: a damaged file is an error naming the tensor, not
+// a different answer.
+void check_stored_tensors(const SafetensorsContents& contents, const std::string& path) {
+  const bool has_checksums = contents.metadata.count("crc32") > 0;
+  const nlohmann::json checksums = has_checksums ? parse_metadata_json(contents.metadata, "crc32", path) : nlohmann::json();
+  QNOISE_CHECK(!has_checksums || checksums.is_object(), "'", path, "': __metadata__ 'crc32' is not an object");
+  for (const auto& entry : contents.tensors) {
+    if (has_checksums) {
+      const auto found = checksums.find(entry.name);
+      QNOISE_CHECK(found != checksums.end() && found->is_number_unsigned(), "'", path, "': tensor '", entry.name,
+                   "' has no checksum in __metadata__ 'crc32'");
+      QNOISE_CHECK(found->get<uint64_t>() == tensor_crc32(entry.tensor), "'", path, "': tensor '", entry.name,
+                   "' does not match its checksum: the file is damaged");
+    }
+    if (entry.tensor.is_floating_point())
+      QNOISE_CHECK(at::isfinite(entry.tensor).all().item<bool>(), "'", path, "': tensor '", entry.name,
+                   "' holds NaN or infinite values");
+  }
+}
+
 }  // namespace
 
 nlohmann::json describe_weight(const CompressedWeight& w) {
@@ -57,9 +97,15 @@ CompressedWeight weight_from_description(const nlohmann::json& d, const StoredPa
 }
 
 const CompressedWeight* CompressedModel::find(const std::string& name) const {
-  for (const auto& [key, weight] : tensors)
-    if (key == name) return &weight;
-  return nullptr;
+  auto found = index_.find(name);
+  const bool stale = index_.size() != tensors.size() ||
+                     (found != index_.end() && (found->second >= tensors.size() || tensors[found->second].first != name));
+  if (stale) {
+    index_.clear();
+    for (size_t i = 0; i < tensors.size(); ++i) index_.emplace(tensors[i].first, i);
+    found = index_.find(name);
+  }
+  return found == index_.end() ? nullptr : &tensors[found->second].second;
 }
 
 int64_t CompressedModel::stored_bytes() const {
@@ -85,12 +131,15 @@ void write_qnz(const std::string& path, const CompressedModel& model) {
     for (int i = 0; i < t.n_parts; ++i)
       contents.tensors.push_back({name + t.parts[i].suffix, t.parts[i].dtype(w), w.*t.parts[i].tensor});
   }
+  nlohmann::json checksums = nlohmann::json::object();
+  for (const auto& entry : contents.tensors) checksums[entry.name] = tensor_crc32(entry.tensor);
   contents.metadata = {{"format", kQnzFormat},
                        {"format_version", std::to_string(kQnzFormatVersion)},
                        {"task", model.task.dump()},
                        {"artifacts", model.artifacts.dump()},
                        {"plan", model.plan.dump()},
-                       {"tensors", schemes.dump()}};
+                       {"tensors", schemes.dump()},
+                       {"crc32", checksums.dump()}};
   if (model.batch_norm_folded) contents.metadata["batch_norm"] = "folded";
   write_safetensors(path, contents);
 }
@@ -116,11 +165,15 @@ CompressedModel read_qnz(const std::string& path) {
     model.batch_norm_folded = true;
   }
   QNOISE_CHECK(schemes.is_object(), "'", path, "': __metadata__ 'tensors' is not an object");
+  check_stored_tensors(contents, path);
 
   std::set<std::string> used;
+  std::unordered_map<std::string, const NamedTensor*> by_name;  // one lookup per part: files of 100k tensors
+  for (const auto& entry : contents.tensors) by_name.emplace(entry.name, &entry);
   auto take = [&](const std::string& name, const std::string& dtype) -> at::Tensor {
-    const NamedTensor* entry = contents.find(name);
-    QNOISE_CHECK(entry != nullptr, "'", path, "' lacks tensor '", name, "'");
+    const auto found = by_name.find(name);
+    QNOISE_CHECK(found != by_name.end(), "'", path, "' lacks tensor '", name, "'");
+    const NamedTensor* entry = found->second;
     QNOISE_CHECK(entry->dtype == dtype || (dtype == "U8|U16" && (entry->dtype == "U8" || entry->dtype == "U16")),
                  "'", path, "': tensor '", name, "' is ", entry->dtype, ", expected ", dtype);
     used.insert(name);
@@ -134,7 +187,7 @@ CompressedModel read_qnz(const std::string& path) {
                                    return take(name + suffix, dtype);
                                  }));
     } catch (const nlohmann::json::exception& e) {
-      throw Error("'" + path + "': tensor '" + name + "' has a bad description " + d.dump());
+      throw Error("'" + path + "': tensor '" + name + "' has a bad description " + quote_json(d));
     } catch (const Error& e) {
       const std::string what = e.what();
       throw Error(what.rfind("'" + path + "'", 0) == 0 ? what : "'" + path + "': tensor '" + name + "': " + what);

@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include "qnoise/block_layout.h"  // shape_to_string
 #include "qnoise/error.h"
 #include "qnoise/weight_scheme_traits.h"
 
@@ -9,9 +10,15 @@ namespace qnoise {
 
 namespace {
 
+// Checked: a shape read from a file may hold negative or huge dimensions, whose plain product
+// could wrap around to a small positive number ([1, 274177, 67280421310721] gave 1).
 int64_t product(const std::vector<int64_t>& shape) {
+  constexpr int64_t kLargest = int64_t{1} << 40;  // elements; as the safetensors reader allows
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) {
+    QNOISE_CHECK(d >= 0 && !__builtin_mul_overflow(n, d, &n) && n <= kLargest, "weight shape ",
+                 shape_to_string(shape), " has a negative dimension or over 2^40 elements");
+  }
   return n;
 }
 

@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
@@ -94,9 +95,9 @@ TEST(QnzFile, CorruptCodesAndForeignFilesAreRejected) {
   try {
     qnoise::read_qnz(path);
     FAIL();
-  } catch (const qnoise::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("fc.weight"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("not below K = 16"), std::string::npos) << e.what();
+  } catch (const qnoise::Error& e) {  // the tensor's checksum no longer matches
+    EXPECT_NE(std::string(e.what()).find("tensor 'fc.weight.codes' does not match its checksum"), std::string::npos)
+        << e.what();
   }
   // A safetensors file without our metadata.
   qnoise::SafetensorsContents plain;
@@ -106,14 +107,16 @@ TEST(QnzFile, CorruptCodesAndForeignFilesAreRejected) {
 }
 
 TEST(QnzFile, EveryCorruptedByteIsACleanErrorOrAValidModel) {
-  // Without a checksum a changed weight byte cannot be noticed, but nothing may crash, hang or
-  // return parts that do not fit: every byte in turn is replaced and the file read back.
+  // Every byte in turn is replaced and the file read back: nothing may crash, hang or return parts
+  // that do not fit, and every changed tensor byte fails its tensor's checksum.
   const auto path = temp_path("flip.qnz");
   qnoise::write_qnz(path, sample_model());
   std::ifstream in(path, std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const auto flipped = temp_path("flipped.qnz");
-  int rejected = 0;
+  uint64_t header = 0;
+  for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<unsigned char>(bytes[i]);
+  int rejected = 0, data_rejected = 0;
   for (size_t i = 0; i < bytes.size(); ++i) {
     std::string copy = bytes;
     copy[i] = static_cast<char>(copy[i] ^ 0x5A);
@@ -123,8 +126,40 @@ TEST(QnzFile, EveryCorruptedByteIsACleanErrorOrAValidModel) {
       for (const auto& [name, weight] : model.tensors) weight.decode();  // validated parts decode
     } catch (const qnoise::Error&) {
       ++rejected;
+      data_rejected += i >= 8 + header;
     }
   }
-  // Every header byte is structural (lengths, JSON, names, offsets): most changes are caught.
   EXPECT_GT(rejected, 0);
+  EXPECT_EQ(data_rejected, static_cast<int>(bytes.size() - 8 - header));
+}
+
+TEST(QnzFile, NonFiniteStoredFloatsAndImpossibleShapesAreRefused) {
+  auto model = sample_model();
+  model.tensors.back().second.values = model.tensors.back().second.values.clone();
+  model.tensors.back().second.values[3] = std::numeric_limits<float>::quiet_NaN();
+  const auto path = temp_path("nan.qnz");
+  qnoise::write_qnz(path, model);
+  try {
+    qnoise::read_qnz(path);
+    FAIL();
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'norm.weight' holds NaN or infinite values"), std::string::npos)
+        << e.what();
+  }
+  // A shape whose product wraps around in 64 bits.
+  qnoise::CompressedWeight huge = qnoise::compress_float(torch::zeros({1}), qnoise::WeightScheme::Float32);
+  huge.shape = {1, 274177, 67280421310721};
+  EXPECT_THROW(huge.validate(), qnoise::Error);
+  huge.shape = {4, -1};
+  EXPECT_THROW(huge.validate(), qnoise::Error);
+}
+
+TEST(QnzFile, ManyTensorsAreFoundByName) {
+  qnoise::CompressedModel model;
+  for (int i = 0; i < 20000; ++i)
+    model.tensors.emplace_back("t" + std::to_string(i), qnoise::compress_float(torch::zeros({1}), qnoise::WeightScheme::Float32));
+  for (int i = 0; i < 20000; i += 997) EXPECT_EQ(model.find("t" + std::to_string(i)), &model.tensors[i].second);
+  EXPECT_EQ(model.find("missing"), nullptr);
+  model.tensors.emplace_back("late", qnoise::compress_float(torch::zeros({1}), qnoise::WeightScheme::Float32));
+  EXPECT_EQ(model.find("late"), &model.tensors.back().second);  // the index follows additions
 }
