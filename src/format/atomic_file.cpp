@@ -1,6 +1,7 @@
 #include "qnoise/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -64,12 +65,32 @@ void sync_directory(const std::string& path) {
   ::close(fd);
 }
 
+// Temporaries of `path` are "<path>.tmp.<pid>.<random>": those of a writer that is gone (killed
+// mid-write) are removed by the next write of the same file.
+void remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const fs::path folder = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  const std::string prefix = target.filename().string() + ".tmp.";
+  std::error_code error;
+  for (fs::directory_iterator it(folder, error), end; !error && it != end; it.increment(error)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const std::string rest = name.substr(prefix.size());
+    const auto dot = rest.find('.');
+    if (dot == std::string::npos || dot == 0 || rest.find_first_not_of("0123456789") != dot) continue;
+    const pid_t writer = static_cast<pid_t>(std::stol(rest.substr(0, dot)));
+    if (::kill(writer, 0) != 0 && errno == ESRCH) fs::remove(it->path(), error);
+  }
+}
+
 }  // namespace
 
 void write_file_atomically(const std::string& path, const std::string& content) {
+  remove_stale_temporaries(path);
   // mkstemp: an unpredictable name, created exclusively (never through a symlink someone planted).
   std::vector<char> name(path.begin(), path.end());
-  const std::string suffix = ".tmp.XXXXXX";
+  const std::string suffix = ".tmp." + std::to_string(::getpid()) + ".XXXXXX";
   name.insert(name.end(), suffix.begin(), suffix.end());
   name.push_back('\0');
   const int fd = ::mkstemp(name.data());

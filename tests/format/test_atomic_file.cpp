@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "qnoise/atomic_file.h"
@@ -79,4 +80,23 @@ TEST(AtomicFile, ErrorsGiveTheSystemsReason) {
   } catch (const qnoise::Error& e) {
     EXPECT_NE(std::string(e.what()).find("No such file or directory"), std::string::npos) << e.what();
   }
+}
+
+TEST(AtomicFile, TemporariesOfDeadWritersAreRemovedByTheNextWrite) {
+  const std::string directory = testing::TempDir() + "qnoise_atomic_stale";
+  std::filesystem::remove_all(directory);
+  std::filesystem::create_directories(directory);
+  const std::string path = directory + "/model.pt";
+  const pid_t dead = fork();  // a pid that is surely gone once reaped
+  if (dead == 0) _exit(0);
+  waitpid(dead, nullptr, 0);
+  const std::string stale = path + ".tmp." + std::to_string(dead) + ".Ab12Cd";
+  const std::string live = path + ".tmp." + std::to_string(getpid()) + ".Xy34Zw";  // a writer still running
+  const std::string other = directory + "/other.pt.tmp." + std::to_string(dead) + ".Ab12Cd";  // another file's
+  for (const auto& name : {stale, live, other}) std::ofstream(name) << "partial";
+  qnoise::write_file_atomically(path, "done");
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_TRUE(std::filesystem::exists(live));
+  EXPECT_TRUE(std::filesystem::exists(other));
+  EXPECT_EQ(read_file(path), "done");
 }
