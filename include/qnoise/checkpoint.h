@@ -7,6 +7,7 @@
 #include <torch/optim/optimizer.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 namespace qnoise {
@@ -15,6 +16,9 @@ struct CheckpointState {
   int64_t step = 0;      // updates done
   int64_t epoch = 0;     // passes over the training data started
   std::string metadata;  // stored as bytes, returned as written
+  // Other tensors the run needs to continue exactly (e.g. exact-PQ-noise codebooks); absent from
+  // older checkpoints, then loaded empty.
+  std::map<std::string, at::Tensor> extras;
 };
 
 void save_checkpoint(const std::string& path, const torch::nn::Module& model,

@@ -142,7 +142,7 @@ void run_prune(const PruneCommandOptions& command) {
   metadata["pruned"] = {{"from", command.model},
                         {"keep_every", command.keep_every},
                         {"layers_before", trained->config().at("model").at("layers")}};
-  save_checkpoint(command.out, pruned->model(), nullptr, {0, 0, metadata.dump()});
+  save_checkpoint(command.out, pruned->model(), nullptr, {0, 0, metadata.dump(), {}});
 
   nlohmann::json line = {{"event", "pruned"},
                          {"model", command.model},
@@ -234,7 +234,7 @@ void run_export(const ExportCommandOptions& command) {
                  command.out, "'");
     auto task = load_compressed_task(model);
     save_checkpoint(command.out, task->model(), nullptr,
-                    {0, 0, checkpoint_metadata(*task, QuantNoiseOptions{}, {}).dump()});
+                    {0, 0, checkpoint_metadata(*task, QuantNoiseOptions{}, {}).dump(), {}});
   }
   std::cerr << "wrote the float32 weights of '" << command.file << "' to '" << command.out << "'\n";
 }

@@ -79,10 +79,10 @@ void add_data_parallel_flags(CLI::App* app, DataParallelFlags& flags) {
       ->group(group);
   app->add_option("--dist-timeout", flags.timeout_s,
                   "Seconds before a rank that does not answer fails the others (300)")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.001, 1e7))
       ->group(group);
   app->add_option("--bucket-mb", flags.bucket_mb, "Gradient all-reduce bucket size in MB (4)")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(0.001, 4096.0))
       ->group(group);
 }
 

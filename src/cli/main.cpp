@@ -62,8 +62,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   int threads = default_threads(environment);
+  // Each thread costs start-up time and memory; far more than the cores only slows a run down.
   app.add_option("--threads", threads, "Threads for tensor operations (default: all cores)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, std::max(256, 4 * static_cast<int>(std::thread::hardware_concurrency()))));
   std::string activations;
   app.add_option("--activations", activations,
                  "float, or int8: int8 and int4 layers quantize their activations to 7-bit integers and multiply "

@@ -4,6 +4,7 @@
 #include <torch/utils.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -92,7 +93,7 @@ nlohmann::json parse_flag_value(const ConfigFlag& flag, const std::string& text)
       }
       case T::Real: {
         const double value = std::stod(text, &used);
-        if (used == text.size()) return value;
+        if (used == text.size() && std::isfinite(value)) return value;
         break;
       }
       case T::Text:
@@ -112,7 +113,7 @@ nlohmann::json parse_flag_value(const ConfigFlag& flag, const std::string& text)
   } catch (const std::exception&) {
   }
   throw Error(std::string(flag.flag) + ": cannot read '" + text + "' as " +
-              (flag.type == T::Real ? "a number" : flag.type == T::IntegerList ? "a comma-separated list of integers" : "an integer"));
+              (flag.type == T::Real ? "a finite number" : flag.type == T::IntegerList ? "a comma-separated list of integers" : "an integer"));
 }
 
 struct TrainCommandOptions {
@@ -172,14 +173,17 @@ double to_number(const std::string& name, const std::string& text) {
     value = std::stod(text, &used);
   } catch (const std::exception&) {
   }
-  QNOISE_CHECK(used == text.size() && !text.empty(), "--", name, ": cannot read '", text, "' as a number");
+  QNOISE_CHECK(used == text.size() && !text.empty() && std::isfinite(value), "--", name, ": cannot read '", text,
+               "' as a finite number");
   return value;
 }
 
+// Integers up to 2^53 (every one a double holds exactly; far beyond any step count or size).
 int64_t to_integer(const std::string& name, const std::string& text) {
   const double value = to_number(name, text);
-  QNOISE_CHECK(value == static_cast<double>(static_cast<int64_t>(value)), "--", name, ": '", text,
-               "' is not an integer");
+  constexpr double kLargest = 9007199254740992.0;  // 2^53
+  QNOISE_CHECK(std::abs(value) <= kLargest && value == std::floor(value), "--", name, ": '", text,
+               "' is not an integer (or is beyond 2^53)");
   return static_cast<int64_t>(value);
 }
 
@@ -223,7 +227,11 @@ TrainerOptions trainer_options(const TrainCommandOptions& command, const std::st
   if (given("quant-noise-pq-block-size"))
     options.noise.pq_block_size = to_integer("quant-noise-pq-block-size", text("quant-noise-pq-block-size"));
   if (given("quant-noise-scalar")) options.noise.scalar_rate = to_number("quant-noise-scalar", text("quant-noise-scalar"));
-  if (given("bits")) options.noise.bits = static_cast<int>(to_integer("bits", text("bits")));
+  if (given("bits")) {
+    const int64_t bits = to_integer("bits", text("bits"));
+    QNOISE_CHECK(bits >= 2 && bits <= 8, "--bits must be in 2..8, got ", bits);
+    options.noise.bits = static_cast<int>(bits);
+  }
   if (given("quant-noise-layers")) options.noise.layers = text("quant-noise-layers");
   options.checkpoint_path = checkpoint_path(command);
   options.resume = command.resume;

@@ -52,6 +52,11 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
   archive.write("step", at::tensor(state.step));
   archive.write("epoch", at::tensor(state.epoch));
   archive.write("metadata", bytes_to_tensor(state.metadata));
+  if (!state.extras.empty()) {
+    torch::serialize::OutputArchive extras;
+    for (const auto& [name, tensor] : state.extras) extras.write(name, tensor);
+    archive.write("extras", extras);
+  }
   {
     auto generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
@@ -101,6 +106,13 @@ CheckpointState load_checkpoint(const std::string& path, torch::nn::Module& mode
     state.step = step.item<int64_t>();
     state.epoch = epoch.item<int64_t>();
     state.metadata = tensor_to_bytes(metadata);
+    torch::serialize::InputArchive extras;
+    if (archive.try_read("extras", extras))
+      for (const auto& name : extras.keys()) {
+        at::Tensor tensor;
+        extras.read(name, tensor);
+        state.extras[name] = tensor;
+      }
     auto generator = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(generator.mutex());
     generator.set_state(rng_state);

@@ -225,7 +225,7 @@ IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, b
       auto holder = stage_state(task, layers);
       save_checkpoint(options.checkpoint_path, *holder, finetuning.optimizer.get(),
                       {static_cast<int64_t>(s + 1), 0,
-                       stage_metadata(task, plan, layers, static_cast<int64_t>(s + 1), finetuning.data_step).dump()});
+                       stage_metadata(task, plan, layers, static_cast<int64_t>(s + 1), finetuning.data_step).dump(), {}});
     }
   };
   // The per-layer reports as each stage's layers are quantized, so that after_stage sees them.

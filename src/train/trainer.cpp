@@ -4,7 +4,11 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/nn/utils/clip_grad.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -64,17 +68,64 @@ nlohmann::json parse_training_metadata(const std::string& text, const std::strin
   return stored;
 }
 
-// With --resume and an existing checkpoint: loads it (model, optimizer, generator) after checking
-// it belongs to this task, and returns its step; otherwise 0.
-int64_t restore_if_resuming(TrainingTask& task, const TrainerOptions& options, torch::optim::Optimizer& optimizer) {
-  if (!options.resume || !std::filesystem::exists(options.checkpoint_path)) return 0;
-  const CheckpointState state = load_checkpoint(options.checkpoint_path, task.model(), &optimizer);
-  const nlohmann::json stored = parse_training_metadata(state.metadata, options.checkpoint_path);
+// The trainer settings a resumed run may change: how long it runs, how often it evaluates and
+// saves, and how its ranks communicate.
+nlohmann::json settings_fixed_for_a_run(nlohmann::json settings) {
+  for (const char* key : {"epochs", "max_steps", "eval_every", "save_every", "stop_after", "resume", "init_from",
+                          "bucket_bytes"})
+    settings.erase(key);
+  return settings;
+}
+
+// The value at a JSON path of `json`, for a message ("(none)" when absent).
+std::string value_at(const nlohmann::json& json, const std::string& path) {
+  const nlohmann::json::json_pointer pointer(path);
+  return json.contains(pointer) ? quote_json(json.at(pointer)) : "(none)";
+}
+
+// With --resume and an existing checkpoint: checks that it belongs to this task and was trained
+// with these settings, then loads it (model, optimizer, generator, extras). Otherwise an empty state.
+CheckpointState restore_if_resuming(TrainingTask& task, const TrainerOptions& options,
+                                    torch::optim::Optimizer& optimizer) {
+  if (!options.resume || !std::filesystem::exists(options.checkpoint_path)) return {};
+  const std::string& path = options.checkpoint_path;
+  // Compared before loading: an optimizer of another kind cannot even be loaded.
+  const nlohmann::json stored = read_training_checkpoint_metadata(path);
   const std::string difference = first_difference(stored.at("task"), task.config());
-  QNOISE_CHECK(difference.empty(), "cannot resume from '", options.checkpoint_path,
+  QNOISE_CHECK(difference.empty(), "cannot resume from '", path,
                "': it was trained with a different task configuration (first difference at ", difference, ")");
-  std::cerr << "resuming from '" << options.checkpoint_path << "' at step " << state.step << "\n";
-  return state.step;
+  if (stored.contains("trainer")) {
+    const nlohmann::json then = settings_fixed_for_a_run(stored.at("trainer"));
+    const nlohmann::json now = settings_fixed_for_a_run(shared_trainer_settings(options));
+    const std::string changed = first_difference(then, now);
+    QNOISE_CHECK(changed.empty(), "cannot resume from '", path, "': it was trained with other settings (",
+                 changed, " was ", value_at(then, changed), ", now ", value_at(now, changed),
+                 "); a resumed run may change only --epochs, --max-steps, --eval-every, --save-every and --stop-after");
+  }
+  CheckpointState state = load_checkpoint(path, task.model(), &optimizer);
+  std::cerr << "resuming from '" << path << "' at step " << state.step << "\n";
+  return state;
+}
+
+// Exact PQ noise: the codebooks in use, for the checkpoint (their learning step is the run's).
+std::map<std::string, at::Tensor> codebooks_of(const NoisyLayers& noisy) {
+  std::map<std::string, at::Tensor> out;
+  for (size_t i = 0; i < noisy.targets().size(); ++i)
+    out["noise_codebook." + std::to_string(i)] = noisy.targets()[i].function.codebook;
+  return out;
+}
+
+// The codebooks a checkpoint stored, in place of freshly learned ones (false: it has none).
+bool restore_codebooks(std::vector<NoiseTarget>& exact, const std::map<std::string, at::Tensor>& stored,
+                       const std::string& path) {
+  if (stored.count("noise_codebook.0") == 0) return false;
+  for (size_t i = 0; i < exact.size(); ++i) {
+    const auto found = stored.find("noise_codebook." + std::to_string(i));
+    QNOISE_CHECK(found != stored.end() && found->second.sizes() == exact[i].function.codebook.sizes(), "'", path,
+                 "' holds exact-noise codebooks that do not fit layer '", exact[i].pattern, "'");
+    exact[i].function.codebook = found->second;
+  }
+  return true;
 }
 
 // Loads the weights of another run's checkpoint of the same model (same vocabulary and labels).
@@ -231,6 +282,16 @@ nlohmann::json shared_trainer_settings(const TrainerOptions& options) {
 
 namespace {
 
+// The checkpoint's folder must exist and take files, before any work that would be lost.
+void check_writable_folder(const std::string& checkpoint_path) {
+  const std::filesystem::path folder = std::filesystem::path(checkpoint_path).parent_path();
+  const std::string name = folder.empty() ? "." : folder.string();
+  QNOISE_CHECK(std::filesystem::is_directory(name), "cannot write the checkpoint '", checkpoint_path, "': its folder '",
+               name, "' does not exist");
+  QNOISE_CHECK(access(name.c_str(), W_OK) == 0, "cannot write the checkpoint '", checkpoint_path, "' into '", name,
+               "': ", std::strerror(errno));
+}
+
 // A stream that drops what is written: the JSON lines of ranks other than 0.
 class NullBuffer : public std::streambuf {
  protected:
@@ -259,6 +320,7 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   NullBuffer null_buffer;
   std::ostream null_log(&null_buffer);
   std::ostream& log = !writer ? null_log : options.json_log != nullptr ? *options.json_log : std::cout;
+  if (writer) check_writable_folder(options.checkpoint_path);
   if (group != nullptr) {
     group->check_same_configuration({{"task", task.config()}, {"trainer", shared_trainer_settings(options)}},
                                     "settings");
@@ -284,7 +346,8 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   TrainingResult result;
   TrainerOptions resume_options = options;
   resume_options.resume = checkpoint_to_resume(options);
-  int64_t step = restore_if_resuming(task, resume_options, *optimizer);
+  const CheckpointState resumed = restore_if_resuming(task, resume_options, *optimizer);
+  int64_t step = resumed.step;
   if (step == 0 && !options.init_from.empty()) initialize_from(task, options.init_from);
   std::unique_ptr<GradientAverager> averager;
   if (group != nullptr) {
@@ -297,8 +360,11 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   detail::ProgressDisplay progress(display, total_steps, task.unit_name());
   auto save = [&](int64_t at_step) {
     if (!writer) return;
+    nlohmann::json metadata = checkpoint_metadata(task, options.noise, result.metrics);
+    metadata["trainer"] = shared_trainer_settings(options);
     save_checkpoint(options.checkpoint_path, model, optimizer.get(),
-                    {at_step, at_step / per_epoch, checkpoint_metadata(task, options.noise, result.metrics).dump()});
+                    {at_step, at_step / per_epoch, metadata.dump(),
+                     options.noise.pq_exact && codebooks_learned ? codebooks_of(*noisy) : std::map<std::string, at::Tensor>{}});
   };
   // The mean training loss since the last evaluation, over every rank: shards weighted by share.
   double loss_sum = 0, loss_weight = 0;
@@ -346,7 +412,10 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
     optimizer->zero_grad();
     if (options.noise.pq_exact && (!codebooks_learned || step % options.noise.codebook_refresh == 0)) {
       std::vector<NoiseTarget> exact = exact_pq_targets(model, targets, static_cast<uint64_t>(step));
-      if (group != nullptr) {  // rank 0's codebooks on every rank
+      // A resumed run continues with the codebooks it had, learned at the last refresh.
+      const bool restored = !codebooks_learned && step == resumed.step && step % options.noise.codebook_refresh != 0 &&
+                            restore_codebooks(exact, resumed.extras, options.checkpoint_path);
+      if (group != nullptr && !restored) {  // rank 0's codebooks on every rank
         std::vector<at::Tensor> codebooks;
         for (auto& target : exact) codebooks.push_back(target.function.codebook);
         group->broadcast(codebooks, 0);
@@ -394,7 +463,7 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
   result.steps = step;
   result.train_seconds = progress.training_seconds();
   result.units_per_second = result.train_seconds > 0 ? progress.units() / result.train_seconds : 0;
-  if (result.metrics.empty() && !result.stopped_early) result.metrics = evaluate_splits(task, group);  // resumed at the end
+  if (result.metrics.empty() && !result.stopped_early) evaluate(step);  // resumed at the end: its result again
   return result;
 }
 

@@ -111,6 +111,10 @@ TEST(TrainCommand, BadOptionsAreClearErrors) {
       {"--task image --quant-noise-pq 0.1 --quant-noise-layers 'nothing*' --train-limit 64", "nothing*"},
       {"--task image --quant-noise-layers 'conv*' --train-limit 64", "needs a noise rate"},
       {"", "--task is required"},
+      {"--task image --dropout nan", "--dropout: cannot read 'nan' as a finite number"},
+      {"--task image --lr inf", "--lr: cannot read 'inf' as a finite number"},
+      {"--task image --epochs 1e30", "--epochs: '1e30' is not an integer (or is beyond 2^53)"},
+      {"--task image --quant-noise-scalar 0.5 --bits 4294967304", "--bits must be in 2..8, got 4294967304"},
   };
   for (const auto& [arguments, message] : cases) {
     const auto result = run_qnoise("train " + arguments + " --out " + out);
@@ -119,4 +123,46 @@ TEST(TrainCommand, BadOptionsAreClearErrors) {
   }
   EXPECT_NE(run_qnoise("train --task image --out " + out + " --no-such-option").exit_code, 0);
   EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(TrainCommand, ResumeRefusesOtherSettingsButMayRunLonger) {
+  const auto out = temp_path("cli_settings.pt");
+  fs::remove(out);
+  ASSERT_EQ(run_qnoise(kSmallRun + " --out " + out + " --stop-after 4").exit_code, 0);
+  const auto other_lr = run_qnoise(kSmallRun + " --out " + out + " --resume --lr 0.002");
+  EXPECT_EQ(other_lr.exit_code, 1);
+  EXPECT_TRUE(contains(other_lr.output, "trained with other settings (/optimizer/lr was 0.004, now 0.002)"))
+      << other_lr.output;
+  const auto other_optimizer = run_qnoise(kSmallRun + " --out " + out + " --resume --optimizer sgd");
+  EXPECT_EQ(other_optimizer.exit_code, 1);
+  EXPECT_TRUE(contains(other_optimizer.output, "/optimizer/kind was")) << other_optimizer.output;
+  const auto other_clip = run_qnoise(kSmallRun + " --out " + out + " --resume --clip-norm 0.5");
+  EXPECT_TRUE(contains(other_clip.output, "/clip_norm was 0.0, now 0.5")) << other_clip.output;
+  // Running longer (--epochs) is allowed; resuming the finished run prints its result again.
+  const auto longer = run_qnoise(kSmallRun + " --out " + out + " --resume --max-steps 10");
+  ASSERT_EQ(longer.exit_code, 0) << longer.output;
+  EXPECT_TRUE(contains(longer.output, "finished at step 10")) << longer.output;
+  const auto again = run_qnoise(kSmallRun + " --out " + out + " --resume --max-steps 10");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_TRUE(contains(again.output, "\"event\":\"eval\"") && contains(again.output, "\"step\":10,")) << again.output;
+}
+
+TEST(TrainCommand, ExactNoiseResumedBetweenRefreshesEqualsAnUninterruptedRun) {
+  // Codebooks relearned every 4 updates; stopped at update 6, they come back from the checkpoint.
+  const std::string run = kSmallRun + " --pq-noise exact --codebook-refresh 4 --max-steps 10";
+  const auto whole = temp_path("cli_exact_whole.pt"), parts = temp_path("cli_exact_parts.pt");
+  fs::remove(whole);
+  fs::remove(parts);
+  ASSERT_EQ(run_qnoise(run + " --out " + whole).exit_code, 0);
+  ASSERT_EQ(run_qnoise(run + " --out " + parts + " --stop-after 6").exit_code, 0);
+  const auto resumed = run_qnoise(run + " --out " + parts + " --resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  expect_same_checkpoint_weights(whole, parts);
+}
+
+TEST(TrainCommand, AnOutFolderThatCannotBeWrittenFailsBeforeTraining) {
+  const auto result = run_qnoise(kSmallRun + " --out /nonexistent/folder/model.pt");
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_TRUE(contains(result.output, "its folder '/nonexistent/folder' does not exist")) << result.output;
+  EXPECT_FALSE(contains(result.output, "\"event\"")) << "no training before the check";
 }

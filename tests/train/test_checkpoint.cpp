@@ -50,7 +50,7 @@ TEST(Checkpoint, ResumingGivesTheSameWeightsAsNeverStopping) {
     auto first_optimizer = qnoise::make_optimizer(first->parameters(), options);
     train(first, *first_optimizer, 4);
     const std::string path = temp_path("qnoise_resume.ckpt");
-    qnoise::save_checkpoint(path, *first, first_optimizer.get(), {4, 0, "{\"model\": \"mlp\"}"});
+    qnoise::save_checkpoint(path, *first, first_optimizer.get(), {4, 0, "{\"model\": \"mlp\"}", {}});
     torch::rand({100});  // the generator moves on after the save...
 
     auto resumed = make_model(99);  // ...and the new model starts elsewhere
