@@ -32,6 +32,10 @@ int64_t find_column(const std::vector<std::string>& header, std::initializer_lis
   return -1;
 }
 
+// Classes a file may label with integers 0..kMaxClasses-1: every class up to the largest gets a
+// name and a classifier row, so label 999999999 would ask for a billion.
+constexpr int64_t kMaxClasses = 1000;
+
 // Label as an integer (>= 0), or -1 when the text is not one.
 int64_t parse_integer_label(const std::string& text) {
   if (text.empty() || text.size() > 9) return -1;
@@ -92,6 +96,8 @@ SentencePairSet read_sentence_pairs(const std::string& path, bool labels_require
                  "' mixes integer and named labels");
     kind = this_kind;
     const int64_t id = integer >= 0 ? integer : name - names.begin();
+    QNOISE_CHECK(id < kMaxClasses, path, ":", number, ": label ", id, " is beyond the ", kMaxClasses,
+                 " classes a pairs task may have");
     max_label = std::max(max_label, id);
     set.pairs.push_back({fields[columns.premise], fields[columns.hypothesis], id});
   }

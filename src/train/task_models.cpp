@@ -9,8 +9,42 @@
 
 namespace qnoise::detail {
 
+namespace {
+
+// Configurations come from files (a .qnz's metadata, --config): every size is bounded before a
+// model is built, so a file cannot ask for a million layers or a 10 GB stem.
+template <typename T>
+T bounded(const nlohmann::json& section, const char* key, T low, T high, const char* what) {
+  const T value = config_value<T>(section, key);
+  QNOISE_CHECK(value >= low && value <= high, what, " ", key, " = ", value, " is outside ", low, "..", high);
+  return value;
+}
+
+void check_rate(const nlohmann::json& section, const char* key, const char* what) {
+  const double rate = config_value<double>(section, key);
+  QNOISE_CHECK(rate >= 0.0 && rate < 1.0, what, " ", key, " = ", rate, " must be in [0, 1)");
+}
+
+// The Transformer families' sizes, and their weights' count (at most 2^32 parameters).
+void check_transformer_bounds(const nlohmann::json& m, int64_t vocab_size, const char* what) {
+  const auto d_model = bounded<int64_t>(m, "d_model", 1, 16384, what);
+  const auto heads = bounded<int64_t>(m, "heads", 1, 256, what);
+  QNOISE_CHECK(d_model % heads == 0, what, " d_model = ", d_model, " is not a multiple of heads = ", heads);
+  const auto ffn = bounded<int64_t>(m, "ffn_dim", 1, 131072, what);
+  const auto layers = bounded<int64_t>(m, "layers", 1, 256, what);
+  bounded<int64_t>(m, "share_every", 1, layers, what);
+  for (const char* rate : {"dropout", "attention_dropout", "layer_drop"}) check_rate(m, rate, what);
+  const double parameters = static_cast<double>(layers) * d_model * (4.0 * d_model + 2.0 * ffn) +
+                            2.0 * static_cast<double>(vocab_size) * d_model;
+  QNOISE_CHECK(parameters <= 4294967296.0, what, " model of ", parameters, " parameters is beyond 2^32");
+}
+
+}  // namespace
+
 TransformerLm make_language_model(const nlohmann::json& config, int64_t vocab_size) {
   const auto& m = config.at("model");
+  check_transformer_bounds(m, vocab_size, "lm task: model");
+  bounded<double>(m, "adaptive_factor", 1.0, 1024.0, "lm task: model");
   const bool adaptive_input = config_value<bool>(m, "adaptive_input");
   const bool adaptive_softmax = config_value<bool>(m, "adaptive_softmax");
   std::vector<int64_t> cutoffs;
@@ -21,7 +55,7 @@ TransformerLm make_language_model(const nlohmann::json& config, int64_t vocab_si
     QNOISE_CHECK(!cutoffs.empty(), "lm task: every adaptive cut-off is beyond the vocabulary of ", vocab_size,
                  " tokens");
   }
-  const auto seq_len = config_value<int64_t>(config, "seq_len");
+  const auto seq_len = bounded<int64_t>(config, "seq_len", 1, 65536, "lm task:");
   return TransformerLm(TransformerLmOptions(vocab_size, config_value<int64_t>(m, "d_model"),
                                             config_value<int64_t>(m, "heads"), config_value<int64_t>(m, "ffn_dim"),
                                             config_value<int64_t>(m, "layers"))
@@ -41,6 +75,8 @@ std::vector<std::string> language_model_recomputed_buffers() { return {"sinusoid
 
 EncoderClassifier make_pair_classifier(const nlohmann::json& config, int64_t vocab_size, int64_t n_labels) {
   const auto& m = config.at("model");
+  check_transformer_bounds(m, vocab_size, "pairs task: model");
+  bounded<int64_t>(config, "max_length", 2, 65536, "pairs task:");
   return EncoderClassifier(EncoderClassifierOptions(vocab_size, config_value<int64_t>(m, "d_model"),
                                                     config_value<int64_t>(m, "heads"),
                                                     config_value<int64_t>(m, "ffn_dim"),
@@ -57,6 +93,13 @@ EncoderClassifier make_pair_classifier(const nlohmann::json& config, int64_t voc
 std::shared_ptr<torch::nn::Module> make_image_model(const nlohmann::json& config, int64_t n_classes) {
   const auto& model = config.at("model");
   const auto arch = config_value<std::string>(model, "arch");
+  check_rate(model, "dropout", "image task: model");
+  if (arch == "efficientnet") {
+    bounded<double>(model, "width_multiplier", 0.01, 8.0, "image task: model");
+    bounded<double>(model, "depth_multiplier", 0.01, 8.0, "image task: model");
+    bounded<int64_t>(model, "stem_stride", 1, 4, "image task: model");
+  }
+  if (arch == "small-cnn") bounded<int64_t>(model, "channels", 1, 4096, "image task: model");
   if (arch == "efficientnet")
     return EfficientNet(EfficientNetOptions()
                             .n_classes(n_classes)

@@ -69,6 +69,8 @@ TEST(SentencePairs, BadFilesNameTheFileAndLine) {
   expect_error_containing(negative, negative + ":2: bad label '-1'");
   auto mixed = write_text("qnoise_pairs_mixed.tsv", "premise\thypothesis\tlabel\na\tb\t0\na\tb\tneutral\n");
   expect_error_containing(mixed, mixed + ":3: label 'neutral' mixes");
+  auto huge = write_text("qnoise_pairs_huge_label.tsv", "premise\thypothesis\tlabel\na\tb\t999999999\n");
+  expect_error_containing(huge, huge + ":2: label 999999999 is beyond the 1000 classes");
   auto header_only = write_text("qnoise_pairs_header_only.tsv", "premise\thypothesis\tlabel\n");
   expect_error_containing(header_only, header_only + ": no sentence pairs");
   auto empty = write_text("qnoise_pairs_empty.tsv", "");

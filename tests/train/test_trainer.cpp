@@ -90,6 +90,36 @@ TEST(TaskConfig, MissingDataIsAnErrorNamingIt) {
   EXPECT_THROW(qnoise::make_training_task({{"task", "lm"}}), qnoise::Error);  // no directory
 }
 
+TEST(TaskConfig, ModelSizesFromFilesAreBoundedBeforeAnythingIsBuilt) {
+  auto error_of = [](const nlohmann::json& config) {
+    try {
+      qnoise::make_training_task(config);
+    } catch (const qnoise::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("built");
+  };
+  const auto lm_data = write_tiny_wikitext("bounded_lm", 40);
+  const nlohmann::json lm = {{"task", "lm"}, {"data", lm_data}};
+  auto with_model = [](nlohmann::json config, const nlohmann::json& model) {
+    config["model"] = model;
+    return config;
+  };
+  EXPECT_EQ(error_of(with_model(lm, {{"layers", 1000000}})), "lm task: model layers = 1000000 is outside 1..256");
+  EXPECT_EQ(error_of(with_model(lm, {{"d_model", 1048576}})), "lm task: model d_model = 1048576 is outside 1..16384");
+  EXPECT_EQ(error_of(with_model(lm, {{"d_model", 100}, {"heads", 3}})),
+            "lm task: model d_model = 100 is not a multiple of heads = 3");
+  EXPECT_NE(error_of(with_model(lm, {{"d_model", 16384}, {"ffn_dim", 131072}, {"layers", 256}, {"heads", 8}}))
+                .find("parameters is beyond 2^32"),
+            std::string::npos);
+  EXPECT_EQ(error_of(with_model(lm, {{"dropout", 1.5}})), "lm task: model dropout = 1.5 must be in [0, 1)");
+  const nlohmann::json image = {{"task", "image"}, {"train_limit", 64}};
+  EXPECT_EQ(error_of(with_model(image, {{"depth_multiplier", 10000.0}})),
+            "image task: model depth_multiplier = 10000 is outside 0.01..8");
+  EXPECT_EQ(error_of(with_model(image, {{"arch", "small-cnn"}, {"channels", 1000000}})),
+            "image task: model channels = 1000000 is outside 1..4096");
+}
+
 TEST(QuantNoiseTargets, CoverEveryWeightOfEachFamily) {
   auto task = make_task({{"task", "image"}, {"train_limit", 256}});  // EfficientNet
   qnoise::QuantNoiseOptions noise;
