@@ -246,7 +246,7 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
   auto quantize = std::make_shared<QuantizeCommandOptions>();
   CLI::App* q = parent.add_subcommand(
       "quantize", "Compress a trained checkpoint (int8, int4, or iPQ with finetuning) into a .qnz file");
-  q->add_option("--model", quantize->model, "Training checkpoint (from qnoise train)");
+  q->add_option("--model", quantize->model, "Training checkpoint (from qnoise train; a TorchScript archive: only from trusted sources)");
   q->add_option("--torchscript", quantize->torchscript,
                 "Instead of --model: a TorchScript model (torch.jit.save); its torch.nn Linear, Conv2d and Embedding "
                 "weights are compressed (--scheme int8, int4 or ipq; ipq finetunes for --finetune-steps on --task's "

@@ -54,6 +54,10 @@ int main(int argc, char** argv) {
   CLI::App app{"qnoise " + qnoise::version() +
                ": extreme model compression with Quant-Noise (int8, int4, iterative PQ)"};
   app.set_version_flag("--version", "qnoise " + qnoise::version());
+  app.footer(
+      "Trust: .pt files (training checkpoints, TorchScript models) are TorchScript archives, code and pickled "
+      "data: open only those from sources you trust. .qnz files are data only (a safetensors header and raw "
+      "tensors, checksummed): they are safe to open from anywhere (docs/reliability.md).");
   qnoise::cli::LaunchEnvironment environment;
   try {
     environment = launch_environment(argc, argv);

@@ -283,7 +283,7 @@ void add_train_options(CLI::App* app, TrainCommandOptions& options) {
   app->add_option("--out", options.out, "Checkpoint file, written atomically at every evaluation");
   app->add_option("--save-dir", options.save_dir, "fairseq's way to name it: DIR/checkpoint_last.pt (DIR is created)");
   app->add_flag("--resume", options.resume, "Continue from the checkpoint (--out or --save-dir) when it exists (same settings: exact)");
-  app->add_option("--init-from", options.init_from,
+  app->add_option("--init-from", options.init_from,  // a checkpoint: see the trust note of `qnoise --help`
                   "Start from this checkpoint's weights (finetuning, e.g. with Quant-Noise or QAT); fresh optimizer");
   app->add_option("--device", options.device, "cpu or cuda");
   app->add_option("--progress", options.progress, "auto (bar on a terminal, else lines), bar, lines or off");

@@ -93,13 +93,12 @@ EncoderClassifier make_pair_classifier(const nlohmann::json& config, int64_t voc
 std::shared_ptr<torch::nn::Module> make_image_model(const nlohmann::json& config, int64_t n_classes) {
   const auto& model = config.at("model");
   const auto arch = config_value<std::string>(model, "arch");
+  // Every key, whichever architecture reads it: a file holding absurd values is a damaged file.
   check_rate(model, "dropout", "image task: model");
-  if (arch == "efficientnet") {
-    bounded<double>(model, "width_multiplier", 0.01, 8.0, "image task: model");
-    bounded<double>(model, "depth_multiplier", 0.01, 8.0, "image task: model");
-    bounded<int64_t>(model, "stem_stride", 1, 4, "image task: model");
-  }
-  if (arch == "small-cnn") bounded<int64_t>(model, "channels", 1, 4096, "image task: model");
+  bounded<double>(model, "width_multiplier", 0.01, 8.0, "image task: model");
+  bounded<double>(model, "depth_multiplier", 0.01, 8.0, "image task: model");
+  bounded<int64_t>(model, "stem_stride", 1, 4, "image task: model");
+  bounded<int64_t>(model, "channels", 1, 4096, "image task: model");
   if (arch == "efficientnet")
     return EfficientNet(EfficientNetOptions()
                             .n_classes(n_classes)
