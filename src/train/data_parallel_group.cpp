@@ -234,6 +234,7 @@ class GlooGroup : public DataParallelGroup {
       store_->set("qnoise/world/" + me, bytes_of(std::to_string(options_.world_size)));
       store_->set("qnoise/rank/" + me, bytes_of("arrived"));
       const std::string theirs = text_of(store_->get("qnoise/world/0"));
+      store_->add("qnoise/world_read", 1);
       QNOISE_CHECK(theirs == std::to_string(options_.world_size), "rank ", me, " was started with world size ",
                    options_.world_size, " but rank 0 with ", theirs);
       std::vector<std::string> keys;
@@ -249,8 +250,11 @@ class GlooGroup : public DataParallelGroup {
       }
       for (int64_t r = 1; r < options_.world_size; ++r) {
         const std::string size = text_of(store_->get("qnoise/world/" + std::to_string(r)));
-        QNOISE_CHECK(size == std::to_string(options_.world_size), "rank ", r, " was started with world size ", size,
-                     " but rank 0 with ", options_.world_size);
+        if (size == std::to_string(options_.world_size)) continue;
+        // Rank 0 hosts the store: it stays until every rank has read its world size.
+        if (options_.rank == 0) wait_for_count("qnoise/world_read", options_.world_size);
+        throw Error("rank " + std::to_string(r) + " was started with world size " + size + " but rank 0 with " +
+                    std::to_string(options_.world_size));
       }
     });
   }
@@ -270,7 +274,8 @@ class GlooGroup : public DataParallelGroup {
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
-      throw Error("rank " + std::to_string(rank()) + ": " + what + " failed: " + message_of(e));
+      throw Error("rank " + std::to_string(rank()) + ": " + what + " failed: " + message_of(e) +
+                  (rank() == 0 ? "" : " (rank 0, which hosts the store, has stopped: see its message)"));
     }
   }
 
