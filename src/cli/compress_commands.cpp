@@ -28,6 +28,7 @@ namespace {
 struct QuantizeCommandOptions {
   std::string model, torchscript, scheme = "ipq", plan_path, data, out, progress = "auto";
   int64_t finetune_steps = -1;  // -1: the plan's
+  double finetune_noise = -1;   // < 0: the plan's
   int64_t block_size = 8, n_centroids = 256;  // --torchscript ipq
   TorchscriptTask task;                        // --torchscript ipq finetuning
   bool resume = false;
@@ -36,8 +37,8 @@ struct QuantizeCommandOptions {
 
 // A TorchScript model's Linear / Conv2d / Embedding weights into a .qnz (torchscript_quantization.h).
 void run_torchscript_quantize(const QuantizeCommandOptions& command) {
-  QNOISE_CHECK(command.plan_path.empty() && !command.resume,
-               "--config and --resume are for qnoise checkpoints; a TorchScript model takes --scheme, --block-size, "
+  QNOISE_CHECK(command.plan_path.empty() && !command.resume && command.finetune_noise == -1,
+               "--config, --finetune-noise and --resume are for qnoise checkpoints; a TorchScript model takes --scheme, --block-size, "
                "--centroids and --finetune-steps");
   TorchscriptQuantization options;
   options.scheme = command.scheme;
@@ -87,6 +88,11 @@ void run_quantize(const QuantizeCommandOptions& command, const LaunchEnvironment
     options.ipq.plan = read_plan_file(command.plan_path, task->model(), options.ipq.plan);
   }
   if (command.finetune_steps >= 0) options.ipq.plan.finetune_steps = command.finetune_steps;
+  if (command.finetune_noise != -1) {
+    QNOISE_CHECK(command.finetune_noise >= 0 && command.finetune_noise < 1, "--finetune-noise must be in [0, 1), got ",
+                 command.finetune_noise);
+    options.ipq.plan.noise_rate = command.finetune_noise;
+  }
   options.ipq.checkpoint_path = command.out + ".stages.pt";
   options.ipq.resume = command.resume;
   options.ipq.json_log = &std::cout;
@@ -262,6 +268,9 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
   q->add_option("--data", quantize->data, "Data directory (default: the one the model was trained on)");
   q->add_option("--finetune-steps", quantize->finetune_steps, "iPQ: updates after each stage (default: the plan's)")
       ->check(CLI::NonNegativeNumber);
+  q->add_option("--finetune-noise", quantize->finetune_noise,
+                "iPQ: Quant-Noise rate on the layers not yet quantized while finetuning (default: the plan's, 0.05; "
+                "0: none)");
   q->add_option("--out", quantize->out, "The .qnz file, written atomically")->required();
   q->add_flag("--resume", quantize->resume, "iPQ: continue after the last finished stage (OUT.stages.pt)");
   q->add_option("--progress", quantize->progress, "auto, bar, lines or off");

@@ -99,6 +99,14 @@ TEST(CompressCommands, IpqPrintsEveryLayerAndEvalReadsTheSameAccuracy) {
   EXPECT_TRUE(contains(valid_row.substr(0, valid_row.find('\n', 1)), row)) << row << "\n" << output;
 }
 
+TEST(CompressCommands, FinetuneNoiseReplacesThePlansRate) {
+  const auto qnz = temp_path("cli_ipq_no_noise.qnz");
+  quantize("ipq", qnz, "--finetune-steps 1 --finetune-noise 0");
+  const auto info = run_qnoise("info " + qnz);
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_TRUE(contains(info.output, R"("noise_rate":0.0)")) << info.output;
+}
+
 TEST(CompressCommands, IpqTakesFairseqsQuantizationYamlAsThePlan) {
   // The small CNN's layers as fairseq's config picks them: whole 3x3 kernels, 4 input channels of
   // the 1x1 convolution and the classifier, in two stages.
@@ -159,6 +167,7 @@ TEST(CompressCommands, BadFilesPlansAndOptionsAreClearErrors) {
       {"quantize" + model + "--scheme int8 --config " + plan_nothing + " --out " + temp_path("x.qnz"), "--scheme ipq"},
       {"quantize" + model + "--out " + temp_path("x.pt"), ".qnz"},
       {"quantize" + model + "--scheme int3 --out " + temp_path("x.qnz"), "int3"},
+      {"quantize" + model + "--finetune-noise 1 --out " + temp_path("x.qnz"), "--finetune-noise must be in [0, 1)"},
       {"export " + qnz + " --out " + temp_path("x.bin"), ".safetensors"},
       // Pruning needs a Transformer's layers; a CNN has none.
       {"prune --model " + trained_checkpoint() + " --out " + temp_path("x.pt"), "only Transformer models"},

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Issue 24: after iPQ, does a model trained to convergence with Quant-Noise beat one trained
+# without, and QAT? Trains docs/training.md's models to convergence (the full-width EfficientNet,
+# 7 epochs; the KJV LM at d_model 256 with adaptive input and softmax, 5 epochs), every arm for the
+# same number of updates: no noise, PQ proxy noise at 0.025, 0.05, 0.1 and 0.2, and iPQ QAT (exact
+# noise at rate 1). Each model is then compressed with its family's iPQ plan and the plan's full
+# finetuning (400 updates per stage), with Quant-Noise on the layers not yet quantized at the arm's
+# own training rate: none for the no-noise arm and for QAT.
+#
+# Every step resumes: training checkpoints every --save-every updates and restarts with --resume,
+# iPQ restarts after its last finished stage, and finished results are kept. Jobs run one thread
+# each; interrupt at any time and run the same command again to continue.
+#
+#   convergence.sh [--out DIR] [--jobs N] [--seeds "1 2 3"] [--tasks "image lm"] [--arms "..."]
+#   convergence.sh --table   # tables from the finished runs only (docs/results/convergence)
+source "$(dirname "$0")/common.sh"
+
+TASKS="image lm" ARMS="none pq0.1 pq1 pq0.05 pq0.025 pq0.2" TABLE_ONLY=0 ARGS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tasks) TASKS=${2:?--tasks needs a list}; shift ;;
+    --arms) ARMS=${2:?--arms needs a list}; shift ;;
+    --table) TABLE_ONLY=1 ;;
+    *) ARGS+=("$1") ;;
+  esac
+  shift
+done
+parse_args --seeds "1 2 3" --out "$ROOT/build/experiments/convergence" "${ARGS[@]}"
+PUBLISHED="$ROOT/docs/results/convergence"
+export TASKS ARMS PUBLISHED
+
+convergence_task_args() {
+  case "$1" in
+    image) echo "--task image --epochs 7" ;;
+    lm) echo "--task lm --data $(kjv_data) --adaptive-input --adaptive-softmax --epochs 5" ;;
+  esac
+}
+# Quant-Noise rate on the not-yet-quantized layers during iPQ finetuning.
+finetune_noise() {
+  case "$1" in none | pq1) echo 0 ;; pq*) echo "${1#pq}" ;; esac
+}
+
+# Trains (resuming) and compresses one model; the result and the training log go to $PUBLISHED.
+convergence_job() {
+  local task=$1 name=$2 seed=$3
+  local id="$task.$name.s$seed"
+  local result="$PUBLISHED/runs/$id.ipq.json"
+  [ -f "$result" ] && return 0
+  local model="$OUT/models/$id.pt" log="$OUT/logs/$id"
+  local resume=()
+  [ -f "$model" ] && resume=(--resume)
+  # shellcheck disable=SC2046
+  "$QNOISE" --threads 1 train $(convergence_task_args "$task") $(model_args "$name") --seed "$seed" \
+    --save-every 200 "${resume[@]}" --out "$model" --progress off >>"$log.train.jsonl" 2>>"$log.train.err" ||
+    { echo "failed: training $id (see $log.train.err)" >&2; return 1; }
+  local qnz="$OUT/models/$id.ipq.qnz"
+  resume=()
+  [ -f "$qnz.stages.pt" ] && resume=(--resume)
+  "$QNOISE" --threads 1 quantize --model "$model" --scheme ipq --finetune-noise "$(finetune_noise "$name")" \
+    "${resume[@]}" --out "$qnz" --progress off >"$log.quantize.out" 2>"$log.quantize.err" ||
+    { echo "failed: iPQ of $id (see $log.quantize.err)" >&2; return 1; }
+  mkdir -p "$PUBLISHED/runs" "$PUBLISHED/logs"
+  grep '"event":"eval"' "$log.train.jsonl" >"$PUBLISHED/logs/$id.train.jsonl" || true
+  grep '"event":"quantized"' "$log.quantize.out" >"$result.tmp" && mv "$result.tmp" "$result"
+}
+
+if [ "$TABLE_ONLY" = 0 ]; then
+  for task in $TASKS; do
+    for seed in $SEEDS; do
+      for name in $ARMS; do echo "convergence_job $task $name $seed"; done
+    done
+  done >"$OUT/convergence.jobs"
+  # shellcheck disable=SC2016
+  echo "convergence.sh: $(wc -l <"$OUT/convergence.jobs") jobs, $JOBS at a time" >&2
+  export -f convergence_job convergence_task_args finetune_noise
+  xargs -P "$JOBS" -d '\n' -n 1 bash -c 'source "$0"; eval "$1"' "$EXPERIMENTS_DIR/common.sh" \
+    <"$OUT/convergence.jobs"
+fi
+"$EXPERIMENTS_DIR/convergence_table.py" "$PUBLISHED"
