@@ -179,7 +179,9 @@ CompressedModel read_qnz(const std::string& path) {
     used.insert(name);
     return entry->tensor;
   };
-  for (const auto& [name, d] : schemes.items()) {
+  for (const auto& item : schemes.items()) {
+    const std::string& name = item.key();  // not a structured binding: a C++17 lambda cannot capture one
+    const nlohmann::json& d = item.value();
     try {
       if (traits(parse_weight_scheme(d.at("scheme").get<std::string>())).parse == nullptr)
         throw Error("float tensors are not described in __metadata__ 'tensors'");
