@@ -5,6 +5,9 @@
 # root): the `qnoise` program, the libraries and headers with their CMake package (find_package),
 # the operator library and the Python package. Then, on request:
 #   --test   run the test suite (ctest); exits non-zero when a test fails
+#   --sanitize   also install clang, build qnoise with ASan + UBSan in build-sanitize/ and run the
+#                readers' and kernels' tests under them and each fuzz target for 20 s
+#                (scripts/sanitize.sh, scripts/fuzz.sh; docs/reliability.md), after --test's tests
 #   --demo   run `qnoise demo` on built-in default data
 #   --no-install   skip the steps that need root: the Debian packages (already there) and the
 #                  install into /usr/local (build/ is still built; the tests do not need it)
@@ -12,14 +15,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 run_tests=0
+run_sanitized=0
 run_demo=0
 install=1
 for arg in "$@"; do
   case "$arg" in
     --test) run_tests=1 ;;
+    --sanitize) run_sanitized=1 ;;
     --demo) run_demo=1 ;;
     --no-install) install=0 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -35,6 +40,9 @@ packages=(
   jq gnuplot-nox                          # bench/experiments: reading JSON results, plotting them
   python3-torch python3-torchvision python3-numpy python3-yaml python3-pytest  # the Python package (fairseq's YAML plans), its tests, examples
 )
+if [ "$run_sanitized" = 1 ]; then
+  packages+=(clang libclang-rt-dev libomp-dev)  # sanitizers' and libFuzzer's runtimes; clang's OpenMP
+fi
 
 if [ "$install" = 1 ]; then
   missing=()
@@ -66,6 +74,10 @@ fi
 
 if [ "$run_tests" = 1 ]; then
   ctest --test-dir build --output-on-failure -j "$jobs" --timeout 300
+fi
+if [ "$run_sanitized" = 1 ]; then
+  scripts/sanitize.sh
+  scripts/fuzz.sh --seconds 20
 fi
 if [ "$run_demo" = 1 ]; then
   ./build/qnoise demo

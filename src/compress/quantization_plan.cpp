@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fstream>
 #include <set>
+#include <type_traits>
 
 #include "qnoise/compressed_weight.h"
 #include "qnoise/error.h"
@@ -15,6 +16,10 @@ namespace {
 template <typename T>
 T read_key(const nlohmann::json& object, const std::string& key, const T& fallback, const std::string& where) {
   if (!object.contains(key)) return fallback;
+  // nlohmann casts a float to an integer type, which is undefined beyond the type's range (1e300).
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
+    QNOISE_CHECK(object.at(key).is_number_integer(), where, ": '", key, "' must be an integer, got ",
+                 quote_json(object.at(key)));
   try {
     return object.at(key).get<T>();
   } catch (const nlohmann::json::exception&) {

@@ -109,14 +109,23 @@ at::Tensor read_images(const std::string& path) {
   const bool gzip = starts_with(start, "\x1f\x8b");
   const bool idx = start.size() >= 2 && start[0] == 0 && start[1] == 0;  // IDX magic: 0, 0, dtype, dims
   QNOISE_CHECK(gzip || idx, "'", path, "' is not an image file qnoise reads (an IDX image file or a binary PGM)");
-  return read_idx_images(path);  // gzip or plain IDX; its own errors name what is wrong
+  const at::Tensor images = read_idx_images(path);  // gzip or plain IDX; its own errors name what is wrong
+  QNOISE_CHECK(images.size(0) > 0, "'", path, "' holds no images");
+  QNOISE_CHECK(images.size(1) > 0 && images.size(2) > 0, "'", path, "': IDX images of ", images.size(2), "x",
+               images.size(1), " pixels are empty");
+  return images;
 }
 
 at::Tensor resize_images(const at::Tensor& images, int64_t out_rows, int64_t out_cols) {
   QNOISE_CHECK(images.dim() == 3 && images.scalar_type() == at::kByte,
                "resize_images needs uint8 [n, rows, cols], got ", images.scalar_type(), " ", images.sizes());
   QNOISE_CHECK(out_rows > 0 && out_cols > 0, "resize_images: bad size ", out_rows, "x", out_cols);
+  // libtorch's resampling refuses empty images with an error of its own.
+  QNOISE_CHECK(images.size(1) > 0 && images.size(2) > 0, "resize_images: images of ", images.size(2), "x",
+               images.size(1), " pixels are empty");
   if (images.size(1) == out_rows && images.size(2) == out_cols) return images;
+  // Nothing to resize; libtorch would still allocate for the (unbounded) input size.
+  if (images.size(0) == 0) return at::empty({0, out_rows, out_cols}, at::kByte);
   const at::Tensor resized =
       at::_upsample_bilinear2d_aa(images.unsqueeze(1).to(at::kFloat), {out_rows, out_cols}, /*align_corners=*/false);
   return resized.squeeze(1).round().clamp(0, 255).to(at::kByte);

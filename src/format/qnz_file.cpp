@@ -88,6 +88,9 @@ std::vector<std::pair<std::string, at::Tensor>> stored_parts(const CompressedWei
 CompressedWeight weight_from_description(const nlohmann::json& d, const StoredPartReader& part) {
   CompressedWeight w;
   w.scheme = parse_weight_scheme(d.at("scheme").get<std::string>());
+  // nlohmann casts a float to int64_t, which is undefined beyond its range (a shape of [8e300]).
+  for (const auto& dim : d.at("shape"))
+    QNOISE_CHECK(dim.is_number_integer(), "shape ", quote_json(d.at("shape")), " is not a list of integers");
   w.shape = d.at("shape").get<std::vector<int64_t>>();
   const WeightSchemeTraits& t = traits(w.scheme);
   if (t.parse != nullptr) t.parse(d, w);  // before the parts: pq centroids' dtype depends on centroid_bits
@@ -179,7 +182,9 @@ CompressedModel read_qnz(const std::string& path) {
     used.insert(name);
     return entry->tensor;
   };
-  for (const auto& [name, d] : schemes.items()) {
+  for (const auto& item : schemes.items()) {
+    const std::string& name = item.key();  // not a structured binding: a C++17 lambda cannot capture one
+    const nlohmann::json& d = item.value();
     try {
       if (traits(parse_weight_scheme(d.at("scheme").get<std::string>())).parse == nullptr)
         throw Error("float tensors are not described in __metadata__ 'tensors'");

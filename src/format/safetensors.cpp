@@ -218,7 +218,8 @@ SafetensorsContents parse_safetensors(const std::string& bytes, const std::strin
   SafetensorsContents contents = parse_header(bytes.substr(8, header_size), bytes.size() - 8 - header_size, source);
   const char* data = bytes.data() + 8 + header_size;
   for (auto& entry : contents.tensors) {
-    std::memcpy(entry.tensor.data_ptr(), data, tensor_bytes(entry.tensor));
+    // An empty tensor has no memory (a null data pointer), which memcpy must not be given.
+    if (tensor_bytes(entry.tensor) > 0) std::memcpy(entry.tensor.data_ptr(), data, tensor_bytes(entry.tensor));
     data += tensor_bytes(entry.tensor);
   }
   return contents;

@@ -201,10 +201,11 @@ inline void add_chunk_sums(const ChunkRows& chunk, __m512i all_bytes, __m512i od
   const __m512i even_rows = _mm512_sub_epi16(all_bytes, _mm512_slli_epi16(odd_bytes, 8));
   QNOISE_UNROLL
   for (int h = 0; h < 2; ++h) {  // chunk rows 32h .. 32h + 31
-    const __m512 even = _mm512_fmadd_ps(
-        step, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(even_rows, h))), offset_sum);
-    const __m512 odd = _mm512_fmadd_ps(
-        step, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(odd_bytes, h))), offset_sum);
+    // The extract's index must be a constant before unrolling too (clang checks it).
+    const __m256i even_words = h ? _mm512_extracti64x4_epi64(even_rows, 1) : _mm512_castsi512_si256(even_rows);
+    const __m256i odd_words = h ? _mm512_extracti64x4_epi64(odd_bytes, 1) : _mm512_castsi512_si256(odd_bytes);
+    const __m512 even = _mm512_fmadd_ps(step, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(even_words)), offset_sum);
+    const __m512 odd = _mm512_fmadd_ps(step, _mm512_cvtepi32_ps(_mm512_cvtepu16_epi32(odd_words)), offset_sum);
     QNOISE_UNROLL
     for (int half = 0; half < 2; ++half) {
       const int first = 32 * h + 16 * half;

@@ -5,9 +5,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "qnoise/error.h"
+#include "qnoise/json_input.h"
 
 namespace qnoise {
 
@@ -137,13 +139,24 @@ void describe_pq(const CompressedWeight& w, nlohmann::json& d) {
   }
 }
 
+// d[key] as an integer: nlohmann casts a float to an integer type, which is undefined beyond the
+// type's range (1e300).
+int64_t integer_at(const nlohmann::json& d, const char* key) {
+  QNOISE_CHECK(d.at(key).is_number_integer(), "'", key, "' must be an integer, got ", quote_json(d.at(key)));
+  return d.at(key).get<int64_t>();
+}
+
 void parse_pq(const nlohmann::json& d, CompressedWeight& w) {
   w.layer_kind = parse_layer_kind(d.at("layer_kind").get<std::string>());
-  w.block_size = d.at("block_size").get<int64_t>();
-  w.centroid_bits = d.value("centroid_bits", 16);
+  w.block_size = integer_at(d, "block_size");
+  w.centroid_bits = d.contains("centroid_bits") ? static_cast<int>(integer_at(d, "centroid_bits")) : 16;
   if (w.centroid_bits != 16) {
-    w.centroid_scale = d.at("centroid_scale").get<float>();
-    w.centroid_zero_point = d.at("centroid_zero_point").get<int64_t>();
+    // A float: double to float is undefined beyond float's range too.
+    const double scale = d.at("centroid_scale").get<double>();
+    QNOISE_CHECK(std::isfinite(scale) && std::abs(scale) <= std::numeric_limits<float>::max(),
+                 "'centroid_scale' ", scale, " is not a finite float");
+    w.centroid_scale = static_cast<float>(scale);
+    w.centroid_zero_point = integer_at(d, "centroid_zero_point");
   }
 }
 

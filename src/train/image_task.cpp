@@ -135,7 +135,9 @@ int64_t ImageTask::recalibrate_normalization() {
   // A plain average over clean passes on batches of the first images of the training set; a shard
   // takes a contiguous range of those batches.
   const int64_t n = std::min(train_.size(), kImages);
-  const auto [first, last] = shard_.range((n + eval_batch_size_ - 1) / eval_batch_size_);
+  // Not a structured binding: a C++17 lambda cannot capture one (clang refuses it).
+  const std::pair<int64_t, int64_t> batches = shard_.range((n + eval_batch_size_ - 1) / eval_batch_size_);
+  const int64_t first = batches.first, last = batches.second;
   reestimate_batch_norm(*model_, [&] {
     for (int64_t b = first; b < last; ++b)
       logits(train_.images.slice(0, b * eval_batch_size_, std::min(n, (b + 1) * eval_batch_size_)).to(device_));

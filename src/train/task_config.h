@@ -4,9 +4,14 @@
 // the default model.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "qnoise/error.h"
+#include "qnoise/json_input.h"
 
 namespace qnoise::detail {
 
@@ -23,6 +28,13 @@ nlohmann::json transformer_model_defaults();
 template <typename T>
 T config_value(const nlohmann::json& config, const std::string& key) {
   QNOISE_CHECK(config.contains(key), "configuration has no '", key, "'");
+  // Integers only where integers belong: nlohmann casts a float to an integer type, which is
+  // undefined beyond the type's range ("cutoffs": [1e300]).
+  if constexpr ((std::is_integral_v<T> && !std::is_same_v<T, bool>) || std::is_same_v<T, std::vector<int64_t>>) {
+    const nlohmann::json& value = config.at(key);
+    QNOISE_CHECK(std::none_of(value.begin(), value.end(), [](const nlohmann::json& v) { return v.is_number_float(); }),
+                 "configuration value '", key, "' = ", quote_json(value), " is not made of integers");
+  }
   try {
     return config.at(key).get<T>();
   } catch (const nlohmann::json::exception&) {

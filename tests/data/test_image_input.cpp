@@ -70,3 +70,15 @@ TEST(ImageInput, ResizingKeepsTheRightSizeAndAveragesWhenShrinking) {
   EXPECT_LE((grey.slice(1, 2, 26).slice(2, 2, 26) - 127).abs().max().item<int>(), 1);
   EXPECT_THROW(qnoise::resize_images(torch::zeros({28, 28}, torch::kByte), 28, 28), qnoise::Error);
 }
+
+// Found by fuzzing (fuzz/image_fuzzer.cpp): IDX images with no rows or columns reached libtorch's
+// resampling, whose own error (c10::Error) escaped instead of a qnoise::Error naming the file; and
+// a 16-byte file of no images of 2105429 x 421535776 pixels made resizing allocate 3.4 GB.
+TEST(ImageInput, EmptyIdxImagesAreErrors) {
+  expect_error(write_file("no_rows.idx", pixels({0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 4})), "empty");
+  expect_error(write_file("no_images.idx", pixels({0, 0, 8, 3, 0, 0, 0, 0, 0, 0x20, 0x20, 0x55, 0x19, 0x20, 0x20, 0x20})),
+               "holds no images");
+  EXPECT_THROW(qnoise::resize_images(torch::zeros({1, 3, 0}, torch::kByte), 28, 28), qnoise::Error);
+  const auto none = qnoise::resize_images(torch::empty({0, 2105429, 421535776}, torch::kByte), 28, 28);
+  EXPECT_EQ(none.sizes(), (std::vector<int64_t>{0, 28, 28}));
+}

@@ -154,6 +154,25 @@ TEST(QnzFile, NonFiniteStoredFloatsAndImpossibleShapesAreRefused) {
   EXPECT_THROW(huge.validate(), qnoise::Error);
 }
 
+// Found by UBSan on the fuzz targets: nlohmann casts a float to an integer type, undefined beyond
+// the type's range, and descriptions took shape, block_size, centroid_bits and centroid_zero_point
+// that way (and centroid_scale from double to float).
+TEST(QnzFile, DescriptionsNumbersMustFitTheirTypes) {
+  const auto no_parts = [](const std::string&, const std::string&) -> at::Tensor {
+    ADD_FAILURE() << "parts read for a bad description";
+    return {};
+  };
+  const nlohmann::json pq = {{"scheme", "pq"}, {"shape", {32, 64}}, {"layer_kind", "Linear"}, {"block_size", 8},
+                             {"centroid_bits", 8}, {"centroid_scale", 0.5}, {"centroid_zero_point", 3}};
+  std::vector<nlohmann::json> bad = {{{"scheme", "int8"}, {"shape", {8e300, 4}}}, {{"scheme", "int8"}, {"shape", {8.5, 4}}}};
+  for (const auto& [key, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"block_size", 1e300}, {"centroid_bits", 1e300}, {"centroid_zero_point", 1e300}, {"centroid_scale", 1e300}}) {
+    bad.push_back(pq);
+    bad.back()[key] = value;
+  }
+  for (const auto& d : bad) EXPECT_THROW(qnoise::weight_from_description(d, no_parts), qnoise::Error) << d.dump();
+}
+
 TEST(QnzFile, ManyTensorsAreFoundByName) {
   qnoise::CompressedModel model;
   for (int i = 0; i < 20000; ++i)

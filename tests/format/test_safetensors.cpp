@@ -77,6 +77,19 @@ TEST(Safetensors, WriterRejectsDuplicatesAndMismatchedTypes) {
   EXPECT_FALSE(std::filesystem::exists(temp_path("mismatch.safetensors")));
 }
 
+// Found by UBSan: parsing from memory passed an empty tensor's null data pointer to memcpy.
+TEST(Safetensors, EmptyTensorsParseFromMemory) {
+  const std::string header = R"({"x":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                             R"("empty":{"dtype":"F32","shape":[0,3],"data_offsets":[2,2]}})";
+  std::string bytes;
+  for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((header.size() >> (8 * i)) & 0xFF));
+  bytes += header + "\x07\x09";
+  const auto parsed = qnoise::parse_safetensors(bytes, "empty.safetensors");
+  ASSERT_EQ(parsed.tensors.size(), 2u);
+  EXPECT_EQ(parsed.at("empty").tensor.sizes(), torch::IntArrayRef({0, 3}));
+  EXPECT_EQ(parsed.at("x").tensor[1].item<int>(), 9);
+}
+
 TEST(Safetensors, EveryTruncationIsAnErrorNamingTheFile) {
   const auto path = temp_path("whole.safetensors");
   qnoise::write_safetensors(path, sample_contents());

@@ -39,7 +39,13 @@ TEST(QuantizationPlan, ParsesAndRejectsBadPlans) {
            {{"stages", {{{"layers", {"x"}}}}}, {"finetune_step", 3}},
            {{"stages", {{{"layers", {"x"}}, {"bloc_size", 8}}}}},
            {{"stages", {{{"layers", {"x"}}}}}, {"rest", "int8"}},
-           {{"stages", {{{"layers", {"x"}}}}}, {"lr", "fast"}}})
+           {{"stages", {{{"layers", {"x"}}}}}, {"lr", "fast"}},
+           // Floats where integers belong were cast, undefined beyond the type's range (UBSan).
+           {{"stages", {{{"layers", {"x"}}, {"block_size", 1e300}}}}},
+           {{"stages", {{{"layers", {"x"}}, {"block_size", 8.5}}}}},
+           {{"stages", {{{"layers", {"x"}}, {"centroid_bits", 1e300}}}}},
+           {{"stages", {{{"layers", {"x"}}}}}, {"kmeans_iterations", 1e300}},
+           {{"stages", {{{"layers", {"x"}}}}}, {"seed", 1e300}}})
     EXPECT_THROW(qnoise::parse_quantization_plan(bad), qnoise::Error) << bad.dump();
   EXPECT_THROW(qnoise::read_quantization_plan("/nonexistent/plan.json"), qnoise::Error);
 }

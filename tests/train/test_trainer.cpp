@@ -120,6 +120,23 @@ TEST(TaskConfig, ModelSizesFromFilesAreBoundedBeforeAnythingIsBuilt) {
             "image task: model channels = 1000000 is outside 1..4096");
 }
 
+// Found by UBSan on fuzz/qnz_model_fuzzer.cpp's binary (a .qnz whose task says "cutoffs": [1e300]):
+// integer lists took floats, which nlohmann casts to int64_t, undefined beyond its range.
+TEST(TaskConfig, IntegerListsTakeOnlyIntegers) {
+  const auto lm_data = write_tiny_wikitext("float_cutoffs_lm", 40);
+  for (const double cutoff : {1e300, 100.5}) {
+    try {
+      qnoise::make_training_task({{"task", "lm"}, {"data", lm_data},
+                                  {"model", {{"adaptive_softmax", true}, {"cutoffs", {cutoff}}}}});
+      FAIL() << cutoff;
+    } catch (const qnoise::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("'cutoffs' = [" + nlohmann::json(cutoff).dump() + "] is not made of integers"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 TEST(QuantNoiseTargets, CoverEveryWeightOfEachFamily) {
   auto task = make_task({{"task", "image"}, {"train_limit", 256}});  // EfficientNet
   qnoise::QuantNoiseOptions noise;
