@@ -21,7 +21,8 @@
 namespace qnoise {
 
 inline constexpr const char* kQnzFormat = "qnoise-qnz";
-inline constexpr int kQnzFormatVersion = 1;
+// Version 2 stores long text artifacts deflated (docs/format.md); version 1 files still read.
+inline constexpr int kQnzFormatVersion = 2;
 
 struct CompressedModel {
   nlohmann::json task;       // the task configuration (make_training_task builds the model)
@@ -51,6 +52,9 @@ using StoredPartReader = std::function<at::Tensor(const std::string& suffix, con
 // The inverse of both, validated. Throws qnoise::Error (or nlohmann::json's exceptions on missing or
 // mistyped fields).
 CompressedWeight weight_from_description(const nlohmann::json& description, const StoredPartReader& part);
+
+// Bytes a model's artifacts take in its .qnz (long texts such as a vocabulary deflated), for reports.
+int64_t qnz_artifact_bytes(const nlohmann::json& artifacts);
 
 // Writes atomically. Throws qnoise::Error on a tensor that does not validate.
 void write_qnz(const std::string& path, const CompressedModel& model);

@@ -1,8 +1,9 @@
 #pragma once
 // The safetensors container (Hugging Face): an 8-byte little-endian header length N, N bytes of
 // JSON {"__metadata__": {string: string}, name: {"dtype", "shape", "data_offsets": [begin, end]}},
-// then the tensors' raw little-endian bytes, back to back in header order. Python users open our
-// files with `safetensors.safe_open`; we read theirs.
+// then the tensors' raw little-endian bytes, back to back. Python users open our files with
+// `safetensors.safe_open`; we read theirs. We write the header padded to 8 bytes and the data
+// ordered by element size, largest first, so every tensor starts aligned to its element size.
 //
 // Reading validates everything before a byte is used: the header length against the file size
 // and a 100 MB cap, the JSON, every dtype and shape, that offsets are in order, cover the data
@@ -27,7 +28,7 @@ struct NamedTensor {
 
 struct SafetensorsContents {
   std::map<std::string, std::string> metadata;  // "__metadata__"
-  std::vector<NamedTensor> tensors;             // in file order
+  std::vector<NamedTensor> tensors;             // read: in the order of their data
 
   // The tensor named `name`; throws qnoise::Error naming it when absent.
   const NamedTensor& at(const std::string& name) const;
@@ -43,7 +44,7 @@ int64_t element_size_of(const std::string& safetensors_dtype);
 // Bytes the file for these contents takes (header included).
 int64_t safetensors_file_size(const SafetensorsContents& contents);
 
-// Writes atomically (temporary file + rename). Throws qnoise::Error on duplicate names, a dtype
+// Writes atomically (temporary file + rename), streaming each tensor from its memory. Throws qnoise::Error on duplicate names, a dtype
 // that does not match its tensor, or an I/O failure.
 void write_safetensors(const std::string& path, const SafetensorsContents& contents);
 

@@ -34,7 +34,7 @@ std::string size_summary(const CompressedModel& model, uintmax_t file_bytes) {
   const double float_bytes = static_cast<double>(model.float_bytes());
   const double stored = static_cast<double>(model.stored_bytes());
   const double file = static_cast<double>(file_bytes);
-  const double metadata = static_cast<double>(model.task.dump().size() + model.artifacts.dump().size() +
+  const double metadata = static_cast<double>(model.task.dump().size() + qnz_artifact_bytes(model.artifacts) +
                                               model.plan.dump().size());
   std::ostringstream out;
   out << "float32 tensors:    " << megabytes(float_bytes) << "\n"
@@ -42,7 +42,7 @@ std::string size_summary(const CompressedModel& model, uintmax_t file_bytes) {
       << format("  (%.2f bits per weight, %.2fx smaller)\n", 8 * stored / (float_bytes / 4), float_bytes / stored)
       << "file:               " << megabytes(file)
       << format("  (%.2fx smaller than float32 tensors) = tensors + %.0f bytes of metadata (configuration, "
-                "vocabulary or labels, plan) + %.0f bytes of tensor entries and padding\n",
+                "vocabulary (deflated) or labels, plan) + %.0f bytes of tensor entries and padding\n",
                 float_bytes / file, metadata, file - stored - metadata);
   return out.str();
 }

@@ -43,9 +43,7 @@ mode_t target_mode(const std::string& path) {
   return 0666 & ~current_umask();
 }
 
-bool write_all(int fd, const std::string& content) {
-  const char* data = content.data();
-  size_t left = content.size();
+bool write_all(int fd, const char* data, size_t left) {
   while (left > 0) {
     const ssize_t n = ::write(fd, data, left);
     if (n < 0 && errno == EINTR) continue;
@@ -87,6 +85,10 @@ void remove_stale_temporaries(const std::string& path) {
 }  // namespace
 
 void write_file_atomically(const std::string& path, const std::string& content) {
+  write_file_atomically(path, [&](const AppendBytes& append) { append(content.data(), content.size()); });
+}
+
+void write_file_atomically(const std::string& path, const std::function<void(const AppendBytes& append)>& produce) {
   remove_stale_temporaries(path);
   // mkstemp: an unpredictable name, created exclusively (never through a symlink someone planted).
   std::vector<char> name(path.begin(), path.end());
@@ -96,15 +98,31 @@ void write_file_atomically(const std::string& path, const std::string& content) 
   const int fd = ::mkstemp(name.data());
   if (fd < 0) throw Error("cannot write '" + path + "': cannot create a temporary file beside it: " + system_error());
   const std::string temporary(name.data());
-  std::string failure;
-  if (::fchmod(fd, target_mode(path)) != 0) failure = "cannot set its mode";
-  else if (!write_all(fd, content)) failure = "cannot write it";
-  else if (::fsync(fd) != 0) failure = "cannot flush it to disk";
-  if (!failure.empty()) failure += ": " + system_error();
-  if (::close(fd) != 0 && failure.empty()) failure = "cannot close it: " + system_error();
-  if (!failure.empty()) {
+  auto fail = [&](const std::string& failure) {
+    ::close(fd);
     std::remove(temporary.c_str());
     throw Error("cannot write '" + path + "' (via temporary file '" + temporary + "'): " + failure);
+  };
+  if (::fchmod(fd, target_mode(path)) != 0) fail("cannot set its mode: " + system_error());
+  std::string write_failure;
+  try {
+    produce([&](const void* data, size_t size) {
+      if (!write_all(fd, static_cast<const char*>(data), size)) {
+        write_failure = "cannot write it: " + system_error();
+        throw Error(write_failure);
+      }
+    });
+  } catch (...) {
+    if (!write_failure.empty()) fail(write_failure);
+    ::close(fd);
+    std::remove(temporary.c_str());
+    throw;
+  }
+  if (::fsync(fd) != 0) fail("cannot flush it to disk: " + system_error());
+  if (::close(fd) != 0) {
+    const std::string reason = system_error();
+    std::remove(temporary.c_str());
+    throw Error("cannot write '" + path + "' (via temporary file '" + temporary + "'): cannot close it: " + reason);
   }
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
     const std::string reason = system_error();

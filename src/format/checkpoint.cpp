@@ -4,10 +4,10 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <sstream>
 
 #include "qnoise/atomic_file.h"
 #include "qnoise/block_layout.h"  // shape_to_string
@@ -62,9 +62,23 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
     std::lock_guard<std::mutex> lock(generator.mutex());
     archive.write("cpu_rng_state", generator.get_state());
   }
-  std::ostringstream bytes;
-  archive.save_to(bytes);
-  write_file_atomically(path, bytes.str());
+  // Streamed to the file as libtorch serializes. After a failed write the rest is dropped and the
+  // failure rethrown once libtorch is done: an exception inside its zip writer could end in its
+  // destructor, which writes the archive's end.
+  write_file_atomically(path, [&](const AppendBytes& append) {
+    std::exception_ptr failure;
+    archive.save_to([&](const void* data, size_t size) -> size_t {
+      if (!failure) {
+        try {
+          append(data, size);
+        } catch (...) {
+          failure = std::current_exception();
+        }
+      }
+      return size;
+    });
+    if (failure) std::rethrow_exception(failure);
+  });
 }
 
 std::string read_checkpoint_metadata(const std::string& path) {

@@ -70,7 +70,69 @@ void check_stored_tensors(const SafetensorsContents& contents, const std::string
   }
 }
 
+// Text artifacts at least this long (a language model's vocabulary) are stored deflated as a U8
+// tensor "__artifacts__.<key>", described in __metadata__ 'packed_artifacts' by their inflated
+// size; shorter ones stay in the 'artifacts' JSON.
+constexpr size_t kPackedArtifactBytes = 4096;
+constexpr const char* kArtifactTensorPrefix = "__artifacts__.";
+constexpr uint64_t kMaxArtifactBytes = uint64_t{1} << 30;
+constexpr uint64_t kMaxDeflateRatio = 1032;  // deflate's limit: a size beyond it is a lie
+
+at::Tensor deflate_text(const std::string& text) {
+  uLongf size = compressBound(static_cast<uLong>(text.size()));
+  at::Tensor bytes = at::empty({static_cast<int64_t>(size)}, at::kByte);
+  const int status = compress2(bytes.data_ptr<uint8_t>(), &size, reinterpret_cast<const Bytef*>(text.data()),
+                               static_cast<uLong>(text.size()), Z_BEST_COMPRESSION);
+  QNOISE_CHECK(status == Z_OK, "cannot compress an artifact: zlib error ", status);
+  return bytes.narrow(0, 0, static_cast<int64_t>(size)).clone();
+}
+
+// Inflates exactly `size` bytes, and no more: the declared size bounds the memory a file can make
+// qnoise allocate.
+std::string inflate_text(const at::Tensor& bytes, uint64_t size, const std::string& where) {
+  const auto stored = static_cast<uint64_t>(bytes.numel());
+  QNOISE_CHECK(size <= kMaxArtifactBytes && size <= kMaxDeflateRatio * stored + 64, where, " declares ", size,
+               " bytes, impossible from ", stored, " deflated bytes (or above 1 GiB)");
+  std::string text(size, '\0');
+  uLongf length = static_cast<uLongf>(size);
+  const int status = uncompress(reinterpret_cast<Bytef*>(text.data()), &length, bytes.data_ptr<uint8_t>(),
+                                static_cast<uLong>(stored));
+  QNOISE_CHECK(status == Z_OK && length == size, where, " does not inflate to its declared ", size, " bytes",
+               status == Z_OK ? "" : " (damaged deflate data)");
+  return text;
+}
+
+// The artifacts as write_qnz stores them: the JSON of the short ones, the long texts deflated, and
+// the packed texts' descriptions.
+struct StoredArtifacts {
+  nlohmann::json inline_json = nlohmann::json::object();
+  std::vector<std::pair<std::string, at::Tensor>> deflated;  // key, U8 tensor
+  nlohmann::json packed = nlohmann::json::object();
+};
+
+StoredArtifacts store_artifacts(const nlohmann::json& artifacts) {
+  StoredArtifacts stored;
+  stored.inline_json = artifacts;
+  if (!artifacts.is_object()) return stored;
+  for (const auto& [key, value] : artifacts.items()) {
+    if (!value.is_string() || value.get_ref<const std::string&>().size() < kPackedArtifactBytes) continue;
+    const std::string& text = value.get_ref<const std::string&>();
+    stored.deflated.emplace_back(key, deflate_text(text));
+    stored.packed[key] = {{"bytes", text.size()}, {"encoding", "zlib"}};
+    stored.inline_json.erase(key);
+  }
+  return stored;
+}
+
 }  // namespace
+
+int64_t qnz_artifact_bytes(const nlohmann::json& artifacts) {
+  const StoredArtifacts stored = store_artifacts(artifacts);
+  auto bytes = static_cast<int64_t>(stored.inline_json.dump().size());
+  if (!stored.deflated.empty()) bytes += static_cast<int64_t>(stored.packed.dump().size());
+  for (const auto& [key, tensor] : stored.deflated) bytes += tensor.numel();
+  return bytes;
+}
 
 nlohmann::json describe_weight(const CompressedWeight& w) {
   nlohmann::json d = {{"scheme", to_string(w.scheme)}, {"shape", w.shape}};
@@ -134,15 +196,19 @@ void write_qnz(const std::string& path, const CompressedModel& model) {
     for (int i = 0; i < t.n_parts; ++i)
       contents.tensors.push_back({name + t.parts[i].suffix, t.parts[i].dtype(w), w.*t.parts[i].tensor});
   }
+  const StoredArtifacts artifacts = store_artifacts(model.artifacts);
+  for (const auto& [key, bytes] : artifacts.deflated)
+    contents.tensors.push_back({kArtifactTensorPrefix + key, "U8", bytes});
   nlohmann::json checksums = nlohmann::json::object();
   for (const auto& entry : contents.tensors) checksums[entry.name] = tensor_crc32(entry.tensor);
   contents.metadata = {{"format", kQnzFormat},
                        {"format_version", std::to_string(kQnzFormatVersion)},
                        {"task", model.task.dump()},
-                       {"artifacts", model.artifacts.dump()},
+                       {"artifacts", artifacts.inline_json.dump()},
                        {"plan", model.plan.dump()},
                        {"tensors", schemes.dump()},
                        {"crc32", checksums.dump()}};
+  if (!artifacts.packed.empty()) contents.metadata["packed_artifacts"] = artifacts.packed.dump();
   if (model.batch_norm_folded) contents.metadata["batch_norm"] = "folded";
   write_safetensors(path, contents);
 }
@@ -153,9 +219,10 @@ CompressedModel read_qnz(const std::string& path) {
   QNOISE_CHECK(format != contents.metadata.end() && format->second == kQnzFormat, "'", path,
                "' is a safetensors file but not a qnoise model (no __metadata__ format '", kQnzFormat, "')");
   const auto version = contents.metadata.find("format_version");
-  QNOISE_CHECK(version != contents.metadata.end() && version->second == std::to_string(kQnzFormatVersion), "'",
-               path, "' has format version ", version == contents.metadata.end() ? "none" : version->second,
-               "; this qnoise reads version ", kQnzFormatVersion);
+  QNOISE_CHECK(version != contents.metadata.end() &&
+                   (version->second == "1" || version->second == std::to_string(kQnzFormatVersion)),
+               "'", path, "' has format version ", version == contents.metadata.end() ? "none" : quote_json(version->second),
+               "; this qnoise reads versions 1 to ", kQnzFormatVersion);
   CompressedModel model;
   model.task = parse_metadata_json(contents.metadata, "task", path);
   model.artifacts = parse_metadata_json(contents.metadata, "artifacts", path);
@@ -182,6 +249,27 @@ CompressedModel read_qnz(const std::string& path) {
     used.insert(name);
     return entry->tensor;
   };
+  if (contents.metadata.count("packed_artifacts") != 0) {
+    const nlohmann::json packed = parse_metadata_json(contents.metadata, "packed_artifacts", path);
+    QNOISE_CHECK(packed.is_object() && model.artifacts.is_object(), "'", path,
+                 "': __metadata__ 'packed_artifacts' and 'artifacts' must be objects");
+    for (const auto& [key, entry] : packed.items()) {
+      const std::string where = "'" + path + "': artifact '" + key + "'";
+      QNOISE_CHECK(entry.is_object() && entry.value("encoding", nlohmann::json()) == "zlib" &&
+                       entry.contains("bytes") && entry["bytes"].is_number_unsigned(),
+                   where, " has a bad description ", quote_json(entry), " (expected {\"bytes\": N, \"encoding\": \"zlib\"})");
+      QNOISE_CHECK(!model.artifacts.contains(key), where, " is both packed and in __metadata__ 'artifacts'");
+      const at::Tensor deflated = take(kArtifactTensorPrefix + key, "U8");
+      QNOISE_CHECK(deflated.dim() == 1, where, ": its tensor is not one-dimensional");
+      std::string text = inflate_text(deflated, entry["bytes"].get<uint64_t>(), where);
+      try {
+        (void)nlohmann::json(text).dump();  // what every later dump of the artifacts needs
+      } catch (const nlohmann::json::exception&) {
+        throw Error(where + " is not valid UTF-8 text");
+      }
+      model.artifacts[key] = std::move(text);
+    }
+  }
   for (const auto& item : schemes.items()) {
     const std::string& name = item.key();  // not a structured binding: a C++17 lambda cannot capture one
     const nlohmann::json& d = item.value();

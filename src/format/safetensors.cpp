@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -45,12 +46,25 @@ uint64_t get_u64_le(const std::string& bytes) {
   return value;
 }
 
-// The JSON header, padded with spaces to a multiple of 8 bytes so every tensor's data starts
-// aligned (as the reference writer does).
+// The order of the tensors' data: by element size, largest first (stable), so that after a header
+// padded to 8 bytes every tensor starts at an offset aligned to its element size, as zero-copy
+// readers need (the reference writer orders by alignment too).
+std::vector<const NamedTensor*> data_order(const SafetensorsContents& contents) {
+  std::vector<const NamedTensor*> order;
+  for (const auto& entry : contents.tensors) order.push_back(&entry);
+  std::stable_sort(order.begin(), order.end(), [](const NamedTensor* a, const NamedTensor* b) {
+    const DtypeInfo* x = find_dtype(a->dtype);
+    const DtypeInfo* y = find_dtype(b->dtype);
+    return (x ? x->size : 0) > (y ? y->size : 0);
+  });
+  return order;
+}
+
+// The JSON header (tensors in the caller's order, data in data_order), padded with spaces to a
+// multiple of 8 bytes.
 std::string header_json(const SafetensorsContents& contents) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!contents.metadata.empty()) header["__metadata__"] = contents.metadata;
-  int64_t offset = 0;
   std::set<std::string> names;
   for (const auto& entry : contents.tensors) {
     QNOISE_CHECK(!entry.name.empty() && entry.name != "__metadata__", "safetensors: bad tensor name '",
@@ -60,10 +74,12 @@ std::string header_json(const SafetensorsContents& contents) {
     QNOISE_CHECK(info != nullptr, "safetensors: unsupported dtype '", entry.dtype, "' for '", entry.name, "'");
     QNOISE_CHECK(entry.tensor.defined() && entry.tensor.scalar_type() == info->torch_dtype, "safetensors: '",
                  entry.name, "' is declared ", entry.dtype, " but holds a tensor of another type");
-    const int64_t bytes = entry.tensor.numel() * info->size;
-    header[entry.name] = {{"dtype", entry.dtype},
-                          {"shape", entry.tensor.sizes().vec()},
-                          {"data_offsets", {offset, offset + bytes}}};
+    header[entry.name] = {{"dtype", entry.dtype}, {"shape", entry.tensor.sizes().vec()}};
+  }
+  int64_t offset = 0;
+  for (const NamedTensor* entry : data_order(contents)) {
+    const int64_t bytes = entry->tensor.numel() * find_dtype(entry->dtype)->size;
+    header[entry->name]["data_offsets"] = {offset, offset + bytes};
     offset += bytes;
   }
   std::string text = header.dump();
@@ -115,15 +131,17 @@ int64_t safetensors_file_size(const SafetensorsContents& contents) {
 
 void write_safetensors(const std::string& path, const SafetensorsContents& contents) {
   const std::string header = header_json(contents);
-  std::string bytes;
-  bytes.reserve(safetensors_file_size(contents));
-  put_u64_le(bytes, header.size());
-  bytes += header;
-  for (const auto& entry : contents.tensors) {
-    const at::Tensor data = entry.tensor.cpu().contiguous();
-    bytes.append(static_cast<const char*>(data.data_ptr()), data.numel() * data.element_size());
-  }
-  write_file_atomically(path, bytes);
+  std::string length;
+  put_u64_le(length, header.size());
+  // Streamed: the tensors' bytes go to the file from their own memory, never copied whole.
+  write_file_atomically(path, [&](const AppendBytes& append) {
+    append(length.data(), length.size());
+    append(header.data(), header.size());
+    for (const NamedTensor* entry : data_order(contents)) {
+      const at::Tensor data = entry->tensor.cpu().contiguous();
+      if (data.numel() > 0) append(data.data_ptr(), static_cast<size_t>(data.numel() * data.element_size()));
+    }
+  });
 }
 
 namespace {

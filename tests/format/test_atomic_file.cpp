@@ -49,6 +49,29 @@ TEST(AtomicFile, AFailedWriteNamesTheFileAndKeepsTheOldOne) {
   EXPECT_THROW(qnoise::write_file_atomically("/nonexistent-dir/x.txt", "x"), qnoise::Error);
 }
 
+TEST(AtomicFile, StreamedContentArrivesWholeAndAFailingProducerKeepsTheOldFile) {
+  const std::string directory = testing::TempDir() + "qnoise_atomic_file_stream";
+  std::filesystem::remove_all(directory);
+  std::filesystem::create_directories(directory);
+  const std::string path = directory + "/out.txt";
+  qnoise::write_file_atomically(path, [](const qnoise::AppendBytes& append) {
+    for (int i = 0; i < 3; ++i) append("piece ", 6);
+    append("", 0);
+  });
+  EXPECT_EQ(read_file(path), "piece piece piece ");
+  // A producer that fails half-way: the error propagates, the old file stays, no temporary is left.
+  EXPECT_THROW(qnoise::write_file_atomically(path,
+                                             [](const qnoise::AppendBytes& append) {
+                                               append("half", 4);
+                                               throw qnoise::Error("producer failed");
+                                             }),
+               qnoise::Error);
+  EXPECT_EQ(read_file(path), "piece piece piece ");
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) ++files, (void)entry;
+  EXPECT_EQ(files, 1);
+}
+
 TEST(AtomicFile, NeverWritesThroughAPlantedSymlinkAndKeepsModes) {
   const std::string directory = testing::TempDir() + "qnoise_atomic_file_symlink";
   std::filesystem::remove_all(directory);

@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <zlib.h>
+
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <fstream>
 #include <sstream>
@@ -88,9 +91,8 @@ TEST(QnzFile, CorruptCodesAndForeignFilesAreRejected) {
   uint64_t header = 0;
   for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<unsigned char>(bytes[i]);
   const auto header_text = bytes.substr(8, header);
-  // fc.weight.codes is the first tensor: its first byte is the first data byte.
-  ASSERT_NE(header_text.find("\"fc.weight.codes\""), std::string::npos);
-  bytes[8 + header] = static_cast<char>(16);  // K = 16
+  const auto begin = nlohmann::json::parse(header_text)["fc.weight.codes"]["data_offsets"][0].get<uint64_t>();
+  bytes[8 + header + begin] = static_cast<char>(16);  // K = 16
   std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
   try {
     qnoise::read_qnz(path);
@@ -181,4 +183,98 @@ TEST(QnzFile, ManyTensorsAreFoundByName) {
   EXPECT_EQ(model.find("missing"), nullptr);
   model.tensors.emplace_back("late", qnoise::compress_float(torch::zeros({1}), qnoise::WeightScheme::Float32));
   EXPECT_EQ(model.find("late"), &model.tensors.back().second);  // the index follows additions
+}
+
+namespace {
+
+// A vocabulary-sized text artifact: packed into the file deflated.
+std::string long_vocabulary() {
+  std::string text = "<pad> 0\n</s> 10\n<unk> 0\n";
+  for (int i = 0; i < 3000; ++i) text += "word" + std::to_string(i) + " " + std::to_string(5000 - i) + "\n";
+  return text;
+}
+
+// Rewrites a file with its contents changed by `edit`, with valid checksums, so that what is tested
+// is the reader's check of the edited part, not the checksum.
+void rewrite_with_checksums(const std::string& path, const std::function<void(qnoise::SafetensorsContents&)>& edit) {
+  auto contents = qnoise::read_safetensors(path);
+  edit(contents);
+  nlohmann::json checksums = nlohmann::json::object();
+  for (const auto& entry : contents.tensors) {
+    const auto bytes = entry.tensor.contiguous();
+    checksums[entry.name] = static_cast<uint64_t>(
+        crc32(crc32(0L, Z_NULL, 0), static_cast<const Bytef*>(bytes.data_ptr()), bytes.numel() * bytes.element_size()));
+  }
+  contents.metadata["crc32"] = checksums.dump();
+  qnoise::write_safetensors(path, contents);
+}
+
+}  // namespace
+
+TEST(QnzFile, LongTextArtifactsAreStoredDeflatedAndReadBackExactly) {
+  auto model = sample_model();
+  model.artifacts["vocabulary"] = long_vocabulary();
+  const auto path = temp_path("packed_vocabulary.qnz");
+  qnoise::write_qnz(path, model);
+  EXPECT_EQ(qnoise::read_qnz(path).artifacts, model.artifacts);
+
+  const auto contents = qnoise::read_safetensors(path);
+  EXPECT_EQ(contents.metadata.at("format_version"), "2");
+  EXPECT_EQ(contents.at("__artifacts__.vocabulary").dtype, "U8");
+  EXPECT_FALSE(nlohmann::json::parse(contents.metadata.at("artifacts")).contains("vocabulary"));
+  EXPECT_EQ(nlohmann::json::parse(contents.metadata.at("packed_artifacts"))["vocabulary"]["bytes"],
+            long_vocabulary().size());
+  // Deflated, the text takes a fraction of its size; qnz_artifact_bytes reports what the file holds.
+  const auto file_bytes = static_cast<int64_t>(std::filesystem::file_size(path));
+  const auto text_bytes = static_cast<int64_t>(long_vocabulary().size());
+  EXPECT_LT(file_bytes, model.stored_bytes() + 4096 + text_bytes / 2) << file_bytes;
+  EXPECT_LT(qnoise::qnz_artifact_bytes(model.artifacts), text_bytes / 2);
+  EXPECT_GT(qnoise::qnz_artifact_bytes(model.artifacts), 1000);
+  // Short artifacts stay in the JSON.
+  EXPECT_EQ(qnoise::qnz_artifact_bytes(sample_model().artifacts),
+            static_cast<int64_t>(sample_model().artifacts.dump().size()));
+}
+
+TEST(QnzFile, PackedArtifactsThatLieAreCleanErrors) {
+  auto model = sample_model();
+  model.artifacts["vocabulary"] = long_vocabulary();
+  const auto original = temp_path("packed_source.qnz");
+  qnoise::write_qnz(original, model);
+  const auto size = long_vocabulary().size();
+  auto set_packed = [](const std::string& json) {
+    return [json](qnoise::SafetensorsContents& c) { c.metadata["packed_artifacts"] = json; };
+  };
+  const std::vector<std::pair<std::function<void(qnoise::SafetensorsContents&)>, std::string>> cases = {
+      {set_packed(R"({"vocabulary": {"bytes": 1000000000000, "encoding": "zlib"}})"), "impossible from"},
+      {set_packed(R"({"vocabulary": {"bytes": )" + std::to_string(size + 1) + R"(, "encoding": "zlib"}})"),
+       "does not inflate to its declared"},
+      {set_packed(R"({"vocabulary": {"bytes": 10, "encoding": "zlib"}})"), "does not inflate to its declared"},
+      {set_packed(R"({"vocabulary": {"bytes": 10, "encoding": "gzip"}})"), "has a bad description"},
+      {set_packed(R"({"labels": {"bytes": 10, "encoding": "zlib"}})"), "lacks tensor '__artifacts__.labels'"},
+      {[](qnoise::SafetensorsContents& c) {
+         for (auto& entry : c.tensors) {
+           if (entry.name != "__artifacts__.vocabulary") continue;
+           entry.tensor = entry.tensor.clone();
+           entry.tensor.narrow(0, 0, 16).fill_(7);
+         }
+       },
+       "does not inflate"},
+      {[](qnoise::SafetensorsContents& c) {
+         c.metadata["artifacts"] = R"({"class_names": ["a", "b"], "vocabulary": "x 1"})";
+       },
+       "both packed and in __metadata__ 'artifacts'"},
+      {[](qnoise::SafetensorsContents& c) { c.metadata.erase("packed_artifacts"); },
+       "'__artifacts__.vocabulary' is U8 but __metadata__ 'tensors' does not describe it"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto path = temp_path("packed_lie_" + std::to_string(i) + ".qnz");
+    std::filesystem::copy_file(original, path, std::filesystem::copy_options::overwrite_existing);
+    rewrite_with_checksums(path, cases[i].first);
+    try {
+      qnoise::read_qnz(path);
+      ADD_FAILURE() << "case " << i << ": read without error";
+    } catch (const qnoise::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(cases[i].second), std::string::npos) << "case " << i << ": " << e.what();
+    }
+  }
 }

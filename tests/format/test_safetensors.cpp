@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "qnoise/error.h"
 #include "qnoise/safetensors.h"
 
@@ -41,11 +43,37 @@ TEST(Safetensors, RoundTripKeepsNamesTypesShapesValuesAndMetadata) {
   const auto back = qnoise::read_safetensors(path);
   EXPECT_EQ(back.metadata, contents.metadata);
   ASSERT_EQ(back.tensors.size(), contents.tensors.size());
-  for (size_t i = 0; i < contents.tensors.size(); ++i) {
-    EXPECT_EQ(back.tensors[i].name, contents.tensors[i].name);
-    EXPECT_EQ(back.tensors[i].dtype, contents.tensors[i].dtype);
-    EXPECT_TRUE(torch::equal(back.tensors[i].tensor, contents.tensors[i].tensor)) << contents.tensors[i].name;
+  for (const auto& entry : contents.tensors) {
+    const auto* read = back.find(entry.name);
+    ASSERT_NE(read, nullptr) << entry.name;
+    EXPECT_EQ(read->dtype, entry.dtype);
+    EXPECT_TRUE(torch::equal(read->tensor, entry.tensor)) << entry.name;
   }
+}
+
+TEST(Safetensors, EveryTensorStartsAlignedToItsElementSize) {
+  // Odd-length byte tensors before wider ones, in the caller's order: the writer puts the data of
+  // wider types first, so every offset is a multiple of its element size (8 after the header).
+  qnoise::SafetensorsContents contents;
+  contents.tensors.push_back({"odd_bytes", "U8", torch::ones({3}, torch::kByte)});
+  contents.tensors.push_back({"halves", "F16", torch::ones({3}, torch::kHalf)});
+  contents.tensors.push_back({"floats", "F32", torch::ones({3})});
+  contents.tensors.push_back({"more_bytes", "I8", torch::ones({5}, torch::kChar)});
+  contents.tensors.push_back({"longs", "I64", torch::ones({1}, torch::kLong)});
+  contents.tensors.push_back({"ints", "I32", torch::ones({1}, torch::kInt)});
+  const auto path = temp_path("aligned.safetensors");
+  qnoise::write_safetensors(path, contents);
+  const std::string bytes = read_bytes(path);
+  uint64_t header_size = 0;
+  for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | static_cast<unsigned char>(bytes[i]);
+  EXPECT_EQ((8 + header_size) % 8, 0u);
+  const auto header = nlohmann::json::parse(bytes.substr(8, header_size));
+  for (const auto& entry : contents.tensors) {
+    const auto begin = header[entry.name]["data_offsets"][0].get<uint64_t>();
+    EXPECT_EQ(begin % static_cast<uint64_t>(qnoise::element_size_of(entry.dtype)), 0u) << entry.name << " at " << begin;
+  }
+  const auto back = qnoise::read_safetensors(path);
+  for (const auto& entry : contents.tensors) EXPECT_TRUE(torch::equal(back.at(entry.name).tensor, entry.tensor));
 }
 
 TEST(Safetensors, LayoutIsTheReferenceOne) {
