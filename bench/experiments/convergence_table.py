@@ -34,7 +34,8 @@ def show(value, metric):
 
 
 def show_se(mean, se, metric, signed=False):
-    scale, unit = (100, " pt") if metric == "accuracy" else (1, "")
+    # Accuracies in %, their differences in points.
+    scale, unit = (100, (" pt" if signed else "%")) if metric == "accuracy" else (1, "")
     sign = "+" if signed else ""
     text = f"{scale * mean:{sign}.2f}"
     return text + (f" ± {scale * se:.2f}" if not math.isnan(se) else "") + unit
