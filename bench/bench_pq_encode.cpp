@@ -9,8 +9,8 @@
 //
 // Run (at::set_num_threads does not limit OpenBLAS's own threads, so pin them too):
 //   OPENBLAS_NUM_THREADS=2 build/bench/bench_pq_encode
-// main() first calls qnoise::tune_process, which sets OMP_WAIT_POLICY=passive and restarts the
-// program once. Google Benchmark flags work as usual (e.g. --benchmark_filter=gemm); a summary
+// OMP_WAIT_POLICY=passive is set as the program loads, and main() calls qnoise::tune_process
+// (process_tuning.h). Google Benchmark flags work as usual (e.g. --benchmark_filter=gemm); a summary
 // with the targets follows the table. ("Library was built as DEBUG" refers to Debian's
 // libbenchmark itself, not to qnoise.)
 #include <ATen/ATen.h>
@@ -206,6 +206,8 @@ void print_summary(const std::map<std::string, double>& ms) {
 }
 
 }  // namespace
+
+QNOISE_PASSIVE_OPENMP_AT_LOAD();  // before libgomp loads (process_tuning.h)
 
 int main(int argc, char** argv) {
   qnoise::tune_process(argv);  // passive OpenMP waiting: see process_tuning.h

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "cli/run_qnoise.h"
 #include "qnoise/error.h"
 #include "qnoise/kernel_path.h"
 #include "qnoise/process_tuning.h"
@@ -101,4 +102,23 @@ TEST(ProcessTuning, TuneProcessLeavesASetWaitPolicyAlone) {
   qnoise::tune_process(argv);
   ASSERT_NE(std::getenv("OMP_WAIT_POLICY"), nullptr);
   EXPECT_EQ(std::string(std::getenv("OMP_WAIT_POLICY")), "passive");
+}
+
+TEST(ProcessTuning, TheProgramStartsPassiveWithoutRestarting) {
+  // libgomp prints its settings as it loads (OMP_DISPLAY_ENV): once per start of the program, so
+  // a restart would print them twice.
+  const auto count = [](const std::string& text, const std::string& part) {
+    size_t n = 0;
+    for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+    return n;
+  };
+  const auto unset = qnoise::testing::run_qnoise("--version", "-u OMP_WAIT_POLICY OMP_DISPLAY_ENV=verbose");
+  ASSERT_EQ(unset.exit_code, 0) << unset.output;
+  EXPECT_EQ(count(unset.output, "OPENMP DISPLAY ENVIRONMENT BEGIN"), 1u) << unset.output;
+  EXPECT_TRUE(qnoise::testing::contains(unset.output, "OMP_WAIT_POLICY = 'PASSIVE'")) << unset.output;
+  EXPECT_TRUE(qnoise::testing::contains(unset.output, "GOMP_SPINCOUNT = '0'")) << unset.output;
+  // A policy the user chose is kept.
+  const auto active = qnoise::testing::run_qnoise("--version", "OMP_WAIT_POLICY=active OMP_DISPLAY_ENV=true");
+  EXPECT_EQ(count(active.output, "OPENMP DISPLAY ENVIRONMENT BEGIN"), 1u) << active.output;
+  EXPECT_TRUE(qnoise::testing::contains(active.output, "OMP_WAIT_POLICY = 'ACTIVE'")) << active.output;
 }
