@@ -6,8 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <istream>
 #include <string>
+#include <vector>
 
 namespace qnoise {
 
@@ -18,6 +20,11 @@ inline constexpr int kMaxJsonDepth = 64;
 // kMaxJsonDepth, or an object with a key twice (naming the key).
 nlohmann::json parse_json_input(const std::string& text, const std::string& what);
 nlohmann::json parse_json_input(std::istream& in, const std::string& what);
+
+// An integer value (or list of them) read without nlohmann's float-to-integer casts, undefined
+// beyond the type's range: anything but JSON integers within int64 is a qnoise::Error naming `what`.
+int64_t json_integer(const nlohmann::json& value, const std::string& what);
+std::vector<int64_t> json_integers(const nlohmann::json& value, const std::string& what);
 
 // `value` as JSON text for a message: cut to `limit` characters (with "..." when cut).
 std::string quote_json(const nlohmann::json& value, std::size_t limit = 120);

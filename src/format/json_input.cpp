@@ -1,6 +1,7 @@
 #include "qnoise/json_input.h"
 
 #include <functional>
+#include <limits>
 #include <set>
 #include <vector>
 
@@ -58,6 +59,21 @@ nlohmann::json parse_checked(Input&& input, const std::string& what) {
 nlohmann::json parse_json_input(const std::string& text, const std::string& what) { return parse_checked(text, what); }
 
 nlohmann::json parse_json_input(std::istream& in, const std::string& what) { return parse_checked(in, what); }
+
+int64_t json_integer(const nlohmann::json& value, const std::string& what) {
+  const bool fits = value.is_number_integer() &&
+                    (!value.is_number_unsigned() ||
+                     value.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
+  QNOISE_CHECK(fits, what, " must be an integer, got ", quote_json(value));
+  return value.get<int64_t>();
+}
+
+std::vector<int64_t> json_integers(const nlohmann::json& value, const std::string& what) {
+  QNOISE_CHECK(value.is_array(), what, " must be a list of integers, got ", quote_json(value));
+  std::vector<int64_t> values;
+  for (const auto& item : value) values.push_back(json_integer(item, what));
+  return values;
+}
 
 std::string quote_json(const nlohmann::json& value, std::size_t limit) {
   std::string text = value.dump();

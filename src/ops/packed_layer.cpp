@@ -8,6 +8,7 @@
 #include "ops/op_registry.h"
 #include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
+#include "qnoise/json_input.h"
 #include "qnoise/layer_kernel_factory.h"
 
 namespace qnoise::ops {
@@ -85,10 +86,10 @@ PackedLayerConfig packed_config(const PackedLayerState& state) {
     if (tensors.contains("bias")) c.bias = tensors.at("bias");
     if (tensors.contains("input_quant")) c.input_quant = tensors.at("input_quant");
     c.geometry.kind = parse_layer_kind_name(config.at("kind").get<std::string>());
-    c.geometry.stride = config.at("stride").get<std::vector<int64_t>>();
-    c.geometry.padding = config.at("padding").get<std::vector<int64_t>>();
-    c.geometry.dilation = config.at("dilation").get<std::vector<int64_t>>();
-    c.geometry.groups = config.at("groups").get<int64_t>();
+    c.geometry.stride = json_integers(config.at("stride"), "stride");
+    c.geometry.padding = json_integers(config.at("padding"), "padding");
+    c.geometry.dilation = json_integers(config.at("dilation"), "dilation");
+    c.geometry.groups = json_integer(config.at("groups"), "groups");
     c.options.kernel_path = parse_kernel_path(config.at("kernels").get<std::string>());
     c.options.int8_activations = config.at("int8_activations").get<bool>();
     return c;

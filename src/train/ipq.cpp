@@ -99,13 +99,13 @@ int64_t resume_stages(TrainingTask& task, PqLayers& pq, const IpqOptions& option
   torch::nn::Module& model = task.model();
   for (const auto& layer : stored.at("layers")) {
     const auto name = layer.at("name").get<std::string>();
-    const BlockLayout layout = layout_of(model, name, layer.at("block_size").get<int64_t>());
-    const auto k = layer.at("n_centroids").get<int64_t>();
+    const BlockLayout layout = layout_of(model, name, json_integer(layer.at("block_size"), "block_size"));
+    const auto k = json_integer(layer.at("n_centroids"), "n_centroids");
     // Placeholders of the stored shapes; loading overwrites them in place.
     pq.add(model, name, layout, at::zeros({k, layout.block_size()}), at::zeros({layout.n_blocks()}, at::kLong),
-           layer.value("centroid_bits", 16));
+           static_cast<int>(json_integer(layer.value("centroid_bits", nlohmann::json(16)), "centroid_bits")));
   }
-  const auto done = stored.at("stages_done").get<int64_t>();
+  const auto done = json_integer(stored.at("stages_done"), "stages_done");
   // The int8 / int4 layers of the stages done were frozen when they were quantized.
   const auto stage_layers = resolve_plan_layers(model, options.plan);
   const auto modules = model.named_modules("", /*include_self=*/false);
@@ -119,7 +119,7 @@ int64_t resume_stages(TrainingTask& task, PqLayers& pq, const IpqOptions& option
   load_checkpoint(options.checkpoint_path, *holder, finetuning.optimizer.get());
   pq.refresh_uses();
   pq.write_back();
-  finetuning.data_step = stored.at("data_step").get<int64_t>();
+  finetuning.data_step = json_integer(stored.at("data_step"), "data_step");
   std::cerr << "resuming iPQ after stage " << done << " of " << options.plan.stages.size() << "\n";
   return done;
 }

@@ -1,7 +1,9 @@
 // JSON from files: nesting and duplicate keys refused before anything prints the value.
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <sstream>
+#include <vector>
 
 #include "qnoise/error.h"
 #include "qnoise/json_input.h"
@@ -49,4 +51,20 @@ TEST(JsonInput, QuotesAreCut) {
   EXPECT_EQ(qnoise::quote_json(nlohmann::json("abc")), "\"abc\"");
   const std::string quoted = qnoise::quote_json(nlohmann::json(std::string(1000, 'x')), 20);
   EXPECT_EQ(quoted, "\"" + std::string(19, 'x') + "...");
+}
+
+TEST(JsonInput, IntegersMustBeJsonIntegersWithinInt64) {
+  EXPECT_EQ(qnoise::json_integer(nlohmann::json::parse("-7"), "x"), -7);
+  EXPECT_EQ(qnoise::json_integer(nlohmann::json::parse("9223372036854775807"), "x"), INT64_MAX);
+  EXPECT_EQ(qnoise::json_integers(nlohmann::json::parse("[1, 2, 3]"), "x"), (std::vector<int64_t>{1, 2, 3}));
+  for (const char* bad : {"1.0", "8e300", "9223372036854775808", "\"3\"", "true", "null"})
+    EXPECT_THROW(qnoise::json_integer(nlohmann::json::parse(bad), "groups"), qnoise::Error) << bad;
+  for (const char* bad : {"[1, 2.5]", "3", "[[1]]"})
+    EXPECT_THROW(qnoise::json_integers(nlohmann::json::parse(bad), "stride"), qnoise::Error) << bad;
+  try {
+    qnoise::json_integer(nlohmann::json::parse("1e300"), "block_size");
+    FAIL();
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("block_size must be an integer, got 1e+300"), std::string::npos) << e.what();
+  }
 }
