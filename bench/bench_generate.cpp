@@ -193,8 +193,6 @@ nlohmann::json run_child(const Options& options, const std::string& mode) {
 
 }  // namespace
 
-QNOISE_PASSIVE_OPENMP_AT_LOAD();  // before libgomp loads (process_tuning.h)
-
 int main(int argc, char** argv) {
   Options options;
   for (int i = 1; i < argc; ++i) {

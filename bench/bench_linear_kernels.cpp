@@ -275,8 +275,6 @@ void print_table(const qnoise::bench::RatioReporter& reporter, bool sweep) {
 
 }  // namespace
 
-QNOISE_PASSIVE_OPENMP_AT_LOAD();  // before libgomp loads (process_tuning.h)
-
 int main(int argc, char** argv) {
   // Passive OpenMP waiting and malloc thresholds (process_tuning.h); --spin: workers spin briefly
   // between calls, as in `qnoise generate`, and smaller layers are split over threads.

@@ -53,8 +53,6 @@ BENCHMARK(BM_MlpStepInt4Noise)->Unit(benchmark::kMillisecond)->MinTime(0.5);
 
 }  // namespace
 
-QNOISE_PASSIVE_OPENMP_AT_LOAD();  // before libgomp loads (process_tuning.h)
-
 int main(int argc, char** argv) {
   qnoise::tune_process(argv);
   qnoise::bench::RatioReporter reporter;

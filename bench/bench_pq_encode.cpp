@@ -207,8 +207,6 @@ void print_summary(const std::map<std::string, double>& ms) {
 
 }  // namespace
 
-QNOISE_PASSIVE_OPENMP_AT_LOAD();  // before libgomp loads (process_tuning.h)
-
 int main(int argc, char** argv) {
   qnoise::tune_process(argv);  // passive OpenMP waiting: see process_tuning.h
   at::set_num_threads(kThreads);

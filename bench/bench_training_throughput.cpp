@@ -92,8 +92,6 @@ BENCHMARK(BM_LmSoftmaxPq)->Unit(benchmark::kMillisecond)->MinTime(1.0);
 
 }  // namespace
 
-QNOISE_PASSIVE_OPENMP_AT_LOAD();  // before libgomp loads (process_tuning.h)
-
 int main(int argc, char** argv) {
   qnoise::tune_process(argv);
   qnoise::bench::RatioReporter reporter;

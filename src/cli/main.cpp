@@ -49,8 +49,6 @@ int default_threads(const qnoise::cli::LaunchEnvironment& environment) {
 
 }  // namespace
 
-QNOISE_PASSIVE_OPENMP_AT_LOAD();  // before libgomp loads (process_tuning.h)
-
 int main(int argc, char** argv) {
   qnoise::tune_process(argv);
   CLI::App app{"qnoise " + qnoise::version() +

@@ -16,12 +16,8 @@ constexpr int kMmapThreshold = 32 << 20;  // glibc's largest allowed value on 64
 constexpr int kTrimThreshold = 1 << 30;
 }  // namespace
 
-extern "C" void qnoise_set_passive_openmp_waiting(int, char**, char**) {
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) setenv("OMP_WAIT_POLICY", "passive", 1);
-}
-
 void tune_process(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {  // no QNOISE_PASSIVE_OPENMP_AT_LOAD in this program
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {  // a program without passive_openmp_environment.cpp
     setenv("OMP_WAIT_POLICY", "passive", 1);
     execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
   }
