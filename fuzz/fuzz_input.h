@@ -5,11 +5,13 @@
 // reader inside `expect_only_qnoise_errors`; any other exception escapes to libFuzzer, which
 // reports it as a crash, as it does sanitizer reports, hangs and memory blow-ups.
 #include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <system_error>
@@ -65,5 +67,11 @@ class InputFile {
 
 // One intra-op thread: the readers are serial, and a thread pool only slows each run down.
 inline void init_libtorch() { at::set_num_threads(1); }
+
+// Same dtype, shape and bytes (bytes, not values: a float NaN never equals itself). Both contiguous.
+inline bool same_tensor_bytes(const at::Tensor& x, const at::Tensor& y) {
+  return x.sizes().equals(y.sizes()) && x.scalar_type() == y.scalar_type() &&
+         (x.nbytes() == 0 || std::memcmp(x.data_ptr(), y.data_ptr(), x.nbytes()) == 0);
+}
 
 }  // namespace qnoise::fuzz

@@ -1,6 +1,5 @@
 // The .qnz reader (qnz_file.h): container, metadata and every weight's parts. A file that reads
 // must decode, and write back to a file that reads to the same weights.
-#include <cstring>
 
 #include "fuzz_input.h"
 #include "qnoise/qnz_file.h"
@@ -18,10 +17,7 @@ bool same_weights(const qnoise::CompressedModel& a, const qnoise::CompressedMode
     if (v == nullptr || qnoise::describe_weight(*v) != qnoise::describe_weight(w)) return false;
     const auto parts = qnoise::stored_parts(w), other = qnoise::stored_parts(*v);
     for (size_t p = 0; p < parts.size(); ++p) {
-      const at::Tensor &x = parts[p].second, &y = other[p].second;
-      if (!x.sizes().equals(y.sizes()) || x.scalar_type() != y.scalar_type() ||
-          (x.nbytes() > 0 && std::memcmp(x.data_ptr(), y.data_ptr(), x.nbytes()) != 0))  // bytes: NaN != NaN
-        return false;
+      if (!qnoise::fuzz::same_tensor_bytes(parts[p].second.contiguous(), other[p].second.contiguous())) return false;
     }
   }
   return true;

@@ -36,5 +36,8 @@ at::Tensor quantize_layer_input(const torch::nn::Module& layer, const at::Tensor
 at::Tensor new_input_quant_state();
 at::Tensor quantize_input(at::Tensor& state, const at::Tensor& input);
 void finish_input_calibration(at::Tensor& state, const std::string& layer);
+// Throws qnoise::Error, prefixed by `where`, unless `state` is a calibrated float32 [4] state: a
+// finite range, a finite positive scale and an integer zero point in [0, 255] (what files hold).
+void check_calibrated_input_quant(const at::Tensor& state, const std::string& where);
 
 }  // namespace qnoise

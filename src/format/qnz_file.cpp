@@ -188,7 +188,9 @@ int64_t CompressedModel::float_bytes() const {
 void write_qnz(const std::string& path, const CompressedModel& model) {
   SafetensorsContents contents;
   nlohmann::json schemes = nlohmann::json::object();
+  std::set<std::string> names;
   for (const auto& [name, w] : model.tensors) {
+    QNOISE_CHECK(names.insert(name).second, "cannot write '", path, "': two tensors are named '", name, "'");
     w.validate();
     const WeightSchemeTraits& t = traits(w.scheme);
     // Float tensors need no description: their dtype and shape are the safetensors entry's.
@@ -289,6 +291,9 @@ CompressedModel read_qnz(const std::string& path) {
   // Every other entry is a float tensor stored as itself.
   for (const auto& entry : contents.tensors) {
     if (used.count(entry.name) != 0) continue;
+    // One weight, one name: lookups by name would otherwise see only one of the two.
+    QNOISE_CHECK(!schemes.contains(entry.name), "'", path, "': tensor '", entry.name,
+                 "' is stored on its own and also described in __metadata__ 'tensors'");
     const WeightSchemeTraits* alone = standalone_scheme(entry.dtype);
     QNOISE_CHECK(alone != nullptr, "'", path, "': tensor '", entry.name, "' is ", entry.dtype,
                  " but __metadata__ 'tensors' does not describe it (only float16/float32 tensors stand alone)");

@@ -78,10 +78,35 @@ std::vector<std::string> input_quantized_layers(const torch::nn::Module& model) 
   return names;
 }
 
+namespace {
+
+void check_state_shape(const at::Tensor& state, const std::string& where) {
+  QNOISE_CHECK(state.dim() == 1 && state.numel() == 4 && state.scalar_type() == at::kFloat, where,
+               ": the input_quant state must be float32 [4] (min, max, scale, zero point), got ", state.sizes(), " ",
+               state.scalar_type());
+}
+
+// A calibrated state's scale and zero point (values on the CPU), checked: they come from files.
+void check_calibrated_values(const at::Tensor& values, const std::string& where) {
+  const float low = values[0].item<float>(), high = values[1].item<float>();
+  const float scale = values[2].item<float>(), zero_point = values[3].item<float>();
+  QNOISE_CHECK(std::isfinite(low) && std::isfinite(high) && low <= high, where, ": the observed input range [", low,
+               ", ", high, "] is not a finite range");
+  QNOISE_CHECK(std::isfinite(scale) && scale > 0, where, ": the input scale ", scale,
+               " is not a finite positive number (not calibrated?)");
+  QNOISE_CHECK(zero_point >= 0 && zero_point <= kLevels && zero_point == std::nearbyint(zero_point), where,
+               ": the input zero point ", zero_point, " is not an integer in [0, ", kLevels, "]");
+}
+
+}  // namespace
+
+void check_calibrated_input_quant(const at::Tensor& state, const std::string& where) {
+  check_state_shape(state, where);
+  check_calibrated_values(state.to(at::kCPU), where);
+}
+
 at::Tensor quantize_input(at::Tensor& state, const at::Tensor& input) {
-  QNOISE_CHECK(state.dim() == 1 && state.numel() == 4 && state.scalar_type() == at::kFloat,
-               "int8 activations: the input_quant state must be float32 [4] (min, max, scale, zero point), got ",
-               state.sizes(), " ", state.scalar_type());
+  check_state_shape(state, "int8 activations");
   const at::Tensor values = state.to(at::kCPU);
   const float scale = values[2].item<float>();
   if (scale == 0) {  // calibrating: widen the observed range
@@ -91,6 +116,7 @@ at::Tensor quantize_input(at::Tensor& state, const at::Tensor& input) {
     state.index_put_({1}, std::max(values[1].item<float>(), detached.max().item<float>()));
     return input;
   }
+  check_calibrated_values(values, "int8 activations");
   return at::fake_quantize_per_tensor_affine(input, scale, static_cast<int64_t>(values[3].item<float>()), 0, kLevels);
 }
 

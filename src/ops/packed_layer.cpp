@@ -105,8 +105,7 @@ using PackedLayerRef = c10::intrusive_ptr<PackedLayer>;
 PackedLayer::PackedLayer(PackedLayerConfig config) : config_(std::move(config)), kernel_(build_kernel(config_)) {
   if (!config_.input_quant.defined()) return;
   QNOISE_CHECK(config_.geometry.kind != LayerKind::Embedding, "an Embedding's input (ids) cannot be quantized");
-  QNOISE_CHECK(config_.input_quant.numel() == 4 && config_.input_quant[2].item<float>() != 0,
-               "int8 activations: the layer's input_quant state is not calibrated");
+  check_calibrated_input_quant(config_.input_quant, "int8 activations: the layer's input_quant state");
 }
 
 at::Tensor PackedLayer::forward(const at::Tensor& input) const {

@@ -278,3 +278,25 @@ TEST(QnzFile, PackedArtifactsThatLieAreCleanErrors) {
     }
   }
 }
+
+// Found by the qnz fuzz target: a float tensor named like a described (quantized) weight read as a
+// second weight of that name, and lookups by name saw only one of them.
+TEST(QnzFile, AWeightNameIsStoredOnce) {
+  auto model = sample_model();
+  const auto path = temp_path("shadowed.qnz");
+  qnoise::write_qnz(path, model);
+  rewrite_with_checksums(path, [](qnoise::SafetensorsContents& c) {
+    for (auto& entry : c.tensors)
+      if (entry.name == "fc.bias") entry.name = "fc.weight";  // fc.weight is PQ: fc.weight.codes, .centroids
+  });
+  try {
+    qnoise::read_qnz(path);
+    FAIL() << "read a file with two weights named fc.weight";
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'fc.weight' is stored on its own and also described"),
+              std::string::npos)
+        << e.what();
+  }
+  model.tensors.emplace_back("fc.bias", qnoise::compress_float(torch::zeros({32}), qnoise::WeightScheme::Float32));
+  EXPECT_THROW(qnoise::write_qnz(temp_path("twice.qnz"), model), qnoise::Error);
+}

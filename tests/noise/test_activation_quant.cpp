@@ -3,6 +3,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
 
@@ -56,4 +61,37 @@ TEST(ActivationQuant, BadLayersAndMissingCalibrationAreErrors) {
   qnoise::enable_input_quantization(net, {"fc"});
   EXPECT_EQ(qnoise::input_quantized_layers(net), std::vector<std::string>{"fc"});
   EXPECT_THROW(qnoise::finish_input_calibration(net), qnoise::Error);  // it saw nothing
+}
+
+// Found by the qnz_model fuzz target: a .qnz's input_quant zero point of -8.5e37 was cast to
+// int64_t (undefined). Calibrated states come from files and are checked.
+TEST(ActivationQuant, CalibratedStatesFromFilesAreChecked) {
+  const auto state = [](float low, float high, float scale, float zero_point) {
+    return torch::tensor({low, high, scale, zero_point});
+  };
+  EXPECT_NO_THROW(qnoise::check_calibrated_input_quant(state(-1, 1, 2.0f / 255, 128), "layer"));
+  const std::vector<std::pair<torch::Tensor, std::string>> bad = {
+      {state(-1, 1, 0.01f, -8.47383e37f), "zero point"},
+      {state(-1, 1, 0.01f, 2.5f), "zero point"},
+      {state(-1, 1, 0.01f, 256), "zero point"},
+      {state(-1, 1, 0.01f, NAN), "zero point"},
+      {state(-1, 1, 0, 0), "not calibrated"},
+      {state(-1, 1, -0.5f, 0), "scale"},
+      {state(-1, 1, INFINITY, 0), "scale"},
+      {state(-INFINITY, 1, 0.01f, 0), "range"},
+      {state(2, 1, 0.01f, 0), "range"},
+      {torch::zeros({3}), "float32 [4]"},
+  };
+  for (const auto& [values, message] : bad) {
+    try {
+      qnoise::check_calibrated_input_quant(values, "tensor 'fc.input_quant'");
+      ADD_FAILURE() << values;
+    } catch (const qnoise::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("tensor 'fc.input_quant'"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+  }
+  // The forward path checks too: a bad calibrated state is an error, not a cast.
+  auto broken = state(-1, 1, 0.01f, -8.47383e37f);
+  EXPECT_THROW(qnoise::quantize_input(broken, torch::ones({2})), qnoise::Error);
 }
