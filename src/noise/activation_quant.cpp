@@ -86,10 +86,9 @@ void check_state_shape(const at::Tensor& state, const std::string& where) {
                state.scalar_type());
 }
 
-// A calibrated state's scale and zero point (values on the CPU), checked: they come from files.
-void check_calibrated_values(const at::Tensor& values, const std::string& where) {
-  const float low = values[0].item<float>(), high = values[1].item<float>();
-  const float scale = values[2].item<float>(), zero_point = values[3].item<float>();
+// A calibrated state (min, max, scale, zero point), checked: states come from files.
+void check_calibrated_values(const float* values, const std::string& where) {
+  const float low = values[0], high = values[1], scale = values[2], zero_point = values[3];
   QNOISE_CHECK(std::isfinite(low) && std::isfinite(high) && low <= high, where, ": the observed input range [", low,
                ", ", high, "] is not a finite range");
   QNOISE_CHECK(std::isfinite(scale) && scale > 0, where, ": the input scale ", scale,
@@ -102,22 +101,23 @@ void check_calibrated_values(const at::Tensor& values, const std::string& where)
 
 void check_calibrated_input_quant(const at::Tensor& state, const std::string& where) {
   check_state_shape(state, where);
-  check_calibrated_values(state.to(at::kCPU), where);
+  check_calibrated_values(state.to(at::kCPU).contiguous().data_ptr<float>(), where);
 }
 
 at::Tensor quantize_input(at::Tensor& state, const at::Tensor& input) {
   check_state_shape(state, "int8 activations");
-  const at::Tensor values = state.to(at::kCPU);
-  const float scale = values[2].item<float>();
-  if (scale == 0) {  // calibrating: widen the observed range
+  // Read once: this runs on every forward of a quantized layer.
+  const at::Tensor copy = state.to(at::kCPU).contiguous();
+  const float* values = copy.data_ptr<float>();
+  if (values[2] == 0) {  // calibrating: widen the observed range
     at::NoGradGuard no_grad;
     const at::Tensor detached = input.detach();
-    state.index_put_({0}, std::min(values[0].item<float>(), detached.min().item<float>()));
-    state.index_put_({1}, std::max(values[1].item<float>(), detached.max().item<float>()));
+    state.index_put_({0}, std::min(values[0], detached.min().item<float>()));
+    state.index_put_({1}, std::max(values[1], detached.max().item<float>()));
     return input;
   }
   check_calibrated_values(values, "int8 activations");
-  return at::fake_quantize_per_tensor_affine(input, scale, static_cast<int64_t>(values[3].item<float>()), 0, kLevels);
+  return at::fake_quantize_per_tensor_affine(input, values[2], static_cast<int64_t>(values[3]), 0, kLevels);
 }
 
 at::Tensor quantize_layer_input(const torch::nn::Module& layer, const at::Tensor& input) {
