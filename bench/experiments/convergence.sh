@@ -7,19 +7,26 @@
 # finetuning (400 updates per stage), with Quant-Noise on the layers not yet quantized at the arm's
 # own training rate: none for the no-noise arm and for QAT.
 #
+# The int4 question the same way (issue 24, item 3): the paper's int4, per-tensor weight ranges and
+# every Linear/Conv2d input at 4 bits, after no noise (the no-noise model above), int4 QAT
+# (int4t_1: weights and inputs fake-quantized in every step) and int4 Quant-Noise (int4t_0.1). The
+# no-noise model is also quantized the way Table 1 does (per-channel int4, float inputs).
+#
 # Every step resumes: training checkpoints every --save-every updates and restarts with --resume,
 # iPQ restarts after its last finished stage, and finished results are kept. Jobs run one thread
 # each; interrupt at any time and run the same command again to continue.
 #
 #   convergence.sh [--out DIR] [--jobs N] [--seeds "1 2 3"] [--tasks "image lm"] [--arms "..."]
+#                  [--int4-arms "..."]
 #   convergence.sh --table   # tables from the finished runs only (docs/results/convergence)
 source "$(dirname "$0")/common.sh"
 
-TASKS="image lm" ARMS="none pq0.1 pq1 pq0.05 pq0.025 pq0.2" TABLE_ONLY=0 ARGS=()
+TASKS="image lm" ARMS="none pq0.1 pq1 pq0.05 pq0.025 pq0.2" INT4_ARMS="none int4t_1 int4t_0.1" TABLE_ONLY=0 ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --tasks) TASKS=${2:?--tasks needs a list}; shift ;;
     --arms) ARMS=${2:?--arms needs a list}; shift ;;
+    --int4-arms) INT4_ARMS=${2?--int4-arms needs a list}; shift ;;
     --table) TABLE_ONLY=1 ;;
     *) ARGS+=("$1") ;;
   esac
@@ -27,7 +34,7 @@ while [ $# -gt 0 ]; do
 done
 parse_args --seeds "1 2 3" --out "$ROOT/build/experiments/convergence" "${ARGS[@]}"
 PUBLISHED="$ROOT/docs/results/convergence"
-export TASKS ARMS PUBLISHED
+export TASKS ARMS INT4_ARMS PUBLISHED
 
 convergence_task_args() {
   case "$1" in
@@ -40,28 +47,59 @@ finetune_noise() {
   case "$1" in none | pq1) echo 0 ;; pq*) echo "${1#pq}" ;; esac
 }
 
-# Trains (resuming) and compresses one model; the result and the training log go to $PUBLISHED.
-convergence_job() {
+# Trains (resuming) one model unless its training finished; publishes its evaluation log.
+convergence_train() {
   local task=$1 name=$2 seed=$3
   local id="$task.$name.s$seed"
-  local result="$PUBLISHED/runs/$id.ipq.json"
-  [ -f "$result" ] && return 0
   local model="$OUT/models/$id.pt" log="$OUT/logs/$id"
+  [ -f "$PUBLISHED/logs/$id.train.jsonl" ] && [ -f "$model" ] && return 0
   local resume=()
   [ -f "$model" ] && resume=(--resume)
   # shellcheck disable=SC2046
   "$QNOISE" --threads 1 train $(convergence_task_args "$task") $(model_args "$name") --seed "$seed" \
     --save-every 200 "${resume[@]}" --out "$model" --progress off >>"$log.train.jsonl" 2>>"$log.train.err" ||
     { echo "failed: training $id (see $log.train.err)" >&2; return 1; }
-  local qnz="$OUT/models/$id.ipq.qnz"
-  resume=()
+  mkdir -p "$PUBLISHED/logs"
+  grep '"event":"eval"' "$log.train.jsonl" >"$PUBLISHED/logs/$id.train.jsonl" || true
+}
+
+# Trains (resuming) and compresses one model with iPQ; the result goes to $PUBLISHED.
+convergence_job() {
+  local task=$1 name=$2 seed=$3
+  local id="$task.$name.s$seed"
+  local result="$PUBLISHED/runs/$id.ipq.json"
+  [ -f "$result" ] && return 0
+  convergence_train "$task" "$name" "$seed" || return 1
+  local model="$OUT/models/$id.pt" log="$OUT/logs/$id"
+  local qnz="$OUT/models/$id.ipq.qnz" resume=()
   [ -f "$qnz.stages.pt" ] && resume=(--resume)
   "$QNOISE" --threads 1 quantize --model "$model" --scheme ipq --finetune-noise "$(finetune_noise "$name")" \
     "${resume[@]}" --out "$qnz" --progress off >"$log.quantize.out" 2>"$log.quantize.err" ||
     { echo "failed: iPQ of $id (see $log.quantize.err)" >&2; return 1; }
-  mkdir -p "$PUBLISHED/runs" "$PUBLISHED/logs"
-  grep '"event":"eval"' "$log.train.jsonl" >"$PUBLISHED/logs/$id.train.jsonl" || true
+  mkdir -p "$PUBLISHED/runs"
   grep '"event":"quantized"' "$log.quantize.out" >"$result.tmp" && mv "$result.tmp" "$result"
+}
+
+# Quantizes one model (trained as above) to int4: "int4a4" per-tensor ranges and 4-bit inputs,
+# and for the no-noise model also "int4" as Table 1 does (per channel, float inputs).
+int4_job() {
+  local task=$1 name=$2 seed=$3
+  local id="$task.$name.s$seed"
+  convergence_train "$task" "$name" "$seed" || return 1
+  local variants=(int4a4)
+  [ "$name" = none ] && variants+=(int4)
+  local variant
+  for variant in "${variants[@]}"; do
+    local result="$PUBLISHED/runs/$id.$variant.json" log="$OUT/logs/$id.$variant"
+    [ -f "$result" ] && continue
+    local extra=()
+    [ "$variant" = int4a4 ] && extra=(--scalar-ranges tensor --activation-bits 4)
+    "$QNOISE" --threads 1 quantize --model "$OUT/models/$id.pt" --scheme int4 "${extra[@]}" \
+      --out "$OUT/models/$id.$variant.qnz" --progress off >"$log.out" 2>"$log.err" ||
+      { echo "failed: $variant of $id (see $log.err)" >&2; return 1; }
+    mkdir -p "$PUBLISHED/runs"
+    grep '"event":"quantized"' "$log.out" >"$result.tmp" && mv "$result.tmp" "$result"
+  done
 }
 
 if [ "$TABLE_ONLY" = 0 ]; then
@@ -69,10 +107,13 @@ if [ "$TABLE_ONLY" = 0 ]; then
     for seed in $SEEDS; do
       for name in $ARMS; do echo "convergence_job $task $name $seed"; done
     done
+    for seed in $SEEDS; do
+      for name in $INT4_ARMS; do echo "int4_job $task $name $seed"; done
+    done
   done >"$OUT/convergence.jobs"
   # shellcheck disable=SC2016
   echo "convergence.sh: $(wc -l <"$OUT/convergence.jobs") jobs, $JOBS at a time" >&2
-  export -f convergence_job convergence_task_args finetune_noise
+  export -f convergence_train convergence_job int4_job convergence_task_args finetune_noise
   xargs -P "$JOBS" -d '\n' -n 1 bash -c 'source "$0"; eval "$1"' "$EXPERIMENTS_DIR/common.sh" \
     <"$OUT/convergence.jobs"
 fi

@@ -1,23 +1,44 @@
 #!/usr/bin/python3
-"""Issue 24's table from convergence.sh's finished runs: per task and arm, the float and iPQ test
-metric (mean and standard error over seeds), and per noise arm the paired difference from the
-no-noise arm and from QAT after iPQ (per seed, then mean and standard error). A difference is
-called an effect only when it exceeds twice its standard error over at least 3 seeds.
+"""Issue 24's tables from convergence.sh's finished runs: per task, quantization (iPQ, int4) and
+arm, the float and quantized test metric (mean and standard error over seeds), and the paired
+difference after quantization from the no-noise arm and from QAT (per seed, then mean and
+standard error). A difference is called an effect only when it exceeds twice its standard error
+over at least 3 seeds.
 
-Usage: convergence_table.py FOLDER   (FOLDER/runs/<task>.<arm>.s<seed>.ipq.json; writes FOLDER/table.md)
+Usage: convergence_table.py FOLDER   (FOLDER/runs/<task>.<arm>.s<seed>.<scheme>.json; writes FOLDER/table.md)
 """
 import json
 import math
 import os
 import sys
 
-ARMS = ["none", "pq0.025", "pq0.05", "pq0.1", "pq0.2", "pq1"]
-LABELS = {"none": "no noise", "pq1": "iPQ QAT (exact noise, p = 1)"}
+# Each table: its title, its rows as (arm, scheme) with labels, and the two rows that every other
+# row is compared with, seed by seed.
+TABLES = [
+    ("iPQ", [(arm, "ipq") for arm in ["none", "pq0.025", "pq0.05", "pq0.1", "pq0.2", "pq1"]],
+     [("none", "ipq"), ("pq1", "ipq")]),
+    ("int4, per-tensor weight ranges and 4-bit inputs (the paper's)",
+     [("none", "int4"), ("none", "int4a4"), ("int4t_1", "int4a4"), ("int4t_0.1", "int4a4")],
+     [("none", "int4a4"), ("int4t_1", "int4a4")]),
+]
+LABELS = {("none", "int4"): "no noise, Table 1's int4 (per channel, float inputs)",
+          ("pq1", "ipq"): "iPQ QAT (exact noise, p = 1)",
+          ("int4t_1", "int4a4"): "int4 QAT (weights and inputs, p = 1)"}
 TASKS = {"image": ("accuracy", True), "lm": ("ppl", False)}  # metric, higher is better
 
 
-def label(arm):
-    return LABELS.get(arm, f"Quant-Noise p = {arm[2:]}")
+def label(row):
+    arm, _ = row
+    if row in LABELS:
+        return LABELS[row]
+    if arm == "none":
+        return "no noise"
+    rate = arm[2:] if arm.startswith("pq") else arm.split("_", 1)[1]
+    return f"Quant-Noise p = {rate}"
+
+
+def compared_label(row):
+    return "no noise" if row[0] == "none" else "QAT"
 
 
 def mean_se(values):
@@ -42,14 +63,16 @@ def show_se(mean, se, metric, signed=False):
 
 
 def load_runs(folder):
+    """{(task, arm, seed, scheme): the quantize JSON line} from FOLDER/runs/<task>.<arm>.s<seed>.<scheme>.json."""
     runs = {}
     for name in sorted(os.listdir(os.path.join(folder, "runs"))):
-        parts = name.split(".")
-        if not name.endswith(".ipq.json"):
+        if not name.endswith(".json"):
             continue
-        task, arm, seed = parts[0], ".".join(parts[1:-3]), int(parts[-3][1:])
+        parts = name[:-len(".json")].split(".")
+        seed_at = max(i for i, part in enumerate(parts) if part[:1] == "s" and part[1:].isdigit())
+        task, arm, seed, scheme = parts[0], ".".join(parts[1:seed_at]), int(parts[seed_at][1:]), ".".join(parts[seed_at + 1:])
         with open(os.path.join(folder, "runs", name)) as f:
-            runs[(task, arm, seed)] = json.loads(f.readline())
+            runs[(task, arm, seed, scheme)] = json.loads(f.readline())
     return runs
 
 
@@ -62,38 +85,34 @@ def verdict(diffs, better_is_higher):
     return "better" if (mean > 0) == better_is_higher else "worse"
 
 
-def task_table(task, runs):
+def task_table(task, title, table_rows, baselines, runs):
     metric, higher = TASKS[task]
-    rows = []
-    seeds_of = {arm: sorted(s for (t, a, s) in runs if t == task and a == arm) for arm in ARMS}
+    seeds_of = {row: sorted(s for (t, a, s, c) in runs if t == task and (a, c) == row) for row in table_rows}
     if not any(seeds_of.values()):
         return []
-    some = next(r for (t, _, _), r in runs.items() if t == task)
-    rows.append(f"### {task} (test {metric}; {'higher' if higher else 'lower'} is better; iPQ file "
-                f"{some['file_bytes'] / 1e6:.3f} MB, {some['float32_bytes'] / some['file_bytes']:.1f}x smaller "
-                f"than float32)")
-    rows.append("")
-    rows.append("| arm | seeds | float | after iPQ | iPQ minus no noise (paired) | iPQ minus QAT (paired) |")
-    rows.append("|---|---|---|---|---|---|")
-    for arm in ARMS:
-        seeds = seeds_of[arm]
+    scheme = table_rows[-1][1]
+    some = next(r for (t, _, _, c), r in runs.items() if t == task and c == scheme)
+    test = lambda row, s, part: runs[(task, row[0], s, row[1])][part]["test"][metric]
+    rows = [f"#### {task}: {title} (test {metric}; {'higher' if higher else 'lower'} is better; file "
+            f"{some['file_bytes'] / 1e6:.3f} MB, {some['float32_bytes'] / some['file_bytes']:.1f}x smaller than "
+            f"float32)", ""]
+    head = ["arm", "seeds", "float", "quantized"] + [f"quantized minus {compared_label(b)} (paired)" for b in baselines]
+    rows += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in table_rows:
+        seeds = seeds_of[row]
         if not seeds:
-            rows.append(f"| {label(arm)} | 0 | | | | |")
+            rows.append(f"| {label(row)} | 0 |" + " |" * (len(head) - 2))
             continue
-        test = lambda s, part: runs[(task, arm, s)][part]["test"][metric]
-        floats = [test(s, "float") for s in seeds]
-        ipqs = [test(s, "compressed") for s in seeds]
-        cells = [label(arm), ",".join(map(str, seeds)), show_se(*mean_se(floats), metric),
-                 show_se(*mean_se(ipqs), metric)]
-        for base in ("none", "pq1"):
-            paired = [s for s in seeds if (task, base, s) in runs]
-            if arm == base or not paired:
+        cells = [label(row), ",".join(map(str, seeds)), show_se(*mean_se([test(row, s, "float") for s in seeds]), metric),
+                 show_se(*mean_se([test(row, s, "compressed") for s in seeds]), metric)]
+        for base in baselines:
+            paired = [s for s in seeds if (task, base[0], s, base[1]) in runs]
+            if row == base or not paired:
                 cells.append("")
                 continue
-            diffs = [test(s, "compressed") - runs[(task, base, s)]["compressed"]["test"][metric] for s in paired]
+            diffs = [test(row, s, "compressed") - test(base, s, "compressed") for s in paired]
             per_seed = ", ".join(show(d, metric) if metric == "ppl" else f"{100 * d:+.2f}" for d in diffs)
-            cells.append(f"{show_se(*mean_se(diffs), metric, signed=True)} ({per_seed}): "
-                         f"{verdict(diffs, higher)}")
+            cells.append(f"{show_se(*mean_se(diffs), metric, signed=True)} ({per_seed}): {verdict(diffs, higher)}")
         rows.append("| " + " | ".join(cells) + " |")
     return rows + [""]
 
@@ -103,7 +122,8 @@ def main():
     runs = load_runs(folder)
     lines = []
     for task in TASKS:
-        lines += task_table(task, runs)
+        for title, table_rows, baselines in TABLES:
+            lines += task_table(task, title, table_rows, baselines, runs)
     text = "\n".join(lines) + "\n"
     with open(os.path.join(folder, "table.md.tmp"), "w") as f:
         f.write(text)

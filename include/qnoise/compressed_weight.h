@@ -65,8 +65,11 @@ struct CompressedWeight {
 };
 
 CompressedWeight compress_float(const at::Tensor& weight, WeightScheme scheme /* Float32 or Float16 */);
-// Per-output-channel affine int8 / int4 (bits 8 or 4) with the given clipping observer.
-CompressedWeight compress_scalar(const at::Tensor& weight, int bits, ScalarObserver observer = ScalarObserver::MinMax);
+// Affine int8 / int4 (bits 8 or 4) with the given clipping observer, one range per output channel,
+// or one for the whole tensor (per_channel false; stored repeated per channel, the layout the
+// kernels read).
+CompressedWeight compress_scalar(const at::Tensor& weight, int bits, ScalarObserver observer = ScalarObserver::MinMax,
+                                 bool per_channel = true);
 // PQ from a layout, a float codebook [K, block_size] and codes (as ProductQuantizer gives them);
 // the codebook is stored in centroid_bits (16: float16; 8 or 4: affine min-max over the codebook).
 CompressedWeight compress_pq(const BlockLayout& layout, const at::Tensor& codebook, const at::Tensor& codes,

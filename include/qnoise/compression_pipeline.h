@@ -28,14 +28,18 @@ std::string to_string(CompressionScheme scheme);  // "int8", "int4", "ipq"
 
 struct CompressionOptions {
   CompressionScheme scheme = CompressionScheme::Ipq;
-  // Int8 activations: the inputs of every Linear/Conv2d layer fake-quantized per tensor to 8 bits,
-  // ranges calibrated on clean passes over training data (activation_quant.h).
-  bool int8_activations = false;
+  // Quantized activations (2..8 bits; 0: float): the inputs of every Linear/Conv2d layer
+  // fake-quantized per tensor, ranges calibrated on clean passes over training data, or kept from
+  // training with activation noise (activation_quant.h).
+  int activation_bits = 0;
+  // int8 / int4: one range per tensor instead of per output channel.
+  bool per_tensor = false;
   IpqOptions ipq;  // iPQ: plan, optimizer, stage checkpoints
   WeightScheme rest = WeightScheme::Float16;  // int8 / int4: tensors other than layer weights
 };
 
 // "int8", "int4", "ipq", or "ipq+int8" (iPQ weights and int8 activations, the paper's scheme).
+// Throws qnoise::Error on other names.
 CompressionOptions parse_compression_scheme(const std::string& name);
 
 // The scheme `name` with the task family's defaults: its iPQ plan, and the optimizer and gradient

@@ -98,10 +98,12 @@ struct ModuleCompressionOptions {
   // Re-estimates batch-norm statistics of the quantized model (after each stage's quantization
   // and its finetuning), e.g. reestimate_batch_norm(module, passes). Empty: left as they are.
   std::function<void()> recalibrate_normalization;
-  // Int8 activations: every Linear/Conv2d layer's input fake-quantized per tensor to 8 bits, its
-  // range calibrated on `calibration_passes` (clean forward passes over representative inputs,
-  // which qnoise runs in eval mode without gradients). Required when int8_activations is set.
-  bool int8_activations = false;
+  // Quantized activations (2..8 bits; 0: float): every Linear/Conv2d layer's input fake-quantized
+  // per tensor to that many bits, its range calibrated on `calibration_passes` (clean forward
+  // passes over representative inputs, which qnoise runs in eval mode without gradients); layers
+  // trained with activation noise keep the ranges they trained with. Required when
+  // activation_bits is set.
+  int activation_bits = 0;
   std::function<void()> calibration_passes;
   // Called after each stage (and its finetuning): for evaluation, logs and checkpoints.
   struct StageDone {
@@ -137,7 +139,7 @@ struct ModuleCompression {
 // (the quantized layers' decoded weights; float16 rounding of the rest when file_info.rest says
 // so), in eval mode, so evaluating it gives the file's numbers. `pq` (optional) receives the PQ
 // layers. Throws qnoise::Error for a plan that does not fit the module (resolve_plan_layers), or
-// int8 activations without calibration passes.
+// quantized activations without calibration passes.
 ModuleCompression compress_module(torch::nn::Module& module, const ModuleCompressionOptions& options,
                                   PqLayers* pq = nullptr);
 

@@ -31,6 +31,9 @@ struct NoiseTarget {
   double rate = 0.1;
   int64_t block_size = 8;
   NoiseFunction function = NoiseFunction::pq();
+  // Activation noise (activation_quant.h): 2..8 quantizes the inputs of the target's Linear/Conv2d
+  // layers to that many bits, each element with the same rate; 0: the inputs stay float.
+  int activation_bits = 0;
 };
 
 // True when `name` matches the glob `pattern` as a whole.
@@ -44,6 +47,10 @@ struct WeightSlot {
 };
 WeightSlot find_weight_slot(torch::nn::Module& module);
 
+// The activation-noise rate of `layer` under the NoisyLayers scope active on this thread, or -1
+// when no such scope noises that layer's inputs.
+double activation_noise_rate(const torch::nn::Module& layer);
+
 class NoisyLayers {
  public:
   struct Layer {
@@ -55,15 +62,17 @@ class NoisyLayers {
     at::Tensor workspace;  // the noisy weight's buffer, reused across steps
   };
 
-  // Each Linear/Conv2d/Embedding submodule takes the first target whose pattern matches its name.
-  // Throws qnoise::Error when a pattern matches no such layer (listing the layers there are) or a
-  // block size does not divide a matched layer.
+  // Each Linear/Conv2d/Embedding submodule takes the first target whose pattern matches its name;
+  // the Linear/Conv2d layers of targets with activation bits get their input_quant state (kept
+  // when they have one). Throws qnoise::Error when a pattern matches no such layer (listing the
+  // layers there are) or a block size does not divide a matched layer.
   NoisyLayers(torch::nn::Module& model, std::vector<NoiseTarget> targets);
 
   using Scope = WeightScope<NoisyLayers>;
 
   // Puts freshly drawn noisy weights on every chosen layer that is in training mode (layers in
-  // eval mode keep their parameter) until the returned scope ends.
+  // eval mode keep their parameter), and noises their inputs where targets ask, until the returned
+  // scope ends.
   [[nodiscard]] Scope draw();
   // The same with masks that are a function of `seed` alone (layer i's is mix_seed(seed, i)), not of
   // torch's generator: data-parallel ranks that pass the same seed draw the same masks.
@@ -79,6 +88,7 @@ class NoisyLayers {
 
   std::vector<NoiseTarget> targets_;
   std::vector<Layer> layers_;
+  bool activation_noise_ = false;  // some layer's inputs are noised
 };
 
 }  // namespace qnoise

@@ -26,7 +26,10 @@ std::string to_string(StageScheme scheme);  // "pq", "int8", "int4"
 struct PqStage {
   std::string name;
   std::vector<std::string> layers;  // globs over module names; a layer goes to the first stage matching it
-  StageScheme scheme = StageScheme::Pq;  // int8 / int4: per output channel; the PQ fields below unused
+  StageScheme scheme = StageScheme::Pq;  // int8 / int4: the PQ fields below unused
+  // int8 / int4: one min-max range per output channel, or one for the whole tensor ("ranges":
+  // "tensor", as the paper's scalar quantization).
+  bool per_tensor = false;
   int64_t block_size = 8;
   int64_t n_centroids = 256;  // K (at most; see blocks_per_centroid)
   // How the file stores the centroids: 16 (float16), 8 or 4 bits (affine per codebook). Fewer bits

@@ -31,13 +31,18 @@ struct QuantNoiseOptions {
   int64_t pq_block_size = 0;  // --quant-noise-pq-block-size; 0: the task's default (8; 4 for CNNs)
   double scalar_rate = 0.0;   // --quant-noise-scalar: weights fake-quantized, 1 = QAT
   int bits = 8;               // --bits for scalar noise
+  bool per_tensor = false;    // --scalar-ranges tensor: one range per weight tensor, not per channel
+  int activation_bits = 0;    // --activation-bits: scalar noise on the layers' inputs too (0: off)
   std::string layers;         // glob over layer names; empty: the task's default targets
   bool enabled() const { return pq_rate > 0 || scalar_rate > 0; }
 };
 
 // The noise targets `noise` asks for on `task` (empty when noise is off). Throws qnoise::Error
-// when both PQ and scalar noise are asked for, or a rate is outside [0, 1].
+// when both PQ and scalar noise are asked for, a rate is outside [0, 1], or per-tensor ranges or
+// activation bits come without scalar noise.
 std::vector<NoiseTarget> quant_noise_targets(const TrainingTask& task, const QuantNoiseOptions& noise);
+// The options a checkpoint's metadata "noise" records (checkpoint_metadata).
+QuantNoiseOptions quant_noise_options_from_json(const nlohmann::json& noise);
 
 struct ProgressOptions {
   enum class Mode { Auto, Bar, Lines, Off };

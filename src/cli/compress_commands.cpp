@@ -29,6 +29,8 @@ struct QuantizeCommandOptions {
   std::string model, torchscript, scheme = "ipq", plan_path, data, out, progress = "auto";
   int64_t finetune_steps = -1;  // -1: the plan's
   double finetune_noise = -1;   // < 0: the plan's
+  std::string scalar_ranges = "channel";  // int8 / int4: channel or tensor
+  int64_t activation_bits = -1;            // -1: the scheme's (8 for ipq+int8, else float)
   int64_t block_size = 8, n_centroids = 256;  // --torchscript ipq
   TorchscriptTask task;                        // --torchscript ipq finetuning
   bool resume = false;
@@ -37,9 +39,10 @@ struct QuantizeCommandOptions {
 
 // A TorchScript model's Linear / Conv2d / Embedding weights into a .qnz (torchscript_quantization.h).
 void run_torchscript_quantize(const QuantizeCommandOptions& command) {
-  QNOISE_CHECK(command.plan_path.empty() && !command.resume && command.finetune_noise == -1,
-               "--config, --finetune-noise and --resume are for qnoise checkpoints; a TorchScript model takes --scheme, --block-size, "
-               "--centroids and --finetune-steps");
+  QNOISE_CHECK(command.plan_path.empty() && !command.resume && command.finetune_noise == -1 &&
+                   command.scalar_ranges == "channel" && command.activation_bits == -1,
+               "--config, --finetune-noise, --scalar-ranges, --activation-bits and --resume are for qnoise checkpoints; a "
+               "TorchScript model takes --scheme, --block-size, --centroids and --finetune-steps");
   TorchscriptQuantization options;
   options.scheme = command.scheme;
   options.block_size = command.block_size;
@@ -93,6 +96,16 @@ void run_quantize(const QuantizeCommandOptions& command, const LaunchEnvironment
                  command.finetune_noise);
     options.ipq.plan.noise_rate = command.finetune_noise;
   }
+  QNOISE_CHECK(command.scalar_ranges == "channel" || options.scheme != CompressionScheme::Ipq,
+               "--scalar-ranges applies to --scheme int8 and int4");
+  options.per_tensor = command.scalar_ranges == "tensor";
+  if (command.activation_bits != -1) {
+    QNOISE_CHECK(command.activation_bits == 0 || (command.activation_bits >= 2 && command.activation_bits <= 8),
+                 "--activation-bits must be 0 (float) or in 2..8, got ", command.activation_bits);
+    QNOISE_CHECK(command.scheme != "ipq+int8" || command.activation_bits == 8,
+                 "--scheme ipq+int8 quantizes activations to 8 bits; for other bits use --scheme ipq --activation-bits N");
+    options.activation_bits = static_cast<int>(command.activation_bits);
+  }
   options.ipq.checkpoint_path = command.out + ".stages.pt";
   options.ipq.resume = command.resume;
   options.ipq.json_log = &std::cout;
@@ -124,6 +137,8 @@ void run_quantize(const QuantizeCommandOptions& command, const LaunchEnvironment
                          {"float32_bytes", result.model.float_bytes()},
                          {"stored_bytes", result.model.stored_bytes()},
                          {"metric", task->primary_metric()}};
+  if (options.per_tensor) line["scalar_ranges"] = "tensor";
+  if (options.activation_bits != 0) line["activation_bits"] = options.activation_bits;
   line["float"] = metrics_to_json(before);
   line["compressed"] = metrics_to_json(after);
   std::cout << line.dump() << "\n";
@@ -264,6 +279,12 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
   add_torchscript_task_options(*q, quantize->task);
   q->add_option("--scheme", quantize->scheme, "int8, int4, ipq, or ipq+int8 (iPQ weights, int8 activations); default ipq")
       ->check(CLI::IsMember({"int8", "int4", "ipq", "ipq+int8"}));
+  q->add_option("--scalar-ranges", quantize->scalar_ranges,
+                "int8 / int4: channel (a range per output channel; default) or tensor (one per weight, as the paper)")
+      ->check(CLI::IsMember({"channel", "tensor"}));
+  q->add_option("--activation-bits", quantize->activation_bits,
+                "Quantize every Linear/Conv2d input per tensor to N bits (2..8), ranges calibrated on training "
+                "batches or kept from training with --activation-bits; 0: float (default; ipq+int8: 8)");
   q->add_option("--config", quantize->plan_path, "iPQ plan: JSON, or fairseq's quantization YAML (.yaml/.yml); default: the model family's (docs/compression.md)");
   q->add_option("--data", quantize->data, "Data directory (default: the one the model was trained on)");
   q->add_option("--finetune-steps", quantize->finetune_steps, "iPQ: updates after each stage (default: the plan's)")

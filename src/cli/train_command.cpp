@@ -232,6 +232,17 @@ TrainerOptions trainer_options(const TrainCommandOptions& command, const std::st
     QNOISE_CHECK(bits >= 2 && bits <= 8, "--bits must be in 2..8, got ", bits);
     options.noise.bits = static_cast<int>(bits);
   }
+  if (given("scalar-ranges")) {
+    const std::string ranges = text("scalar-ranges");
+    QNOISE_CHECK(ranges == "channel" || ranges == "tensor", "--scalar-ranges must be channel or tensor, got '", ranges,
+                 "'");
+    options.noise.per_tensor = ranges == "tensor";
+  }
+  if (given("activation-bits")) {
+    const int64_t bits = to_integer("activation-bits", text("activation-bits"));
+    QNOISE_CHECK(bits >= 2 && bits <= 8, "--activation-bits must be in 2..8, got ", bits);
+    options.noise.activation_bits = static_cast<int>(bits);
+  }
   if (given("quant-noise-layers")) options.noise.layers = text("quant-noise-layers");
   options.checkpoint_path = checkpoint_path(command);
   options.resume = command.resume;
@@ -321,6 +332,8 @@ void add_train_options(CLI::App* app, TrainCommandOptions& options) {
       {"quant-noise-pq-block-size", "", "PQ noise block size (default: 8; 4 input channels for 1x1 convolutions; 3x3 convolutions keep whole kernels)"},
       {"quant-noise-scalar", "", "Quant-Noise rate for int<bits> fake quantization (1: QAT)"},
       {"bits", "", "Bits of the scalar noise (8 or 4; 2..8)"},
+      {"scalar-ranges", "", "Scalar noise ranges: channel (one per output channel; default) or tensor (one per weight, as the paper)"},
+      {"activation-bits", "", "Scalar noise on the noised layers' inputs too, at these bits (2..8; per-tensor moving-average ranges)"},
       {"quant-noise-layers", "", "Glob over layer names to noise (default: every Linear/Conv2d/Embedding)"},
   };
   for (const auto& [name, fairseq_name, help] : trainer_flags) {

@@ -69,7 +69,7 @@ PqLayerReport quantize_scalar_layer(torch::nn::Module& model, const PqStage& sta
   const int bits = stage.scheme == StageScheme::Int8 ? 8 : 4;
   at::Tensor weight = registered_weight(model, name);
   const at::Tensor original = weight.detach().to(at::kCPU, at::kFloat);
-  CompressedWeight stored = compress_scalar(original, bits);
+  CompressedWeight stored = compress_scalar(original, bits, ScalarObserver::MinMax, !stage.per_tensor);
   const at::Tensor decoded = stored.decode();
   const double error = relative_error(original, decoded);
   weight.copy_(decoded);
@@ -90,16 +90,18 @@ std::vector<NoiseTarget> later_stage_noise(const QuantizationPlan& plan,
     const bool pq = next.scheme == StageScheme::Pq;
     const NoiseFunction function =
         pq ? NoiseFunction::pq()
-           : NoiseFunction::fake_quant(ScalarQuantizerOptions().set_bits(next.scheme == StageScheme::Int8 ? 8 : 4));
+           : NoiseFunction::fake_quant(ScalarQuantizerOptions()
+                                           .set_bits(next.scheme == StageScheme::Int8 ? 8 : 4)
+                                           .set_per_channel(!next.per_tensor));
     for (const std::string& name : stage_layers[t])
       later.push_back({name, plan.noise_rate, pq ? next.block_size : 1, function});
   }
   return later;
 }
 
-void calibrate_input_ranges(torch::nn::Module& module, const std::function<void()>& passes) {
-  QNOISE_CHECK(static_cast<bool>(passes), "int8 activations need calibration passes (ModuleCompressionOptions::calibration_passes)");
-  enable_input_quantization(module);
+void calibrate_input_ranges(torch::nn::Module& module, const std::function<void()>& passes, int bits) {
+  QNOISE_CHECK(static_cast<bool>(passes), "quantized activations need calibration passes (ModuleCompressionOptions::calibration_passes)");
+  enable_input_quantization(module, {}, bits);
   module.eval();
   {
     at::NoGradGuard no_grad;
@@ -166,8 +168,8 @@ ForwardScope FinetuneStage::forward_scope(uint64_t noise_seed) {
 ModuleCompression compress_module(torch::nn::Module& module, const ModuleCompressionOptions& options, PqLayers* pq) {
   const QuantizationPlan& plan = options.plan;
   QNOISE_CHECK(!plan.stages.empty(), "the quantization plan has no stages");
-  QNOISE_CHECK(!options.int8_activations || options.calibration_passes,
-               "int8 activations need calibration passes (ModuleCompressionOptions::calibration_passes)");
+  QNOISE_CHECK(options.activation_bits == 0 || options.calibration_passes,
+               "quantized activations need calibration passes (ModuleCompressionOptions::calibration_passes)");
   const auto stage_layers = resolve_plan_layers(module, plan);
   PqLayers own_pq;
   PqLayers& pq_layers = pq != nullptr ? *pq : own_pq;
@@ -216,9 +218,9 @@ ModuleCompression compress_module(torch::nn::Module& module, const ModuleCompres
     info.plan["scheme"] = all_pq ? std::string("ipq") : plan.stages.size() == 1 ? to_string(plan.stages[0].scheme) : "mixed";
   if (any_pq || plan.stages.size() > 1) info.plan["ipq"] = to_json(plan);
   info.rest = plan.rest == "float32" ? WeightScheme::Float32 : WeightScheme::Float16;
-  if (options.int8_activations) {
-    calibrate_input_ranges(module, options.calibration_passes);
-    info.plan["activations"] = "int8";
+  if (options.activation_bits != 0) {
+    calibrate_input_ranges(module, options.calibration_passes, options.activation_bits);
+    info.plan["activations"] = "int" + std::to_string(options.activation_bits);
   }
   info.plan["rest"] = to_string(info.rest);
   result.model = make_compressed_model(module, result.weights, info);

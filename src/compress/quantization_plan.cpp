@@ -35,7 +35,7 @@ void check_keys(const nlohmann::json& object, const std::set<std::string>& known
 
 PqStage parse_stage(const nlohmann::json& json, size_t index) {
   const std::string where = "quantization plan stage " + std::to_string(index + 1);
-  check_keys(json, {"name", "layers", "scheme", "block_size", "n_centroids", "centroid_bits"}, where);
+  check_keys(json, {"name", "layers", "scheme", "ranges", "block_size", "n_centroids", "centroid_bits"}, where);
   PqStage stage;
   stage.name = read_key<std::string>(json, "name", "stage" + std::to_string(index + 1), where);
   if (json.contains("layers") && json.at("layers").is_string()) {
@@ -50,6 +50,12 @@ PqStage parse_stage(const nlohmann::json& json, size_t index) {
   } else {
     QNOISE_CHECK(scheme == "pq", where, ": unknown scheme '", scheme, "' (pq, int8 or int4)");
   }
+  const auto ranges = read_key<std::string>(json, "ranges", "channel", where);
+  QNOISE_CHECK(ranges == "channel" || ranges == "tensor", where, ": ranges must be channel or tensor, got '", ranges,
+               "'");
+  QNOISE_CHECK(ranges == "channel" || stage.scheme != StageScheme::Pq, where,
+               ": ranges apply to int8 / int4 stages, not pq");
+  stage.per_tensor = ranges == "tensor";
   stage.block_size = read_key<int64_t>(json, "block_size", stage.block_size, where);
   stage.n_centroids = read_key<int64_t>(json, "n_centroids", stage.n_centroids, where);
   stage.centroid_bits = read_key<int>(json, "centroid_bits", stage.centroid_bits, where);
@@ -111,6 +117,7 @@ nlohmann::json to_json(const QuantizationPlan& plan) {
   for (const PqStage& stage : plan.stages) {
     if (stage.scheme != StageScheme::Pq) {
       stages.push_back({{"name", stage.name}, {"layers", stage.layers}, {"scheme", to_string(stage.scheme)}});
+      if (stage.per_tensor) stages.back()["ranges"] = "tensor";
       continue;
     }
     // PQ stages without a "scheme" key, as plans were written before stages had one.

@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
+
 #include "format/model_tensors.h"
 #include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
@@ -16,12 +18,17 @@ void load_compressed_tensors(torch::nn::Module& module, const CompressedModel& m
   const std::string kind = model.task.is_object() && model.task.contains("task") && model.task.at("task").is_string()
                                ? " (" + model.task.at("task").get<std::string>() + " model of this configuration)"
                                : "";
-  // Layers with int8 activations get their range buffer first, so the file's values can load.
-  std::vector<std::string> activation_layers;
+  // Layers with quantized activations get their range buffer first (for their bits), so the file's
+  // values can load.
+  std::map<int, std::vector<std::string>> activation_layers;  // by bits
   const std::string suffix = std::string(".") + kInputQuantBuffer;
-  for (const auto& [name, weight] : model.tensors)
-    if (glob_match("*" + suffix, name)) activation_layers.push_back(name.substr(0, name.size() - suffix.size()));
-  if (!activation_layers.empty()) enable_input_quantization(module, activation_layers);
+  for (const auto& [name, weight] : model.tensors) {
+    if (!glob_match("*" + suffix, name)) continue;
+    const at::Tensor state = weight.decode();
+    check_calibrated_input_quant(state, "tensor '" + name + "'");
+    activation_layers[input_quant_bits(state)].push_back(name.substr(0, name.size() - suffix.size()));
+  }
+  for (const auto& [bits, layers] : activation_layers) enable_input_quantization(module, layers, bits);
   std::set<std::string> expected;
   at::NoGradGuard no_grad;
   const std::set<std::string> statistics =

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <cmath>
+#include <tuple>
+#include <utility>
 
 #include "qnoise/error.h"
 #include "qnoise/noisy_layers.h"
@@ -12,12 +14,13 @@ namespace qnoise {
 
 namespace {
 
-constexpr int64_t kLevels = 255;  // uint8 codes 0..255
-
 // Set once any layer in the process gets the buffer: until then every layer's forward returns its
 // input at once, without looking up (and copying) the module's buffer list, which training and
 // float models would otherwise pay on every Linear/Conv2d call.
 std::atomic<bool> any_layer_enabled{false};
+
+// Moving-average factor of a range tracked in training (PyTorch's MovingAverageMinMaxObserver's).
+constexpr float kRangeMomentum = 0.01f;
 
 // The layer's buffer (a handle on its storage), or an undefined tensor.
 at::Tensor input_quant_state(const torch::nn::Module& layer) {
@@ -26,40 +29,95 @@ at::Tensor input_quant_state(const torch::nn::Module& layer) {
   return found != nullptr ? *found : at::Tensor();
 }
 
+void check_state_shape(const at::Tensor& state, const std::string& where) {
+  QNOISE_CHECK(state.dim() == 1 && (state.numel() == 4 || state.numel() == 5) && state.scalar_type() == at::kFloat,
+               where, ": the input_quant state must be float32 [4] (min, max, scale, zero point) or [5] (and bits), got ",
+               state.sizes(), " ", state.scalar_type());
+}
+
+int64_t levels_for(int bits) { return (int64_t{1} << bits) - 1; }
+
+// The bits of a state's values (4 values: 8 bits), checked: states come from files.
+int bits_of(const float* values, int64_t numel, const std::string& where) {
+  if (numel == 4) return 8;
+  const float bits = values[4];
+  QNOISE_CHECK(bits >= 2 && bits <= 8 && bits == std::nearbyint(bits), where, ": the input bits ", bits,
+               " are not an integer in 2..8");
+  return static_cast<int>(bits);
+}
+
+// Scale and zero point of the range [low, high] widened to hold 0 (padding and ReLU zeros stay
+// exact); a constant input gets scale 1.
+std::pair<float, float> qparams_for_range(float low, float high, int bits) {
+  const int64_t levels = levels_for(bits);
+  low = std::min(low, 0.0f);
+  high = std::max(high, 0.0f);
+  const float scale = high > low ? (high - low) / static_cast<float>(levels) : 1.0f;
+  const float zero_point = std::min<float>(static_cast<float>(levels), std::max(0.0f, std::nearbyint(-low / scale)));
+  return {scale, zero_point};
+}
+
+// A calibrated state (min, max, scale, zero point[, bits]), checked: states come from files.
+void check_calibrated_values(const float* values, int bits, const std::string& where) {
+  const float low = values[0], high = values[1], scale = values[2], zero_point = values[3];
+  QNOISE_CHECK(std::isfinite(low) && std::isfinite(high) && low <= high, where, ": the observed input range [", low,
+               ", ", high, "] is not a finite range");
+  QNOISE_CHECK(std::isfinite(scale) && scale > 0, where, ": the input scale ", scale,
+               " is not a finite positive number (not calibrated?)");
+  QNOISE_CHECK(zero_point >= 0 && zero_point <= levels_for(bits) && zero_point == std::nearbyint(zero_point), where,
+               ": the input zero point ", zero_point, " is not an integer in [0, ", levels_for(bits), "]");
+}
+
 }  // namespace
 
-std::vector<std::string> enable_input_quantization(torch::nn::Module& model, const std::vector<std::string>& layers) {
+std::vector<std::string> enable_input_quantization(torch::nn::Module& model, const std::vector<std::string>& layers,
+                                                   int bits) {
+  QNOISE_CHECK(bits >= 2 && bits <= 8, "quantized activations: bits must be in 2..8, got ", bits);
   std::vector<std::string> enabled;
   for (const auto& item : model.named_modules("", /*include_self=*/false)) {
     const WeightSlot slot = find_weight_slot(*item.value());
     const bool chosen = layers.empty() ? slot.weight != nullptr && slot.kind != LayerKind::Embedding
                                        : std::find(layers.begin(), layers.end(), item.key()) != layers.end();
     if (!chosen) continue;
-    QNOISE_CHECK(slot.weight != nullptr && slot.kind != LayerKind::Embedding, "int8 activations: '", item.key(),
+    QNOISE_CHECK(slot.weight != nullptr && slot.kind != LayerKind::Embedding, "quantized activations: '", item.key(),
                  "' is not a Linear or Conv2d layer");
-    if (!input_quant_state(*item.value()).defined()) {
-      item.value()->register_buffer(kInputQuantBuffer, new_input_quant_state().to(slot.weight->device()));
+    const at::Tensor existing = input_quant_state(*item.value());
+    if (!existing.defined()) {
+      item.value()->register_buffer(kInputQuantBuffer, new_input_quant_state(bits).to(slot.weight->device()));
+    } else {
+      const int had = input_quant_bits(existing);
+      QNOISE_CHECK(had == bits, "quantized activations: layer '", item.key(), "' has ", had,
+                   "-bit inputs (trained with activation noise?), not ", bits);
     }
     enabled.push_back(item.key());
     any_layer_enabled.store(true, std::memory_order_relaxed);
   }
   for (const auto& name : layers)
-    QNOISE_CHECK(std::find(enabled.begin(), enabled.end(), name) != enabled.end(), "int8 activations: the model has no layer '",
-                 name, "'");
+    QNOISE_CHECK(std::find(enabled.begin(), enabled.end(), name) != enabled.end(),
+                 "quantized activations: the model has no layer '", name, "'");
   return enabled;
 }
 
-at::Tensor new_input_quant_state() { return at::tensor({INFINITY, -INFINITY, 0.0f, 0.0f}); }
+at::Tensor new_input_quant_state(int bits) {
+  QNOISE_CHECK(bits >= 2 && bits <= 8, "quantized activations: bits must be in 2..8, got ", bits);
+  if (bits == 8) return at::tensor({INFINITY, -INFINITY, 0.0f, 0.0f});
+  return at::tensor({INFINITY, -INFINITY, 0.0f, 0.0f, static_cast<float>(bits)});
+}
+
+int input_quant_bits(const at::Tensor& state) {
+  check_state_shape(state, "quantized activations");
+  const at::Tensor values = state.to(at::kCPU).contiguous();
+  return bits_of(values.data_ptr<float>(), values.numel(), "quantized activations");
+}
 
 void finish_input_calibration(at::Tensor& state, const std::string& layer) {
   at::NoGradGuard no_grad;
-  const at::Tensor values = state.to(at::kCPU);
-  QNOISE_CHECK(std::isfinite(values[0].item<float>()) && std::isfinite(values[1].item<float>()),
-               "int8 activations: layer '", layer, "' saw no (finite) input during calibration");
-  const float low = std::min(values[0].item<float>(), 0.0f), high = std::max(values[1].item<float>(), 0.0f);
-  // The range always holds 0 (padding and ReLU zeros stay exact); a constant input gets scale 1.
-  const float scale = high > low ? (high - low) / kLevels : 1.0f;
-  const float zero_point = std::min<float>(kLevels, std::max(0.0f, std::nearbyint(-low / scale)));
+  check_state_shape(state, "layer '" + layer + "'");
+  const at::Tensor copy = state.to(at::kCPU).contiguous();
+  const float* values = copy.data_ptr<float>();
+  QNOISE_CHECK(std::isfinite(values[0]) && std::isfinite(values[1]), "quantized activations: layer '", layer,
+               "' saw no (finite) input during calibration");
+  const auto [scale, zero_point] = qparams_for_range(values[0], values[1], bits_of(values, copy.numel(), layer));
   state.index_put_({2}, scale);
   state.index_put_({3}, zero_point);
 }
@@ -78,34 +136,15 @@ std::vector<std::string> input_quantized_layers(const torch::nn::Module& model) 
   return names;
 }
 
-namespace {
-
-void check_state_shape(const at::Tensor& state, const std::string& where) {
-  QNOISE_CHECK(state.dim() == 1 && state.numel() == 4 && state.scalar_type() == at::kFloat, where,
-               ": the input_quant state must be float32 [4] (min, max, scale, zero point), got ", state.sizes(), " ",
-               state.scalar_type());
-}
-
-// A calibrated state (min, max, scale, zero point), checked: states come from files.
-void check_calibrated_values(const float* values, const std::string& where) {
-  const float low = values[0], high = values[1], scale = values[2], zero_point = values[3];
-  QNOISE_CHECK(std::isfinite(low) && std::isfinite(high) && low <= high, where, ": the observed input range [", low,
-               ", ", high, "] is not a finite range");
-  QNOISE_CHECK(std::isfinite(scale) && scale > 0, where, ": the input scale ", scale,
-               " is not a finite positive number (not calibrated?)");
-  QNOISE_CHECK(zero_point >= 0 && zero_point <= kLevels && zero_point == std::nearbyint(zero_point), where,
-               ": the input zero point ", zero_point, " is not an integer in [0, ", kLevels, "]");
-}
-
-}  // namespace
-
 void check_calibrated_input_quant(const at::Tensor& state, const std::string& where) {
   check_state_shape(state, where);
-  check_calibrated_values(state.to(at::kCPU).contiguous().data_ptr<float>(), where);
+  const at::Tensor values = state.to(at::kCPU).contiguous();
+  const float* data = values.data_ptr<float>();
+  check_calibrated_values(data, bits_of(data, values.numel(), where), where);
 }
 
 at::Tensor quantize_input(at::Tensor& state, const at::Tensor& input) {
-  check_state_shape(state, "int8 activations");
+  check_state_shape(state, "quantized activations");
   // Read once: this runs on every forward of a quantized layer.
   const at::Tensor copy = state.to(at::kCPU).contiguous();
   const float* values = copy.data_ptr<float>();
@@ -116,14 +155,49 @@ at::Tensor quantize_input(at::Tensor& state, const at::Tensor& input) {
     state.index_put_({1}, std::max(values[1], detached.max().item<float>()));
     return input;
   }
-  check_calibrated_values(values, "int8 activations");
-  return at::fake_quantize_per_tensor_affine(input, values[2], static_cast<int64_t>(values[3]), 0, kLevels);
+  const int bits = bits_of(values, copy.numel(), "quantized activations");
+  check_calibrated_values(values, bits, "quantized activations");
+  return at::fake_quantize_per_tensor_affine(input, values[2], static_cast<int64_t>(values[3]), 0, levels_for(bits));
+}
+
+at::Tensor noisy_quantize_input(at::Tensor& state, const at::Tensor& input, double rate) {
+  check_state_shape(state, "activation noise");
+  QNOISE_CHECK(rate >= 0 && rate <= 1, "activation noise: the rate must be in [0, 1], got ", rate);
+  const at::Tensor copy = state.to(at::kCPU).contiguous();
+  const float* values = copy.data_ptr<float>();
+  const int bits = bits_of(values, copy.numel(), "activation noise");
+  float scale = 0, zero_point = 0;
+  {
+    at::NoGradGuard no_grad;
+    const at::Tensor detached = input.detach();
+    const float batch_low = detached.min().item<float>(), batch_high = detached.max().item<float>();
+    QNOISE_CHECK(std::isfinite(batch_low) && std::isfinite(batch_high),
+                 "activation noise: a layer's input is not finite (the training diverged?)");
+    const bool fresh = !std::isfinite(values[0]) || !std::isfinite(values[1]);
+    const float low = fresh ? batch_low : values[0] + kRangeMomentum * (batch_low - values[0]);
+    const float high = fresh ? batch_high : values[1] + kRangeMomentum * (batch_high - values[1]);
+    std::tie(scale, zero_point) = qparams_for_range(low, high, bits);
+    state.index_put_({0}, low);
+    state.index_put_({1}, high);
+    state.index_put_({2}, scale);
+    state.index_put_({3}, zero_point);
+  }
+  if (rate == 0) return input;
+  const at::Tensor quantized =
+      at::fake_quantize_per_tensor_affine(input, scale, static_cast<int64_t>(zero_point), 0, levels_for(bits));
+  if (rate == 1) return quantized;
+  const at::Tensor chosen = at::empty_like(input, input.options().dtype(at::kBool)).bernoulli_(rate);
+  return at::where(chosen, quantized, input);
 }
 
 at::Tensor quantize_layer_input(const torch::nn::Module& layer, const at::Tensor& input) {
   if (!any_layer_enabled.load(std::memory_order_relaxed)) return input;
   at::Tensor state = input_quant_state(layer);
   if (!state.defined()) return input;
+  if (layer.is_training()) {
+    const double rate = activation_noise_rate(layer);
+    if (rate >= 0) return noisy_quantize_input(state, input, rate);
+  }
   return quantize_input(state, input);
 }
 

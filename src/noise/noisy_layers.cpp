@@ -4,6 +4,7 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 
+#include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
 #include "qnoise/seeded_order.h"
 
@@ -35,6 +36,23 @@ WeightSlot find_weight_slot(torch::nn::Module& module) {
   return {};
 }
 
+namespace {
+
+// The NoisyLayers whose scope is active on this thread with activation noise (one at a time).
+thread_local const NoisyLayers* activation_noise_scope = nullptr;
+
+}  // namespace
+
+double activation_noise_rate(const torch::nn::Module& layer) {
+  if (activation_noise_scope == nullptr) return -1;
+  for (const NoisyLayers::Layer& noisy : activation_noise_scope->layers()) {
+    if (noisy.module.get() != &layer) continue;
+    const NoiseTarget& target = activation_noise_scope->targets()[noisy.target];
+    return target.activation_bits > 0 && noisy.layout.kind() != LayerKind::Embedding ? target.rate : -1;
+  }
+  return -1;
+}
+
 NoisyLayers::NoisyLayers(torch::nn::Module& model, std::vector<NoiseTarget> targets)
     : targets_(std::move(targets)) {
   std::vector<bool> matched(targets_.size(), false);
@@ -60,6 +78,13 @@ NoisyLayers::NoisyLayers(torch::nn::Module& model, std::vector<NoiseTarget> targ
     QNOISE_CHECK(matched[t], "Quant-Noise pattern '", targets_[t].pattern,
                  "' matches no Linear, Conv2d or Embedding layer; the model has: ",
                  candidates.empty() ? std::string("none") : candidates);
+  for (const Layer& layer : layers_) {
+    const int bits = targets_[layer.target].activation_bits;
+    if (bits > 0 && layer.layout.kind() != LayerKind::Embedding) {
+      enable_input_quantization(model, {layer.name}, bits);
+      activation_noise_ = true;
+    }
+  }
 }
 
 NoisyLayers::Scope NoisyLayers::draw() { return draw_masks(std::nullopt); }
@@ -68,6 +93,7 @@ NoisyLayers::Scope NoisyLayers::draw(uint64_t seed) { return draw_masks(seed); }
 
 NoisyLayers::Scope NoisyLayers::draw_masks(std::optional<uint64_t> seed) {
   Scope scope(this);
+  if (activation_noise_) activation_noise_scope = this;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& layer = layers_[i];
     if (!layer.module->is_training()) continue;
@@ -85,6 +111,7 @@ NoisyLayers::Scope NoisyLayers::draw_masks(std::optional<uint64_t> seed) {
 }
 
 void NoisyLayers::restore() const {
+  if (activation_noise_scope == this) activation_noise_scope = nullptr;
   for (const Layer& layer : layers_)
     *layer.weight_slot = layer.module->named_parameters(/*recurse=*/false)["weight"];
 }

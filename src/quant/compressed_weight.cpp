@@ -106,18 +106,20 @@ CompressedWeight compress_float(const at::Tensor& weight, WeightScheme scheme) {
   return w;
 }
 
-CompressedWeight compress_scalar(const at::Tensor& weight, int bits, ScalarObserver observer) {
+CompressedWeight compress_scalar(const at::Tensor& weight, int bits, ScalarObserver observer, bool per_channel) {
   QNOISE_CHECK(bits == 8 || bits == 4, "scalar weights are stored as int8 or int4, not int", bits);
   const at::Tensor w = weight.detach().to(at::kCPU, at::kFloat).contiguous();
-  ScalarQuantizer quantizer(ScalarQuantizerOptions().set_bits(bits).set_per_channel(true).set_observer(observer));
+  ScalarQuantizer quantizer(
+      ScalarQuantizerOptions().set_bits(bits).set_per_channel(per_channel).set_observer(observer));
   const ScalarQParams qparams = quantizer.observe(w);
   const at::Tensor codes = quantizer.compute_codes(w, qparams).reshape({-1});
+  const int64_t channels = w.dim() == 0 ? 1 : w.size(0);
   CompressedWeight out;
   out.scheme = bits == 8 ? WeightScheme::Int8 : WeightScheme::Int4;
   out.shape = w.sizes().vec();
   out.codes = bits == 8 ? codes.contiguous() : pack_int4(codes);
-  out.scale = qparams.scale.to(at::kFloat).contiguous();
-  out.zero_point = qparams.zero_point.to(at::kByte).contiguous();
+  out.scale = qparams.scale.to(at::kFloat).expand({channels}).contiguous();
+  out.zero_point = qparams.zero_point.to(at::kByte).expand({channels}).contiguous();
   return out;
 }
 

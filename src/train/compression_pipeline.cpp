@@ -4,6 +4,7 @@
 #include "qnoise/error.h"
 #include "qnoise/model_loading.h"
 #include "qnoise/module_compression.h"
+#include "qnoise/noisy_layers.h"
 #include "qnoise/trainer.h"
 
 namespace qnoise {
@@ -21,6 +22,12 @@ std::unique_ptr<TrainingTask> load_trained_task(const std::string& checkpoint_pa
   const nlohmann::json stored = read_training_checkpoint_metadata(checkpoint_path);
   auto task = make_training_task(with_data(stored.at("task"), data));
   check_same_artifacts(*task, stored.at("artifacts"), checkpoint_path);
+  // A model trained with activation noise keeps its input ranges: the noise targets give the
+  // layers their input_quant buffers, so that the checkpoint's values load into them.
+  if (stored.contains("noise")) {
+    const QuantNoiseOptions noise = quant_noise_options_from_json(stored.at("noise"));
+    if (noise.activation_bits > 0) NoisyLayers(task->model(), quant_noise_targets(*task, noise));
+  }
   load_checkpoint(checkpoint_path, task->model(), nullptr);
   task->model().eval();
   return task;
@@ -47,7 +54,7 @@ CompressionOptions parse_compression_scheme(const std::string& name) {
     options.scheme = CompressionScheme::Int4;
   } else if (name == "ipq" || name == "ipq+int8") {
     options.scheme = CompressionScheme::Ipq;
-    options.int8_activations = name == "ipq+int8";
+    options.activation_bits = name == "ipq+int8" ? 8 : 0;
   } else {
     throw Error("unknown scheme '" + name + "' (int8, int4, ipq or ipq+int8)");
   }
@@ -82,7 +89,7 @@ CompressionResult compress_task_model(TrainingTask& task, const CompressionOptio
     QNOISE_CHECK(!options.ipq.plan.stages.empty(),
                  "iPQ needs a plan (default_compression_options gives the model family's)");
     PqLayers pq;
-    result.ipq = run_ipq(task, pq, options.ipq, options.int8_activations);
+    result.ipq = run_ipq(task, pq, options.ipq, options.activation_bits);
     result.model = std::move(result.ipq.model);
     return result;
   }
@@ -92,10 +99,11 @@ CompressionResult compress_task_model(TrainingTask& task, const CompressionOptio
   stage.name = to_string(options.scheme);
   stage.layers = {"*"};
   stage.scheme = options.scheme == CompressionScheme::Int8 ? StageScheme::Int8 : StageScheme::Int4;
+  stage.per_tensor = options.per_tensor;
   plan.stages = {stage};
   plan.rest = to_string(options.rest);
   ModuleCompressionOptions compression = task_compression_options(task, plan);
-  compression.int8_activations = options.int8_activations;
+  compression.activation_bits = options.activation_bits;
   compression.file_info.plan = {{"scheme", to_string(options.scheme)}};
   ModuleCompression compressed = compress_module(task.model(), compression);
   result.ipq.layers = std::move(compressed.layers);

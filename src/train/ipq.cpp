@@ -185,7 +185,7 @@ ModuleCompressionOptions task_compression_options(TrainingTask& task, const Quan
   return options;
 }
 
-IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, bool int8_activations) {
+IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, int activation_bits) {
   const QuantizationPlan& plan = options.plan;
   IpqOptions settings = options;
   settings.optimizer.lr = plan.lr;
@@ -198,7 +198,7 @@ IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, b
     task.set_data_shard({group->rank(), group->world_size()});
   }
   ModuleCompressionOptions compression = task_compression_options(task, plan, group);
-  compression.int8_activations = int8_activations;
+  compression.activation_bits = activation_bits;
   compression.first_stage = static_cast<size_t>(resume_stages(task, pq, settings, finetuning));
   compression.stop_after_stage = static_cast<size_t>(std::max<int64_t>(0, options.stop_after_stage));
   if (plan.finetune_steps > 0)

@@ -202,29 +202,61 @@ std::vector<NoiseTarget> quant_noise_targets(const TrainingTask& task, const Qua
                "choose one of --quant-noise-pq and --quant-noise-scalar, not both");
   QNOISE_CHECK(noise.enabled() || noise.layers.empty(),
                "--quant-noise-layers needs a noise rate (--quant-noise-pq or --quant-noise-scalar)");
+  QNOISE_CHECK(!noise.per_tensor || noise.scalar_rate > 0, "--scalar-ranges tensor needs --quant-noise-scalar");
+  QNOISE_CHECK(noise.activation_bits == 0 || noise.scalar_rate > 0,
+               "--activation-bits needs --quant-noise-scalar (the rate at which inputs are quantized)");
+  QNOISE_CHECK(noise.activation_bits == 0 || (noise.activation_bits >= 2 && noise.activation_bits <= 8),
+               "--activation-bits must be in 2..8, got ", noise.activation_bits);
   if (!noise.enabled()) return {};
   const bool pq = noise.pq_rate > 0;
   const double rate = pq ? noise.pq_rate : noise.scalar_rate;
-  const NoiseFunction function = pq ? NoiseFunction::pq() : NoiseFunction::parse("int" + std::to_string(noise.bits));
+  const NoiseFunction function =
+      pq ? NoiseFunction::pq()
+         : NoiseFunction::fake_quant(ScalarQuantizerOptions().set_bits(noise.bits).set_per_channel(!noise.per_tensor));
   QNOISE_CHECK(noise.pq_block_size >= 0, "--quant-noise-pq-block-size must be positive, got ", noise.pq_block_size);
   const int64_t block_size = !pq ? 1 : noise.pq_block_size > 0 ? noise.pq_block_size : task.default_pq_block_size();
-  if (!noise.layers.empty()) return {{noise.layers, rate, block_size, function}};
-  return task.noise_targets(rate, block_size, function);
+  std::vector<NoiseTarget> targets = noise.layers.empty() ? task.noise_targets(rate, block_size, function)
+                                                          : std::vector<NoiseTarget>{{noise.layers, rate, block_size, function}};
+  for (NoiseTarget& target : targets) target.activation_bits = noise.activation_bits;
+  return targets;
 }
+
+QuantNoiseOptions quant_noise_options_from_json(const nlohmann::json& json) {
+  QuantNoiseOptions noise;
+  noise.pq_rate = json.value("pq_rate", noise.pq_rate);
+  noise.pq_exact = json.value("pq_exact", noise.pq_exact);
+  noise.codebook_refresh = json.value("codebook_refresh", noise.codebook_refresh);
+  noise.pq_block_size = json.value("pq_block_size", noise.pq_block_size);
+  noise.scalar_rate = json.value("scalar_rate", noise.scalar_rate);
+  noise.bits = json.value("bits", noise.bits);
+  noise.per_tensor = json.value("per_tensor", noise.per_tensor);
+  noise.activation_bits = json.value("activation_bits", noise.activation_bits);
+  noise.layers = json.value("layers", noise.layers);
+  return noise;
+}
+
+namespace {
+
+// The noise settings as checkpoints record them; per-tensor ranges and activation bits only when
+// set, so that runs from before they existed still resume.
+nlohmann::json noise_to_json(const QuantNoiseOptions& noise) {
+  nlohmann::json json = {{"pq_rate", noise.pq_rate},         {"pq_exact", noise.pq_exact},
+                         {"codebook_refresh", noise.codebook_refresh}, {"pq_block_size", noise.pq_block_size},
+                         {"scalar_rate", noise.scalar_rate}, {"bits", noise.bits},
+                         {"layers", noise.layers}};
+  if (noise.per_tensor) json["per_tensor"] = true;
+  if (noise.activation_bits != 0) json["activation_bits"] = noise.activation_bits;
+  return json;
+}
+
+}  // namespace
 
 nlohmann::json checkpoint_metadata(const TrainingTask& task, const QuantNoiseOptions& noise,
                                    const std::map<std::string, SplitMetrics>& metrics) {
   return {{"format", kCheckpointFormat},
           {"task", task.config()},
           {"artifacts", task.artifacts()},
-          {"noise",
-           {{"pq_rate", noise.pq_rate},
-            {"pq_block_size", noise.pq_block_size},
-            {"pq_exact", noise.pq_exact},
-            {"codebook_refresh", noise.codebook_refresh},
-            {"scalar_rate", noise.scalar_rate},
-            {"bits", noise.bits},
-            {"layers", noise.layers}}},
+          {"noise", noise_to_json(noise)},
           {"metrics", metrics_to_json(metrics)}};
 }
 
@@ -273,9 +305,7 @@ nlohmann::json shared_trainer_settings(const TrainerOptions& options) {
           {"stop_after", options.stop_after},
           {"resume", options.resume},
           {"init_from", options.init_from},
-          {"noise",
-           {{"pq_rate", n.pq_rate}, {"pq_exact", n.pq_exact}, {"codebook_refresh", n.codebook_refresh},
-            {"pq_block_size", n.pq_block_size}, {"scalar_rate", n.scalar_rate}, {"bits", n.bits}, {"layers", n.layers}}},
+          {"noise", noise_to_json(n)},
           {"bucket_bytes", options.bucket_bytes},
           {"noise_per_rank", options.noise_per_rank}};
 }

@@ -10,6 +10,8 @@
 
 #include "cli/run_qnoise.h"
 #include "shared_fixture.h"
+#include "qnoise/activation_quant.h"
+#include "qnoise/qnz_file.h"
 #include "qnoise/safetensors.h"
 
 namespace {
@@ -136,6 +138,54 @@ layers_to_quantize:
   EXPECT_TRUE(contains(info.output, "pq K=16 d=9")) << info.output;  // conv2: whole 3x3 kernels
 }
 
+// The paper's int4: one range per weight tensor, and every Linear/Conv2d input quantized to 4 bits.
+TEST(CompressCommands, Int4WithPerTensorRangesAndFourBitActivations) {
+  const auto qnz = temp_path("cli_int4_a4.qnz");
+  const auto output = quantize("int4", qnz, "--scalar-ranges tensor --activation-bits 4");
+  const auto event = output.find("\"event\":\"quantized\"");
+  ASSERT_NE(event, std::string::npos) << output;
+  const auto start = output.rfind('\n', event) + 1;
+  const auto line = nlohmann::json::parse(output.substr(start, output.find('\n', start) - start));
+  EXPECT_EQ(line["scalar_ranges"], "tensor");
+  EXPECT_EQ(line["activation_bits"], 4);
+  const auto contents = qnoise::read_qnz(qnz);
+  const auto* state = contents.find("conv2.input_quant");
+  ASSERT_NE(state, nullptr);
+  EXPECT_EQ(qnoise::input_quant_bits(state->decode()), 4);
+  const auto* weight = contents.find("conv2.weight");
+  ASSERT_NE(weight, nullptr);
+  EXPECT_TRUE(weight->scale.eq(weight->scale[0]).all().item<bool>());
+  // The file runs as quantize measured it, 4-bit inputs included.
+  const auto eval = run_qnoise("--threads 1 eval " + qnz);
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  const auto evaluated = nlohmann::json::parse(eval.output.substr(eval.output.find('{')));
+  EXPECT_NEAR(line["compressed"]["valid"]["accuracy"].get<double>(), evaluated["valid"]["accuracy"].get<double>(), 1e-9);
+}
+
+// Training with int4 QAT on weights and inputs: the checkpoint keeps the inputs' ranges, quantize
+// keeps them for the same bits and refuses others.
+TEST(CompressCommands, ActivationNoiseRangesTravelFromTrainingToTheFile) {
+  const auto checkpoint = temp_path("cli_int4_qat.pt");
+  const auto trained = run_qnoise(
+      "--threads 1 train --task image --arch small-cnn --channels 8 --train-limit 512 --valid-size 200 --max-steps 6 "
+      "--quant-noise-scalar 1 --bits 4 --scalar-ranges tensor --activation-bits 4 --progress off --out " + checkpoint);
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  const auto qnz = temp_path("cli_int4_qat.qnz");
+  const auto result = run_qnoise("--threads 1 quantize --model " + checkpoint +
+                                 " --scheme int4 --scalar-ranges tensor --activation-bits 4 --progress off --out " + qnz);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const auto state = qnoise::read_qnz(qnz).find("conv2.input_quant")->decode();
+  EXPECT_EQ(qnoise::input_quant_bits(state), 4);
+  const auto other = run_qnoise("--threads 1 quantize --model " + checkpoint +
+                                " --scheme int4 --activation-bits 8 --progress off --out " + temp_path("x.qnz"));
+  EXPECT_NE(other.exit_code, 0);
+  EXPECT_TRUE(contains(other.output, "4-bit inputs")) << other.output;
+  const auto no_rate = run_qnoise("--threads 1 train --task image --arch small-cnn --activation-bits 4 --out " +
+                                  temp_path("x.pt"));
+  EXPECT_NE(no_rate.exit_code, 0);
+  EXPECT_TRUE(contains(no_rate.output, "--activation-bits needs --quant-noise-scalar")) << no_rate.output;
+}
+
 TEST(CompressCommands, BadFilesPlansAndOptionsAreClearErrors) {
   const auto qnz = temp_path("cli_bad_source.qnz");
   quantize("int8", qnz);
@@ -168,6 +218,9 @@ TEST(CompressCommands, BadFilesPlansAndOptionsAreClearErrors) {
       {"quantize" + model + "--out " + temp_path("x.pt"), ".qnz"},
       {"quantize" + model + "--scheme int3 --out " + temp_path("x.qnz"), "int3"},
       {"quantize" + model + "--finetune-noise 1 --out " + temp_path("x.qnz"), "--finetune-noise must be in [0, 1)"},
+      {"quantize" + model + "--scalar-ranges tensor --out " + temp_path("x.qnz"), "--scalar-ranges applies to"},
+      {"quantize" + model + "--scheme int4 --activation-bits 9 --out " + temp_path("x.qnz"), "--activation-bits must"},
+      {"quantize" + model + "--scheme ipq+int8 --activation-bits 4 --out " + temp_path("x.qnz"), "--scheme ipq"},
       {"export " + qnz + " --out " + temp_path("x.bin"), ".safetensors"},
       // Pruning needs a Transformer's layers; a CNN has none.
       {"prune --model " + trained_checkpoint() + " --out " + temp_path("x.pt"), "only Transformer models"},

@@ -290,7 +290,7 @@ TEST(ModuleCompression, Int8ActivationsAreCalibratedAndStored) {
   const Batches data = make_batches(4, 13);
   qnoise::ModuleCompressionOptions options;
   options.plan = plan_of({{{"name", "all"}, {"layers", {"fc*", "head"}}, {"scheme", "int8"}}});
-  options.int8_activations = true;
+  options.activation_bits = 8;
   options.calibration_passes = passes_over(model, data);
   const auto result = qnoise::compress_module(*model, options);
   EXPECT_EQ(result.model.plan.at("activations"), "int8");
@@ -326,7 +326,7 @@ TEST(ModuleCompression, BadPlansAreClearErrors) {
     EXPECT_NE(std::string(e.what()).find("layer 'fc1'"), std::string::npos) << e.what();
   }
   options.plan = plan_of({{{"name", "all"}, {"layers", {"*"}}, {"scheme", "int8"}}});
-  options.int8_activations = true;
+  options.activation_bits = 8;
   EXPECT_THROW(qnoise::compress_module(*model, options), qnoise::Error);  // no calibration passes
   EXPECT_THROW(plan_of({{{"name", "x"}, {"layers", {"*"}}, {"scheme", "int3"}}}), qnoise::Error);
 }

@@ -1,5 +1,6 @@
-// Int8 activations: calibration observes the input range, then inputs are fake-quantized on the
-// 256 levels of that range; the state travels as a buffer of the layer.
+// Quantized activations: calibration observes the input range, then inputs are fake-quantized on
+// the 2^bits levels of that range; the state travels as a buffer of the layer. In training, the
+// NoisyLayers scope noises the inputs of the layers whose target asks for it.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -10,6 +11,7 @@
 
 #include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
+#include "qnoise/noisy_layers.h"
 
 namespace {
 
@@ -94,4 +96,102 @@ TEST(ActivationQuant, CalibratedStatesFromFilesAreChecked) {
   // The forward path checks too: a bad calibrated state is an error, not a cast.
   auto broken = state(-1, 1, 0.01f, -8.47383e37f);
   EXPECT_THROW(qnoise::quantize_input(broken, torch::ones({2})), qnoise::Error);
+}
+
+TEST(ActivationQuant, OtherBitsCarryTheirWidthInTheState) {
+  Net net;
+  qnoise::enable_input_quantization(net, {}, 4);
+  const auto state = net.fc->named_buffers(false)[qnoise::kInputQuantBuffer];
+  ASSERT_EQ(state.numel(), 5);
+  EXPECT_EQ(qnoise::input_quant_bits(state), 4);
+  qnoise::quantize_layer_input(*net.fc, torch::tensor({{-1.0f, 0.5f, 2.0f, 0.0f}}));
+  qnoise::finish_input_calibration(net);
+  const float scale = 3.0f / 15;
+  EXPECT_FLOAT_EQ(state[2].item<float>(), scale);
+  EXPECT_FLOAT_EQ(state[3].item<float>(), 5.0f);  // -(-1) / 0.2
+  // 16 levels: (q - 5) * 0.2 for q in 0..15.
+  const auto q = qnoise::quantize_layer_input(*net.fc, torch::linspace(-2, 3, 501));
+  const auto levels = q / scale + 5;
+  EXPECT_LT((levels - levels.round()).abs().max().item<float>(), 1e-3);
+  EXPECT_EQ(std::get<0>(at::_unique(q)).numel(), 16);
+  // A layer keeps its width: asking it for another is an error that names both.
+  try {
+    qnoise::enable_input_quantization(net, {"fc"}, 8);
+    ADD_FAILURE();
+  } catch (const qnoise::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("4-bit"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(qnoise::enable_input_quantization(net, {"fc"}, 9), qnoise::Error);
+  // Files' states: bits in 2..8, integers, and the zero point within their levels.
+  EXPECT_NO_THROW(qnoise::check_calibrated_input_quant(torch::tensor({-1.0f, 2.0f, 0.2f, 5.0f, 4.0f}), "t"));
+  EXPECT_THROW(qnoise::check_calibrated_input_quant(torch::tensor({-1.0f, 2.0f, 0.2f, 16.0f, 4.0f}), "t"),
+               qnoise::Error);
+  EXPECT_THROW(qnoise::check_calibrated_input_quant(torch::tensor({-1.0f, 2.0f, 0.2f, 5.0f, 9.0f}), "t"),
+               qnoise::Error);
+  EXPECT_THROW(qnoise::check_calibrated_input_quant(torch::tensor({-1.0f, 2.0f, 0.2f, 5.0f, 4.5f}), "t"),
+               qnoise::Error);
+}
+
+TEST(ActivationQuant, TrainingNoiseTracksAMovingRangeAndQuantizesTheChosenShare) {
+  auto state = qnoise::new_input_quant_state(4);
+  // The first batch sets the range; later ones move it by 1% of the difference.
+  const auto first = torch::tensor({-1.0f, 0.0f, 2.0f});
+  EXPECT_TRUE(torch::equal(qnoise::noisy_quantize_input(state, first, 0.0), first));  // rate 0: unchanged
+  EXPECT_FLOAT_EQ(state[0].item<float>(), -1.0f);
+  EXPECT_FLOAT_EQ(state[1].item<float>(), 2.0f);
+  qnoise::noisy_quantize_input(state, torch::tensor({-3.0f, 12.0f}), 0.0);
+  EXPECT_FLOAT_EQ(state[0].item<float>(), -1.02f);
+  EXPECT_FLOAT_EQ(state[1].item<float>(), 2.1f);
+  const float scale = 3.12f / 15;
+  EXPECT_FLOAT_EQ(state[2].item<float>(), scale);
+  EXPECT_FLOAT_EQ(state[3].item<float>(), std::nearbyint(1.02f / scale));
+  // Rate 1 (QAT): every element is on the grid; the gradient is 1 inside the range, 0 outside.
+  auto x = torch::linspace(-1.0, 2.0, 301).requires_grad_();
+  auto all = qnoise::noisy_quantize_input(state, x, 1.0);
+  const float s = state[2].item<float>(), z = state[3].item<float>();
+  auto levels = all.detach() / s + z;
+  EXPECT_LT((levels - levels.round()).abs().max().item<float>(), 1e-3);
+  all.sum().backward();
+  const float high = (15 - z) * s;
+  EXPECT_TRUE(x.grad().masked_select(x.detach().lt(high - 1e-3)).eq(1).all().item<bool>());
+  EXPECT_TRUE(x.grad().masked_select(x.detach().gt(high + 1e-3)).eq(0).all().item<bool>());
+  // Rate 0.3: about 30% of the elements move to the grid, the rest pass unchanged.
+  torch::manual_seed(1);
+  const auto many = torch::rand({20000}) * 2 - 0.5;
+  const auto noisy = qnoise::noisy_quantize_input(state, many, 0.3);
+  const double changed = noisy.ne(many).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(changed, 0.3, 0.02);
+  EXPECT_THROW(qnoise::noisy_quantize_input(state, many, 1.5), qnoise::Error);
+}
+
+TEST(ActivationQuant, NoisyLayersNoiseTheInputsOfTheirTargetsOnlyInsideTheScope) {
+  Net net;
+  qnoise::NoiseTarget target{"*", 1.0, 1, qnoise::NoiseFunction::parse("int4")};
+  target.activation_bits = 4;
+  qnoise::NoisyLayers noisy(net, {target});
+  EXPECT_EQ(qnoise::input_quantized_layers(net), std::vector<std::string>{"fc"});  // not the embedding
+  const auto state = net.fc->named_buffers(false)[qnoise::kInputQuantBuffer];
+  EXPECT_EQ(qnoise::input_quant_bits(state), 4);
+  net.train();
+  const auto x = torch::tensor({{-1.0f, 0.3f, 2.0f, 0.7f}});
+  {
+    auto scope = noisy.draw();
+    EXPECT_DOUBLE_EQ(qnoise::activation_noise_rate(*net.fc), 1.0);
+    EXPECT_EQ(qnoise::activation_noise_rate(*net.embed), -1.0);
+    const auto quantized = qnoise::quantize_layer_input(*net.fc, x);
+    EXPECT_FLOAT_EQ(state[0].item<float>(), -1.0f);  // the first batch sets the range
+    EXPECT_FLOAT_EQ(state[1].item<float>(), 2.0f);
+    EXPECT_FALSE(torch::equal(quantized, x));  // 0.3 and 0.7 are not on the 0.2 grid
+  }
+  EXPECT_EQ(qnoise::activation_noise_rate(*net.fc), -1.0);
+  // Outside the scope the calibrated state quantizes without moving, in training as in eval.
+  const auto after = qnoise::quantize_layer_input(*net.fc, torch::tensor({{-5.0f, 9.0f, 0.0f, 0.0f}}));
+  EXPECT_FLOAT_EQ(state[0].item<float>(), -1.0f);
+  EXPECT_FLOAT_EQ(after[0][0].item<float>(), -1.0f);  // clipped to the range
+  net.eval();
+  {
+    auto scope = noisy.draw();  // eval mode: no noise, no tracking
+    qnoise::quantize_layer_input(*net.fc, torch::tensor({{-5.0f, 9.0f, 0.0f, 0.0f}}));
+    EXPECT_FLOAT_EQ(state[1].item<float>(), 2.0f);
+  }
 }

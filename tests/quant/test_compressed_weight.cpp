@@ -30,6 +30,25 @@ TEST(CompressedWeight, Int8AndInt4SizesAndErrorBounds) {
   }
 }
 
+TEST(CompressedWeight, PerTensorRangesAreOneGridForTheWholeWeight) {
+  torch::manual_seed(0);
+  const auto w = torch::randn({16, 33}) * torch::linspace(0.1, 3, 16).unsqueeze(1);  // channels of unequal spread
+  for (int bits : {8, 4}) {
+    const auto c = qnoise::compress_scalar(w, bits, qnoise::ScalarObserver::MinMax, /*per_channel=*/false);
+    // Stored per channel, all equal: the layout the kernels read.
+    ASSERT_EQ(c.scale.numel(), 16);
+    EXPECT_TRUE(c.scale.eq(c.scale[0]).all().item<bool>());
+    EXPECT_TRUE(c.zero_point.eq(c.zero_point[0]).all().item<bool>());
+    const float step = (w.max().item<float>() - w.min().item<float>()) / ((1 << bits) - 1);
+    EXPECT_NEAR(c.scale[0].item<float>(), step, 1e-6);
+    const auto restored = c.decode();
+    EXPECT_LE((restored - w).abs().max().item<float>(), step / 2 + 1e-5) << bits;
+    // The narrow channels lose more than with their own ranges.
+    const auto own = qnoise::compress_scalar(w, bits).decode();
+    EXPECT_GT((restored - w)[0].abs().mean().item<float>(), 2 * (own - w)[0].abs().mean().item<float>()) << bits;
+  }
+}
+
 TEST(CompressedWeight, PqDecodesToTheChosenCentroids) {
   const auto layout = qnoise::BlockLayout::linear({4, 8}, 4);  // 8 blocks of 4
   const auto codebook = torch::arange(12, torch::kFloat).view({3, 4});

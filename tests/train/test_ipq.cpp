@@ -30,7 +30,16 @@ TEST(QuantizationPlan, ParsesAndRejectsBadPlans) {
   EXPECT_EQ(plan.stages[0].centroid_bits, 16);
   EXPECT_EQ(qnoise::parse_quantization_plan({{"stages", {{{"layers", {"x"}}, {"centroid_bits", 4}}}}})
                 .stages[0].centroid_bits, 4);
+  // Scalar stages: a range per channel unless "ranges" says tensor; written back only when set.
+  const auto tensor_plan = qnoise::parse_quantization_plan(
+      {{"stages", {{{"layers", {"x"}}, {"scheme", "int4"}, {"ranges", "tensor"}}, {{"layers", {"y"}}, {"scheme", "int8"}}}}});
+  EXPECT_TRUE(tensor_plan.stages[0].per_tensor);
+  EXPECT_FALSE(tensor_plan.stages[1].per_tensor);
+  EXPECT_EQ(qnoise::to_json(tensor_plan)["stages"][0]["ranges"], "tensor");
+  EXPECT_FALSE(qnoise::to_json(tensor_plan)["stages"][1].contains("ranges"));
   for (const auto& bad : std::vector<nlohmann::json>{
+           {{"stages", {{{"layers", {"x"}}, {"scheme", "int4"}, {"ranges", "row"}}}}},
+           {{"stages", {{{"layers", {"x"}}, {"ranges", "tensor"}}}}},  // pq has no ranges
            {{"stages", nlohmann::json::array()}},
            {{"stages", {{{"layers", {"x"}}, {"block_size", 0}}}}},
            {{"stages", {{{"layers", {"x"}}, {"n_centroids", 70000}}}}},
