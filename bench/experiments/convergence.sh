@@ -7,6 +7,10 @@
 # finetuning (400 updates per stage), with Quant-Noise on the layers not yet quantized at the arm's
 # own training rate: none for the no-noise arm and for QAT.
 #
+# Table 3's question at the same budget: "ft_pq0.1" trains without noise for all but the last
+# 2 epochs (image; the LM: 1) and finetunes from there with Quant-Noise p = 0.1 for those epochs
+# (a fresh schedule, qnoise train --init-from), ending at the same update count as every arm.
+#
 # The int4 question the same way (issue 24, item 3): the paper's int4, per-tensor weight ranges and
 # every Linear/Conv2d input at 4 bits, after no noise (the no-noise model above), int4 QAT
 # (int4t_1: weights and inputs fake-quantized in every step) and int4 Quant-Noise (int4t_0.1). The
@@ -21,7 +25,7 @@
 #   convergence.sh --table   # tables from the finished runs only (docs/results/convergence)
 source "$(dirname "$0")/common.sh"
 
-TASKS="image lm" ARMS="none pq0.1 pq1 pq0.05 pq0.025 pq0.2" INT4_ARMS="none int4t_1 int4t_0.1" TABLE_ONLY=0 ARGS=()
+TASKS="image lm" ARMS="none pq0.1 pq1 pq0.05 pq0.025 pq0.2 ft_pq0.1" INT4_ARMS="none int4t_1 int4t_0.1" TABLE_ONLY=0 ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --tasks) TASKS=${2:?--tasks needs a list}; shift ;;
@@ -38,27 +42,45 @@ export TASKS ARMS INT4_ARMS PUBLISHED
 
 convergence_task_args() {
   case "$1" in
-    image) echo "--task image --epochs 7" ;;
-    lm) echo "--task lm --data $(kjv_data) --adaptive-input --adaptive-softmax --epochs 5" ;;
+    image) echo "--task image" ;;
+    lm) echo "--task lm --data $(kjv_data) --adaptive-input --adaptive-softmax" ;;
   esac
 }
+# Epochs of every arm, and of the last part that a finetuned arm ("ft_*") trains with noise.
+convergence_epochs() { case "$1" in image) echo 7 ;; lm) echo 5 ;; esac; }
+finetune_epochs() { case "$1" in image) echo 2 ;; lm) echo 1 ;; esac; }
 # Quant-Noise rate on the not-yet-quantized layers during iPQ finetuning.
 finetune_noise() {
-  case "$1" in none | pq1) echo 0 ;; pq*) echo "${1#pq}" ;; esac
+  case "$1" in none | pq1) echo 0 ;; pq*) echo "${1#pq}" ;; ft_pq*) echo "${1#ft_pq}" ;; esac
 }
 
-# Trains (resuming) one model unless its training finished; publishes its evaluation log.
+# Trains (resuming) one model unless its training finished; publishes its evaluation log. "ft_<arm>"
+# first trains "first_part" without noise for the epochs before the finetuning ones.
 convergence_train() {
   local task=$1 name=$2 seed=$3
   local id="$task.$name.s$seed"
   local model="$OUT/models/$id.pt" log="$OUT/logs/$id"
   [ -f "$PUBLISHED/logs/$id.train.jsonl" ] && [ -f "$model" ] && return 0
+  local schedule=(--epochs "$(convergence_epochs "$task")") noise=$name
+  if [[ "$name" == ft_* ]]; then
+    noise=${name#ft_}
+    local first="$OUT/models/$task.first_part.s$seed.pt"
+    schedule=(--epochs "$(finetune_epochs "$task")")
+    # Resuming continues the finetuning itself: --init-from only starts it.
+    [ -f "$model" ] || {
+      convergence_train "$task" first_part "$seed" || return 1
+      schedule+=(--init-from "$first")
+    }
+  elif [ "$name" = first_part ]; then
+    noise=none
+    schedule=(--epochs "$(($(convergence_epochs "$task") - $(finetune_epochs "$task")))")
+  fi
   local resume=()
   [ -f "$model" ] && resume=(--resume)
   # shellcheck disable=SC2046
-  "$QNOISE" --threads 1 train $(convergence_task_args "$task") $(model_args "$name") --seed "$seed" \
-    --save-every 200 "${resume[@]}" --out "$model" --progress off >>"$log.train.jsonl" 2>>"$log.train.err" ||
-    { echo "failed: training $id (see $log.train.err)" >&2; return 1; }
+  "$QNOISE" --threads 1 train $(convergence_task_args "$task") $(model_args "$noise") "${schedule[@]}" \
+    --seed "$seed" --save-every 200 "${resume[@]}" --out "$model" --progress off >>"$log.train.jsonl" \
+    2>>"$log.train.err" || { echo "failed: training $id (see $log.train.err)" >&2; return 1; }
   mkdir -p "$PUBLISHED/logs"
   grep '"event":"eval"' "$log.train.jsonl" >"$PUBLISHED/logs/$id.train.jsonl" || true
 }
@@ -106,14 +128,13 @@ if [ "$TABLE_ONLY" = 0 ]; then
   for task in $TASKS; do
     for seed in $SEEDS; do
       for name in $ARMS; do echo "convergence_job $task $name $seed"; done
-    done
-    for seed in $SEEDS; do
       for name in $INT4_ARMS; do echo "int4_job $task $name $seed"; done
     done
   done >"$OUT/convergence.jobs"
   # shellcheck disable=SC2016
   echo "convergence.sh: $(wc -l <"$OUT/convergence.jobs") jobs, $JOBS at a time" >&2
-  export -f convergence_train convergence_job int4_job convergence_task_args finetune_noise
+  export -f convergence_train convergence_job int4_job convergence_task_args convergence_epochs finetune_epochs \
+    finetune_noise
   xargs -P "$JOBS" -d '\n' -n 1 bash -c 'source "$0"; eval "$1"' "$EXPERIMENTS_DIR/common.sh" \
     <"$OUT/convergence.jobs"
 fi
