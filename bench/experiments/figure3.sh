@@ -7,8 +7,8 @@ source "$(dirname "$0")/common.sh"
 source "$EXPERIMENTS_DIR/sweep.sh"
 parse_args "$@"
 
-sweep_jobs image lm >"$OUT/figure3.jobs"
+sweep_jobs figure3 image lm >"$OUT/figure3.jobs"
 run_jobs "$OUT/figure3.jobs"
-sweep_rows image lm >"$OUT/figure3.rows"
+sweep_rows figure3 image lm >"$OUT/figure3.rows"
 write_results figure3 "$OUT/figure3.rows"
 plot figure3.gp
