@@ -14,7 +14,7 @@ INT4_RATES="0.1 0.5"
 
 TASKS="image lm pairs"
 {
-  sweep_jobs $TASKS
+  sweep_jobs table1 $TASKS
   for task in $TASKS; do
     for seed in $SEEDS; do
       echo "model_job $task none $seed int4 ipq+int8"
@@ -52,8 +52,8 @@ best_rate() {
 {
   for task in $TASKS; do
     echo "float|$task|none|float"
-    pq_rate=$(best_rate "$task" pq ipq "$(sweep_rates "$task")")
-    int8_rate=$(best_rate "$task" int8 int8 "$(sweep_rates "$task")")
+    pq_rate=$(best_rate "$task" pq ipq "$(sweep_rates table1 "$task")")
+    int8_rate=$(best_rate "$task" int8 int8 "$(sweep_rates table1 "$task")")
     int4_rate=$(best_rate "$task" int4 int4 "$INT4_RATES")
     echo "no noise|$task|none|int4"
     echo "QAT (p = 1)|$task|int4_1|int4"
