@@ -116,6 +116,8 @@ model_args() {
     int4_*) echo "--quant-noise-scalar ${name#int4_} --bits 4" ;;
     # The paper's int4: per-tensor weight ranges, and the layers' inputs noised at 4 bits too.
     int4t_*) echo "--quant-noise-scalar ${name#int4t_} --bits 4 --scalar-ranges tensor --activation-bits 4" ;;
+    # Pairs of layers shared in a cycle (0 1 0 1), so that pruning every other depth drops one.
+    cshare*) echo "--share-cycle $(model_args "${name#c}")" ;;
     share_ld*) echo "--share-every 2 --layer-drop 0.2 $(model_args "${name#share_ld}")" ;;
     share*) echo "--share-every 2 $(model_args "${name#share}")" ;;
     ld*) echo "--layer-drop 0.2 $(model_args "${name#ld}")" ;;

@@ -40,7 +40,7 @@ NR == 1 || $11 == "" { next }
 function step(p) { return exp(0.025 * ((largest[p] > smallest[p]) ? log(largest[p] / smallest[p]) : log(10))) }
 function display(s) { return s == "ipq" ? "iPQ" : s == "ipq+int8" ? "iPQ+int8" : s }
 function short(r) {
-  gsub(/ \(pruned\)/, "", r); gsub(/Quant-Noise/, "QN", r); gsub(/ \+ /, "+", r)
+  gsub(/ \(pruned\)/, "", r); gsub(/ \(p = [0-9.]+\)/, "", r); gsub(/Quant-Noise/, "QN", r); gsub(/ \+ /, "+", r)
   return r
 }
 END {

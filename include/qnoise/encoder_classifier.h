@@ -38,6 +38,7 @@ struct EncoderClassifierOptions {
   TORCH_ARG(std::string, activation) = "gelu";
   TORCH_ARG(double, layer_drop) = 0.0;
   TORCH_ARG(int64_t, share_every) = 1;
+  TORCH_ARG(bool, share_cycle) = false;  // TransformerStackOptions::share_cycle
   // "cls": RoBERTa's head on the first position. "cls+pair": the head also sees u * v and |u - v|
   // of the mean hidden states u, v of the two sentences (Sentence-BERT's features), which lets a
   // small encoder trained from scratch compare the sentences (with "cls" alone it stayed at chance

@@ -50,9 +50,9 @@ struct IpqResult {
 ModuleCompressionOptions task_compression_options(TrainingTask& task, const QuantizationPlan& plan,
                                                   DataParallelGroup* group = nullptr);
 
-// Runs the plan on `task`'s model, adding the quantized layers to `pq`, with activations of
-// activation_bits (0: float) calibrated at the end. The model is left in eval mode holding exactly what the
-// result's file holds.
+// Runs the plan on `task`'s model, adding the quantized layers to `pq`, with inputs quantized to
+// activation_bits (0: float) calibrated at the end. The model is left in eval mode holding exactly
+// what the result's file holds.
 IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, int activation_bits = 0);
 
 }  // namespace qnoise

@@ -14,9 +14,11 @@
 namespace qnoise {
 
 // The configuration of `config`'s model with every keep_every-th layer kept: "layers" becomes
-// ceil(layers / keep_every) and weight sharing groups shrink by keep_every. Throws qnoise::Error
-// for tasks without a Transformer stack, keep_every < 1, or a share_every that is neither a
-// multiple nor a divisor of keep_every (shared groups would keep different numbers of depths).
+// ceil(layers / keep_every), and the sharing (share_every, share_cycle) the one with the fewest
+// distinct layers under which two kept depths share a layer exactly when they did before (4 layers
+// shared in a cycle 0 1 0 1, keeping 0 and 2: one layer, half the bytes). Throws qnoise::Error for
+// tasks without a Transformer stack, keep_every < 1, or kept depths whose sharing no such
+// configuration describes.
 nlohmann::json pruned_task_config(const nlohmann::json& config, int64_t keep_every);
 
 // A new task with the pruned configuration, holding `trained`'s weights for the kept layers (and

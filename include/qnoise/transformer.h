@@ -9,9 +9,11 @@
 // quantization:
 //  * LayerDrop: in training each layer is skipped with probability layer_drop (torch's RNG); at
 //    inference set_kept_layers({0, 2, ...}) runs only those depths, so a pruned model is cheaper.
-//  * weight sharing: groups of share_every adjacent depths use one layer. Each distinct layer is
-//    registered once (module "layers.<i>"), so parameters are counted once and named_modules()
-//    lists each shared layer once; schedule() maps depth -> unique layer.
+//  * weight sharing: groups of share_every adjacent depths use one layer, or with share_cycle the
+//    distinct layers repeat in a cycle (depth d runs layer d mod n; 4 depths, share_every 2: layers
+//    0 1 0 1), so that pruning every other depth drops whole layers and saves their bytes. Each
+//    distinct layer is registered once (module "layers.<i>"), so parameters are counted once and
+//    named_modules() lists each shared layer once; schedule() maps depth -> unique layer.
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/dropout.h>
@@ -98,7 +100,8 @@ struct TransformerStackOptions {
   TORCH_ARG(TransformerLayerOptions, layer);
   TORCH_ARG(int64_t, depth);            // layers run per forward (before LayerDrop / pruning)
   TORCH_ARG(double, layer_drop) = 0.0;  // probability of skipping a layer in training
-  TORCH_ARG(int64_t, share_every) = 1;  // adjacent depths sharing one layer's weights
+  TORCH_ARG(int64_t, share_every) = 1;  // depths sharing one layer's weights
+  TORCH_ARG(bool, share_cycle) = false;  // sharing depths d, d + n, ... (n distinct layers), not adjacent ones
   TORCH_ARG(bool, final_norm) = true;   // LayerNorm "norm" after the last layer (pre-norm needs it)
 };
 
@@ -131,6 +134,9 @@ class TransformerStackImpl : public torch::nn::Module {
   int64_t layers_run_ = 0;
 };
 TORCH_MODULE(TransformerStack);
+
+// Depth -> distinct layer of a stack of `depth` layers shared as TransformerStackOptions says.
+std::vector<int64_t> sharing_schedule(int64_t depth, int64_t share_every, bool share_cycle);
 
 // Bool [length, length], true above the diagonal (the future positions a query may not see).
 at::Tensor causal_mask(int64_t length, const at::Device& device = at::kCPU);

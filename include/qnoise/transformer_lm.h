@@ -36,6 +36,7 @@ struct TransformerLmOptions {
   TORCH_ARG(std::string, activation) = "gelu";
   TORCH_ARG(double, layer_drop) = 0.0;
   TORCH_ARG(int64_t, share_every) = 1;
+  TORCH_ARG(bool, share_cycle) = false;  // TransformerStackOptions::share_cycle
   TORCH_ARG(bool, scale_embedding) = true;     // multiply token embeddings by sqrt(d_model)
   TORCH_ARG(bool, adaptive_input) = false;
   TORCH_ARG(bool, adaptive_softmax) = false;

@@ -72,6 +72,9 @@ const std::vector<ConfigFlag>& config_flags() {
       {"--decoder-layerdrop", "model", "layer_drop", T::Real, "fairseq's name for --layer-drop (lm: a decoder)",
        kOneLayerDrop},
       {"--share-every", "model", "share_every", T::Integer, "lm, pairs: groups of N adjacent layers share weights"},
+      {"--share-cycle", "model", "share_cycle", T::Switch,
+       "lm, pairs: shared layers repeat in a cycle (4 layers, --share-every 2: 0 1 0 1), so pruning every other "
+       "layer drops whole shared layers"},
       {"--pooling", "model", "pooling", T::Text, "pairs: cls (RoBERTa) or cls+pair (adds sentence comparison; default)"},
       {"--learned-positions", "model", "learned_positions", T::Switch, "lm: learned instead of sinusoidal positions"},
       {"--adaptive-input", "model", "adaptive_input", T::Switch, "lm: adaptive input embeddings"},
@@ -240,7 +243,7 @@ TrainerOptions trainer_options(const TrainCommandOptions& command, const std::st
   }
   if (given("activation-bits")) {
     const int64_t bits = to_integer("activation-bits", text("activation-bits"));
-    QNOISE_CHECK(bits >= 2 && bits <= 8, "--activation-bits must be in 2..8, got ", bits);
+    QNOISE_CHECK(bits >= 2 && bits <= 8, "--activation-bits must be in 2..8, got ", bits);  // before narrowing
     options.noise.activation_bits = static_cast<int>(bits);
   }
   if (given("quant-noise-layers")) options.noise.layers = text("quant-noise-layers");

@@ -40,7 +40,8 @@ EncoderClassifierImpl::EncoderClassifierImpl(const EncoderClassifierOptions& opt
                    .activation(options.activation());
   encoder = register_module("encoder", TransformerStack(TransformerStackOptions(layer, options.layers())
                                                             .layer_drop(options.layer_drop())
-                                                            .share_every(options.share_every())));
+                                                            .share_every(options.share_every())
+                                                            .share_cycle(options.share_cycle())));
   QNOISE_CHECK(options.pooling() == "cls" || options.pooling() == "cls+pair",
                "encoder classifier: pooling must be cls or cls+pair, got '", options.pooling(), "'");
   QNOISE_CHECK(options.pooling() == "cls" || options.segments() == 2,

@@ -110,18 +110,26 @@ at::Tensor TransformerLayerImpl::forward_cached(const at::Tensor& x, AttentionCa
   return y + run_layer(fc2, h);
 }
 
+std::vector<int64_t> sharing_schedule(int64_t depth, int64_t share_every, bool share_cycle) {
+  QNOISE_CHECK(depth > 0 && share_every > 0, "transformer stack: depth and share_every must be positive");
+  const int64_t n_unique = (depth + share_every - 1) / share_every;
+  std::vector<int64_t> schedule;
+  for (int64_t d = 0; d < depth; ++d) schedule.push_back(share_cycle ? d % n_unique : d / share_every);
+  return schedule;
+}
+
 TransformerStackImpl::TransformerStackImpl(const TransformerStackOptions& options_) : options(options_) {
   QNOISE_CHECK(options.depth() > 0, "transformer stack: depth must be positive, got ", options.depth());
   QNOISE_CHECK(options.share_every() > 0, "transformer stack: share_every must be positive");
   QNOISE_CHECK(options.layer_drop() >= 0 && options.layer_drop() <= 1,
                "transformer stack: layer_drop must be in [0, 1], got ", options.layer_drop());
-  const int64_t n_unique = (options.depth() + options.share_every() - 1) / options.share_every();
+  schedule_ = sharing_schedule(options.depth(), options.share_every(), options.share_cycle());
+  const int64_t n_unique = *std::max_element(schedule_.begin(), schedule_.end()) + 1;
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < n_unique; ++i) {
     unique_.push_back(TransformerLayer(options.layer()));
     layers->push_back(unique_.back());
   }
-  for (int64_t depth = 0; depth < options.depth(); ++depth) schedule_.push_back(depth / options.share_every());
   if (options.final_norm())
     norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({options.layer().d_model()})));
 }

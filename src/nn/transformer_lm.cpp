@@ -70,7 +70,8 @@ TransformerLmImpl::TransformerLmImpl(const TransformerLmOptions& options_) : opt
                    .activation(options.activation());
   decoder = register_module("decoder", TransformerStack(TransformerStackOptions(layer, options.layers())
                                                             .layer_drop(options.layer_drop())
-                                                            .share_every(options.share_every())));
+                                                            .share_every(options.share_every())
+                                                            .share_cycle(options.share_cycle())));
   if (options.adaptive_softmax()) {
     adaptive_softmax = options.adaptive_input() && options.tie_weights()
                            ? register_module("adaptive_softmax", AdaptiveSoftmax(adaptive_options, adaptive_input))

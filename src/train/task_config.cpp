@@ -34,7 +34,8 @@ nlohmann::json merge_config(const nlohmann::json& defaults, const nlohmann::json
 
 nlohmann::json transformer_model_defaults() {
   return {{"d_model", 256}, {"heads", 4},          {"ffn_dim", 1024},   {"layers", 2},
-          {"dropout", 0.1}, {"attention_dropout", 0.0}, {"layer_drop", 0.0}, {"share_every", 1}};
+          {"dropout", 0.1}, {"attention_dropout", 0.0}, {"layer_drop", 0.0}, {"share_every", 1},
+          {"share_cycle", false}};
 }
 
 }  // namespace qnoise::detail

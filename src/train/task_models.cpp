@@ -65,6 +65,7 @@ TransformerLm make_language_model(const nlohmann::json& config, int64_t vocab_si
                            .attention_dropout(config_value<double>(m, "attention_dropout"))
                            .layer_drop(config_value<double>(m, "layer_drop"))
                            .share_every(config_value<int64_t>(m, "share_every"))
+                           .share_cycle(config_value<bool>(m, "share_cycle"))
                            .adaptive_input(adaptive_input)
                            .adaptive_softmax(adaptive_softmax)
                            .cutoffs(cutoffs)
@@ -87,6 +88,7 @@ EncoderClassifier make_pair_classifier(const nlohmann::json& config, int64_t voc
                                .attention_dropout(config_value<double>(m, "attention_dropout"))
                                .layer_drop(config_value<double>(m, "layer_drop"))
                                .share_every(config_value<int64_t>(m, "share_every"))
+                               .share_cycle(config_value<bool>(m, "share_cycle"))
                                .pooling(config_value<std::string>(m, "pooling")));
 }
 

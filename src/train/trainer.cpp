@@ -91,7 +91,8 @@ CheckpointState restore_if_resuming(TrainingTask& task, const TrainerOptions& op
   const std::string& path = options.checkpoint_path;
   // Compared before loading: an optimizer of another kind cannot even be loaded.
   const nlohmann::json stored = read_training_checkpoint_metadata(path);
-  const std::string difference = first_difference(stored.at("task"), task.config());
+  // Completed: options added since the checkpoint was written read as their defaults.
+  const std::string difference = first_difference(complete_task_config(stored.at("task")), task.config());
   QNOISE_CHECK(difference.empty(), "cannot resume from '", path,
                "': it was trained with a different task configuration (first difference at ", difference, ")");
   if (stored.contains("trainer")) {
