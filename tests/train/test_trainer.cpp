@@ -9,6 +9,7 @@
 #include "train/small_qnz_models.h"
 #include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
+#include "qnoise/optimizer.h"
 #include "qnoise/trainer.h"
 #include "qnoise/training_task.h"
 
@@ -235,6 +236,30 @@ TEST(Trainer, ResumingWithAnotherConfigurationIsAnError) {
   } catch (const qnoise::Error& e) {
     EXPECT_NE(std::string(e.what()).find("/batch_size"), std::string::npos) << e.what();
   }
+}
+
+// A checkpoint written before an option existed has no key for it: it resumes, the option reading
+// as its default.
+TEST(Trainer, ACheckpointWithoutANewerOptionResumes) {
+  std::ostringstream log;
+  auto options = quiet_options(temp_path("older.pt"), log);
+  options.max_steps = 4;
+  options.stop_after = 2;
+  auto task = make_task(small_image_config());
+  qnoise::train(*task, options);
+  // Rewrite the checkpoint as an older version would have: its task without the model's dropout.
+  auto optimizer = qnoise::make_optimizer(task->model().parameters(), options.optimizer);
+  auto state = qnoise::load_checkpoint(options.checkpoint_path, task->model(), optimizer.get());
+  auto metadata = nlohmann::json::parse(state.metadata);
+  ASSERT_TRUE(metadata["task"]["model"].contains("dropout"));
+  metadata["task"]["model"].erase("dropout");
+  state.metadata = metadata.dump();
+  qnoise::save_checkpoint(options.checkpoint_path, task->model(), optimizer.get(), state);
+
+  options.stop_after = 0;
+  options.resume = true;
+  auto resumed = make_task(small_image_config());
+  EXPECT_EQ(qnoise::train(*resumed, options).steps, 4);
 }
 
 TEST(Trainer, AutoWarmupIsATenthOfTheRun) {
