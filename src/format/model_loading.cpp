@@ -43,7 +43,6 @@ void load_compressed_tensors(torch::nn::Module& module, const CompressedModel& m
     at::Tensor value = stored->decode().to(tensor.dtype());
     // A weightless architecture's placeholder (layer_factory.h) takes the value as its own storage.
     if (is_weight_placeholder(tensor)) tensor.set_data(value); else tensor.copy_(value);
-    if (glob_match("*" + suffix, name)) check_calibrated_input_quant(tensor, "tensor '" + name + "'");
   }
   for (const auto& [name, weight] : model.tensors)
     QNOISE_CHECK(expected.count(name) != 0, "the compressed model has a tensor '", name,

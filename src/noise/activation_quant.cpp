@@ -29,21 +29,32 @@ at::Tensor input_quant_state(const torch::nn::Module& layer) {
   return found != nullptr ? *found : at::Tensor();
 }
 
-void check_state_shape(const at::Tensor& state, const std::string& where) {
-  QNOISE_CHECK(state.dim() == 1 && (state.numel() == 4 || state.numel() == 5) && state.scalar_type() == at::kFloat,
-               where, ": the input_quant state must be float32 [4] (min, max, scale, zero point) or [5] (and bits), got ",
-               state.sizes(), " ", state.scalar_type());
+void check_bits(int bits) {
+  QNOISE_CHECK(bits >= 2 && bits <= 8, "quantized activations: bits must be in 2..8, got ", bits);
 }
 
 int64_t levels_for(int bits) { return (int64_t{1} << bits) - 1; }
 
-// The bits of a state's values (4 values: 8 bits), checked: states come from files.
-int bits_of(const float* values, int64_t numel, const std::string& where) {
-  if (numel == 4) return 8;
-  const float bits = values[4];
-  QNOISE_CHECK(bits >= 2 && bits <= 8 && bits == std::nearbyint(bits), where, ": the input bits ", bits,
-               " are not an integer in 2..8");
-  return static_cast<int>(bits);
+// A state's values read once on the CPU: its shape and bits checked (states come from files).
+struct StateValues {
+  at::Tensor copy;
+  const float* values;  // min, max, scale, zero point[, bits]
+  int bits;
+};
+
+StateValues read_state(const at::Tensor& state, const std::string& where) {
+  QNOISE_CHECK(state.dim() == 1 && (state.numel() == 4 || state.numel() == 5) && state.scalar_type() == at::kFloat,
+               where, ": the input_quant state must be float32 [4] (min, max, scale, zero point) or [5] (and bits), got ",
+               state.sizes(), " ", state.scalar_type());
+  StateValues read{state.to(at::kCPU).contiguous(), nullptr, 8};
+  read.values = read.copy.data_ptr<float>();
+  if (state.numel() == 5) {
+    const float bits = read.values[4];
+    QNOISE_CHECK(bits >= 2 && bits <= 8 && bits == std::nearbyint(bits), where, ": the input bits ", bits,
+                 " are not an integer in 2..8");
+    read.bits = static_cast<int>(bits);
+  }
+  return read;
 }
 
 // Scale and zero point of the range [low, high] widened to hold 0 (padding and ReLU zeros stay
@@ -72,7 +83,7 @@ void check_calibrated_values(const float* values, int bits, const std::string& w
 
 std::vector<std::string> enable_input_quantization(torch::nn::Module& model, const std::vector<std::string>& layers,
                                                    int bits) {
-  QNOISE_CHECK(bits >= 2 && bits <= 8, "quantized activations: bits must be in 2..8, got ", bits);
+  check_bits(bits);
   std::vector<std::string> enabled;
   for (const auto& item : model.named_modules("", /*include_self=*/false)) {
     const WeightSlot slot = find_weight_slot(*item.value());
@@ -99,25 +110,19 @@ std::vector<std::string> enable_input_quantization(torch::nn::Module& model, con
 }
 
 at::Tensor new_input_quant_state(int bits) {
-  QNOISE_CHECK(bits >= 2 && bits <= 8, "quantized activations: bits must be in 2..8, got ", bits);
+  check_bits(bits);
   if (bits == 8) return at::tensor({INFINITY, -INFINITY, 0.0f, 0.0f});
   return at::tensor({INFINITY, -INFINITY, 0.0f, 0.0f, static_cast<float>(bits)});
 }
 
-int input_quant_bits(const at::Tensor& state) {
-  check_state_shape(state, "quantized activations");
-  const at::Tensor values = state.to(at::kCPU).contiguous();
-  return bits_of(values.data_ptr<float>(), values.numel(), "quantized activations");
-}
+int input_quant_bits(const at::Tensor& state) { return read_state(state, "quantized activations").bits; }
 
 void finish_input_calibration(at::Tensor& state, const std::string& layer) {
   at::NoGradGuard no_grad;
-  check_state_shape(state, "layer '" + layer + "'");
-  const at::Tensor copy = state.to(at::kCPU).contiguous();
-  const float* values = copy.data_ptr<float>();
-  QNOISE_CHECK(std::isfinite(values[0]) && std::isfinite(values[1]), "quantized activations: layer '", layer,
+  const StateValues read = read_state(state, "layer '" + layer + "'");
+  QNOISE_CHECK(std::isfinite(read.values[0]) && std::isfinite(read.values[1]), "quantized activations: layer '", layer,
                "' saw no (finite) input during calibration");
-  const auto [scale, zero_point] = qparams_for_range(values[0], values[1], bits_of(values, copy.numel(), layer));
+  const auto [scale, zero_point] = qparams_for_range(read.values[0], read.values[1], read.bits);
   state.index_put_({2}, scale);
   state.index_put_({3}, zero_point);
 }
@@ -137,17 +142,14 @@ std::vector<std::string> input_quantized_layers(const torch::nn::Module& model) 
 }
 
 void check_calibrated_input_quant(const at::Tensor& state, const std::string& where) {
-  check_state_shape(state, where);
-  const at::Tensor values = state.to(at::kCPU).contiguous();
-  const float* data = values.data_ptr<float>();
-  check_calibrated_values(data, bits_of(data, values.numel(), where), where);
+  const StateValues read = read_state(state, where);
+  check_calibrated_values(read.values, read.bits, where);
 }
 
 at::Tensor quantize_input(at::Tensor& state, const at::Tensor& input) {
-  check_state_shape(state, "quantized activations");
   // Read once: this runs on every forward of a quantized layer.
-  const at::Tensor copy = state.to(at::kCPU).contiguous();
-  const float* values = copy.data_ptr<float>();
+  const StateValues read = read_state(state, "quantized activations");
+  const float* values = read.values;
   if (values[2] == 0) {  // calibrating: widen the observed range
     at::NoGradGuard no_grad;
     const at::Tensor detached = input.detach();
@@ -155,17 +157,16 @@ at::Tensor quantize_input(at::Tensor& state, const at::Tensor& input) {
     state.index_put_({1}, std::max(values[1], detached.max().item<float>()));
     return input;
   }
-  const int bits = bits_of(values, copy.numel(), "quantized activations");
-  check_calibrated_values(values, bits, "quantized activations");
-  return at::fake_quantize_per_tensor_affine(input, values[2], static_cast<int64_t>(values[3]), 0, levels_for(bits));
+  check_calibrated_values(values, read.bits, "quantized activations");
+  return at::fake_quantize_per_tensor_affine(input, values[2], static_cast<int64_t>(values[3]), 0,
+                                             levels_for(read.bits));
 }
 
 at::Tensor noisy_quantize_input(at::Tensor& state, const at::Tensor& input, double rate) {
-  check_state_shape(state, "activation noise");
   QNOISE_CHECK(rate >= 0 && rate <= 1, "activation noise: the rate must be in [0, 1], got ", rate);
-  const at::Tensor copy = state.to(at::kCPU).contiguous();
-  const float* values = copy.data_ptr<float>();
-  const int bits = bits_of(values, copy.numel(), "activation noise");
+  const StateValues read = read_state(state, "activation noise");
+  const float* values = read.values;
+  const int bits = read.bits;
   float scale = 0, zero_point = 0;
   {
     at::NoGradGuard no_grad;

@@ -4,6 +4,10 @@
 #include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
 #include "qnoise/seeded_order.h"
@@ -78,13 +82,13 @@ NoisyLayers::NoisyLayers(torch::nn::Module& model, std::vector<NoiseTarget> targ
     QNOISE_CHECK(matched[t], "Quant-Noise pattern '", targets_[t].pattern,
                  "' matches no Linear, Conv2d or Embedding layer; the model has: ",
                  candidates.empty() ? std::string("none") : candidates);
+  std::map<int, std::vector<std::string>> noised_inputs;  // layer names by activation bits
   for (const Layer& layer : layers_) {
     const int bits = targets_[layer.target].activation_bits;
-    if (bits > 0 && layer.layout.kind() != LayerKind::Embedding) {
-      enable_input_quantization(model, {layer.name}, bits);
-      activation_noise_ = true;
-    }
+    if (bits > 0 && layer.layout.kind() != LayerKind::Embedding) noised_inputs[bits].push_back(layer.name);
   }
+  for (const auto& [bits, names] : noised_inputs) enable_input_quantization(model, names, bits);
+  activation_noise_ = !noised_inputs.empty();
 }
 
 NoisyLayers::Scope NoisyLayers::draw() { return draw_masks(std::nullopt); }

@@ -11,6 +11,7 @@
 #include "cli/run_qnoise.h"
 #include "shared_fixture.h"
 #include "qnoise/activation_quant.h"
+#include "qnoise/compression_pipeline.h"
 #include "qnoise/qnz_file.h"
 #include "qnoise/safetensors.h"
 
@@ -176,6 +177,10 @@ TEST(CompressCommands, ActivationNoiseRangesTravelFromTrainingToTheFile) {
   ASSERT_EQ(result.exit_code, 0) << result.output;
   const auto state = qnoise::read_qnz(qnz).find("conv2.input_quant")->decode();
   EXPECT_EQ(qnoise::input_quant_bits(state), 4);
+  // The range is the one training tracked, not one calibrated again.
+  const auto trained_task = qnoise::load_trained_task(checkpoint);
+  const auto trained_state = trained_task->model().named_buffers()["conv2.input_quant"];
+  EXPECT_TRUE(torch::equal(state, trained_state)) << state << trained_state;
   const auto other = run_qnoise("--threads 1 quantize --model " + checkpoint +
                                 " --scheme int4 --activation-bits 8 --progress off --out " + temp_path("x.qnz"));
   EXPECT_NE(other.exit_code, 0);
