@@ -13,8 +13,13 @@
 #
 # The int4 question the same way (issue 24, item 3): the paper's int4, per-tensor weight ranges and
 # every Linear/Conv2d input at 4 bits, after no noise (the no-noise model above), int4 QAT
-# (int4t_1: weights and inputs fake-quantized in every step) and int4 Quant-Noise (int4t_0.1). The
-# no-noise model is also quantized the way Table 1 does (per-channel int4, float inputs).
+# (int4t_1: weights and inputs fake-quantized in every step) and int4 Quant-Noise at the rate
+# fairseq's Quant-Noise README gives for scalar quantization (int4t_0.5) and at 0.1. The no-noise
+# model is also quantized the way Table 1 does (per-channel int4, float inputs).
+#
+# Jobs run task by task (image first: its jobs are short), and within a task arm by arm across the
+# seeds, the arms the main question rests on first (no noise, p = 0.1, QAT; int4: no noise, 0.5,
+# QAT), so that a partial run already answers it with every seed.
 #
 # Every step resumes: training checkpoints every --save-every updates and restarts with --resume,
 # iPQ restarts after its last finished stage, and finished results are kept. Jobs run one thread
@@ -25,7 +30,8 @@
 #   convergence.sh --table   # tables from the finished runs only (docs/results/convergence)
 source "$(dirname "$0")/common.sh"
 
-TASKS="image lm" ARMS="none pq0.1 pq1 pq0.05 pq0.025 pq0.2 ft_pq0.1" INT4_ARMS="none int4t_1 int4t_0.1" TABLE_ONLY=0 ARGS=()
+TASKS="image lm" ARMS="none pq0.1 pq1 pq0.05 pq0.025 pq0.2 ft_pq0.1" INT4_ARMS="none int4t_0.5 int4t_1 int4t_0.1"
+TABLE_ONLY=0 ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --tasks) TASKS=${2:?--tasks needs a list}; shift ;;
@@ -107,13 +113,16 @@ convergence_job() {
 int4_job() {
   local task=$1 name=$2 seed=$3
   local id="$task.$name.s$seed"
-  convergence_train "$task" "$name" "$seed" || return 1
-  local variants=(int4a4)
+  local variants=(int4a4) variant pending=()
   [ "$name" = none ] && variants+=(int4)
-  local variant
   for variant in "${variants[@]}"; do
+    [ -f "$PUBLISHED/runs/$id.$variant.json" ] || pending+=("$variant")
+  done
+  # Published results need no model: a fresh checkout does not retrain for them.
+  [ ${#pending[@]} = 0 ] && return 0
+  convergence_train "$task" "$name" "$seed" || return 1
+  for variant in "${pending[@]}"; do
     local result="$PUBLISHED/runs/$id.$variant.json" log="$OUT/logs/$id.$variant"
-    [ -f "$result" ] && continue
     local extra=()
     [ "$variant" = int4a4 ] && extra=(--scalar-ranges tensor --activation-bits 4)
     "$QNOISE" --threads 1 quantize --model "$OUT/models/$id.pt" --scheme int4 "${extra[@]}" \
@@ -125,10 +134,17 @@ int4_job() {
 }
 
 if [ "$TABLE_ONLY" = 0 ]; then
+  # The first three iPQ arms, then the int4 arms, then the other iPQ arms; each over every seed.
+  read -r -a ipq_arms <<<"$ARMS"
+  read -r -a int4_arms <<<"$INT4_ARMS"
   for task in $TASKS; do
-    for seed in $SEEDS; do
-      for name in $ARMS; do echo "convergence_job $task $name $seed"; done
-      for name in $INT4_ARMS; do echo "int4_job $task $name $seed"; done
+    for job in "${ipq_arms[@]:0:3}" "${int4_arms[@]/#/int4:}" "${ipq_arms[@]:3}"; do
+      for seed in $SEEDS; do
+        case "$job" in
+          int4:*) echo "int4_job $task ${job#int4:} $seed" ;;
+          *) echo "convergence_job $task $job $seed" ;;
+        esac
+      done
     done
   done >"$OUT/convergence.jobs"
   # shellcheck disable=SC2016
