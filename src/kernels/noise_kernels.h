@@ -40,6 +40,13 @@ bool scalar_noise_rows_portable(const RowRange& rows, const ScalarNoiseSpec& spe
 bool scalar_noise_rows_avx2(const RowRange& rows, const ScalarNoiseSpec& spec,
                             const BlockMaskSampler& sampler, int32_t* mask);
 
+// The input gradient of scalar noise with per-tensor qparams, for activations: grad_in = grad,
+// except 0 where a chosen value's code was clamped (fake quantization's straight-through
+// estimator). rows.weight is the noised input, rows.out the input gradient; `grad` the output
+// gradient, laid out as the input. The mask is redrawn from the sampler, as the forward drew it.
+void scalar_noise_gradient_rows(const RowRange& rows, const float* grad, AffineQParams qparams, int bits,
+                                const BlockMaskSampler& sampler, int32_t* mask);
+
 // (clamp(round(x / scale) + zp, 0, quant_max) - zp) * scale, multiplying by the reciprocal.
 QNOISE_ALWAYS_INLINE float fake_quantize_value(float x, float inverse_scale, float zero_point,
                                                float quant_max, float scale) {

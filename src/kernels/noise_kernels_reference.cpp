@@ -59,4 +59,23 @@ bool scalar_noise_rows_portable(const RowRange& rows, const ScalarNoiseSpec& spe
   return true;
 }
 
+void scalar_noise_gradient_rows(const RowRange& rows, const float* grad, AffineQParams qparams, int bits,
+                                const BlockMaskSampler& sampler, int32_t* mask) {
+  const auto quant_max = static_cast<float>((1 << bits) - 1);
+  const float inverse_scale = 1.0f / qparams.scale;
+  const auto zero_point = static_cast<float>(qparams.zero_point);
+  for (int64_t r = 0; r < rows.n_rows; ++r) {
+    const int64_t offset = r * rows.row_length;
+    const float* src = rows.weight + offset;
+    const float* row_grad = grad + offset;
+    float* dst = rows.out + offset;
+    fill_row_mask(sampler, rows.first_row + r, rows.row_length, rows.block_size, mask);
+    for (int64_t i = 0; i < rows.row_length; ++i) {
+      const float code = round_half_even(src[i] * inverse_scale) + zero_point;
+      const bool clamped = code < 0.0f || code > quant_max;
+      dst[i] = mask[i] && clamped ? 0.0f : row_grad[i];
+    }
+  }
+}
+
 }  // namespace qnoise::kernels

@@ -1,12 +1,15 @@
 #include "qnoise/activation_quant.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <atomic>
 #include <cmath>
 #include <tuple>
 #include <utility>
 
+#include "kernels/block_mask.h"
+#include "noise/parallel_noise.h"
 #include "qnoise/error.h"
 #include "qnoise/noisy_layers.h"
 
@@ -78,6 +81,59 @@ void check_calibrated_values(const float* values, int bits, const std::string& w
   QNOISE_CHECK(zero_point >= 0 && zero_point <= levels_for(bits) && zero_point == std::nearbyint(zero_point), where,
                ": the input zero point ", zero_point, " is not an integer in [0, ", levels_for(bits), "]");
 }
+
+// Fake-quantizes each element of a CPU float32 input with probability `rate`, in one pass of the
+// fused noise kernels (blocks of one value, one range for the tensor). Backward passes the
+// gradient straight through, except where a chosen value was clamped to the range, and redraws
+// the choice from the seed instead of keeping a mask.
+class ActivationNoiseFunction : public torch::autograd::Function<ActivationNoiseFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* context, const at::Tensor& input, double scale,
+                            int64_t zero_point, int64_t bits, double rate, int64_t seed) {
+    const at::Tensor contiguous = input.contiguous();
+    at::Tensor out = at::empty_like(contiguous);
+    if (contiguous.numel() == 0) return out;
+    const AffineQParams qparams{static_cast<float>(scale), static_cast<int32_t>(zero_point)};
+    kernels::ScalarNoiseSpec spec;
+    spec.bits = static_cast<int>(bits);
+    spec.qparams = &qparams;
+    spec.per_tensor = true;
+    const int64_t row_length = row_length_of(contiguous);
+    kernels::scalar_noise(contiguous.data_ptr<float>(), out.data_ptr<float>(), contiguous.numel() / row_length,
+                          row_length, 1, spec, BlockMaskSampler(rate, static_cast<uint64_t>(seed)));
+    context->save_for_backward({contiguous});
+    context->saved_data["scale"] = scale;
+    context->saved_data["zero_point"] = zero_point;
+    context->saved_data["bits"] = bits;
+    context->saved_data["rate"] = rate;
+    context->saved_data["seed"] = seed;
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* context,
+                                                 torch::autograd::variable_list grad_outputs) {
+    const at::Tensor input = context->get_saved_variables()[0];
+    const at::Tensor grad = grad_outputs[0].contiguous();
+    at::Tensor grad_input = at::empty_like(input);
+    if (input.numel() > 0) {
+      const AffineQParams qparams{static_cast<float>(context->saved_data["scale"].toDouble()),
+                                  static_cast<int32_t>(context->saved_data["zero_point"].toInt())};
+      const int64_t row_length = row_length_of(input);
+      kernels::scalar_noise_gradient(
+          input.data_ptr<float>(), grad.data_ptr<float>(), grad_input.data_ptr<float>(), input.numel() / row_length,
+          row_length, qparams, static_cast<int>(context->saved_data["bits"].toInt()),
+          BlockMaskSampler(context->saved_data["rate"].toDouble(),
+                           static_cast<uint64_t>(context->saved_data["seed"].toInt())));
+    }
+    return {grad_input, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+
+ private:
+  // The kernels walk rows; the choice depends only on the flat index, so any row length works.
+  static int64_t row_length_of(const at::Tensor& input) {
+    return input.dim() > 0 && input.size(-1) > 0 ? input.size(-1) : 1;
+  }
+};
 
 }  // namespace
 
@@ -171,7 +227,8 @@ at::Tensor noisy_quantize_input(at::Tensor& state, const at::Tensor& input, doub
   {
     at::NoGradGuard no_grad;
     const at::Tensor detached = input.detach();
-    const float batch_low = detached.min().item<float>(), batch_high = detached.max().item<float>();
+    const auto [low_tensor, high_tensor] = at::aminmax(detached);
+    const float batch_low = low_tensor.item<float>(), batch_high = high_tensor.item<float>();
     QNOISE_CHECK(std::isfinite(batch_low) && std::isfinite(batch_high),
                  "activation noise: a layer's input is not finite (the training diverged?)");
     const bool fresh = !std::isfinite(values[0]) || !std::isfinite(values[1]);
@@ -184,6 +241,9 @@ at::Tensor noisy_quantize_input(at::Tensor& state, const at::Tensor& input, doub
     state.index_put_({3}, zero_point);
   }
   if (rate == 0) return input;
+  if (rate < 1 && input.device().is_cpu() && input.scalar_type() == at::kFloat)
+    return ActivationNoiseFunction::apply(input, scale, static_cast<int64_t>(zero_point), bits, rate,
+                                          static_cast<int64_t>(draw_noise_seed()));
   const at::Tensor quantized =
       at::fake_quantize_per_tensor_affine(input, scale, static_cast<int64_t>(zero_point), 0, levels_for(bits));
   if (rate == 1) return quantized;

@@ -1,10 +1,12 @@
 // pq_noise() and scalar_noise(): the kernel table's row kernels over every thread.
 #include "noise/parallel_noise.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <vector>
 
 #include "kernels/kernel_table.h"
@@ -48,4 +50,26 @@ bool scalar_noise(const float* weight, float* out, int64_t n_rows, int64_t row_l
   return finite;
 }
 
+void scalar_noise_gradient(const float* input, const float* grad, float* grad_in, int64_t n_rows,
+                           int64_t row_length, AffineQParams qparams, int bits, const BlockMaskSampler& sampler) {
+  const int64_t grain = std::max<int64_t>(1, kGrainWeights / row_length);
+  at::parallel_for(0, n_rows, grain, [&](int64_t first_row, int64_t last_row) {
+    std::vector<int32_t> mask(row_length);
+    const int64_t offset = first_row * row_length;
+    scalar_noise_gradient_rows(RowRange{input + offset, grad_in + offset, first_row, last_row - first_row,
+                                        row_length, 1},
+                               grad + offset, qparams, bits, sampler, mask.data());
+  });
+}
+
 }  // namespace qnoise::kernels
+
+namespace qnoise {
+
+uint64_t draw_noise_seed() {
+  auto generator = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  return generator.get<at::CPUGeneratorImpl>()->random64();
+}
+
+}  // namespace qnoise

@@ -1,10 +1,8 @@
 #include "qnoise/quant_noise.h"
 
 #include <ATen/ATen.h>
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <mutex>
 
 #include "kernels/block_mask.h"
 #include "noise/parallel_noise.h"
@@ -66,12 +64,6 @@ void check_arguments(const at::Tensor& weight, const BlockLayout& layout, double
   if (function.kind == NoiseKind::PQExact)
     QNOISE_CHECK(function.codebook.size(1) == layout.block_size(), "pq-exact codebook has blocks of ",
                  function.codebook.size(1), " but the layout is ", layout.describe());
-}
-
-uint64_t draw_seed() {
-  auto generator = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(generator.mutex());
-  return generator.get<at::CPUGeneratorImpl>()->random64();
 }
 
 at::Tensor nearest_centroids(const at::Tensor& blocks, const at::Tensor& codebook) {
@@ -208,7 +200,7 @@ at::Tensor quant_noise(const at::Tensor& weight, const BlockLayout& layout, doub
                        const NoiseFunction& function, bool training, at::Tensor* workspace) {
   check_arguments(weight, layout, rate, function);
   if (!training || rate == 0.0) return weight;
-  return QuantNoiseFunction::apply(weight, &layout, rate, &function, draw_seed(), workspace);
+  return QuantNoiseFunction::apply(weight, &layout, rate, &function, draw_noise_seed(), workspace);
 }
 
 }  // namespace qnoise

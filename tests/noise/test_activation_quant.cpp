@@ -164,6 +164,41 @@ TEST(ActivationQuant, TrainingNoiseTracksAMovingRangeAndQuantizesTheChosenShare)
   EXPECT_THROW(qnoise::noisy_quantize_input(state, many, 1.5), qnoise::Error);
 }
 
+TEST(ActivationQuant, PartialNoiseQuantizesTheChosenAndPassesGradientsStraightThrough) {
+  auto state = qnoise::new_input_quant_state(4);
+  qnoise::noisy_quantize_input(state, torch::tensor({-1.0f, 2.0f}), 0.0);
+  // A [batch, channels, height, width] input, strided (a transposed view), half of it outside
+  // the range: the fused CPU path must read it as the reference does.
+  torch::manual_seed(3);
+  const auto values = (torch::rand({8, 3, 5, 7}) * 6 - 2.5).transpose(2, 3);
+  auto x = values.clone().requires_grad_();
+  auto noisy = qnoise::noisy_quantize_input(state, x, 0.5);
+  const auto grad_out = torch::rand(values.sizes());
+  noisy.backward(grad_out);
+  // The range this batch was quantized on (moved 1% towards the batch's).
+  const float s = state[2].item<float>(), z = state[3].item<float>();
+  const float low = -z * s, high = (15 - z) * s;
+  // Chosen elements sit on the grid, clamped to the range; the others are the input exactly.
+  const auto codes = noisy.detach() / s + z;
+  const auto on_grid = (codes - codes.round()).abs().lt(1e-3) & codes.ge(-1e-3) & codes.le(15 + 1e-3);
+  const auto unchanged = noisy.detach().eq(values);
+  EXPECT_TRUE((on_grid | unchanged).all().item<bool>());
+  const auto chosen = noisy.detach().ne(values);
+  EXPECT_NEAR(chosen.to(torch::kDouble).mean().item<double>(), 0.5, 0.06);
+  // The gradient: the output's, except 0 for chosen elements that were clamped.
+  const auto clamped = chosen & (values.lt(low - s / 2 - 1e-4) | values.gt(high + s / 2 + 1e-4));
+  const auto passed = ~chosen | (values.gt(low - s / 2 + 1e-4) & values.lt(high + s / 2 - 1e-4));
+  EXPECT_GT(clamped.sum().item<int64_t>(), 100);
+  EXPECT_TRUE(x.grad().masked_select(clamped).eq(0).all().item<bool>());
+  EXPECT_TRUE(torch::equal(x.grad().masked_select(passed), grad_out.masked_select(passed)));
+  // The draw comes from torch's generator: the same seed gives the same noise.
+  auto state_a = state.clone(), state_b = state.clone();
+  torch::manual_seed(5);
+  const auto first = qnoise::noisy_quantize_input(state_a, values, 0.5);
+  torch::manual_seed(5);
+  EXPECT_TRUE(torch::equal(qnoise::noisy_quantize_input(state_b, values, 0.5), first));
+}
+
 TEST(ActivationQuant, NoisyLayersNoiseTheInputsOfTheirTargetsOnlyInsideTheScope) {
   Net net;
   qnoise::NoiseTarget target{"*", 1.0, 1, qnoise::NoiseFunction::parse("int4")};
