@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "qnoise/input_range_observer.h"
 #include "qnoise/ipq.h"
 #include "qnoise/qnz_file.h"
 #include "qnoise/training_task.h"
@@ -32,6 +33,7 @@ struct CompressionOptions {
   // fake-quantized per tensor, ranges calibrated on clean passes over training data, or kept from
   // training with activation noise (activation_quant.h).
   int activation_bits = 0;
+  InputRangeObserver activation_ranges = InputRangeObserver::MinMax;  // how calibration picks them
   // int8 / int4: one range per tensor instead of per output channel.
   bool per_tensor = false;
   IpqOptions ipq;  // iPQ: plan, optimizer, stage checkpoints

@@ -51,8 +51,9 @@ ModuleCompressionOptions task_compression_options(TrainingTask& task, const Quan
                                                   DataParallelGroup* group = nullptr);
 
 // Runs the plan on `task`'s model, adding the quantized layers to `pq`, with inputs quantized to
-// activation_bits (0: float) calibrated at the end. The model is left in eval mode holding exactly
-// what the result's file holds.
-IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, int activation_bits = 0);
+// activation_bits (0: float) calibrated at the end by `activation_ranges`. The model is left in
+// eval mode holding exactly what the result's file holds.
+IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, int activation_bits = 0,
+                  InputRangeObserver activation_ranges = InputRangeObserver::MinMax);
 
 }  // namespace qnoise

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "qnoise/compressed_weight.h"
+#include "qnoise/input_range_observer.h"
 #include "qnoise/model_compression.h"
 #include "qnoise/noisy_layers.h"
 #include "qnoise/pq_layers.h"
@@ -105,6 +106,8 @@ struct ModuleCompressionOptions {
   // activation_bits is set.
   int activation_bits = 0;
   std::function<void()> calibration_passes;
+  // How calibration picks each input range (input_range_observer.h); Mse runs the passes twice.
+  InputRangeObserver activation_ranges = InputRangeObserver::MinMax;
   // Called after each stage (and its finetuning): for evaluation, logs and checkpoints.
   struct StageDone {
     size_t index;                             // the stage's, in the plan

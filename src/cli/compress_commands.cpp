@@ -31,6 +31,7 @@ struct QuantizeCommandOptions {
   double finetune_noise = -1;   // < 0: the plan's
   std::string scalar_ranges = "channel";  // int8 / int4: channel or tensor
   int64_t activation_bits = -1;            // -1: the scheme's (8 for ipq+int8, else float)
+  std::string activation_ranges = "minmax";
   int64_t block_size = 8, n_centroids = 256;  // --torchscript ipq
   TorchscriptTask task;                        // --torchscript ipq finetuning
   bool resume = false;
@@ -40,8 +41,10 @@ struct QuantizeCommandOptions {
 // A TorchScript model's Linear / Conv2d / Embedding weights into a .qnz (torchscript_quantization.h).
 void run_torchscript_quantize(const QuantizeCommandOptions& command) {
   QNOISE_CHECK(command.plan_path.empty() && !command.resume && command.finetune_noise == -1 &&
-                   command.scalar_ranges == "channel" && command.activation_bits == -1,
-               "--config, --finetune-noise, --scalar-ranges, --activation-bits and --resume are for qnoise checkpoints; a "
+                   command.scalar_ranges == "channel" && command.activation_bits == -1 &&
+                   command.activation_ranges == "minmax",
+               "--config, --finetune-noise, --scalar-ranges, --activation-bits, --activation-ranges and --resume are for "
+               "qnoise checkpoints; a "
                "TorchScript model takes --scheme, --block-size, --centroids and --finetune-steps");
   TorchscriptQuantization options;
   options.scheme = command.scheme;
@@ -106,6 +109,9 @@ void run_quantize(const QuantizeCommandOptions& command, const LaunchEnvironment
                  "--scheme ipq+int8 quantizes activations to 8 bits; for other bits use --scheme ipq --activation-bits N");
     options.activation_bits = static_cast<int>(command.activation_bits);
   }
+  options.activation_ranges = parse_input_range_observer(command.activation_ranges);
+  QNOISE_CHECK(options.activation_ranges == InputRangeObserver::MinMax || options.activation_bits != 0,
+               "--activation-ranges applies to quantized activations (--activation-bits N or --scheme ipq+int8)");
   options.ipq.checkpoint_path = command.out + ".stages.pt";
   options.ipq.resume = command.resume;
   options.ipq.json_log = &std::cout;
@@ -139,6 +145,8 @@ void run_quantize(const QuantizeCommandOptions& command, const LaunchEnvironment
                          {"metric", task->primary_metric()}};
   if (options.per_tensor) line["scalar_ranges"] = "tensor";
   if (options.activation_bits != 0) line["activation_bits"] = options.activation_bits;
+  if (options.activation_ranges != InputRangeObserver::MinMax)
+    line["activation_ranges"] = to_string(options.activation_ranges);
   line["float"] = metrics_to_json(before);
   line["compressed"] = metrics_to_json(after);
   std::cout << line.dump() << "\n";
@@ -285,6 +293,10 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
   q->add_option("--activation-bits", quantize->activation_bits,
                 "Quantize every Linear/Conv2d input per tensor to N bits (2..8), ranges calibrated on training "
                 "batches or kept from training with --activation-bits; 0: float (default; ipq+int8: 8)");
+  q->add_option("--activation-ranges", quantize->activation_ranges,
+                "How calibration picks each input range: minmax (default) or mse (least squared error over a "
+                "histogram of the inputs, clipping outliers; calibrates twice)")
+      ->check(CLI::IsMember({"minmax", "mse"}));
   q->add_option("--config", quantize->plan_path, "iPQ plan: JSON, or fairseq's quantization YAML (.yaml/.yml); default: the model family's (docs/compression.md)");
   q->add_option("--data", quantize->data, "Data directory (default: the one the model was trained on)");
   q->add_option("--finetune-steps", quantize->finetune_steps, "iPQ: updates after each stage (default: the plan's)")

@@ -99,13 +99,19 @@ std::vector<NoiseTarget> later_stage_noise(const QuantizationPlan& plan,
   return later;
 }
 
-void calibrate_input_ranges(torch::nn::Module& module, const std::function<void()>& passes, int bits) {
+void calibrate_input_ranges(torch::nn::Module& module, const std::function<void()>& passes, int bits,
+                            InputRangeObserver observer) {
   QNOISE_CHECK(static_cast<bool>(passes), "quantized activations need calibration passes (ModuleCompressionOptions::calibration_passes)");
   enable_input_quantization(module, {}, bits);
   module.eval();
   {
     at::NoGradGuard no_grad;
-    passes();
+    passes();  // min and max
+    if (observer == InputRangeObserver::Mse) {
+      InputHistogramScope histograms(module);
+      passes();
+      histograms.finish();
+    }
   }
   finish_input_calibration(module);
 }
@@ -219,8 +225,10 @@ ModuleCompression compress_module(torch::nn::Module& module, const ModuleCompres
   if (any_pq || plan.stages.size() > 1) info.plan["ipq"] = to_json(plan);
   info.rest = plan.rest == "float32" ? WeightScheme::Float32 : WeightScheme::Float16;
   if (options.activation_bits != 0) {
-    calibrate_input_ranges(module, options.calibration_passes, options.activation_bits);
+    calibrate_input_ranges(module, options.calibration_passes, options.activation_bits, options.activation_ranges);
     info.plan["activations"] = "int" + std::to_string(options.activation_bits);
+    if (options.activation_ranges != InputRangeObserver::MinMax)
+      info.plan["activation_ranges"] = to_string(options.activation_ranges);
   }
   info.plan["rest"] = to_string(info.rest);
   result.model = make_compressed_model(module, result.weights, info);

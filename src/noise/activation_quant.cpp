@@ -11,6 +11,7 @@
 #include "kernels/block_mask.h"
 #include "noise/parallel_noise.h"
 #include "qnoise/error.h"
+#include "qnoise/input_range_observer.h"
 #include "qnoise/noisy_layers.h"
 
 namespace qnoise {
@@ -206,7 +207,9 @@ at::Tensor quantize_input(at::Tensor& state, const at::Tensor& input) {
   // Read once: this runs on every forward of a quantized layer.
   const StateValues read = read_state(state, "quantized activations");
   const float* values = read.values;
-  if (values[2] == 0) {  // calibrating: widen the observed range
+  if (values[2] == 0) {  // calibrating: widen the observed range (or count the input, Mse's second pass)
+    InputHistogramScope* histograms = active_input_histograms();
+    if (histograms != nullptr && histograms->add(state, input)) return input;
     at::NoGradGuard no_grad;
     const at::Tensor detached = input.detach();
     state.index_put_({0}, std::min(values[0], detached.min().item<float>()));

@@ -89,7 +89,7 @@ CompressionResult compress_task_model(TrainingTask& task, const CompressionOptio
     QNOISE_CHECK(!options.ipq.plan.stages.empty(),
                  "iPQ needs a plan (default_compression_options gives the model family's)");
     PqLayers pq;
-    result.ipq = run_ipq(task, pq, options.ipq, options.activation_bits);
+    result.ipq = run_ipq(task, pq, options.ipq, options.activation_bits, options.activation_ranges);
     result.model = std::move(result.ipq.model);
     return result;
   }
@@ -104,6 +104,7 @@ CompressionResult compress_task_model(TrainingTask& task, const CompressionOptio
   plan.rest = to_string(options.rest);
   ModuleCompressionOptions compression = task_compression_options(task, plan);
   compression.activation_bits = options.activation_bits;
+  compression.activation_ranges = options.activation_ranges;
   compression.file_info.plan = {{"scheme", to_string(options.scheme)}};
   ModuleCompression compressed = compress_module(task.model(), compression);
   result.ipq.layers = std::move(compressed.layers);

@@ -185,7 +185,8 @@ ModuleCompressionOptions task_compression_options(TrainingTask& task, const Quan
   return options;
 }
 
-IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, int activation_bits) {
+IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, int activation_bits,
+                  InputRangeObserver activation_ranges) {
   const QuantizationPlan& plan = options.plan;
   IpqOptions settings = options;
   settings.optimizer.lr = plan.lr;
@@ -199,6 +200,7 @@ IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, i
   }
   ModuleCompressionOptions compression = task_compression_options(task, plan, group);
   compression.activation_bits = activation_bits;
+  compression.activation_ranges = activation_ranges;
   compression.first_stage = static_cast<size_t>(resume_stages(task, pq, settings, finetuning));
   compression.stop_after_stage = static_cast<size_t>(std::max<int64_t>(0, options.stop_after_stage));
   if (plan.finetune_steps > 0)

@@ -161,6 +161,33 @@ TEST(CompressCommands, Int4WithPerTensorRangesAndFourBitActivations) {
   ASSERT_EQ(eval.exit_code, 0) << eval.output;
   const auto evaluated = nlohmann::json::parse(eval.output.substr(eval.output.find('{')));
   EXPECT_NEAR(line["compressed"]["valid"]["accuracy"].get<double>(), evaluated["valid"]["accuracy"].get<double>(), 1e-9);
+
+  // --activation-ranges mse: every input range within min-max's, some narrower, recorded in the
+  // output line and the file; the file still runs as quantize measured it.
+  const auto mse_qnz = temp_path("cli_int4_a4_mse.qnz");
+  const auto mse_output = quantize("int4", mse_qnz, "--scalar-ranges tensor --activation-bits 4 --activation-ranges mse");
+  EXPECT_TRUE(contains(mse_output, R"("activation_ranges":"mse")")) << mse_output;
+  const auto mse_contents = qnoise::read_qnz(mse_qnz);
+  EXPECT_TRUE(contains(mse_contents.plan.dump(), R"("activation_ranges":"mse")")) << mse_contents.plan.dump();
+  int narrower = 0;
+  for (const std::string layer : {"conv1", "conv2", "conv3", "classifier"}) {
+    const auto* minmax_state = contents.find(layer + ".input_quant");
+    const auto* mse_state = mse_contents.find(layer + ".input_quant");
+    ASSERT_NE(minmax_state, nullptr) << layer;
+    ASSERT_NE(mse_state, nullptr) << layer;
+    const auto wide = minmax_state->decode(), chosen = mse_state->decode();
+    EXPECT_GE(chosen[0].item<float>(), wide[0].item<float>()) << layer;
+    EXPECT_LE(chosen[1].item<float>(), wide[1].item<float>()) << layer;
+    narrower += chosen[1].item<float>() < wide[1].item<float>();
+  }
+  EXPECT_GT(narrower, 0);
+  const auto mse_eval = run_qnoise("--threads 1 eval " + mse_qnz);
+  ASSERT_EQ(mse_eval.exit_code, 0) << mse_eval.output;
+  const auto mse_start = mse_output.rfind('\n', mse_output.find("\"event\":\"quantized\"")) + 1;
+  const auto mse_line = nlohmann::json::parse(mse_output.substr(mse_start, mse_output.find('\n', mse_start) - mse_start));
+  EXPECT_NEAR(mse_line["compressed"]["valid"]["accuracy"].get<double>(),
+              nlohmann::json::parse(mse_eval.output.substr(mse_eval.output.find('{')))["valid"]["accuracy"].get<double>(),
+              1e-9);
 }
 
 // Training with int4 QAT on weights and inputs: the checkpoint keeps the inputs' ranges, quantize
@@ -226,6 +253,10 @@ TEST(CompressCommands, BadFilesPlansAndOptionsAreClearErrors) {
       {"quantize" + model + "--scalar-ranges tensor --out " + temp_path("x.qnz"), "--scalar-ranges applies to"},
       {"quantize" + model + "--scheme int4 --activation-bits 9 --out " + temp_path("x.qnz"), "--activation-bits must"},
       {"quantize" + model + "--scheme ipq+int8 --activation-bits 4 --out " + temp_path("x.qnz"), "--scheme ipq"},
+      {"quantize" + model + "--scheme int4 --activation-ranges mse --out " + temp_path("x.qnz"),
+       "--activation-ranges applies to"},
+      {"quantize" + model + "--scheme int4 --activation-bits 4 --activation-ranges histogram --out " +
+           temp_path("x.qnz"), "--activation-ranges"},
       {"export " + qnz + " --out " + temp_path("x.bin"), ".safetensors"},
       // Pruning needs a Transformer's layers; a CNN has none.
       {"prune --model " + trained_checkpoint() + " --out " + temp_path("x.pt"), "only Transformer models"},
