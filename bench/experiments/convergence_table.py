@@ -18,11 +18,13 @@ TABLES = [
     ("iPQ", [(arm, "ipq") for arm in ["none", "pq0.025", "pq0.05", "pq0.1", "pq0.2", "pq1", "ft_pq0.1"]],
      [("none", "ipq"), ("pq1", "ipq")]),
     ("int4, per-tensor weight ranges and 4-bit inputs (the paper's)",
-     [("none", "int4"), ("none", "int4a4"), ("int4t_1", "int4a4"), ("int4t_0.5", "int4a4"),
-      ("int4t_0.1", "int4a4")],
-     [("none", "int4a4"), ("int4t_1", "int4a4")]),
+     [("none", "int4"), ("none", "int4a4"), ("none", "int4a4mse"), ("int4t_1", "int4a4"),
+      ("int4t_0.5", "int4a4"), ("int4t_0.1", "int4a4")],
+     [("none", "int4a4mse"), ("int4t_1", "int4a4")]),
 ]
 LABELS = {("none", "int4"): "no noise, Table 1's int4 (per channel, float inputs)",
+          ("none", "int4a4"): "no noise, input ranges min-max",
+          ("none", "int4a4mse"): "no noise, input ranges by least squared error",
           ("pq1", "ipq"): "iPQ QAT (exact noise, p = 1)",
           ("int4t_1", "int4a4"): "int4 QAT (weights and inputs, p = 1)",
           ("ft_pq0.1", "ipq"): "no noise, then finetuned with Quant-Noise p = 0.1 (last 2 epochs; LM: 1)"}
