@@ -4,6 +4,7 @@ zero point), as in the C++ library, so it travels in state dicts and .qnz files.
 import torch
 
 from ._library import ops
+from .errors import QnoiseError
 
 BUFFER = "input_quant"
 _HOOK = "_qnoise_input_hook"
@@ -21,8 +22,17 @@ def attach_input_quantization(module, state=None):
         module.__dict__[_HOOK] = module.register_forward_pre_hook(_quantize_input)
 
 
-def calibrate(model, passes):
-    """Enables int8 inputs on every Linear/Conv layer and calibrates their ranges on `passes`."""
+RANGE_OBSERVERS = ("minmax", "mse")
+HISTOGRAM_BINS = 2048
+
+
+def calibrate(model, passes, ranges="minmax"):
+    """Enables int8 inputs on every Linear/Conv layer and calibrates their ranges on `passes`:
+    the min and max seen ("minmax"), or, after a second run of `passes` that counts each layer's
+    non-zero inputs in a histogram over that span, the range with the least squared error ("mse",
+    as `qnoise quantize --activation-ranges mse`)."""
+    if ranges not in RANGE_OBSERVERS:
+        raise QnoiseError(f"unknown activation range observer '{ranges}' (minmax or mse)")
     layers = [(name, m) for name, m in model.named_modules() if isinstance(m, QUANTIZED_INPUT_TYPES)]
     for _, module in layers:
         attach_input_quantization(module)
@@ -30,10 +40,40 @@ def calibrate(model, passes):
     model.eval()
     with torch.no_grad():
         passes()
+        if ranges == "mse":
+            _narrow_to_least_squared_error(layers, passes)
     for name, module in layers:
         ops.finish_input_calibration(getattr(module, BUFFER), name)
     model.train(was_training)
     return [name for name, _ in layers]
+
+
+def _narrow_to_least_squared_error(layers, passes):
+    spans, histograms, hooks = {}, {}, []
+    for name, module in layers:
+        state = getattr(module, BUFFER)
+        low, high = float(state[0]), float(state[1])
+        if not (low <= high):  # saw no input: finish_input_calibration names it
+            continue
+        spans[name] = (min(low, 0.0), max(high, 0.0))
+        histograms[name] = torch.zeros(HISTOGRAM_BINS, dtype=torch.float64)
+
+        def count(module, inputs, name=name):
+            low, high = spans[name]
+            x = inputs[0].detach().float().flatten()
+            x = x[x != 0].clamp(low, high)
+            if x.numel() > 0 and high > low:
+                histograms[name] += torch.histc(x.cpu(), HISTOGRAM_BINS, low, high).double()
+        hooks.append(module.register_forward_pre_hook(count))
+    try:
+        passes()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for name, module in layers:
+        if name in spans and histograms[name].sum() > 0:
+            state = getattr(module, BUFFER)
+            state[0], state[1] = ops.mse_input_range(histograms[name], *spans[name], 8)
 
 
 def reestimate_batch_norm(model, passes):

@@ -155,15 +155,16 @@ def _later_stage_noise(plan, stages, groups, index):
 
 
 def quantize(model, plan, finetune=None, calibration=None, int8_activations=False, recalibrate_batch_norm=None,
-             log=None):
+             log=None, activation_ranges="minmax"):
     """Compresses `model` in place by `plan` (see plan.py); returns the per-layer reports.
 
     finetune(stage): your training loop, run after each stage (Stage.parameters() is what to
     optimize). calibration: inputs for clean forward passes (an iterable of inputs or of (input,
     target) pairs, or a callable that runs them): batch-norm statistics are re-estimated on them
     after each stage (recalibrate_batch_norm, default: whenever calibration is given), and with
-    int8_activations=True every Linear/Conv layer's input range is calibrated on them. log(text):
-    progress lines. Raises QnoiseError for a plan that does not fit the model.
+    int8_activations=True every Linear/Conv layer's input range is calibrated on them, by min and
+    max or, with activation_ranges="mse", by least squared error (activations.calibrate).
+    log(text): progress lines. Raises QnoiseError for a plan that does not fit the model.
     """
     say = log or (lambda text: None)
     plan = normalize_plan(plan, model)
@@ -181,6 +182,8 @@ def quantize(model, plan, finetune=None, calibration=None, int8_activations=Fals
                 targets.check_block_size(target, spec["block_size"], f"plan stage '{spec['name']}'")
     if int8_activations and calibration is None:
         raise QnoiseError("int8 activations need calibration inputs (calibration=...)")
+    if activation_ranges not in activations.RANGE_OBSERVERS:
+        raise QnoiseError(f"unknown activation range observer '{activation_ranges}' (minmax or mse)")
     passes = activations.forward_passes(model, calibration) if calibration is not None else None
     if recalibrate_batch_norm is None:
         recalibrate_batch_norm = passes is not None
@@ -227,7 +230,7 @@ def quantize(model, plan, finetune=None, calibration=None, int8_activations=Fals
                 if name not in state.weights and tensor.is_floating_point():
                     tensor.copy_(tensor.half().to(tensor.dtype))
     if int8_activations:
-        activations.calibrate(model, passes)
+        activations.calibrate(model, passes, activation_ranges)
         state.int8_activations = True
     model.__dict__[STATE] = state
     model.eval()

@@ -4,10 +4,13 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <tuple>
+
 #include "ops/compressed_tensor.h"
 #include "ops/op_registry.h"
 #include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
+#include "qnoise/input_range_observer.h"
 #include "qnoise/product_quantizer.h"
 #include "qnoise/quantization_plan.h"
 #include "qnoise/scalar_quantizer.h"
@@ -114,6 +117,12 @@ at::Tensor quantize_input_op(at::Tensor state, const at::Tensor& input) { return
 
 void finish_calibration_op(at::Tensor state, std::string layer) { finish_input_calibration(state, layer); }
 
+std::tuple<double, double> mse_input_range_op(const at::Tensor& histogram, double min, double max, int64_t bits) {
+  const auto [low, high] =
+      mse_input_range(histogram, static_cast<float>(min), static_cast<float>(max), static_cast<int>(bits));
+  return {low, high};
+}
+
 // K for a PQ layer of n_blocks blocks, as compress_module chooses it (QuantizationPlan::centroids_for).
 int64_t centroids_for_op(int64_t n_centroids, int64_t blocks_per_centroid, int64_t n_blocks) {
   QuantizationPlan plan;
@@ -149,6 +158,8 @@ void register_quantizer_ops(torch::Library& library) {
   library.def("new_input_quant_state", [] { return new_input_quant_state(); });
   library.def("quantize_input(Tensor(a!) state, Tensor input) -> Tensor", quantize_input_op);
   library.def("finish_input_calibration(Tensor(a!) state, str layer) -> ()", finish_calibration_op);
+  library.def("mse_input_range(Tensor histogram, float min, float max, int bits=8) -> (float, float)",
+              mse_input_range_op);
   library.def("parse_plan", parse_plan_op);
   library.def("centroids_for", centroids_for_op);
 }

@@ -136,6 +136,27 @@ def test_batch_norm_reestimation_and_int8_activations(tmp_path):
     assert qnoise.info(path)["tensors"]["head.input_quant"]["scheme"] == "float32"
 
 
+def test_mse_activation_ranges_clip_what_min_max_keeps():
+    # Heavy tails (a normal over a uniform): min-max spends its levels on the rare large values.
+    g = torch.Generator().manual_seed(5)
+    batches = [images(64, seed=s) / torch.rand(64, 1, 8, 8, generator=g).clamp_min(0.01) for s in range(4)]
+    ranges = {}
+    for observer in ("minmax", "mse"):
+        model = fresh(ConvNet)
+        qnoise.quantize(model, "int8", calibration=batches, int8_activations=True, activation_ranges=observer)
+        ranges[observer] = model.stem.input_quant.clone()
+    x = torch.cat(batches)
+    assert ranges["minmax"][0] == x.min() and ranges["minmax"][1] == x.max()
+    assert ranges["minmax"][0] < ranges["mse"][0] <= 0 <= ranges["mse"][1] < ranges["minmax"][1]
+    # The chosen range quantizes the calibration inputs with less error than min-max's.
+    errors = {k: (torch.fake_quantize_per_tensor_affine(x, float(r[2]), int(r[3]), 0, 255) - x).pow(2).mean()
+              for k, r in ranges.items()}
+    assert errors["mse"] < errors["minmax"]
+    with pytest.raises(qnoise.QnoiseError, match="unknown activation range observer 'histogram'"):
+        qnoise.quantize(fresh(ConvNet), "int8", calibration=batches, int8_activations=True,
+                        activation_ranges="histogram")
+
+
 def test_scripted_compressed_model_saves_and_loads(tmp_path):
     model = fresh(ConvNet)
     qnoise.quantize(model, "int8")
