@@ -115,7 +115,7 @@ def task_table(task, title, table_rows, baselines, runs):
                 cells.append("")
                 continue
             diffs = [test(row, s, "compressed") - test(base, s, "compressed") for s in paired]
-            per_seed = ", ".join(show(d, metric) if metric == "ppl" else f"{100 * d:+.2f}" for d in diffs)
+            per_seed = ", ".join(f"{(100 if metric == 'accuracy' else 1) * d:+.2f}" for d in diffs)
             cells.append(f"{show_se(*mean_se(diffs), metric, signed=True)} ({per_seed}): {verdict(diffs, higher)}")
         rows.append("| " + " | ".join(cells) + " |")
     return rows + [""]
