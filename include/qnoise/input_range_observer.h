@@ -26,6 +26,10 @@ std::string to_string(InputRangeObserver observer);
 // holds 0. Values exactly 0 are left out of the histogram: 0 is always a level.
 std::pair<float, float> mse_input_range(const at::Tensor& histogram, float min, float max, int bits);
 
+// Adds `input`'s non-zero values, clamped to [min, max], to `histogram` (float64 counts of equal
+// bins spanning [min, max]): what mse_input_range reads. An empty span counts nothing.
+void count_input_histogram(at::Tensor& histogram, const at::Tensor& input, float min, float max);
+
 // The second calibration pass of the Mse observer. While the scope lives, every layer of `model`
 // that is observing (its range found by a first pass, not yet finished) adds its inputs to a
 // histogram over that range instead of widening it; finish() then narrows each layer's range to
@@ -44,13 +48,12 @@ class InputHistogramScope {
 
  private:
   struct Layer {
-    std::string name;
     at::Tensor state;      // the layer's buffer (shares its storage)
     at::Tensor histogram;  // float64 counts of the non-zero inputs
     float min, max;        // the histogram's span: the first pass's range, widened to hold 0
+    int bits;
   };
   std::vector<Layer> layers_;
-  int64_t bins_;
 };
 
 // The active scope, or null (quantize_input asks it).

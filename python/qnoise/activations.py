@@ -59,11 +59,7 @@ def _narrow_to_least_squared_error(layers, passes):
         histograms[name] = torch.zeros(HISTOGRAM_BINS, dtype=torch.float64)
 
         def count(module, inputs, name=name):
-            low, high = spans[name]
-            x = inputs[0].detach().float().flatten()
-            x = x[x != 0].clamp(low, high)
-            if x.numel() > 0 and high > low:
-                histograms[name] += torch.histc(x.cpu(), HISTOGRAM_BINS, low, high).double()
+            ops.count_input_histogram(histograms[name], inputs[0], *spans[name])
         hooks.append(module.register_forward_pre_hook(count))
     try:
         passes()

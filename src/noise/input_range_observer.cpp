@@ -71,19 +71,29 @@ std::pair<float, float> mse_input_range(const at::Tensor& histogram, float min, 
   return best;
 }
 
-InputHistogramScope::InputHistogramScope(torch::nn::Module& model, int64_t bins) : bins_(bins) {
+void count_input_histogram(at::Tensor& histogram, const at::Tensor& input, float min, float max) {
+  QNOISE_CHECK(histogram.dim() == 1 && histogram.numel() > 0 && histogram.scalar_type() == at::kDouble,
+               "count_input_histogram: the histogram must be 1-d float64");
+  if (!(max > min)) return;
+  at::NoGradGuard no_grad;
+  const at::Tensor values = input.detach().to(at::kCPU, at::kFloat).flatten();
+  const at::Tensor nonzero = values.masked_select(values.ne(0)).clamp(min, max);
+  if (nonzero.numel() > 0) histogram += at::histc(nonzero, histogram.numel(), min, max).to(at::kDouble);
+}
+
+InputHistogramScope::InputHistogramScope(torch::nn::Module& model, int64_t bins) {
   QNOISE_CHECK(bins >= 2, "InputHistogramScope: bins must be at least 2, got ", bins);
   for (const auto& item : model.named_modules("", /*include_self=*/false)) {
     const auto buffers = item.value()->named_buffers(/*recurse=*/false);
     const at::Tensor* state = buffers.find(kInputQuantBuffer);
     if (state == nullptr) continue;
-    const at::Tensor values = state->to(at::kCPU, at::kFloat).contiguous();
+    const int bits = input_quant_bits(*state);  // checks the state's shape and bits
+    const at::Tensor values = state->to(at::kCPU).contiguous();
     const float* v = values.data_ptr<float>();
-    if (values.numel() < 4 || v[2] != 0) continue;  // calibrated already (trained ranges)
+    if (v[2] != 0) continue;  // calibrated already (trained ranges)
     QNOISE_CHECK(std::isfinite(v[0]) && std::isfinite(v[1]), "quantized activations: layer '", item.key(),
                  "' saw no (finite) input in the first calibration pass");
-    layers_.push_back({item.key(), *state, at::zeros({bins}, at::kDouble), std::min(v[0], 0.0f),
-                       std::max(v[1], 0.0f)});
+    layers_.push_back({*state, at::zeros({bins}, at::kDouble), std::min(v[0], 0.0f), std::max(v[1], 0.0f), bits});
   }
   InputHistogramScope* expected = nullptr;
   QNOISE_CHECK(active_scope.compare_exchange_strong(expected, this), "InputHistogramScope: another scope is active");
@@ -97,10 +107,7 @@ InputHistogramScope::~InputHistogramScope() {
 bool InputHistogramScope::add(const at::Tensor& state, const at::Tensor& input) {
   for (Layer& layer : layers_) {
     if (layer.state.data_ptr() != state.data_ptr()) continue;
-    if (layer.max <= layer.min) return true;
-    const at::Tensor values = input.detach().to(at::kCPU, at::kFloat).flatten();
-    const at::Tensor nonzero = values.masked_select(values.ne(0)).clamp(layer.min, layer.max);
-    if (nonzero.numel() > 0) layer.histogram += at::histc(nonzero, bins_, layer.min, layer.max).to(at::kDouble);
+    count_input_histogram(layer.histogram, input, layer.min, layer.max);
     return true;
   }
   return false;
@@ -110,7 +117,7 @@ void InputHistogramScope::finish() {
   at::NoGradGuard no_grad;
   for (Layer& layer : layers_) {
     if (layer.max <= layer.min || layer.histogram.sum().item<double>() == 0) continue;
-    const auto [low, high] = mse_input_range(layer.histogram, layer.min, layer.max, input_quant_bits(layer.state));
+    const auto [low, high] = mse_input_range(layer.histogram, layer.min, layer.max, layer.bits);
     layer.state.index_put_({0}, low);
     layer.state.index_put_({1}, high);
   }

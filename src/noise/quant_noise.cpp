@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-
 #include "kernels/block_mask.h"
 #include "noise/parallel_noise.h"
 #include "qnoise/error.h"

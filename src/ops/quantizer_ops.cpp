@@ -123,6 +123,10 @@ std::tuple<double, double> mse_input_range_op(const at::Tensor& histogram, doubl
   return {low, high};
 }
 
+void count_input_histogram_op(at::Tensor histogram, const at::Tensor& input, double min, double max) {
+  count_input_histogram(histogram, input, static_cast<float>(min), static_cast<float>(max));
+}
+
 // K for a PQ layer of n_blocks blocks, as compress_module chooses it (QuantizationPlan::centroids_for).
 int64_t centroids_for_op(int64_t n_centroids, int64_t blocks_per_centroid, int64_t n_blocks) {
   QuantizationPlan plan;
@@ -160,6 +164,8 @@ void register_quantizer_ops(torch::Library& library) {
   library.def("finish_input_calibration(Tensor(a!) state, str layer) -> ()", finish_calibration_op);
   library.def("mse_input_range(Tensor histogram, float min, float max, int bits=8) -> (float, float)",
               mse_input_range_op);
+  library.def("count_input_histogram(Tensor(a!) histogram, Tensor input, float min, float max) -> ()",
+              count_input_histogram_op);
   library.def("parse_plan", parse_plan_op);
   library.def("centroids_for", centroids_for_op);
 }

@@ -24,8 +24,9 @@ double quantization_mse(const torch::Tensor& x, float low, float high, int bits)
 
 std::pair<float, float> mse_range_of(const torch::Tensor& x, int bits, int64_t bins = 2048) {
   const float low = std::min(x.min().item<float>(), 0.0f), high = std::max(x.max().item<float>(), 0.0f);
-  const auto nonzero = x.masked_select(x.ne(0));
-  return qnoise::mse_input_range(torch::histc(nonzero, bins, low, high), low, high, bits);
+  auto histogram = torch::zeros({bins}, torch::kDouble);
+  qnoise::count_input_histogram(histogram, x, low, high);
+  return qnoise::mse_input_range(histogram, low, high, bits);
 }
 
 struct Net : torch::nn::Module {
@@ -115,6 +116,12 @@ TEST(InputRangeObserver, NamesAndBadArgumentsAreChecked) {
   EXPECT_THROW(qnoise::mse_input_range(torch::ones({4}), 1.0f, 2.0f, 4), qnoise::Error);  // no 0
   EXPECT_THROW(qnoise::mse_input_range(torch::ones({4}), -1.0f, 2.0f, 9), qnoise::Error);
   EXPECT_THROW(qnoise::mse_input_range(torch::ones({2, 2}), -1.0f, 2.0f, 4), qnoise::Error);
+  auto floats = torch::zeros({4});
+  EXPECT_THROW(qnoise::count_input_histogram(floats, torch::ones({3}), -1.0f, 1.0f), qnoise::Error);
+  // Zeros are not counted (0 is always a level); the rest land in their bins.
+  auto counts = torch::zeros({4}, torch::kDouble);
+  qnoise::count_input_histogram(counts, torch::tensor({0.0f, 0.0f, -0.9f, 0.3f, 0.8f, 5.0f}), -1.0f, 1.0f);
+  EXPECT_TRUE(torch::equal(counts, torch::tensor({1.0, 0.0, 1.0, 2.0}, torch::kDouble)));
   // An all-zero span keeps itself.
   const auto [low, high] = qnoise::mse_input_range(torch::zeros({4}), 0.0f, 0.0f, 4);
   EXPECT_EQ(low, 0.0f);
