@@ -20,8 +20,9 @@
 # is also quantized the way Table 1 does (per-channel int4, float inputs).
 #
 # Jobs run task by task (image first: its jobs are short), and within a task arm by arm across the
-# seeds, the arms the main question rests on first (no noise, p = 0.1, QAT; int4: no noise, 0.5,
-# QAT), so that a partial run already answers it with every seed.
+# seeds: the iPQ arms first, those the main question rests on leading (no noise, p = 0.1, QAT), then
+# the int4 arms (no noise, 0.5, QAT, 0.1), so that a partial run already answers the first table
+# with every seed.
 #
 # Every step resumes: training checkpoints every --save-every updates and restarts with --resume,
 # iPQ restarts after its last finished stage, and finished results are kept. Jobs run one thread
@@ -140,11 +141,11 @@ int4_job() {
 }
 
 if [ "$TABLE_ONLY" = 0 ]; then
-  # The first three iPQ arms, then the int4 arms, then the other iPQ arms; each over every seed.
+  # The iPQ arms, then the int4 arms; each over every seed.
   read -r -a ipq_arms <<<"$ARMS"
   read -r -a int4_arms <<<"$INT4_ARMS"
   for task in $TASKS; do
-    for job in "${ipq_arms[@]:0:3}" "${int4_arms[@]/#/int4:}" "${ipq_arms[@]:3}"; do
+    for job in "${ipq_arms[@]}" "${int4_arms[@]/#/int4:}"; do
       for seed in $SEEDS; do
         case "$job" in
           int4:*) echo "int4_job $task ${job#int4:} $seed" ;;
