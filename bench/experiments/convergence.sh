@@ -33,7 +33,7 @@
 #   convergence.sh --table   # tables from the finished runs only (docs/results/convergence)
 source "$(dirname "$0")/common.sh"
 
-TASKS="image lm" ARMS="none pq0.1 pq1 pq0.05 pq0.025 pq0.2 ft_pq0.1" INT4_ARMS="none int4t_0.5 int4t_1 int4t_0.1"
+TASKS="image lm" ARMS="none pq0.1 pq1 pq0.05 pq0.2 pq0.025 ft_pq0.1" INT4_ARMS="none int4t_0.5 int4t_1 int4t_0.1"
 TABLE_ONLY=0 ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
