@@ -30,7 +30,7 @@
 #
 #   convergence.sh [--out DIR] [--jobs N] [--seeds "1 2 3"] [--tasks "image lm"] [--arms "..."]
 #                  [--int4-arms "..."]
-#   convergence.sh --table   # tables from the finished runs only (docs/results/convergence)
+#   convergence.sh --table   # tables and plot from the finished runs only (docs/results/convergence)
 source "$(dirname "$0")/common.sh"
 
 TASKS="image lm" ARMS="none pq0.1 pq1 pq0.05 pq0.2 pq0.025 ft_pq0.1" INT4_ARMS="none int4t_0.5 int4t_1 int4t_0.1"
@@ -162,3 +162,4 @@ if [ "$TABLE_ONLY" = 0 ]; then
     <"$OUT/convergence.jobs"
 fi
 "$EXPERIMENTS_DIR/convergence_table.py" "$PUBLISHED"
+OUT=$PUBLISHED plot convergence.gp

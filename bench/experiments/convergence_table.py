@@ -5,7 +5,11 @@ difference after quantization from the no-noise arm and from QAT (per seed, then
 standard error). A difference is called an effect only when it exceeds twice its standard error
 over at least 3 seeds.
 
-Usage: convergence_table.py FOLDER   (FOLDER/runs/<task>.<arm>.s<seed>.<scheme>.json; writes FOLDER/table.md)
+Also writes, for the plot against the training noise rate (convergence.gp), each rate's paired
+difference from no noise, in float and after iPQ.
+
+Usage: convergence_table.py FOLDER   (FOLDER/runs/<task>.<arm>.s<seed>.<scheme>.json; writes
+       FOLDER/table.md and FOLDER/rates.csv)
 """
 import json
 import math
@@ -121,6 +125,37 @@ def task_table(task, title, table_rows, baselines, runs):
     return rows + [""]
 
 
+# The arms trained with noise from the start, by rate (1: QAT), for the plot against the rate.
+RATE_ARMS = [("pq0.025", 0.025), ("pq0.05", 0.05), ("pq0.1", 0.1), ("pq0.2", 0.2), ("pq1", 1.0)]
+RATES_HEADER = "task,rate,seeds,float_minus_none,float_se,ipq_minus_none,ipq_se"
+
+
+def rate_rows(runs):
+    """CSV lines of RATES_HEADER, one per task and arm of RATE_ARMS with at least 2 seeds paired
+    with the no-noise arm: the paired difference from no noise, float and after iPQ, mean and
+    standard error (accuracy in points)."""
+    lines = []
+    for task, (metric, _) in TASKS.items():
+        scale = 100 if metric == "accuracy" else 1
+        for arm, rate in RATE_ARMS:
+            seeds = sorted(s for (t, a, s, c) in runs if (t, a, c) == (task, arm, "ipq") and (task, "none", s, "ipq") in runs)
+            if len(seeds) < 2:
+                continue
+            cells = []
+            for part in ("float", "compressed"):
+                test = lambda a, s: runs[(task, a, s, "ipq")][part]["test"][metric]
+                mean, se = mean_se([scale * (test(arm, s) - test("none", s)) for s in seeds])
+                cells += [f"{mean:.4f}", f"{se:.4f}"]
+            lines.append(",".join([task, str(rate), str(len(seeds))] + cells))
+    return lines
+
+
+def write_file(folder, name, text):
+    with open(os.path.join(folder, name + ".tmp"), "w") as f:
+        f.write(text)
+    os.replace(os.path.join(folder, name + ".tmp"), os.path.join(folder, name))
+
+
 def main():
     folder = sys.argv[1] if len(sys.argv) > 1 else "docs/results/convergence"
     runs = load_runs(folder)
@@ -129,9 +164,8 @@ def main():
         for title, table_rows, baselines in TABLES:
             lines += task_table(task, title, table_rows, baselines, runs)
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(folder, "table.md.tmp"), "w") as f:
-        f.write(text)
-    os.replace(os.path.join(folder, "table.md.tmp"), os.path.join(folder, "table.md"))
+    write_file(folder, "table.md", text)
+    write_file(folder, "rates.csv", "\n".join([RATES_HEADER] + rate_rows(runs)) + "\n")
     sys.stdout.write(text)
 
 
