@@ -11,6 +11,13 @@
 # 2 epochs (image; the LM: 1) and finetunes from there with Quant-Noise p = 0.1 for those epochs
 # (a fresh schedule, qnoise train --init-from), ending at the same update count as every arm.
 #
+# The same models are also compressed with a harsher iPQ plan (plans/<task>.fewer_centroids.json):
+# the built-in plan with up to 8x fewer centroids per layer (image: one centroid per 32 blocks
+# instead of 4; the LM: at most 32 centroids per layer instead of 256). The built-in plans give
+# these small layers 4-128 blocks per centroid, where the paper's large layers have hundreds to
+# thousands, so that iPQ costs a trained model less here; this plan asks whether Quant-Noise pays
+# where iPQ costs more.
+#
 # The int4 question the same way (issue 24, item 3): the paper's int4, per-tensor weight ranges and
 # every Linear/Conv2d input at 4 bits, after no noise (the no-noise model above), int4 QAT
 # (int4t_1: weights and inputs fake-quantized in every step) and int4 Quant-Noise at the rate
@@ -19,14 +26,15 @@
 # ("int4a4mse", --activation-ranges mse; the trained arms keep the ranges they trained with). It
 # is also quantized the way Table 1 does (per-channel int4, float inputs).
 #
-# Jobs run task by task (image first: its jobs are short), and within a task arm by arm across the
-# seeds: the iPQ arms first, those the main question rests on leading (no noise, p = 0.1, QAT), then
-# the int4 arms (no noise, 0.5, QAT, 0.1), so that a partial run already answers the first table
-# with every seed.
+# Jobs run in phases, each task by task (image first: its jobs are short) and arm by arm across the
+# seeds: the arms the main question rests on (no noise, p = 0.1, QAT) with the built-in plan, then
+# with fewer centroids; the other arms likewise; then the int4 arms (no noise, 0.5, QAT, 0.1). So a
+# partial run already answers the first table with every seed.
 #
 # Every step resumes: training checkpoints every --save-every updates and restarts with --resume,
 # iPQ restarts after its last finished stage, and finished results are kept. Jobs run one thread
-# each; interrupt at any time and run the same command again to continue.
+# each; interrupt at any time and run the same command again to continue. Each model's training and
+# each result are locked, so that two runs on one folder never do the same work at once.
 #
 #   convergence.sh [--out DIR] [--jobs N] [--seeds "1 2 3"] [--tasks "image lm"] [--arms "..."]
 #                  [--int4-arms "..."]
@@ -66,6 +74,11 @@ finetune_noise() {
 # Trains (resuming) one model unless its training finished; publishes its evaluation log. "ft_<arm>"
 # first trains "first_part" without noise for the epochs before the finetuning ones.
 convergence_train() {
+  local id="$1.$2.s$3"
+  [ -f "$PUBLISHED/logs/$id.train.jsonl" ] && [ -f "$OUT/models/$id.pt" ] && return 0
+  ( flock 9 && convergence_train_locked "$@" ) 9>"$OUT/models/$id.lock"
+}
+convergence_train_locked() {
   local task=$1 name=$2 seed=$3
   local id="$task.$name.s$seed"
   local model="$OUT/models/$id.pt" log="$OUT/logs/$id"
@@ -94,21 +107,29 @@ convergence_train() {
   grep '"event":"eval"' "$log.train.jsonl" >"$PUBLISHED/logs/$id.train.jsonl" || true
 }
 
-# Trains (resuming) and compresses one model with iPQ; the result goes to $PUBLISHED.
+# Trains (resuming) and compresses one model with iPQ, by the built-in plan (result "ipq") or with
+# fewer centroids (PLAN "fewer": result "ipq_fewer"); the result goes to $PUBLISHED.
 convergence_job() {
-  local task=$1 name=$2 seed=$3
-  local id="$task.$name.s$seed"
-  local result="$PUBLISHED/runs/$id.ipq.json"
+  local task=$1 name=$2 seed=$3 plan=${4:-builtin}
+  local id="$task.$name.s$seed" scheme=ipq config=()
+  if [ "$plan" = fewer ]; then
+    scheme=ipq_fewer config=(--config "$EXPERIMENTS_DIR/plans/$task.fewer_centroids.json")
+  fi
+  local result="$PUBLISHED/runs/$id.$scheme.json"
   [ -f "$result" ] && return 0
   convergence_train "$task" "$name" "$seed" || return 1
-  local model="$OUT/models/$id.pt" log="$OUT/logs/$id"
-  local qnz="$OUT/models/$id.ipq.qnz" resume=()
-  [ -f "$qnz.stages.pt" ] && resume=(--resume)
-  "$QNOISE" --threads 1 quantize --model "$model" --scheme ipq --finetune-noise "$(finetune_noise "$name")" \
-    "${resume[@]}" --out "$qnz" --progress off >"$log.quantize.out" 2>"$log.quantize.err" ||
-    { echo "failed: iPQ of $id (see $log.quantize.err)" >&2; return 1; }
-  mkdir -p "$PUBLISHED/runs"
-  grep '"event":"quantized"' "$log.quantize.out" >"$result.tmp" && mv "$result.tmp" "$result"
+  (
+    flock 9
+    [ -f "$result" ] && exit 0
+    local log="$OUT/logs/$id" qnz="$OUT/models/$id.$scheme.qnz" resume=()
+    [ "$scheme" = ipq ] || log+=".$scheme"
+    [ -f "$qnz.stages.pt" ] && resume=(--resume)
+    "$QNOISE" --threads 1 quantize --model "$OUT/models/$id.pt" --scheme ipq "${config[@]}" \
+      --finetune-noise "$(finetune_noise "$name")" "${resume[@]}" --out "$qnz" --progress off \
+      >"$log.quantize.out" 2>"$log.quantize.err" || { echo "failed: iPQ of $id (see $log.quantize.err)" >&2; exit 1; }
+    mkdir -p "$PUBLISHED/runs"
+    grep '"event":"quantized"' "$log.quantize.out" >"$result.tmp" && mv "$result.tmp" "$result"
+  ) 9>"$OUT/runs/$id.$scheme.lock"
 }
 
 # Quantizes one model (trained as above) to int4: "int4a4" per-tensor ranges and 4-bit inputs,
@@ -132,32 +153,44 @@ int4_job() {
       int4a4) extra=(--scalar-ranges tensor --activation-bits 4) ;;
       int4a4mse) extra=(--scalar-ranges tensor --activation-bits 4 --activation-ranges mse) ;;
     esac
-    "$QNOISE" --threads 1 quantize --model "$OUT/models/$id.pt" --scheme int4 "${extra[@]}" \
-      --out "$OUT/models/$id.$variant.qnz" --progress off >"$log.out" 2>"$log.err" ||
-      { echo "failed: $variant of $id (see $log.err)" >&2; return 1; }
-    mkdir -p "$PUBLISHED/runs"
-    grep '"event":"quantized"' "$log.out" >"$result.tmp" && mv "$result.tmp" "$result"
+    (
+      flock 9
+      [ -f "$result" ] && exit 0
+      "$QNOISE" --threads 1 quantize --model "$OUT/models/$id.pt" --scheme int4 "${extra[@]}" \
+        --out "$OUT/models/$id.$variant.qnz" --progress off >"$log.out" 2>"$log.err" ||
+        { echo "failed: $variant of $id (see $log.err)" >&2; exit 1; }
+      mkdir -p "$PUBLISHED/runs"
+      grep '"event":"quantized"' "$log.out" >"$result.tmp" && mv "$result.tmp" "$result"
+    ) 9>"$OUT/runs/$id.$variant.lock" || return 1
   done
 }
 
 if [ "$TABLE_ONLY" = 0 ]; then
-  # The iPQ arms, then the int4 arms; each over every seed.
+  # The phases (see the top), each over the tasks, the arms and the seeds.
   read -r -a ipq_arms <<<"$ARMS"
   read -r -a int4_arms <<<"$INT4_ARMS"
-  for task in $TASKS; do
-    for job in "${ipq_arms[@]}" "${int4_arms[@]/#/int4:}"; do
-      for seed in $SEEDS; do
-        case "$job" in
-          int4:*) echo "int4_job $task ${job#int4:} $seed" ;;
-          *) echo "convergence_job $task $job $seed" ;;
-        esac
+  main=("${ipq_arms[@]:0:3}") others=("${ipq_arms[@]:3}")
+  for phase in "main builtin" "main fewer" "others builtin" "others fewer" int4; do
+    for task in $TASKS; do
+      case "$phase" in
+        main*) arms=("${main[@]}") ;;
+        others*) arms=("${others[@]}") ;;
+        int4) arms=("${int4_arms[@]}") ;;
+      esac
+      for arm in "${arms[@]}"; do
+        for seed in $SEEDS; do
+          case "$phase" in
+            int4) echo "int4_job $task $arm $seed" ;;
+            *) echo "convergence_job $task $arm $seed ${phase#* }" ;;
+          esac
+        done
       done
     done
   done >"$OUT/convergence.jobs"
   # shellcheck disable=SC2016
   echo "convergence.sh: $(wc -l <"$OUT/convergence.jobs") jobs, $JOBS at a time" >&2
-  export -f convergence_train convergence_job int4_job convergence_task_args convergence_epochs finetune_epochs \
-    finetune_noise
+  export -f convergence_train convergence_train_locked convergence_job int4_job convergence_task_args \
+    convergence_epochs finetune_epochs finetune_noise
   xargs -P "$JOBS" -d '\n' -n 1 bash -c 'source "$0"; eval "$1"' "$EXPERIMENTS_DIR/common.sh" \
     <"$OUT/convergence.jobs"
 fi

@@ -18,9 +18,11 @@ import sys
 
 # Each table: its title, its rows as (arm, scheme) with labels, and the two rows that every other
 # row is compared with, seed by seed.
+IPQ_ARMS = ["none", "pq0.025", "pq0.05", "pq0.1", "pq0.2", "pq1", "ft_pq0.1"]
 TABLES = [
-    ("iPQ", [(arm, "ipq") for arm in ["none", "pq0.025", "pq0.05", "pq0.1", "pq0.2", "pq1", "ft_pq0.1"]],
-     [("none", "ipq"), ("pq1", "ipq")]),
+    ("iPQ", [(arm, "ipq") for arm in IPQ_ARMS], [("none", "ipq"), ("pq1", "ipq")]),
+    ("iPQ with up to 8x fewer centroids per layer",
+     [(arm, "ipq_fewer") for arm in IPQ_ARMS], [("none", "ipq_fewer"), ("pq1", "ipq_fewer")]),
     ("int4, per-tensor weight ranges and 4-bit inputs (the paper's)",
      [("none", "int4"), ("none", "int4a4"), ("none", "int4a4mse"), ("int4t_1", "int4a4"),
       ("int4t_0.5", "int4a4"), ("int4t_0.1", "int4a4")],
@@ -30,8 +32,10 @@ LABELS = {("none", "int4"): "no noise, Table 1's int4 (per channel, float inputs
           ("none", "int4a4"): "no noise, input ranges min-max",
           ("none", "int4a4mse"): "no noise, input ranges by least squared error",
           ("pq1", "ipq"): "iPQ QAT (exact noise, p = 1)",
+          ("pq1", "ipq_fewer"): "iPQ QAT (exact noise, p = 1)",
           ("int4t_1", "int4a4"): "int4 QAT (weights and inputs, p = 1)",
-          ("ft_pq0.1", "ipq"): "no noise, then finetuned with Quant-Noise p = 0.1 (last 2 epochs; LM: 1)"}
+          ("ft_pq0.1", "ipq"): "no noise, then finetuned with Quant-Noise p = 0.1 (last 2 epochs; LM: 1)",
+          ("ft_pq0.1", "ipq_fewer"): "no noise, then finetuned with Quant-Noise p = 0.1 (last 2 epochs; LM: 1)"}
 TASKS = {"image": ("accuracy", True), "lm": ("ppl", False)}  # metric, higher is better
 
 
@@ -127,26 +131,28 @@ def task_table(task, title, table_rows, baselines, runs):
 
 # The arms trained with noise from the start, by rate (1: QAT), for the plot against the rate.
 RATE_ARMS = [("pq0.025", 0.025), ("pq0.05", 0.05), ("pq0.1", 0.1), ("pq0.2", 0.2), ("pq1", 1.0)]
-RATES_HEADER = "task,rate,seeds,float_minus_none,float_se,ipq_minus_none,ipq_se"
+RATES_HEADER = "task,scheme,rate,seeds,float_minus_none,float_se,quantized_minus_none,quantized_se"
 
 
 def rate_rows(runs):
-    """CSV lines of RATES_HEADER, one per task and arm of RATE_ARMS with at least 2 seeds paired
-    with the no-noise arm: the paired difference from no noise, float and after iPQ, mean and
-    standard error (accuracy in points)."""
+    """CSV lines of RATES_HEADER, one per task, iPQ plan (scheme) and arm of RATE_ARMS with at
+    least 2 seeds paired with the no-noise arm: the paired difference from no noise, float and
+    after iPQ, mean and standard error (accuracy in points)."""
     lines = []
     for task, (metric, _) in TASKS.items():
         scale = 100 if metric == "accuracy" else 1
-        for arm, rate in RATE_ARMS:
-            seeds = sorted(s for (t, a, s, c) in runs if (t, a, c) == (task, arm, "ipq") and (task, "none", s, "ipq") in runs)
-            if len(seeds) < 2:
-                continue
-            cells = []
-            for part in ("float", "compressed"):
-                test = lambda a, s: runs[(task, a, s, "ipq")][part]["test"][metric]
-                mean, se = mean_se([scale * (test(arm, s) - test("none", s)) for s in seeds])
-                cells += [f"{mean:.4f}", f"{se:.4f}"]
-            lines.append(",".join([task, str(rate), str(len(seeds))] + cells))
+        for scheme in ("ipq", "ipq_fewer"):
+            for arm, rate in RATE_ARMS:
+                seeds = sorted(s for (t, a, s, c) in runs
+                               if (t, a, c) == (task, arm, scheme) and (task, "none", s, scheme) in runs)
+                if len(seeds) < 2:
+                    continue
+                cells = []
+                for part in ("float", "compressed"):
+                    test = lambda a, s: runs[(task, a, s, scheme)][part]["test"][metric]
+                    mean, se = mean_se([scale * (test(arm, s) - test("none", s)) for s in seeds])
+                    cells += [f"{mean:.4f}", f"{se:.4f}"]
+                lines.append(",".join([task, scheme, str(rate), str(len(seeds))] + cells))
     return lines
 
 
