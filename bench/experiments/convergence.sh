@@ -27,9 +27,9 @@
 # is also quantized the way Table 1 does (per-channel int4, float inputs).
 #
 # Jobs run in phases, each task by task (image first: its jobs are short) and arm by arm across the
-# seeds: the arms the main question rests on (no noise, p = 0.1, QAT) with the built-in plan, then
-# with fewer centroids; the other arms likewise; then the int4 arms (no noise, 0.5, QAT, 0.1). So a
-# partial run already answers the first table with every seed.
+# seeds: the arms the main question rests on (no noise, p = 0.1, QAT), then the other arms, each
+# model compressed by both plans as soon as it is trained; then the int4 arms (no noise, 0.5, QAT,
+# 0.1). So a partial run already answers the first table with every seed.
 #
 # Every step resumes: training checkpoints every --save-every updates and restarts with --resume,
 # iPQ restarts after its last finished stage, and finished results are kept. Jobs run one thread
@@ -107,10 +107,18 @@ convergence_train_locked() {
   grep '"event":"eval"' "$log.train.jsonl" >"$PUBLISHED/logs/$id.train.jsonl" || true
 }
 
-# Trains (resuming) and compresses one model with iPQ, by the built-in plan (result "ipq") or with
-# fewer centroids (PLAN "fewer": result "ipq_fewer"); the result goes to $PUBLISHED.
+# Trains (resuming) one model and compresses it with iPQ by each plan given: the built-in plan
+# (result "ipq") and the one with fewer centroids ("fewer": result "ipq_fewer"); the results go
+# to $PUBLISHED.
 convergence_job() {
-  local task=$1 name=$2 seed=$3 plan=${4:-builtin}
+  local task=$1 name=$2 seed=$3 plan
+  shift 3
+  for plan in "${@:-builtin}"; do
+    convergence_ipq "$task" "$name" "$seed" "$plan" || return 1
+  done
+}
+convergence_ipq() {
+  local task=$1 name=$2 seed=$3 plan=$4
   local id="$task.$name.s$seed" scheme=ipq config=()
   if [ "$plan" = fewer ]; then
     scheme=ipq_fewer config=(--config "$EXPERIMENTS_DIR/plans/$task.fewer_centroids.json")
@@ -170,18 +178,18 @@ if [ "$TABLE_ONLY" = 0 ]; then
   read -r -a ipq_arms <<<"$ARMS"
   read -r -a int4_arms <<<"$INT4_ARMS"
   main=("${ipq_arms[@]:0:3}") others=("${ipq_arms[@]:3}")
-  for phase in "main builtin" "main fewer" "others builtin" "others fewer" int4; do
+  for phase in main others int4; do
     for task in $TASKS; do
       case "$phase" in
-        main*) arms=("${main[@]}") ;;
-        others*) arms=("${others[@]}") ;;
+        main) arms=("${main[@]}") ;;
+        others) arms=("${others[@]}") ;;
         int4) arms=("${int4_arms[@]}") ;;
       esac
       for arm in "${arms[@]}"; do
         for seed in $SEEDS; do
           case "$phase" in
             int4) echo "int4_job $task $arm $seed" ;;
-            *) echo "convergence_job $task $arm $seed ${phase#* }" ;;
+            *) echo "convergence_job $task $arm $seed builtin fewer" ;;
           esac
         done
       done
@@ -189,8 +197,8 @@ if [ "$TABLE_ONLY" = 0 ]; then
   done >"$OUT/convergence.jobs"
   # shellcheck disable=SC2016
   echo "convergence.sh: $(wc -l <"$OUT/convergence.jobs") jobs, $JOBS at a time" >&2
-  export -f convergence_train convergence_train_locked convergence_job int4_job convergence_task_args \
-    convergence_epochs finetune_epochs finetune_noise
+  export -f convergence_train convergence_train_locked convergence_job convergence_ipq int4_job \
+    convergence_task_args convergence_epochs finetune_epochs finetune_noise
   xargs -P "$JOBS" -d '\n' -n 1 bash -c 'source "$0"; eval "$1"' "$EXPERIMENTS_DIR/common.sh" \
     <"$OUT/convergence.jobs"
 fi
