@@ -14,9 +14,9 @@
 # The same models are also compressed with a harsher iPQ plan (plans/<task>.fewer_centroids.json):
 # the built-in plan with up to 8x fewer centroids per layer (image: one centroid per 32 blocks
 # instead of 4; the LM: at most 32 centroids per layer instead of 256). The built-in plans give
-# these small layers 4-128 blocks per centroid, where the paper's large layers have hundreds to
-# thousands, so that iPQ costs a trained model less here; this plan asks whether Quant-Noise pays
-# where iPQ costs more.
+# these small layers 4-128 blocks per centroid (LM attention and FFN, image), where the paper's
+# have hundreds to thousands, so that iPQ costs a trained model less here; this plan asks whether
+# Quant-Noise pays where iPQ costs more.
 #
 # The int4 question the same way (issue 24, item 3): the paper's int4, per-tensor weight ranges and
 # every Linear/Conv2d input at 4 bits, after no noise (the no-noise model above), int4 QAT
