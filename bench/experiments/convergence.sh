@@ -16,7 +16,8 @@
 # instead of 4; the LM: at most 32 centroids per layer instead of 256). The built-in plans give
 # these small layers 4-128 blocks per centroid (LM attention and FFN, image), where the paper's
 # have hundreds to thousands, so that iPQ costs a trained model less here; this plan asks whether
-# Quant-Noise pays where iPQ costs more.
+# Quant-Noise pays where iPQ costs more. QAT's exact noise learns codebooks of the built-in plan's
+# size; "pq1_fewer" is QAT against codebooks of the harsher plan's size, compressed by that plan only.
 #
 # The int4 question the same way (issue 24, item 3): the paper's int4, per-tensor weight ranges and
 # every Linear/Conv2d input at 4 bits, after no noise (the no-noise model above), int4 QAT
@@ -68,7 +69,11 @@ convergence_epochs() { case "$1" in image) echo 7 ;; lm) echo 5 ;; esac; }
 finetune_epochs() { case "$1" in image) echo 2 ;; lm) echo 1 ;; esac; }
 # Quant-Noise rate on the not-yet-quantized layers during iPQ finetuning.
 finetune_noise() {
-  case "$1" in none | pq1) echo 0 ;; pq*) echo "${1#pq}" ;; ft_pq*) echo "${1#ft_pq}" ;; esac
+  case "$1" in none | pq1 | pq1_fewer) echo 0 ;; pq*) echo "${1#pq}" ;; ft_pq*) echo "${1#ft_pq}" ;; esac
+}
+# Exact noise's codebook sizes as plans/<task>.fewer_centroids.json's (the "pq1_fewer" arm).
+fewer_centroids_noise_args() {
+  case "$1" in image) echo "--pq-noise-blocks-per-centroid 32" ;; lm) echo "--pq-noise-centroids 32" ;; esac
 }
 
 # Trains (resuming) one model unless its training finished; publishes its evaluation log. "ft_<arm>"
@@ -97,10 +102,12 @@ convergence_train_locked() {
     noise=none
     schedule=(--epochs "$(($(convergence_epochs "$task") - $(finetune_epochs "$task")))")
   fi
-  local resume=()
+  local resume=() codebooks=()
   [ -f "$model" ] && resume=(--resume)
+  # shellcheck disable=SC2207
+  [ "$name" = pq1_fewer ] && noise=pq1 codebooks=($(fewer_centroids_noise_args "$task"))
   # shellcheck disable=SC2046
-  "$QNOISE" --threads 1 train $(convergence_task_args "$task") $(model_args "$noise") "${schedule[@]}" \
+  "$QNOISE" --threads 1 train $(convergence_task_args "$task") $(model_args "$noise") "${codebooks[@]}" "${schedule[@]}" \
     --seed "$seed" --save-every 200 "${resume[@]}" --out "$model" --progress off >>"$log.train.jsonl" \
     2>>"$log.train.err" || { echo "failed: training $id (see $log.train.err)" >&2; return 1; }
   mkdir -p "$PUBLISHED/logs"
@@ -193,12 +200,15 @@ if [ "$TABLE_ONLY" = 0 ]; then
           esac
         done
       done
+      if [ "$phase" = main ]; then
+        for seed in $SEEDS; do echo "convergence_job $task pq1_fewer $seed fewer"; done
+      fi
     done
   done >"$OUT/convergence.jobs"
   # shellcheck disable=SC2016
   echo "convergence.sh: $(wc -l <"$OUT/convergence.jobs") jobs, $JOBS at a time" >&2
   export -f convergence_train convergence_train_locked convergence_job convergence_ipq int4_job \
-    convergence_task_args convergence_epochs finetune_epochs finetune_noise
+    convergence_task_args convergence_epochs finetune_epochs finetune_noise fewer_centroids_noise_args
   xargs -P "$JOBS" -d '\n' -n 1 bash -c 'source "$0"; eval "$1"' "$EXPERIMENTS_DIR/common.sh" \
     <"$OUT/convergence.jobs"
 fi

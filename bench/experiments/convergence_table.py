@@ -22,7 +22,7 @@ IPQ_ARMS = ["none", "pq0.025", "pq0.05", "pq0.1", "pq0.2", "pq1", "ft_pq0.1"]
 TABLES = [
     ("iPQ", [(arm, "ipq") for arm in IPQ_ARMS], [("none", "ipq"), ("pq1", "ipq")]),
     ("iPQ with up to 8x fewer centroids per layer",
-     [(arm, "ipq_fewer") for arm in IPQ_ARMS], [("none", "ipq_fewer"), ("pq1", "ipq_fewer")]),
+     [(arm, "ipq_fewer") for arm in IPQ_ARMS + ["pq1_fewer"]], [("none", "ipq_fewer"), ("pq1", "ipq_fewer")]),
     ("int4, per-tensor weight ranges and 4-bit inputs (the paper's)",
      [("none", "int4"), ("none", "int4a4"), ("none", "int4a4mse"), ("int4t_1", "int4a4"),
       ("int4t_0.5", "int4a4"), ("int4t_0.1", "int4a4")],
@@ -32,7 +32,8 @@ LABELS = {("none", "int4"): "no noise, Table 1's int4 (per channel, float inputs
           ("none", "int4a4"): "no noise, input ranges min-max",
           ("none", "int4a4mse"): "no noise, input ranges by least squared error",
           ("pq1", "ipq"): "iPQ QAT (exact noise, p = 1)",
-          ("pq1", "ipq_fewer"): "iPQ QAT (exact noise, p = 1)",
+          ("pq1", "ipq_fewer"): "iPQ QAT (exact noise, p = 1; the built-in plan's codebook sizes)",
+          ("pq1_fewer", "ipq_fewer"): "iPQ QAT against codebooks of this plan's sizes",
           ("int4t_1", "int4a4"): "int4 QAT (weights and inputs, p = 1)",
           ("ft_pq0.1", "ipq"): "no noise, then finetuned with Quant-Noise p = 0.1 (last 2 epochs; LM: 1)",
           ("ft_pq0.1", "ipq_fewer"): "no noise, then finetuned with Quant-Noise p = 0.1 (last 2 epochs; LM: 1)"}

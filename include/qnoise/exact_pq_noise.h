@@ -13,9 +13,12 @@
 namespace qnoise {
 
 // One target per layer the proxy targets select, with the same rate and block size and a pq-exact
-// function whose codebook has min(256, n_blocks / 4) centroids (the iPQ plans' K; at least 1),
-// learned from the layer's weight (10 EM iterations, seeded by `seed`).
+// function whose codebook has min(max_centroids, n_blocks / blocks_per_centroid) centroids (at
+// least 1; the defaults are the built-in iPQ plans' K, and a plan's n_centroids and
+// blocks_per_centroid train for that plan), learned from the layer's weight (10 EM iterations,
+// seeded by `seed`).
 std::vector<NoiseTarget> exact_pq_targets(torch::nn::Module& model, const std::vector<NoiseTarget>& proxy_targets,
-                                          uint64_t seed);
+                                          uint64_t seed, int64_t max_centroids = 256,
+                                          int64_t blocks_per_centroid = 4);
 
 }  // namespace qnoise

@@ -28,6 +28,10 @@ struct QuantNoiseOptions {
   double pq_rate = 0.0;       // --quant-noise-pq: blocks zeroed (PQ proxy), 0 = off
   bool pq_exact = false;      // --pq-noise exact: blocks replaced by k-means centroids; rate 1 = iPQ QAT
   int64_t codebook_refresh = 100;  // --codebook-refresh: updates between k-means runs (exact noise)
+  // Exact noise's codebook size per layer: min(exact_centroids, n_blocks / exact_blocks_per_centroid),
+  // the iPQ plan's n_centroids and blocks_per_centroid (--pq-noise-centroids, --pq-noise-blocks-per-centroid).
+  int64_t exact_centroids = 256;
+  int64_t exact_blocks_per_centroid = 4;
   int64_t pq_block_size = 0;  // --quant-noise-pq-block-size; 0: the task's default (8; 4 for CNNs)
   double scalar_rate = 0.0;   // --quant-noise-scalar: weights fake-quantized, 1 = QAT
   int bits = 8;               // --bits for scalar noise

@@ -227,6 +227,11 @@ TrainerOptions trainer_options(const TrainCommandOptions& command, const std::st
   }
   if (given("codebook-refresh"))
     options.noise.codebook_refresh = to_integer("codebook-refresh", text("codebook-refresh"));
+  if (given("pq-noise-centroids"))
+    options.noise.exact_centroids = to_integer("pq-noise-centroids", text("pq-noise-centroids"));
+  if (given("pq-noise-blocks-per-centroid"))
+    options.noise.exact_blocks_per_centroid =
+        to_integer("pq-noise-blocks-per-centroid", text("pq-noise-blocks-per-centroid"));
   if (given("quant-noise-pq-block-size"))
     options.noise.pq_block_size = to_integer("quant-noise-pq-block-size", text("quant-noise-pq-block-size"));
   if (given("quant-noise-scalar")) options.noise.scalar_rate = to_number("quant-noise-scalar", text("quant-noise-scalar"));
@@ -332,6 +337,8 @@ void add_train_options(CLI::App* app, TrainCommandOptions& options) {
       {"quant-noise-pq", "", "Quant-Noise rate for PQ (blocks dropped; 0: off)"},
       {"pq-noise", "", "proxy (chosen blocks zeroed; default) or exact (replaced by their nearest k-means centroid; allows rate 1: iPQ QAT)"},
       {"codebook-refresh", "", "exact PQ noise: updates between k-means runs on the current weights (100)"},
+      {"pq-noise-centroids", "", "exact PQ noise: at most K centroids per layer, as the iPQ plan's n_centroids (256)"},
+      {"pq-noise-blocks-per-centroid", "", "exact PQ noise: one centroid per N blocks at most, as the iPQ plan's blocks_per_centroid (4)"},
       {"quant-noise-pq-block-size", "", "PQ noise block size (default: 8; 4 input channels for 1x1 convolutions; 3x3 convolutions keep whole kernels)"},
       {"quant-noise-scalar", "", "Quant-Noise rate for int<bits> fake quantization (1: QAT)"},
       {"bits", "", "Bits of the scalar noise (8 or 4; 2..8)"},

@@ -193,7 +193,14 @@ std::vector<NoiseTarget> quant_noise_targets(const TrainingTask& task, const Qua
     QNOISE_CHECK(noise.pq_rate > 0 && noise.pq_rate <= 1, "--pq-noise exact needs --quant-noise-pq in (0, 1], got ",
                  noise.pq_rate);
     QNOISE_CHECK(noise.codebook_refresh > 0, "--codebook-refresh must be positive, got ", noise.codebook_refresh);
+    QNOISE_CHECK(noise.exact_centroids >= 1 && noise.exact_centroids <= 65536,
+                 "--pq-noise-centroids must be in [1, 65536], got ", noise.exact_centroids);
+    QNOISE_CHECK(noise.exact_blocks_per_centroid >= 1, "--pq-noise-blocks-per-centroid must be positive, got ",
+                 noise.exact_blocks_per_centroid);
   } else {
+    QNOISE_CHECK(noise.exact_centroids == QuantNoiseOptions().exact_centroids &&
+                     noise.exact_blocks_per_centroid == QuantNoiseOptions().exact_blocks_per_centroid,
+                 "--pq-noise-centroids and --pq-noise-blocks-per-centroid need --pq-noise exact");
     QNOISE_CHECK(noise.pq_rate >= 0 && noise.pq_rate < 1, "--quant-noise-pq must be in [0, 1) (rate 1 zeroes every "
                  "block; iPQ QAT is --quant-noise-pq 1 --pq-noise exact), got ", noise.pq_rate);
   }
@@ -227,6 +234,8 @@ QuantNoiseOptions quant_noise_options_from_json(const nlohmann::json& json) {
   noise.pq_rate = json.value("pq_rate", noise.pq_rate);
   noise.pq_exact = json.value("pq_exact", noise.pq_exact);
   noise.codebook_refresh = json.value("codebook_refresh", noise.codebook_refresh);
+  noise.exact_centroids = json.value("exact_centroids", noise.exact_centroids);
+  noise.exact_blocks_per_centroid = json.value("exact_blocks_per_centroid", noise.exact_blocks_per_centroid);
   noise.pq_block_size = json.value("pq_block_size", noise.pq_block_size);
   noise.scalar_rate = json.value("scalar_rate", noise.scalar_rate);
   noise.bits = json.value("bits", noise.bits);
@@ -238,8 +247,8 @@ QuantNoiseOptions quant_noise_options_from_json(const nlohmann::json& json) {
 
 namespace {
 
-// The noise settings as checkpoints record them; per-tensor ranges and activation bits only when
-// set, so that runs from before they existed still resume.
+// The noise settings as checkpoints record them; per-tensor ranges, activation bits and exact
+// noise's codebook sizes only when set, so that runs from before they existed still resume.
 nlohmann::json noise_to_json(const QuantNoiseOptions& noise) {
   nlohmann::json json = {{"pq_rate", noise.pq_rate},         {"pq_exact", noise.pq_exact},
                          {"codebook_refresh", noise.codebook_refresh}, {"pq_block_size", noise.pq_block_size},
@@ -247,6 +256,10 @@ nlohmann::json noise_to_json(const QuantNoiseOptions& noise) {
                          {"layers", noise.layers}};
   if (noise.per_tensor) json["per_tensor"] = true;
   if (noise.activation_bits != 0) json["activation_bits"] = noise.activation_bits;
+  const QuantNoiseOptions defaults;
+  if (noise.exact_centroids != defaults.exact_centroids) json["exact_centroids"] = noise.exact_centroids;
+  if (noise.exact_blocks_per_centroid != defaults.exact_blocks_per_centroid)
+    json["exact_blocks_per_centroid"] = noise.exact_blocks_per_centroid;
   return json;
 }
 
@@ -442,7 +455,9 @@ TrainingResult train(TrainingTask& task, const TrainerOptions& options) {
     set_learning_rate(*optimizer, lr);
     optimizer->zero_grad();
     if (options.noise.pq_exact && (!codebooks_learned || step % options.noise.codebook_refresh == 0)) {
-      std::vector<NoiseTarget> exact = exact_pq_targets(model, targets, static_cast<uint64_t>(step));
+      std::vector<NoiseTarget> exact = exact_pq_targets(model, targets, static_cast<uint64_t>(step),
+                                                        options.noise.exact_centroids,
+                                                        options.noise.exact_blocks_per_centroid);
       // A resumed run continues with the codebooks it had, learned at the last refresh.
       const bool restored = !codebooks_learned && step == resumed.step && step % options.noise.codebook_refresh != 0 &&
                             restore_codebooks(exact, resumed.extras, options.checkpoint_path);

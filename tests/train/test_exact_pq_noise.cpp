@@ -47,6 +47,37 @@ TEST(ExactPqNoise, EveryNoisedBlockIsACentroidOfItsLayersCodebook) {
   EXPECT_TRUE(torch::allclose(model.fc1->weight.grad(), 2 * torch::ones({64, 16})));
 }
 
+TEST(ExactPqNoise, CodebookSizesFollowThePlansCentroidSettings) {
+  torch::manual_seed(0);
+  TwoLayers model;
+  const std::vector<qnoise::NoiseTarget> proxy{{"*", 1.0, 8, qnoise::NoiseFunction::pq()}};
+  // fc1's 128 blocks: one centroid per 32 blocks gives 4; at most 2 centroids gives 2.
+  EXPECT_EQ(qnoise::exact_pq_targets(model, proxy, 7, 256, 32)[0].function.codebook.size(0), 4);
+  EXPECT_EQ(qnoise::exact_pq_targets(model, proxy, 7, 2, 4)[0].function.codebook.size(0), 2);
+  EXPECT_EQ(qnoise::exact_pq_targets(model, proxy, 7, 2, 4)[1].function.codebook.size(0), 1);  // 4 blocks / 4
+  EXPECT_THROW(qnoise::exact_pq_targets(model, proxy, 7, 0, 4), qnoise::Error);
+  EXPECT_THROW(qnoise::exact_pq_targets(model, proxy, 7, 256, 0), qnoise::Error);
+}
+
+TEST(ExactPqNoise, CentroidSettingsNeedExactNoiseAndValidValues) {
+  auto task = qnoise::testing::small_cnn_task();
+  qnoise::QuantNoiseOptions noise;
+  noise.pq_rate = 0.5;
+  noise.exact_centroids = 32;
+  EXPECT_THROW(qnoise::quant_noise_targets(*task, noise), qnoise::Error);  // proxy noise has no codebooks
+  noise.pq_exact = true;
+  EXPECT_FALSE(qnoise::quant_noise_targets(*task, noise).empty());
+  noise.exact_blocks_per_centroid = 0;
+  EXPECT_THROW(qnoise::quant_noise_targets(*task, noise), qnoise::Error);
+  // Checkpoints record them, so that a resumed run keeps its codebook sizes.
+  noise.exact_blocks_per_centroid = 32;
+  const auto stored = qnoise::quant_noise_options_from_json(
+      {{"pq_rate", 0.5}, {"pq_exact", true}, {"exact_centroids", 32}, {"exact_blocks_per_centroid", 32}});
+  EXPECT_EQ(stored.exact_centroids, 32);
+  EXPECT_EQ(stored.exact_blocks_per_centroid, 32);
+  EXPECT_EQ(qnoise::quant_noise_options_from_json({{"pq_rate", 0.5}}).exact_centroids, 256);
+}
+
 TEST(ExactPqNoise, TrainsAtRateOneAndOnlyExactNoiseAllowsIt) {
   auto task = qnoise::testing::small_cnn_task();
   std::ostringstream log;
@@ -59,10 +90,14 @@ TEST(ExactPqNoise, TrainsAtRateOneAndOnlyExactNoiseAllowsIt) {
   EXPECT_THROW(qnoise::train(*task, options), qnoise::Error);  // the proxy would zero every block
   options.noise.pq_exact = true;
   options.noise.codebook_refresh = 2;
+  options.noise.exact_centroids = 8;
   const auto result = qnoise::train(*task, options);
   EXPECT_EQ(result.steps, 3);
   EXPECT_NE(log.str().find("\"quant_noise\":\"pq-exact\""), std::string::npos);
   EXPECT_TRUE(std::isfinite(result.metrics.at("valid").at("loss")));
+  const auto noise = qnoise::read_training_checkpoint_metadata(options.checkpoint_path).at("noise");
+  EXPECT_EQ(noise.at("exact_centroids"), 8);
+  EXPECT_FALSE(noise.contains("exact_blocks_per_centroid"));  // the default is left out
 }
 
 }  // namespace
