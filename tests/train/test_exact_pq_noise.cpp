@@ -70,7 +70,6 @@ TEST(ExactPqNoise, CentroidSettingsNeedExactNoiseAndValidValues) {
   noise.exact_blocks_per_centroid = 0;
   EXPECT_THROW(qnoise::quant_noise_targets(*task, noise), qnoise::Error);
   // Checkpoints record them, so that a resumed run keeps its codebook sizes.
-  noise.exact_blocks_per_centroid = 32;
   const auto stored = qnoise::quant_noise_options_from_json(
       {{"pq_rate", 0.5}, {"pq_exact", true}, {"exact_centroids", 32}, {"exact_blocks_per_centroid", 32}});
   EXPECT_EQ(stored.exact_centroids, 32);
