@@ -71,9 +71,11 @@ finetune_epochs() { case "$1" in image) echo 2 ;; lm) echo 1 ;; esac; }
 finetune_noise() {
   case "$1" in none | pq1 | pq1_fewer) echo 0 ;; pq*) echo "${1#pq}" ;; ft_pq*) echo "${1#ft_pq}" ;; esac
 }
-# Exact noise's codebook sizes as plans/<task>.fewer_centroids.json's (the "pq1_fewer" arm).
+# Exact noise's codebook sizes read from plans/<task>.fewer_centroids.json (the "pq1_fewer" arm):
+# its blocks_per_centroid and its stages' largest n_centroids (every stage has the same here).
 fewer_centroids_noise_args() {
-  case "$1" in image) echo "--pq-noise-blocks-per-centroid 32" ;; lm) echo "--pq-noise-centroids 32" ;; esac
+  jq -r '"--pq-noise-blocks-per-centroid \(.blocks_per_centroid) --pq-noise-centroids \([.stages[].n_centroids] | max)"' \
+    "$EXPERIMENTS_DIR/plans/$1.fewer_centroids.json"
 }
 
 # Trains (resuming) one model unless its training finished; publishes its evaluation log. "ft_<arm>"

@@ -28,24 +28,25 @@ TABLES = [
       ("int4t_0.5", "int4a4"), ("int4t_0.1", "int4a4")],
      [("none", "int4a4mse"), ("int4t_1", "int4a4")]),
 ]
-LABELS = {("none", "int4"): "no noise, Table 1's int4 (per channel, float inputs)",
-          ("none", "int4a4"): "no noise, input ranges min-max",
-          ("none", "int4a4mse"): "no noise, input ranges by least squared error",
-          ("pq1", "ipq"): "iPQ QAT (exact noise, p = 1)",
-          ("pq1", "ipq_fewer"): "iPQ QAT (exact noise, p = 1; the built-in plan's codebook sizes)",
-          ("pq1_fewer", "ipq_fewer"): "iPQ QAT against codebooks of this plan's sizes",
-          ("int4t_1", "int4a4"): "int4 QAT (weights and inputs, p = 1)",
-          ("ft_pq0.1", "ipq"): "no noise, then finetuned with Quant-Noise p = 0.1 (last 2 epochs; LM: 1)",
-          ("ft_pq0.1", "ipq_fewer"): "no noise, then finetuned with Quant-Noise p = 0.1 (last 2 epochs; LM: 1)"}
+# Labels of the rows whose name depends on the scheme, then of the arms whose name does not.
+ROW_LABELS = {("none", "int4"): "no noise, Table 1's int4 (per channel, float inputs)",
+              ("none", "int4a4"): "no noise, input ranges min-max",
+              ("none", "int4a4mse"): "no noise, input ranges by least squared error",
+              ("pq1", "ipq_fewer"): "iPQ QAT (exact noise, p = 1; the built-in plan's codebook sizes)"}
+ARM_LABELS = {"none": "no noise",
+              "pq1": "iPQ QAT (exact noise, p = 1)",
+              "pq1_fewer": "iPQ QAT against codebooks of this plan's sizes",
+              "int4t_1": "int4 QAT (weights and inputs, p = 1)",
+              "ft_pq0.1": "no noise, then finetuned with Quant-Noise p = 0.1 (last 2 epochs; LM: 1)"}
 TASKS = {"image": ("accuracy", True), "lm": ("ppl", False)}  # metric, higher is better
 
 
 def label(row):
     arm, _ = row
-    if row in LABELS:
-        return LABELS[row]
-    if arm == "none":
-        return "no noise"
+    if row in ROW_LABELS:
+        return ROW_LABELS[row]
+    if arm in ARM_LABELS:
+        return ARM_LABELS[arm]
     rate = arm[2:] if arm.startswith("pq") else arm.split("_", 1)[1]
     return f"Quant-Noise p = {rate}"
 

@@ -116,7 +116,7 @@ bool InputHistogramScope::add(const at::Tensor& state, const at::Tensor& input) 
 void InputHistogramScope::finish() {
   at::NoGradGuard no_grad;
   for (Layer& layer : layers_) {
-    if (layer.max <= layer.min || layer.histogram.sum().item<double>() == 0) continue;
+    if (layer.histogram.sum().item<double>() == 0) continue;  // nothing counted (an empty span counts nothing)
     const auto [low, high] = mse_input_range(layer.histogram, layer.min, layer.max, layer.bits);
     layer.state.index_put_({0}, low);
     layer.state.index_put_({1}, high);

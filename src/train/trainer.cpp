@@ -189,6 +189,7 @@ ProgressOptions::Mode parse_progress_mode(const std::string& name) {
 }
 
 std::vector<NoiseTarget> quant_noise_targets(const TrainingTask& task, const QuantNoiseOptions& noise) {
+  const QuantNoiseOptions defaults;
   if (noise.pq_exact) {
     QNOISE_CHECK(noise.pq_rate > 0 && noise.pq_rate <= 1, "--pq-noise exact needs --quant-noise-pq in (0, 1], got ",
                  noise.pq_rate);
@@ -198,8 +199,8 @@ std::vector<NoiseTarget> quant_noise_targets(const TrainingTask& task, const Qua
     QNOISE_CHECK(noise.exact_blocks_per_centroid >= 1, "--pq-noise-blocks-per-centroid must be positive, got ",
                  noise.exact_blocks_per_centroid);
   } else {
-    QNOISE_CHECK(noise.exact_centroids == QuantNoiseOptions().exact_centroids &&
-                     noise.exact_blocks_per_centroid == QuantNoiseOptions().exact_blocks_per_centroid,
+    QNOISE_CHECK(noise.exact_centroids == defaults.exact_centroids &&
+                     noise.exact_blocks_per_centroid == defaults.exact_blocks_per_centroid,
                  "--pq-noise-centroids and --pq-noise-blocks-per-centroid need --pq-noise exact");
     QNOISE_CHECK(noise.pq_rate >= 0 && noise.pq_rate < 1, "--quant-noise-pq must be in [0, 1) (rate 1 zeroes every "
                  "block; iPQ QAT is --quant-noise-pq 1 --pq-noise exact), got ", noise.pq_rate);

@@ -3,9 +3,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
+#include "qnoise/checkpoint.h"
 #include "qnoise/error.h"
 #include "qnoise/exact_pq_noise.h"
 #include "qnoise/trainer.h"
@@ -97,6 +99,13 @@ TEST(ExactPqNoise, TrainsAtRateOneAndOnlyExactNoiseAllowsIt) {
   const auto noise = qnoise::read_training_checkpoint_metadata(options.checkpoint_path).at("noise");
   EXPECT_EQ(noise.at("exact_centroids"), 8);
   EXPECT_FALSE(noise.contains("exact_blocks_per_centroid"));  // the default is left out
+  // The codebooks the run trained with (kept for resuming) have at most 8 centroids, and a layer
+  // with 32 blocks or more has exactly 8: the setting reached the noise.
+  const auto state = qnoise::load_checkpoint(options.checkpoint_path, task->model(), nullptr);
+  int64_t largest = 0;
+  for (const auto& [name, tensor] : state.extras)
+    if (name.rfind("noise_codebook.", 0) == 0) largest = std::max(largest, tensor.size(0));
+  EXPECT_EQ(largest, 8);
 }
 
 }  // namespace
