@@ -1,10 +1,9 @@
 # Issue 24's answer as a plot, from convergence_table.py's rates.csv: per task, the paired
 # difference from the no-noise model (mean ± standard error over seeds) of each model trained with
-# Quant-Noise at rate p (p = 1: iPQ QAT, against codebooks of each plan's sizes), after iPQ by the
-# built-in plan and by the plan with fewer centroids (solid), and in float before iPQ (dashed; not
-# for QAT, whose float weights never ran without their centroids in training: the LM's reach 590
-# perplexity). Run by convergence.sh as: gnuplot -e "out='DIR'" convergence.gp. A task without rows
-# yet leaves its panel out.
+# Quant-Noise at rate p (p = 1: iPQ QAT), after iPQ by the built-in plan and by the plan with fewer
+# centroids (solid), and in float before iPQ (dashed; not for QAT, whose float weights never ran
+# without their centroids in training: the LM's reach 590 perplexity). Run by convergence.sh as:
+# gnuplot -e "out='DIR'" convergence.gp. A task without rows yet leaves its panel out.
 set datafile separator ","
 file = out."/rates.csv"
 count(task) = int(system(sprintf("awk -F, '$1 == \"%s\"' %s | wc -l", task, file)))

@@ -16,13 +16,14 @@ import math
 import os
 import sys
 
-# Each table: its title, its rows as (arm, scheme) with labels, and the two rows that every other
-# row is compared with, seed by seed.
+# Each table: its title, its rows as (arm, scheme) with labels, and the rows that every other row
+# is compared with, seed by seed: no noise and QAT; with fewer centroids, both QATs (the same
+# model as the built-in plan's, and the one trained against this plan's codebook sizes).
 IPQ_ARMS = ["none", "pq0.025", "pq0.05", "pq0.1", "pq0.2", "pq1", "ft_pq0.1"]
 TABLES = [
     ("iPQ", [(arm, "ipq") for arm in IPQ_ARMS], [("none", "ipq"), ("pq1", "ipq")]),
     ("iPQ with up to 8x fewer centroids per layer",
-     [(arm, "ipq_fewer") for arm in IPQ_ARMS + ["pq1_fewer"]], [("none", "ipq_fewer"), ("pq1_fewer", "ipq_fewer")]),
+     [(arm, "ipq_fewer") for arm in IPQ_ARMS + ["pq1_fewer"]], [("none", "ipq_fewer"), ("pq1", "ipq_fewer"), ("pq1_fewer", "ipq_fewer")]),
     ("int4, per-tensor weight ranges and 4-bit inputs (the paper's)",
      [("none", "int4"), ("none", "int4a4"), ("none", "int4a4mse"), ("int4t_1", "int4a4"),
       ("int4t_0.5", "int4a4"), ("int4t_0.1", "int4a4")],
@@ -52,7 +53,9 @@ def label(row):
 
 
 def compared_label(row):
-    return "no noise" if row[0] == "none" else "QAT"
+    if row == ("pq1", "ipq_fewer"):
+        return "QAT against the built-in plan's codebooks"
+    return {"none": "no noise", "pq1_fewer": "QAT against this plan's codebooks"}.get(row[0], "QAT")
 
 
 def mean_se(values):
@@ -131,22 +134,20 @@ def task_table(task, title, table_rows, baselines, runs):
     return rows + [""]
 
 
-# The arms trained with noise from the start, by rate, for the plot against the rate; then each
-# plan's QAT (rate 1), trained against codebooks of that plan's sizes.
-RATE_ARMS = [("pq0.025", 0.025), ("pq0.05", 0.05), ("pq0.1", 0.1), ("pq0.2", 0.2)]
-QAT_ARM = {"ipq": "pq1", "ipq_fewer": "pq1_fewer"}
+# The arms trained with noise from the start, by rate (1: QAT), for the plot against the rate.
+RATE_ARMS = [("pq0.025", 0.025), ("pq0.05", 0.05), ("pq0.1", 0.1), ("pq0.2", 0.2), ("pq1", 1.0)]
 RATES_HEADER = "task,scheme,rate,seeds,float_minus_none,float_se,quantized_minus_none,quantized_se"
 
 
 def rate_rows(runs):
-    """CSV lines of RATES_HEADER, one per task, iPQ plan (scheme) and arm of RATE_ARMS or the
-    plan's QAT, with at least 2 seeds paired with the no-noise arm: the paired difference from no noise, float and
+    """CSV lines of RATES_HEADER, one per task, iPQ plan (scheme) and arm of RATE_ARMS with at
+    least 2 seeds paired with the no-noise arm: the paired difference from no noise, float and
     after iPQ, mean and standard error (accuracy in points)."""
     lines = []
     for task, (metric, _) in TASKS.items():
         scale = 100 if metric == "accuracy" else 1
         for scheme in ("ipq", "ipq_fewer"):
-            for arm, rate in RATE_ARMS + [(QAT_ARM[scheme], 1.0)]:
+            for arm, rate in RATE_ARMS:
                 seeds = sorted(s for (t, a, s, c) in runs
                                if (t, a, c) == (task, arm, scheme) and (task, "none", s, scheme) in runs)
                 if len(seeds) < 2:
