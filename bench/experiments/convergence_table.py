@@ -23,7 +23,8 @@ IPQ_ARMS = ["none", "pq0.025", "pq0.05", "pq0.1", "pq0.2", "pq1", "ft_pq0.1"]
 TABLES = [
     ("iPQ", [(arm, "ipq") for arm in IPQ_ARMS], [("none", "ipq"), ("pq1", "ipq")]),
     ("iPQ with up to 8x fewer centroids per layer",
-     [(arm, "ipq_fewer") for arm in IPQ_ARMS + ["pq1_fewer"]], [("none", "ipq_fewer"), ("pq1", "ipq_fewer"), ("pq1_fewer", "ipq_fewer")]),
+     [(arm, "ipq_fewer") for arm in IPQ_ARMS + ["pq1_fewer"]],
+     [("none", "ipq_fewer"), ("pq1", "ipq_fewer"), ("pq1_fewer", "ipq_fewer")]),
     ("int4, per-tensor weight ranges and 4-bit inputs (the paper's)",
      [("none", "int4"), ("none", "int4a4"), ("none", "int4a4mse"), ("int4t_1", "int4a4"),
       ("int4t_0.5", "int4a4"), ("int4t_0.1", "int4a4")],
