@@ -40,6 +40,9 @@ ARM_LABELS = {"none": "no noise",
               "pq1_fewer": "iPQ QAT against codebooks of this plan's sizes",
               "int4t_1": "int4 QAT (weights and inputs, p = 1)",
               "ft_pq0.1": "no noise, then finetuned with Quant-Noise p = 0.1 (last 2 epochs; LM: 1)"}
+# Short names of the baselines in the column heads, where "no noise" or "QAT" is ambiguous.
+COMPARED_LABELS = {("pq1", "ipq_fewer"): "QAT against the built-in plan's codebooks",
+                   ("pq1_fewer", "ipq_fewer"): "QAT against this plan's codebooks"}
 TASKS = {"image": ("accuracy", True), "lm": ("ppl", False)}  # metric, higher is better
 
 
@@ -54,9 +57,7 @@ def label(row):
 
 
 def compared_label(row):
-    if row == ("pq1", "ipq_fewer"):
-        return "QAT against the built-in plan's codebooks"
-    return {"none": "no noise", "pq1_fewer": "QAT against this plan's codebooks"}.get(row[0], "QAT")
+    return COMPARED_LABELS.get(row, "no noise" if row[0] == "none" else "QAT")
 
 
 def mean_se(values):
