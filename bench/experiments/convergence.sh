@@ -28,9 +28,10 @@
 # is also quantized the way Table 1 does (per-channel int4, float inputs).
 #
 # Jobs run in phases, each task by task (image first: its jobs are short) and arm by arm across the
-# seeds: the arms the main question rests on (no noise, p = 0.1, QAT), then the other arms, each
-# model compressed by both plans as soon as it is trained; then the int4 arms (no noise, 0.5, QAT,
-# 0.1). So a partial run already answers the first table with every seed.
+# seeds: the arms the main question rests on (no noise, p = 0.1, QAT, and right after QAT its twin
+# "pq1_fewer"), then the other arms, each model compressed by both plans as soon as it is trained;
+# then the int4 arms (no noise, 0.5, QAT, 0.1). So a partial run already answers the first table
+# with every seed.
 #
 # Every step resumes: training checkpoints every --save-every updates and restarts with --resume,
 # iPQ restarts after its last finished stage, and finished results are kept. Jobs run one thread
@@ -47,7 +48,7 @@ TABLE_ONLY=0 ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --tasks) TASKS=${2:?--tasks needs a list}; shift ;;
-    --arms) ARMS=${2:?--arms needs a list}; shift ;;
+    --arms) ARMS=${2?--arms needs a list}; shift ;;
     --int4-arms) INT4_ARMS=${2?--int4-arms needs a list}; shift ;;
     --table) TABLE_ONLY=1 ;;
     *) ARGS+=("$1") ;;
@@ -201,10 +202,11 @@ if [ "$TABLE_ONLY" = 0 ]; then
             *) echo "convergence_job $task $arm $seed builtin fewer" ;;
           esac
         done
+        # QAT comes with its twin against the harsher plan's codebook sizes.
+        if [ "$phase" != int4 ] && [ "$arm" = pq1 ]; then
+          for seed in $SEEDS; do echo "convergence_job $task pq1_fewer $seed fewer"; done
+        fi
       done
-      if [ "$phase" = main ]; then
-        for seed in $SEEDS; do echo "convergence_job $task pq1_fewer $seed fewer"; done
-      fi
     done
   done >"$OUT/convergence.jobs"
   # shellcheck disable=SC2016
