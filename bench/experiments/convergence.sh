@@ -22,10 +22,11 @@
 # The int4 question the same way (issue 24, item 3): the paper's int4, per-tensor weight ranges and
 # every Linear/Conv2d input at 4 bits, after no noise (the no-noise model above), int4 QAT
 # (int4t_1: weights and inputs fake-quantized in every step) and int4 Quant-Noise at the rate
-# fairseq's Quant-Noise README gives for scalar quantization (int4t_0.5) and at 0.1. The no-noise
-# model's input ranges are calibrated twice: min-max ("int4a4") and least squared error
-# ("int4a4mse", --activation-ranges mse; the trained arms keep the ranges they trained with). It
-# is also quantized the way Table 1 does (per-channel int4, float inputs).
+# fairseq's Quant-Noise README gives for scalar quantization (int4t_0.5) and at 0.1. Each model is
+# quantized twice: with the input ranges it trained with, or for the no-noise model min-max ones
+# ("int4a4"), and with ranges calibrated afresh by least squared error ("int4a4mse",
+# --activation-ranges mse). The no-noise model is also quantized the way Table 1 does (per-channel
+# int4, float inputs).
 #
 # Jobs run in phases, each task by task (image first: its jobs are short) and arm by arm across the
 # seeds: the arms the main question rests on (no noise, p = 0.1, QAT, and right after QAT its twin
@@ -151,13 +152,13 @@ convergence_ipq() {
 }
 
 # Quantizes one model (trained as above) to int4: "int4a4" per-tensor ranges and 4-bit inputs,
-# and for the no-noise model also "int4a4mse" (its input ranges by least squared error) and
-# "int4" as Table 1 does (per channel, float inputs).
+# "int4a4mse" the same with input ranges calibrated by least squared error, and for the no-noise
+# model also "int4" as Table 1 does (per channel, float inputs).
 int4_job() {
   local task=$1 name=$2 seed=$3
   local id="$task.$name.s$seed"
-  local variants=(int4a4) variant pending=()
-  [ "$name" = none ] && variants+=(int4a4mse int4)
+  local variants=(int4a4 int4a4mse) variant pending=()
+  [ "$name" = none ] && variants+=(int4)
   for variant in "${variants[@]}"; do
     [ -f "$PUBLISHED/runs/$id.$variant.json" ] || pending+=("$variant")
   done
@@ -184,7 +185,10 @@ int4_job() {
 }
 
 if [ "$TABLE_ONLY" = 0 ]; then
-  # The phases (see the top), each over the tasks, the arms and the seeds.
+  # The phases (see the top), each over the tasks, the arms and the seeds, listed in a file of this
+  # run's own: runs may share $OUT.
+  jobs_file=$(mktemp --suffix=.jobs "$OUT/convergence.XXXXXX")
+  trap 'rm -f "$jobs_file"' EXIT
   read -r -a ipq_arms <<<"$ARMS"
   read -r -a int4_arms <<<"$INT4_ARMS"
   main=("${ipq_arms[@]:0:3}") others=("${ipq_arms[@]:3}")
@@ -208,13 +212,10 @@ if [ "$TABLE_ONLY" = 0 ]; then
         fi
       done
     done
-  done >"$OUT/convergence.jobs"
-  # shellcheck disable=SC2016
-  echo "convergence.sh: $(wc -l <"$OUT/convergence.jobs") jobs, $JOBS at a time" >&2
+  done >"$jobs_file"
   export -f convergence_train convergence_train_locked convergence_job convergence_ipq int4_job \
     convergence_task_args convergence_epochs finetune_epochs finetune_noise fewer_centroids_noise_args
-  xargs -P "$JOBS" -d '\n' -n 1 bash -c 'source "$0"; eval "$1"' "$EXPERIMENTS_DIR/common.sh" \
-    <"$OUT/convergence.jobs"
+  run_jobs "$jobs_file"
 fi
 "$EXPERIMENTS_DIR/convergence_table.py" "$PUBLISHED"
 OUT=$PUBLISHED plot convergence.gp

@@ -26,8 +26,8 @@ TABLES = [
      [(arm, "ipq_fewer") for arm in IPQ_ARMS + ["pq1_fewer"]],
      [("none", "ipq_fewer"), ("pq1", "ipq_fewer"), ("pq1_fewer", "ipq_fewer")]),
     ("int4, per-tensor weight ranges and 4-bit inputs (the paper's)",
-     [("none", "int4"), ("none", "int4a4"), ("none", "int4a4mse"), ("int4t_1", "int4a4"),
-      ("int4t_0.5", "int4a4"), ("int4t_0.1", "int4a4")],
+     [("none", "int4"), ("none", "int4a4"), ("none", "int4a4mse")]
+     + [(arm, scheme) for arm in ["int4t_1", "int4t_0.5", "int4t_0.1"] for scheme in ["int4a4", "int4a4mse"]],
      [("none", "int4a4mse"), ("int4t_1", "int4a4")]),
 ]
 # Labels of the rows whose name depends on the scheme, then of the arms whose name does not.
@@ -47,9 +47,11 @@ TASKS = {"image": ("accuracy", True), "lm": ("ppl", False)}  # metric, higher is
 
 
 def label(row):
-    arm, _ = row
+    arm, scheme = row
     if row in ROW_LABELS:
         return ROW_LABELS[row]
+    if scheme == "int4a4mse":  # a model trained with 4-bit inputs, its ranges replaced
+        return label((arm, "int4a4")) + ", input ranges recalibrated by least squared error"
     if arm in ARM_LABELS:
         return ARM_LABELS[arm]
     rate = arm[2:] if arm.startswith("pq") else arm.split("_", 1)[1]

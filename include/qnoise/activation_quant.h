@@ -29,6 +29,9 @@ inline constexpr const char* kInputQuantBuffer = "input_quant";
 // existing state is for other bits.
 std::vector<std::string> enable_input_quantization(torch::nn::Module& model,
                                                    const std::vector<std::string>& layers = {}, int bits = 8);
+// Starts calibration again on every layer with an input state, trained or calibrated: each
+// observes afresh at its bits (a model trained with activation noise whose ranges are replaced).
+void restart_input_calibration(torch::nn::Module& model);
 // Ends calibration: every observing layer gets the scale and zero point of its observed range.
 // Throws qnoise::Error when a layer saw no input.
 void finish_input_calibration(torch::nn::Module& model);

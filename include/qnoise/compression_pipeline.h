@@ -4,6 +4,7 @@
 // finetuning), and rebuild a task from a compressed model to evaluate or export it.
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "qnoise/input_range_observer.h"
@@ -33,7 +34,9 @@ struct CompressionOptions {
   // fake-quantized per tensor, ranges calibrated on clean passes over training data, or kept from
   // training with activation noise (activation_quant.h).
   int activation_bits = 0;
-  InputRangeObserver activation_ranges = InputRangeObserver::MinMax;  // how calibration picks them
+  // How calibration picks them; unset: trained ranges kept, min-max for the others
+  // (ModuleCompressionOptions::activation_ranges).
+  std::optional<InputRangeObserver> activation_ranges;
   // int8 / int4: one range per tensor instead of per output channel.
   bool per_tensor = false;
   IpqOptions ipq;  // iPQ: plan, optimizer, stage checkpoints

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,9 +52,10 @@ ModuleCompressionOptions task_compression_options(TrainingTask& task, const Quan
                                                   DataParallelGroup* group = nullptr);
 
 // Runs the plan on `task`'s model, adding the quantized layers to `pq`, with inputs quantized to
-// activation_bits (0: float) calibrated at the end by `activation_ranges`. The model is left in
-// eval mode holding exactly what the result's file holds.
+// activation_bits (0: float) calibrated at the end by `activation_ranges` (unset: ranges trained
+// with activation noise kept, min-max for the others). The model is left in eval mode holding
+// exactly what the result's file holds.
 IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, int activation_bits = 0,
-                  InputRangeObserver activation_ranges = InputRangeObserver::MinMax);
+                  std::optional<InputRangeObserver> activation_ranges = std::nullopt);
 
 }  // namespace qnoise

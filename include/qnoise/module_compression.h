@@ -25,6 +25,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -101,13 +102,14 @@ struct ModuleCompressionOptions {
   std::function<void()> recalibrate_normalization;
   // Quantized activations (2..8 bits; 0: float): every Linear/Conv2d layer's input fake-quantized
   // per tensor to that many bits, its range calibrated on `calibration_passes` (clean forward
-  // passes over representative inputs, which qnoise runs in eval mode without gradients); layers
-  // trained with activation noise keep the ranges they trained with. Required when
-  // activation_bits is set.
+  // passes over representative inputs, which qnoise runs in eval mode without gradients). Required
+  // when activation_bits is set.
   int activation_bits = 0;
   std::function<void()> calibration_passes;
   // How calibration picks each input range (input_range_observer.h); Mse runs the passes twice.
-  InputRangeObserver activation_ranges = InputRangeObserver::MinMax;
+  // Unset: layers trained with activation noise keep the ranges they trained with and the others
+  // take min and max. Set: every layer's range is calibrated afresh by that observer.
+  std::optional<InputRangeObserver> activation_ranges;
   // Called after each stage (and its finetuning): for evaluation, logs and checkpoints.
   struct StageDone {
     size_t index;                             // the stage's, in the plan

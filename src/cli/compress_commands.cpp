@@ -31,7 +31,7 @@ struct QuantizeCommandOptions {
   double finetune_noise = -1;   // < 0: the plan's
   std::string scalar_ranges = "channel";  // int8 / int4: channel or tensor
   int64_t activation_bits = -1;            // -1: the scheme's (8 for ipq+int8, else float)
-  std::string activation_ranges = "minmax";
+  std::string activation_ranges;           // empty: trained ranges kept, min-max for the others
   int64_t block_size = 8, n_centroids = 256;  // --torchscript ipq
   TorchscriptTask task;                        // --torchscript ipq finetuning
   bool resume = false;
@@ -42,7 +42,7 @@ struct QuantizeCommandOptions {
 void run_torchscript_quantize(const QuantizeCommandOptions& command) {
   QNOISE_CHECK(command.plan_path.empty() && !command.resume && command.finetune_noise == -1 &&
                    command.scalar_ranges == "channel" && command.activation_bits == -1 &&
-                   command.activation_ranges == "minmax",
+                   command.activation_ranges.empty(),
                "--config, --finetune-noise, --scalar-ranges, --activation-bits, --activation-ranges and --resume are for "
                "qnoise checkpoints; a "
                "TorchScript model takes --scheme, --block-size, --centroids and --finetune-steps");
@@ -109,8 +109,9 @@ void run_quantize(const QuantizeCommandOptions& command, const LaunchEnvironment
                  "--scheme ipq+int8 quantizes activations to 8 bits; for other bits use --scheme ipq --activation-bits N");
     options.activation_bits = static_cast<int>(command.activation_bits);
   }
-  options.activation_ranges = parse_input_range_observer(command.activation_ranges);
-  QNOISE_CHECK(options.activation_ranges == InputRangeObserver::MinMax || options.activation_bits != 0,
+  if (!command.activation_ranges.empty())
+    options.activation_ranges = parse_input_range_observer(command.activation_ranges);
+  QNOISE_CHECK(!options.activation_ranges || options.activation_bits != 0,
                "--activation-ranges applies to quantized activations (--activation-bits N or --scheme ipq+int8)");
   options.ipq.checkpoint_path = command.out + ".stages.pt";
   options.ipq.resume = command.resume;
@@ -145,8 +146,7 @@ void run_quantize(const QuantizeCommandOptions& command, const LaunchEnvironment
                          {"metric", task->primary_metric()}};
   if (options.per_tensor) line["scalar_ranges"] = "tensor";
   if (options.activation_bits != 0) line["activation_bits"] = options.activation_bits;
-  if (options.activation_ranges != InputRangeObserver::MinMax)
-    line["activation_ranges"] = to_string(options.activation_ranges);
+  if (options.activation_ranges) line["activation_ranges"] = to_string(*options.activation_ranges);
   line["float"] = metrics_to_json(before);
   line["compressed"] = metrics_to_json(after);
   std::cout << line.dump() << "\n";
@@ -295,7 +295,8 @@ std::vector<Command> add_compression_commands(CLI::App& parent, const RuntimeOpt
                 "batches or kept from training with --activation-bits; 0: float (default; ipq+int8: 8)");
   q->add_option("--activation-ranges", quantize->activation_ranges,
                 "How calibration picks each input range: minmax (default) or mse (least squared error over a "
-                "histogram of the inputs, clipping outliers; calibrates twice)")
+                "histogram of the inputs, clipping outliers; calibrates twice). Given, it also replaces the ranges "
+                "of a model trained with --activation-bits, which are kept otherwise")
       ->check(CLI::IsMember({"minmax", "mse"}));
   q->add_option("--config", quantize->plan_path, "iPQ plan: JSON, or fairseq's quantization YAML (.yaml/.yml); default: the model family's (docs/compression.md)");
   q->add_option("--data", quantize->data, "Data directory (default: the one the model was trained on)");

@@ -100,9 +100,10 @@ std::vector<NoiseTarget> later_stage_noise(const QuantizationPlan& plan,
 }
 
 void calibrate_input_ranges(torch::nn::Module& module, const std::function<void()>& passes, int bits,
-                            InputRangeObserver observer) {
+                            std::optional<InputRangeObserver> observer) {
   QNOISE_CHECK(static_cast<bool>(passes), "quantized activations need calibration passes (ModuleCompressionOptions::calibration_passes)");
   enable_input_quantization(module, {}, bits);
+  if (observer) restart_input_calibration(module);  // a chosen observer replaces trained ranges too
   module.eval();
   {
     at::NoGradGuard no_grad;
@@ -227,8 +228,7 @@ ModuleCompression compress_module(torch::nn::Module& module, const ModuleCompres
   if (options.activation_bits != 0) {
     calibrate_input_ranges(module, options.calibration_passes, options.activation_bits, options.activation_ranges);
     info.plan["activations"] = "int" + std::to_string(options.activation_bits);
-    if (options.activation_ranges != InputRangeObserver::MinMax)
-      info.plan["activation_ranges"] = to_string(options.activation_ranges);
+    if (options.activation_ranges) info.plan["activation_ranges"] = to_string(*options.activation_ranges);
   }
   info.plan["rest"] = to_string(info.rest);
   result.model = make_compressed_model(module, result.weights, info);

@@ -184,6 +184,14 @@ void finish_input_calibration(at::Tensor& state, const std::string& layer) {
   state.index_put_({3}, zero_point);
 }
 
+void restart_input_calibration(torch::nn::Module& model) {
+  at::NoGradGuard no_grad;
+  for (const auto& item : model.named_modules("", /*include_self=*/false)) {
+    at::Tensor state = input_quant_state(*item.value());
+    if (state.defined()) state.copy_(new_input_quant_state(input_quant_bits(state)));
+  }
+}
+
 void finish_input_calibration(torch::nn::Module& model) {
   for (const auto& item : model.named_modules("", /*include_self=*/false)) {
     at::Tensor state = input_quant_state(*item.value());

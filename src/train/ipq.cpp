@@ -186,7 +186,7 @@ ModuleCompressionOptions task_compression_options(TrainingTask& task, const Quan
 }
 
 IpqResult run_ipq(TrainingTask& task, PqLayers& pq, const IpqOptions& options, int activation_bits,
-                  InputRangeObserver activation_ranges) {
+                  std::optional<InputRangeObserver> activation_ranges) {
   const QuantizationPlan& plan = options.plan;
   IpqOptions settings = options;
   settings.optimizer.lr = plan.lr;

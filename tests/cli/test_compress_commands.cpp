@@ -208,6 +208,18 @@ TEST(CompressCommands, ActivationNoiseRangesTravelFromTrainingToTheFile) {
   const auto trained_task = qnoise::load_trained_task(checkpoint);
   const auto trained_state = trained_task->model().named_buffers()["conv2.input_quant"];
   EXPECT_TRUE(torch::equal(state, trained_state)) << state << trained_state;
+  // Asked for, an observer replaces the trained ranges, and the file and output say so.
+  const auto mse_qnz = temp_path("cli_int4_qat_mse.qnz");
+  const auto recalibrated = run_qnoise("--threads 1 quantize --model " + checkpoint +
+                                       " --scheme int4 --scalar-ranges tensor --activation-bits 4 "
+                                       "--activation-ranges mse --progress off --out " + mse_qnz);
+  ASSERT_EQ(recalibrated.exit_code, 0) << recalibrated.output;
+  EXPECT_TRUE(contains(recalibrated.output, R"("activation_ranges":"mse")")) << recalibrated.output;
+  const auto mse_file = qnoise::read_qnz(mse_qnz);
+  EXPECT_EQ(mse_file.plan.at("activation_ranges"), "mse");
+  const auto mse_state = mse_file.find("conv2.input_quant")->decode();
+  EXPECT_EQ(qnoise::input_quant_bits(mse_state), 4);
+  EXPECT_FALSE(torch::equal(mse_state, trained_state)) << mse_state << trained_state;
   const auto other = run_qnoise("--threads 1 quantize --model " + checkpoint +
                                 " --scheme int4 --activation-bits 8 --progress off --out " + temp_path("x.qnz"));
   EXPECT_NE(other.exit_code, 0);

@@ -1,13 +1,18 @@
 // compress_module on a model that is none of the built-in families: int8, int4, iPQ with the
-// caller's finetuning loop, a mixed plan and int8 activations; each written to a .qnz, loaded into
-// a fresh instance and run through the packed kernels, which give the decoded model's outputs.
+// caller's finetuning loop, a mixed plan, int8 activations and trained input ranges; each written
+// to a .qnz, loaded into a fresh instance and run through the packed kernels, which give the
+// decoded model's outputs.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
+#include <optional>
 #include <set>
 
+#include "qnoise/activation_quant.h"
 #include "qnoise/error.h"
 #include "qnoise/layer_factory.h"
 #include "qnoise/layer_kernel.h"
@@ -305,6 +310,66 @@ TEST(ModuleCompression, Int8ActivationsAreCalibratedAndStored) {
   const torch::Tensor ids = make_batches(1, 14).ids[0];
   expect_close(fresh->forward(ids), decoded->forward(ids), 1e-4, "kernels against decoded");
   expect_close(decoded->forward(ids), model->forward(ids), 1e-5, "decoded against in place");
+}
+
+// A layer trained with activation noise keeps its trained input range unless an observer is
+// chosen; then every layer is calibrated afresh, min-max giving exactly its inputs' extremes.
+TEST(ModuleCompression, TrainedInputRangesAreKeptUnlessAnObserverIsChosen) {
+  const Batches data = make_batches(4, 13);
+  float low = INFINITY, high = -INFINITY;  // over fc1's inputs in the calibration passes
+  {
+    BagClassifier reference = copy_of_trained();
+    torch::NoGradGuard no_grad;
+    for (const auto& ids : data.ids) {
+      const torch::Tensor input = reference->embed->forward(ids).mean(1);
+      low = std::min(low, input.min().item<float>());
+      high = std::max(high, input.max().item<float>());
+    }
+  }
+  constexpr float kTrainedLow = -8, kTrainedHigh = 8;
+  ASSERT_GT(low, kTrainedLow);
+  ASSERT_LT(high, kTrainedHigh);
+
+  struct Compressed {
+    float low, high;
+    nlohmann::json plan;
+  };
+  const auto compress = [&data](std::optional<qnoise::InputRangeObserver> observer) {
+    BagClassifier model = copy_of_trained();
+    qnoise::enable_input_quantization(*model, {"fc1"}, 4);
+    torch::Tensor state = model->fc1->named_buffers()[qnoise::kInputQuantBuffer];
+    {
+      torch::NoGradGuard no_grad;
+      state.index_put_({0}, kTrainedLow);
+      state.index_put_({1}, kTrainedHigh);
+    }
+    qnoise::finish_input_calibration(state, "fc1");  // as training leaves it
+    qnoise::ModuleCompressionOptions options;
+    options.plan = plan_of({{{"name", "all"}, {"layers", {"fc*", "head"}}, {"scheme", "int4"}}});
+    options.activation_bits = 4;
+    options.activation_ranges = observer;
+    options.calibration_passes = passes_over(model, data);
+    const auto result = qnoise::compress_module(*model, options);
+    const torch::Tensor stored_state = stored(result.model, "fc1.input_quant").decode();
+    EXPECT_EQ(qnoise::input_quant_bits(stored_state), 4);
+    return Compressed{stored_state[0].item<float>(), stored_state[1].item<float>(), result.model.plan};
+  };
+
+  const Compressed kept = compress(std::nullopt);
+  EXPECT_EQ(kept.low, kTrainedLow);
+  EXPECT_EQ(kept.high, kTrainedHigh);
+  EXPECT_FALSE(kept.plan.contains("activation_ranges")) << kept.plan.dump();
+
+  const Compressed minmax = compress(qnoise::InputRangeObserver::MinMax);
+  EXPECT_FLOAT_EQ(minmax.low, low);
+  EXPECT_FLOAT_EQ(minmax.high, high);
+  EXPECT_EQ(minmax.plan.at("activation_ranges"), "minmax");
+
+  const Compressed mse = compress(qnoise::InputRangeObserver::Mse);
+  EXPECT_GE(mse.low, std::min(low, 0.0f));
+  EXPECT_LE(mse.high, std::max(high, 0.0f));
+  EXPECT_LT(mse.high - mse.low, high - low) << "the inputs' tails are clipped";
+  EXPECT_EQ(mse.plan.at("activation_ranges"), "mse");
 }
 
 TEST(ModuleCompression, BadPlansAreClearErrors) {

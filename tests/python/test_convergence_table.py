@@ -73,6 +73,20 @@ def test_fewer_centroid_rows_are_compared_with_both_qats(tmp_path):
             "-16.00): better |") in text
 
 
+def test_int4_rows_of_trained_ranges_and_recalibrated_ones(tmp_path):
+    for seed in (1, 2, 3):
+        write_run(tmp_path, "lm", "none", seed, "int4a4mse", 80.0, 85.0)
+        write_run(tmp_path, "lm", "int4t_1", seed, "int4a4", 84.0, 86.0)
+        write_run(tmp_path, "lm", "int4t_1", seed, "int4a4mse", 84.0, 84.0 + seed)
+    title, rows, baselines = table.TABLES[2]
+    text = "\n".join(table.task_table("lm", title, rows, baselines, table.load_runs(tmp_path)))
+    assert "| int4 QAT (weights and inputs, p = 1) | 1,2,3 | 84.00 ± 0.00 | 86.00 ± 0.00 | +1.00 ± 0.00" in text
+    assert ("| int4 QAT (weights and inputs, p = 1), input ranges recalibrated by least squared error | 1,2,3 | "
+            "84.00 ± 0.00 | 86.00 ± 0.58 | +1.00 ± 0.58 (+0.00, +1.00, +2.00): no effect beyond 2 SE | "
+            "+0.00 ± 0.58 (-1.00, +0.00, +1.00): no effect beyond 2 SE |") in text
+    assert "| Quant-Noise p = 0.5, input ranges recalibrated by least squared error | 0 |" in text
+
+
 def test_rate_rows_are_paired_differences_from_no_noise(tmp_path):
     for seed in (1, 2, 3):
         write_run(tmp_path, "image", "none", seed, "ipq", 0.90, 0.80 + 0.01 * seed)
