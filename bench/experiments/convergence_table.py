@@ -20,6 +20,7 @@ import sys
 # is compared with, seed by seed: no noise and QAT; with fewer centroids, both QATs (the same
 # model as the built-in plan's, and the one trained against this plan's codebook sizes).
 IPQ_ARMS = ["none", "pq0.025", "pq0.05", "pq0.1", "pq0.2", "pq1", "ft_pq0.1"]
+INT4_TRAINED_ARMS = ["int4t_1", "int4t_0.5", "int4t_0.1"]  # trained with 4-bit inputs
 TABLES = [
     ("iPQ", [(arm, "ipq") for arm in IPQ_ARMS], [("none", "ipq"), ("pq1", "ipq")]),
     ("iPQ with up to 8x fewer centroids per layer",
@@ -27,7 +28,7 @@ TABLES = [
      [("none", "ipq_fewer"), ("pq1", "ipq_fewer"), ("pq1_fewer", "ipq_fewer")]),
     ("int4, per-tensor weight ranges and 4-bit inputs (the paper's)",
      [("none", "int4"), ("none", "int4a4"), ("none", "int4a4mse")]
-     + [(arm, scheme) for arm in ["int4t_1", "int4t_0.5", "int4t_0.1"] for scheme in ["int4a4", "int4a4mse"]],
+     + [(arm, scheme) for arm in INT4_TRAINED_ARMS for scheme in ["int4a4", "int4a4mse"]],
      [("none", "int4a4mse"), ("int4t_1", "int4a4")]),
 ]
 # Labels of the rows whose name depends on the scheme, then of the arms whose name does not.
