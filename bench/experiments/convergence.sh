@@ -81,24 +81,26 @@ fewer_centroids_noise_args() {
 }
 
 # Trains (resuming) one model unless its training finished; publishes its evaluation log. "ft_<arm>"
-# first trains "first_part" without noise for the epochs before the finetuning ones.
+# first trains "first_part" without noise for the epochs before the finetuning ones. Training
+# checkpoints to <id>.partial.pt, renamed to <id>.pt when it ends: a model file is a finished one
+# (a published log may come from another machine, so it says nothing about the local checkpoint).
 convergence_train() {
   local id="$1.$2.s$3"
-  [ -f "$PUBLISHED/logs/$id.train.jsonl" ] && [ -f "$OUT/models/$id.pt" ] && return 0
+  [ -f "$OUT/models/$id.pt" ] && return 0
   ( flock 9 && convergence_train_locked "$@" ) 9>"$OUT/models/$id.lock"
 }
 convergence_train_locked() {
   local task=$1 name=$2 seed=$3
   local id="$task.$name.s$seed"
-  local model="$OUT/models/$id.pt" log="$OUT/logs/$id"
-  [ -f "$PUBLISHED/logs/$id.train.jsonl" ] && [ -f "$model" ] && return 0
+  local model="$OUT/models/$id.pt" partial="$OUT/models/$id.partial.pt" log="$OUT/logs/$id"
+  [ -f "$model" ] && return 0
   local schedule=(--epochs "$(convergence_epochs "$task")") noise=$name
   if [[ "$name" == ft_* ]]; then
     noise=${name#ft_}
     local first="$OUT/models/$task.first_part.s$seed.pt"
     schedule=(--epochs "$(finetune_epochs "$task")")
     # Resuming continues the finetuning itself: --init-from only starts it.
-    [ -f "$model" ] || {
+    [ -f "$partial" ] || {
       convergence_train "$task" first_part "$seed" || return 1
       schedule+=(--init-from "$first")
     }
@@ -107,15 +109,16 @@ convergence_train_locked() {
     schedule=(--epochs "$(($(convergence_epochs "$task") - $(finetune_epochs "$task")))")
   fi
   local resume=() codebooks=()
-  [ -f "$model" ] && resume=(--resume)
+  [ -f "$partial" ] && resume=(--resume)
   # shellcheck disable=SC2207
   [ "$name" = pq1_fewer ] && noise=pq1 codebooks=($(fewer_centroids_noise_args "$task"))
   # shellcheck disable=SC2046
   "$QNOISE" --threads 1 train $(convergence_task_args "$task") $(model_args "$noise") "${codebooks[@]}" "${schedule[@]}" \
-    --seed "$seed" --save-every 200 "${resume[@]}" --out "$model" --progress off >>"$log.train.jsonl" \
+    --seed "$seed" --save-every 200 "${resume[@]}" --out "$partial" --progress off >>"$log.train.jsonl" \
     2>>"$log.train.err" || { echo "failed: training $id (see $log.train.err)" >&2; return 1; }
   mkdir -p "$PUBLISHED/logs"
   grep '"event":"eval"' "$log.train.jsonl" >"$PUBLISHED/logs/$id.train.jsonl" || true
+  mv "$partial" "$model"
 }
 
 # Trains (resuming) one model and compresses it with iPQ by each plan given: the built-in plan
