@@ -117,7 +117,11 @@ convergence_train_locked() {
     --seed "$seed" --save-every 200 "${resume[@]}" --out "$partial" --progress off >>"$log.train.jsonl" \
     2>>"$log.train.err" || { echo "failed: training $id (see $log.train.err)" >&2; return 1; }
   mkdir -p "$PUBLISHED/logs"
-  grep '"event":"eval"' "$log.train.jsonl" >"$PUBLISHED/logs/$id.train.jsonl" || true
+  # A run resumed from a checkpoint older than its last evaluation evaluates that step again: the
+  # log keeps the latest evaluation of each step.
+  grep '"event":"eval"' "$log.train.jsonl" | awk '
+    match($0, /"step":[0-9]+/) { k = substr($0, RSTART, RLENGTH); if (!(k in line)) order[++n] = k; line[k] = $0 }
+    END { for (i = 1; i <= n; i++) print line[order[i]] }' >"$PUBLISHED/logs/$id.train.jsonl" || true
   mv "$partial" "$model"
 }
 
