@@ -57,7 +57,8 @@ while [ $# -gt 0 ]; do
   shift
 done
 parse_args --seeds "1 2 3" --out "$ROOT/build/experiments/convergence" "${ARGS[@]}"
-PUBLISHED="$ROOT/docs/results/convergence"
+# Where results and evaluation logs are published (the test points it elsewhere).
+PUBLISHED=${CONVERGENCE_PUBLISHED:-$ROOT/docs/results/convergence}
 export TASKS ARMS INT4_ARMS PUBLISHED
 
 convergence_task_args() {
